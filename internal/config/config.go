@@ -1,0 +1,246 @@
+// Package config holds sagaflow's one configuration struct. It is read once at
+// start-up from the environment, with command-line flags overriding the
+// environment, and validated before anything connects anywhere.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/url"
+	"os"
+	"reflect"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/caarlos0/env/v11"
+)
+
+// Config is the whole configuration of every sagaflow process. The defaults
+// work against the local stack that deploy/stack.sh starts. Every field has an
+// `env` key, an `envDefault` and a `help` text; `sagaflow help` prints them.
+type Config struct {
+	HTTPAddr        string        `env:"SAGAFLOW_HTTP_ADDR" envDefault:":8080" help:"address the REST API listens on"`
+	MaxBodyBytes    int64         `env:"SAGAFLOW_MAX_BODY_BYTES" envDefault:"1048576" help:"largest request body the API reads, in bytes"`
+	ShutdownTimeout time.Duration `env:"SAGAFLOW_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long a stopping process waits for requests and activities in flight"`
+	APIKeyCacheTTL  time.Duration `env:"SAGAFLOW_API_KEY_CACHE_TTL" envDefault:"30s" help:"how long a resolved API key is cached in memory (a revoked key works at most this long)"`
+
+	WorkerHTTPAddr string `env:"SAGAFLOW_WORKER_HTTP_ADDR" envDefault:":9091" help:"address 'sagaflow worker' serves /healthz and /metrics on (empty: none)"`
+
+	TemporalAddress   string `env:"TEMPORAL_ADDRESS" help:"host:port of an external Temporal frontend; empty: 'dev' embeds its own server, the other commands use 127.0.0.1:7233"`
+	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"sagaflow" help:"Temporal namespace of every workflow"`
+
+	DevBindIP       string `env:"SAGAFLOW_DEV_BIND_IP" envDefault:"127.0.0.1" help:"IP the embedded Temporal server and its Web UI bind to"`
+	DevTemporalPort int    `env:"SAGAFLOW_DEV_TEMPORAL_PORT" envDefault:"7233" help:"gRPC port of the embedded Temporal server"`
+	DevUIPort       int    `env:"SAGAFLOW_DEV_UI_PORT" envDefault:"8233" help:"port of the embedded Temporal Web UI (0: no UI)"`
+	DataDir         string `env:"SAGAFLOW_DATA_DIR" envDefault:".data" help:"directory for the embedded Temporal server's SQLite file"`
+
+	DatabaseURL      string `env:"DATABASE_URL" envDefault:"postgres://sagaflow:sagaflow@127.0.0.1:54320/sagaflow?sslmode=disable" help:"PostgreSQL connection URL"`
+	DatabaseMaxConns int32  `env:"SAGAFLOW_DB_MAX_CONNS" envDefault:"20" help:"largest number of PostgreSQL connections per process"`
+	RedisURL         string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:63790/0" help:"Redis connection URL"`
+	RedisPrefix      string `env:"SAGAFLOW_REDIS_PREFIX" envDefault:"sagaflow:" help:"prefix of every Redis key sagaflow writes"`
+	AMQPURL          string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:56720/" help:"RabbitMQ AMQP 0-9-1 URL"`
+
+	WorkflowPollers       int `env:"SAGAFLOW_WORKER_WORKFLOW_POLLERS" envDefault:"8" help:"workflow task pollers per task queue"`
+	ActivityPollers       int `env:"SAGAFLOW_WORKER_ACTIVITY_POLLERS" envDefault:"8" help:"activity task pollers per task queue"`
+	MaxConcurrentActivity int `env:"SAGAFLOW_WORKER_MAX_ACTIVITIES" envDefault:"200" help:"activities one worker runs at once per task queue"`
+	MaxConcurrentWorkflow int `env:"SAGAFLOW_WORKER_MAX_WORKFLOW_TASKS" envDefault:"100" help:"workflow tasks one worker runs at once per task queue"`
+
+	DemoKey string `env:"SAGAFLOW_DEMO_KEY" envDefault:"demo-key" help:"API key 'dev' gives the seeded tenant demo (empty: none)"`
+	AcmeKey string `env:"SAGAFLOW_ACME_KEY" envDefault:"acme-key" help:"API key 'dev' gives the seeded tenant acme (empty: none)"`
+
+	LogLevel  string `env:"SAGAFLOW_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
+	LogFormat string `env:"SAGAFLOW_LOG_FORMAT" envDefault:"json" help:"json or text"`
+}
+
+// DefaultTemporalAddress is where the non-dev commands look for Temporal when
+// TEMPORAL_ADDRESS is empty: the embedded server of a running 'sagaflow dev'.
+const DefaultTemporalAddress = "127.0.0.1:7233"
+
+// Var describes one configuration variable, for help output and flags.
+type Var struct {
+	Env     string
+	Flag    string
+	Default string
+	Help    string
+}
+
+// Vars lists every configuration variable in declaration order.
+func Vars() []Var {
+	t := reflect.TypeFor[Config]()
+	vars := make([]Var, 0, t.NumField())
+	for i := range t.NumField() {
+		f := t.Field(i)
+		key := f.Tag.Get("env")
+		vars = append(vars, Var{
+			Env:     key,
+			Flag:    FlagName(key),
+			Default: f.Tag.Get("envDefault"),
+			Help:    f.Tag.Get("help"),
+		})
+	}
+	return vars
+}
+
+// FlagName is the command-line flag for an environment key:
+// SAGAFLOW_HTTP_ADDR → http-addr, DATABASE_URL → database-url.
+func FlagName(envKey string) string {
+	return strings.ReplaceAll(strings.ToLower(strings.TrimPrefix(envKey, "SAGAFLOW_")), "_", "-")
+}
+
+// Load reads the configuration from environ (os.Environ() form) with
+// overrides (environment key → value, from flags) on top, and validates it.
+func Load(environ []string, overrides map[string]string) (Config, error) {
+	vals := env.ToMap(environ)
+	for k, v := range overrides {
+		vals[k] = v
+	}
+	var c Config
+	if err := env.ParseWithOptions(&c, env.Options{Environment: vals}); err != nil {
+		return Config{}, parseError(err)
+	}
+	if err := c.Validate(); err != nil {
+		return Config{}, err
+	}
+	return c, nil
+}
+
+// FromEnv is Load with the process environment and no overrides.
+func FromEnv() (Config, error) { return Load(os.Environ(), nil) }
+
+// Validate reports every problem in c at once, each naming its variable.
+func (c Config) Validate() error {
+	var errs []error
+	bad := func(key, format string, args ...any) {
+		errs = append(errs, fmt.Errorf("%s: "+format, append([]any{key}, args...)...))
+	}
+	if _, _, err := net.SplitHostPort(c.HTTPAddr); err != nil {
+		bad("SAGAFLOW_HTTP_ADDR", "want host:port, got %q", c.HTTPAddr)
+	}
+	if c.WorkerHTTPAddr != "" {
+		if _, _, err := net.SplitHostPort(c.WorkerHTTPAddr); err != nil {
+			bad("SAGAFLOW_WORKER_HTTP_ADDR", "want host:port, got %q", c.WorkerHTTPAddr)
+		}
+	}
+	if c.MaxBodyBytes < 1024 {
+		bad("SAGAFLOW_MAX_BODY_BYTES", "must be at least 1024, got %d", c.MaxBodyBytes)
+	}
+	if c.ShutdownTimeout <= 0 {
+		bad("SAGAFLOW_SHUTDOWN_TIMEOUT", "must be positive")
+	}
+	if c.APIKeyCacheTTL < 0 {
+		bad("SAGAFLOW_API_KEY_CACHE_TTL", "must not be negative")
+	}
+	if c.TemporalAddress != "" {
+		if _, _, err := net.SplitHostPort(c.TemporalAddress); err != nil {
+			bad("TEMPORAL_ADDRESS", "want host:port, got %q", c.TemporalAddress)
+		}
+	}
+	if c.TemporalNamespace == "" {
+		bad("TEMPORAL_NAMESPACE", "must not be empty")
+	}
+	if net.ParseIP(c.DevBindIP) == nil {
+		bad("SAGAFLOW_DEV_BIND_IP", "not an IP address: %q", c.DevBindIP)
+	}
+	if c.DevTemporalPort < 1 || c.DevTemporalPort > 65535 {
+		bad("SAGAFLOW_DEV_TEMPORAL_PORT", "not a port: %d", c.DevTemporalPort)
+	}
+	if c.DevUIPort < 0 || c.DevUIPort > 65535 {
+		bad("SAGAFLOW_DEV_UI_PORT", "not a port: %d", c.DevUIPort)
+	}
+	checkURL := func(key, raw string, schemes ...string) {
+		u, err := url.Parse(raw)
+		if err != nil || u.Host == "" {
+			bad(key, "not a URL with a host: %q", redact(raw))
+			return
+		}
+		for _, s := range schemes {
+			if u.Scheme == s {
+				return
+			}
+		}
+		bad(key, "scheme %q, want one of %s", u.Scheme, strings.Join(schemes, ", "))
+	}
+	checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql")
+	checkURL("REDIS_URL", c.RedisURL, "redis", "rediss")
+	checkURL("AMQP_URL", c.AMQPURL, "amqp", "amqps")
+	if c.DatabaseMaxConns < 2 {
+		bad("SAGAFLOW_DB_MAX_CONNS", "must be at least 2, got %d", c.DatabaseMaxConns)
+	}
+	for key, n := range map[string]int{
+		"SAGAFLOW_WORKER_WORKFLOW_POLLERS":   c.WorkflowPollers,
+		"SAGAFLOW_WORKER_ACTIVITY_POLLERS":   c.ActivityPollers,
+		"SAGAFLOW_WORKER_MAX_ACTIVITIES":     c.MaxConcurrentActivity,
+		"SAGAFLOW_WORKER_MAX_WORKFLOW_TASKS": c.MaxConcurrentWorkflow,
+	} {
+		if n < 1 {
+			bad(key, "must be at least 1, got %d", n)
+		}
+	}
+	if _, err := c.SlogLevel(); err != nil {
+		bad("SAGAFLOW_LOG_LEVEL", "%v", err)
+	}
+	if c.LogFormat != "json" && c.LogFormat != "text" {
+		bad("SAGAFLOW_LOG_FORMAT", "want json or text, got %q", c.LogFormat)
+	}
+	if len(errs) == 0 {
+		return nil
+	}
+	// Sorted so that the message does not depend on map order above.
+	msgs := make([]string, len(errs))
+	for i, e := range errs {
+		msgs[i] = e.Error()
+	}
+	slices.Sort(msgs)
+	return errors.New("config: " + strings.Join(msgs, "; "))
+}
+
+// parseError rewrites the parser's errors to name the environment variable
+// (what the user set) instead of the Go field.
+func parseError(err error) error {
+	var agg env.AggregateError
+	if !errors.As(err, &agg) {
+		return fmt.Errorf("config: %w", err)
+	}
+	t := reflect.TypeFor[Config]()
+	msgs := make([]string, 0, len(agg.Errors))
+	for _, e := range agg.Errors {
+		var pe env.ParseError
+		if errors.As(e, &pe) {
+			if f, ok := t.FieldByName(pe.Name); ok {
+				msgs = append(msgs, fmt.Sprintf("%s: %v", f.Tag.Get("env"), pe.Err))
+				continue
+			}
+		}
+		msgs = append(msgs, e.Error())
+	}
+	return errors.New("config: " + strings.Join(msgs, "; "))
+}
+
+// SlogLevel is LogLevel as a slog.Level.
+func (c Config) SlogLevel() (slog.Level, error) {
+	var l slog.Level
+	err := l.UnmarshalText([]byte(c.LogLevel))
+	return l, err
+}
+
+// TemporalHostPort is where a client dials Temporal: TEMPORAL_ADDRESS if set,
+// else the embedded dev server's port on the dev bind IP.
+func (c Config) TemporalHostPort() string {
+	if c.TemporalAddress != "" {
+		return c.TemporalAddress
+	}
+	return net.JoinHostPort(c.DevBindIP, strconv.Itoa(c.DevTemporalPort))
+}
+
+// redact hides the password of a URL in error messages.
+func redact(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		return "(unparsable)"
+	}
+	return u.Redacted()
+}

@@ -1,0 +1,81 @@
+package config
+
+import (
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestLoad_defaults_work_for_the_local_stack(t *testing.T) {
+	c, err := Load(nil, nil)
+	if err != nil {
+		t.Fatalf("defaults do not validate: %v", err)
+	}
+	if c.HTTPAddr != ":8080" || c.TemporalNamespace != "sagaflow" || c.ShutdownTimeout != 30*time.Second {
+		t.Fatalf("unexpected defaults: %+v", c)
+	}
+	if got := c.TemporalHostPort(); got != "127.0.0.1:7233" {
+		t.Fatalf("TemporalHostPort = %q, want the embedded server", got)
+	}
+}
+
+func TestLoad_flags_override_environment(t *testing.T) {
+	c, err := Load([]string{"SAGAFLOW_HTTP_ADDR=:9000", "TEMPORAL_ADDRESS=temporal:7233"},
+		map[string]string{"SAGAFLOW_HTTP_ADDR": "127.0.0.1:9100"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c.HTTPAddr != "127.0.0.1:9100" {
+		t.Fatalf("flag did not override env: %q", c.HTTPAddr)
+	}
+	if c.TemporalHostPort() != "temporal:7233" {
+		t.Fatalf("TEMPORAL_ADDRESS ignored: %q", c.TemporalHostPort())
+	}
+}
+
+func TestLoad_rejects_bad_values_naming_each_variable(t *testing.T) {
+	tests := []struct {
+		name    string
+		environ []string
+		want    []string
+	}{
+		{"bad_database_scheme", []string{"DATABASE_URL=mysql://x@h/db"}, []string{"DATABASE_URL"}},
+		{"password_is_not_echoed", []string{"AMQP_URL=http://u:secret@h/"}, []string{"AMQP_URL"}},
+		{"not_a_duration", []string{"SAGAFLOW_SHUTDOWN_TIMEOUT=soon"}, []string{"SAGAFLOW_SHUTDOWN_TIMEOUT"}},
+		{"several_at_once", []string{"SAGAFLOW_LOG_LEVEL=loud", "SAGAFLOW_WORKER_ACTIVITY_POLLERS=0", "SAGAFLOW_HTTP_ADDR=8080"},
+			[]string{"SAGAFLOW_LOG_LEVEL", "SAGAFLOW_WORKER_ACTIVITY_POLLERS", "SAGAFLOW_HTTP_ADDR"}},
+		{"bad_temporal_address", []string{"TEMPORAL_ADDRESS=nohostport"}, []string{"TEMPORAL_ADDRESS"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := Load(tt.environ, nil)
+			if err == nil {
+				t.Fatal("want an error")
+			}
+			for _, w := range tt.want {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %s", err, w)
+				}
+			}
+			if strings.Contains(err.Error(), "secret") {
+				t.Errorf("error leaks a password: %q", err)
+			}
+		})
+	}
+}
+
+func TestVars_documents_every_field(t *testing.T) {
+	seen := map[string]bool{}
+	for _, v := range Vars() {
+		if v.Env == "" || v.Help == "" || v.Flag == "" {
+			t.Errorf("undocumented variable: %+v", v)
+		}
+		if seen[v.Flag] {
+			t.Errorf("two variables share flag --%s", v.Flag)
+		}
+		seen[v.Flag] = true
+	}
+	if FlagName("SAGAFLOW_HTTP_ADDR") != "http-addr" || FlagName("DATABASE_URL") != "database-url" {
+		t.Fatal("flag names are not derived as documented")
+	}
+}

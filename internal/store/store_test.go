@@ -1,0 +1,137 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+)
+
+var env *testenv.Env
+
+func TestMain(m *testing.M) {
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	var err error
+	env, err = testenv.New(ctx)
+	cancel()
+	if err != nil {
+		println(err.Error())
+		os.Exit(1)
+	}
+	code := m.Run()
+	env.Close()
+	os.Exit(code)
+}
+
+func open(t *testing.T) *store.Store {
+	t.Helper()
+	ctx := context.Background()
+	s, err := store.Open(ctx, env.Config.DatabaseURL, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func newTenant(t *testing.T) tenant.Tenant {
+	t.Helper()
+	tn, err := tenant.New("t" + testenv.RunID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+func TestMigrate_is_idempotent_and_safe_concurrently(t *testing.T) {
+	s := open(t)
+	var wg sync.WaitGroup
+	errs := make(chan error, 4)
+	for range 4 {
+		wg.Go(func() { errs <- s.Migrate(context.Background()) })
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		if err != nil {
+			t.Fatalf("concurrent migrate: %v", err)
+		}
+	}
+}
+
+func TestCreateTenant_creates_schema_with_tenant_tables(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	tn := newTenant(t)
+	if err := s.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	ok, err := s.SchemaExists(ctx, tn.Schema)
+	if err != nil || !ok {
+		t.Fatalf("schema %s missing: %v", tn.Schema, err)
+	}
+	var n int
+	err = s.Pool().QueryRow(ctx, `SELECT count(*) FROM information_schema.tables WHERE table_schema = $1 AND table_name = 'outbox'`, tn.Schema).Scan(&n)
+	if err != nil || n != 1 {
+		t.Fatalf("outbox table not in tenant schema: n=%d err=%v", n, err)
+	}
+	if err := s.CreateTenant(ctx, tn); !errors.Is(err, tenant.ErrExists) {
+		t.Fatalf("second create: got %v, want ErrExists", err)
+	}
+	if err := s.EnsureTenant(ctx, tn); err != nil {
+		t.Fatalf("EnsureTenant on an existing tenant: %v", err)
+	}
+	// A later Migrate must leave the tenant's applied migrations alone.
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	got, err := s.Tenant(ctx, tn.Name)
+	if err != nil || got != tn {
+		t.Fatalf("Tenant(%s) = %+v, %v", tn.Name, got, err)
+	}
+}
+
+func TestAPIKeys_resolve_only_to_their_tenant(t *testing.T) {
+	s := open(t)
+	ctx := context.Background()
+	a, b := newTenant(t), newTenant(t)
+	for _, tn := range []tenant.Tenant{a, b} {
+		if err := s.CreateTenant(ctx, tn); err != nil {
+			t.Fatal(err)
+		}
+	}
+	key, _ := tenant.NewKey()
+	h := tenant.HashKey(key)
+	if err := s.AddAPIKey(ctx, a.Name, h, "test"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddAPIKey(ctx, a.Name, h, "again"); err != nil {
+		t.Fatalf("re-adding the same key for the same tenant: %v", err)
+	}
+	if err := s.AddAPIKey(ctx, b.Name, h, "steal"); err == nil {
+		t.Fatal("the same key was given to a second tenant")
+	}
+	got, stored, err := s.TenantByKeyHash(ctx, h)
+	if err != nil || got.Name != a.Name || stored != h {
+		t.Fatalf("TenantByKeyHash = %+v, %v", got, err)
+	}
+	other, _ := tenant.NewKey()
+	if _, _, err := s.TenantByKeyHash(ctx, tenant.HashKey(other)); !errors.Is(err, tenant.ErrNotFound) {
+		t.Fatalf("unknown key: got %v, want ErrNotFound", err)
+	}
+	if _, err := s.Pool().Exec(ctx, `UPDATE sagaflow.api_keys SET revoked_at = now() WHERE key_hash = $1`, h[:]); err != nil {
+		t.Fatal(err)
+	}
+	if _, _, err := s.TenantByKeyHash(ctx, h); !errors.Is(err, tenant.ErrNotFound) {
+		t.Fatalf("revoked key: got %v, want ErrNotFound", err)
+	}
+}
