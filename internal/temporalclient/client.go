@@ -1,0 +1,121 @@
+// Package temporalclient builds the one Temporal client of a process and
+// prepares a namespace (its registration and search attributes).
+package temporalclient
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/operatorservice/v1"
+	"go.temporal.io/api/serviceerror"
+	"go.temporal.io/api/workflowservice/v1"
+	"go.temporal.io/sdk/client"
+	temporalotel "go.temporal.io/sdk/contrib/opentelemetry"
+	"go.temporal.io/sdk/interceptor"
+	sdklog "go.temporal.io/sdk/log"
+	"google.golang.org/protobuf/types/known/durationpb"
+)
+
+// Options configure Dial.
+type Options struct {
+	HostPort  string
+	Namespace string
+	Logger    *slog.Logger
+	// Metrics receives the SDK's metrics; nil drops them.
+	Metrics client.MetricsHandler
+	// Interceptors run around every client and worker call, after the
+	// OpenTelemetry tracing interceptor that Dial always installs (it traces
+	// through the global tracer provider, a no-op until one is set).
+	Interceptors []interceptor.ClientInterceptor
+}
+
+// Dial connects to Temporal, retrying until ctx ends so that a process can
+// start before its Temporal frontend does (docker compose, a restart).
+func Dial(ctx context.Context, o Options) (client.Client, error) {
+	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	if err != nil {
+		return nil, fmt.Errorf("temporal: tracing interceptor: %w", err)
+	}
+	opts := client.Options{
+		HostPort:       o.HostPort,
+		Namespace:      o.Namespace,
+		Logger:         sdklog.NewStructuredLogger(o.Logger.With("component", "temporal-sdk")),
+		MetricsHandler: o.Metrics,
+		Interceptors:   append([]interceptor.ClientInterceptor{tracing}, o.Interceptors...),
+	}
+	for attempt := 1; ; attempt++ {
+		c, err := client.DialContext(ctx, opts)
+		if err == nil {
+			return c, nil
+		}
+		o.Logger.Warn("temporal not reachable yet", "address", o.HostPort, "attempt", attempt, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("temporal: dial %s: %w", o.HostPort, err)
+		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
+		}
+	}
+}
+
+// EnsureNamespace registers namespace unless it exists, then waits until the
+// frontend serves it (a new namespace takes a moment to propagate).
+func EnsureNamespace(ctx context.Context, c client.Client, namespace string, retention time.Duration) error {
+	svc := c.WorkflowService()
+	_, err := svc.RegisterNamespace(ctx, &workflowservice.RegisterNamespaceRequest{
+		Namespace:                        namespace,
+		WorkflowExecutionRetentionPeriod: durationpb.New(retention),
+	})
+	var exists *serviceerror.NamespaceAlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("temporal: register namespace %s: %w", namespace, err)
+	}
+	for {
+		_, err := svc.DescribeNamespace(ctx, &workflowservice.DescribeNamespaceRequest{Namespace: namespace})
+		if err == nil {
+			return nil
+		}
+		select {
+		case <-ctx.Done():
+			return fmt.Errorf("temporal: namespace %s not ready: %w", namespace, err)
+		case <-time.After(250 * time.Millisecond):
+		}
+	}
+}
+
+// EnsureSearchAttributes adds the custom search attributes in want that the
+// namespace lacks. An attribute that exists with another type is an error.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string, want map[string]enumspb.IndexedValueType) error {
+	op := c.OperatorService()
+	have, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
+	if err != nil {
+		return fmt.Errorf("temporal: list search attributes: %w", err)
+	}
+	missing := map[string]enumspb.IndexedValueType{}
+	for _, name := range slices.Sorted(maps.Keys(want)) {
+		typ, ok := have.GetCustomAttributes()[name]
+		switch {
+		case !ok:
+			missing[name] = want[name]
+		case typ != want[name]:
+			return fmt.Errorf("temporal: search attribute %s is %s, want %s", name, typ, want[name])
+		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	_, err = op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
+		Namespace:        namespace,
+		SearchAttributes: missing,
+	})
+	var exists *serviceerror.AlreadyExists
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("temporal: add search attributes: %w", err)
+	}
+	return nil
+}
