@@ -1,0 +1,32 @@
+package workflows
+
+import (
+	"path/filepath"
+	"testing"
+
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+)
+
+// TestReplay_recorded_histories replays every history recorded from a real
+// server (testdata/*.json, written by the integration tests with
+// SAGAFLOW_RECORD_HISTORY=1) against today's workflow code: a change that
+// would break running workflows fails here.
+func TestReplay_recorded_histories(t *testing.T) {
+	files, err := filepath.Glob("testdata/*.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(files) == 0 {
+		t.Fatal("no recorded histories in testdata/")
+	}
+	r := worker.NewWorkflowReplayer()
+	r.RegisterWorkflowWithOptions(Probe, workflow.RegisterOptions{Name: "Probe"})
+	for _, f := range files {
+		t.Run(filepath.Base(f), func(t *testing.T) {
+			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {
+				t.Fatalf("replay %s: %v", f, err)
+			}
+		})
+	}
+}
