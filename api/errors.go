@@ -1,0 +1,62 @@
+package api
+
+import (
+	"context"
+	"errors"
+	"net/http"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/api/serviceerror"
+)
+
+// errorBody is the JSON every error response carries:
+// {"error":{"code":"not_found","message":"..."}}.
+type errorBody struct {
+	Error errorDetail `json:"error"`
+}
+
+type errorDetail struct {
+	Code    string `json:"code"`
+	Message string `json:"message"`
+}
+
+// httpError is an error with the status and code to answer it with.
+type httpError struct {
+	status  int
+	code    string
+	message string
+}
+
+func (e *httpError) Error() string { return e.message }
+
+func badRequest(msg string) error { return &httpError{http.StatusBadRequest, "bad_request", msg} }
+func notFound(msg string) error   { return &httpError{http.StatusNotFound, "not_found", msg} }
+
+// abort answers with status, code and message and stops the chain.
+func abort(c *gin.Context, status int, code, message string) {
+	c.AbortWithStatusJSON(status, errorBody{Error: errorDetail{Code: code, Message: message}})
+}
+
+// fail translates err into a response: the one place where errors become
+// HTTP statuses. Unknown errors are logged and answered with a 500 that
+// hides their text.
+func fail(c *gin.Context, err error) {
+	var he *httpError
+	var maxBytes *http.MaxBytesError
+	var notFoundErr *serviceerror.NotFound
+	var unavailable *serviceerror.Unavailable
+	switch {
+	case errors.As(err, &he):
+		abort(c, he.status, he.code, he.message)
+	case errors.As(err, &maxBytes):
+		abort(c, http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit")
+	case errors.As(err, &notFoundErr):
+		abort(c, http.StatusNotFound, "not_found", "no such resource")
+	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded):
+		loggerFrom(c).Warn("dependency unavailable", "error", err)
+		abort(c, http.StatusServiceUnavailable, "unavailable", "a dependency did not answer in time; retry later")
+	default:
+		loggerFrom(c).Error("request failed", "error", err)
+		abort(c, http.StatusInternalServerError, "internal", "internal error (see the server log for request "+requestID(c)+")")
+	}
+}

@@ -1,0 +1,65 @@
+// Package api is sagaflow's REST API (gin): it starts, queries and signals
+// workflows for the tenant that the caller's API key names. Every /v1 route
+// is tenant-scoped; another tenant's resources do not exist for the caller.
+package api
+
+import (
+	"context"
+	"log/slog"
+	"net/http"
+	"time"
+
+	"github.com/gin-gonic/gin"
+	"go.temporal.io/sdk/client"
+
+	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+)
+
+// TenantResolver finds the tenant owning an API key, by the key's hash.
+type TenantResolver interface {
+	TenantByKeyHash(ctx context.Context, hash tenant.KeyHash) (tenant.Tenant, tenant.KeyHash, error)
+}
+
+// Check reports whether one dependency is reachable (for /readyz).
+type Check func(ctx context.Context) error
+
+// Deps are the API's collaborators, built once per process.
+type Deps struct {
+	Temporal     client.Client
+	Tenants      TenantResolver
+	Checks       map[string]Check
+	Metrics      *telemetry.Metrics
+	Logger       *slog.Logger
+	MaxBodyBytes int64
+	KeyCacheTTL  time.Duration
+}
+
+// Server holds the handlers' dependencies.
+type Server struct {
+	deps Deps
+}
+
+func init() { gin.SetMode(gin.ReleaseMode) }
+
+// NewHandler returns the HTTP handler of the whole API.
+func NewHandler(d Deps) http.Handler {
+	s := &Server{deps: d}
+	r := gin.New()
+	r.HandleMethodNotAllowed = true
+	r.ContextWithFallback = true
+	r.Use(requestContext(d.Logger, d.MaxBodyBytes), accessLog(newHTTPMetrics(d.Metrics.Registry)), recovery())
+	r.NoRoute(func(c *gin.Context) { abort(c, http.StatusNotFound, "not_found", "no route "+c.Request.URL.Path) })
+	r.NoMethod(func(c *gin.Context) {
+		abort(c, http.StatusMethodNotAllowed, "method_not_allowed", c.Request.Method+" is not allowed on "+c.Request.URL.Path)
+	})
+
+	r.GET("/healthz", s.healthz)
+	r.GET("/readyz", s.readyz)
+	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
+
+	v1 := r.Group("/v1", authenticate(d.Tenants, &keyCache{ttl: d.KeyCacheTTL, m: map[tenant.KeyHash]cachedTenant{}}))
+	v1.GET("/workflows/:id", s.getWorkflow)
+	v1.POST("/probes", s.startProbe)
+	return r
+}
