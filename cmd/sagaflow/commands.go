@@ -1,0 +1,206 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/spf13/cobra"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/sagaflow/sagaflow/internal/app"
+	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/workers"
+)
+
+func (c *cli) logger() *slog.Logger {
+	level, _ := c.cfg.SlogLevel()
+	return telemetry.NewLogger(os.Stderr, c.cfg.LogFormat, level)
+}
+
+func (c *cli) devCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "dev",
+		Short: "Run the whole system in one process: embedded Temporal with Web UI, workers, API; seeds tenants demo and acme",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, log, start := cmd.Context(), c.logger(), time.Now()
+			a, err := app.Open(ctx, c.cfg, log, app.Options{EmbedTemporal: true, Migrate: true})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			if err := a.Seed(ctx); err != nil {
+				return err
+			}
+			l, err := net.Listen("tcp", c.cfg.HTTPAddr)
+			if err != nil {
+				return fmt.Errorf("api: %w", err)
+			}
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
+			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
+			c.banner(a, l.Addr(), time.Since(start))
+			err = g.Wait()
+			log.Info("stopped")
+			return err
+		},
+	}
+}
+
+// banner tells a person at the terminal where everything is.
+func (c *cli) banner(a *app.App, apiAddr net.Addr, took time.Duration) {
+	port := apiAddr.(*net.TCPAddr).Port
+	w := os.Stdout
+	fmt.Fprintf(w, "\nsagaflow dev is up (%.1fs)\n", took.Seconds())
+	fmt.Fprintf(w, "  REST API      http://127.0.0.1:%d   (healthz, readyz, metrics, /v1/...)\n", port)
+	if a.Dev != nil {
+		fmt.Fprintf(w, "  Temporal      %s   (namespace %s)\n", a.Dev.Address(), c.cfg.TemporalNamespace)
+		if a.Dev.UIURL() != "" {
+			fmt.Fprintf(w, "  Temporal UI   %s/namespaces/%s/workflows\n", a.Dev.UIURL(), c.cfg.TemporalNamespace)
+		}
+	} else {
+		fmt.Fprintf(w, "  Temporal      %s   (external, namespace %s)\n", c.cfg.TemporalHostPort(), c.cfg.TemporalNamespace)
+	}
+	for _, t := range []struct{ name, key string }{{"demo", c.cfg.DemoKey}, {"acme", c.cfg.AcmeKey}} {
+		if t.key != "" {
+			fmt.Fprintf(w, "  tenant %-6s Authorization: Bearer %s\n", t.name, t.key)
+		}
+	}
+	fmt.Fprintf(w, "\n  try: curl -s -X POST -H 'Authorization: Bearer %s' http://127.0.0.1:%d/v1/probes\n", c.cfg.DemoKey, port)
+	fmt.Fprintf(w, "  Ctrl-C stops everything cleanly; state is kept in %s and PostgreSQL.\n\n", c.cfg.DataDir)
+}
+
+func (c *cli) apiCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "api",
+		Short: "Serve the REST API against TEMPORAL_ADDRESS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, log := cmd.Context(), c.logger()
+			a, err := app.Open(ctx, c.cfg, log, app.Options{})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			l, err := net.Listen("tcp", c.cfg.HTTPAddr)
+			if err != nil {
+				return fmt.Errorf("api: %w", err)
+			}
+			log.Info("api listening", "addr", l.Addr().String(), "temporal", c.cfg.TemporalHostPort())
+			return app.Serve(ctx, l, a.Handler(), c.cfg.ShutdownTimeout, log)
+		},
+	}
+}
+
+func (c *cli) workerCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "worker",
+		Short: "Run the Temporal workers against TEMPORAL_ADDRESS",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			ctx, log := cmd.Context(), c.logger()
+			a, err := app.Open(ctx, c.cfg, log, app.Options{})
+			if err != nil {
+				return err
+			}
+			defer a.Close()
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
+			if c.cfg.WorkerHTTPAddr != "" {
+				l, err := net.Listen("tcp", c.cfg.WorkerHTTPAddr)
+				if err != nil {
+					return fmt.Errorf("worker http: %w", err)
+				}
+				mux := http.NewServeMux()
+				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
+					w.Header().Set("Content-Type", "application/json")
+					_, _ = w.Write([]byte(`{"status":"ok"}`))
+				})
+				mux.Handle("GET /metrics", a.Metrics.Handler())
+				g.Go(func() error { return app.Serve(gctx, l, mux, c.cfg.ShutdownTimeout, log) })
+			}
+			log.Info("worker running", "temporal", c.cfg.TemporalHostPort())
+			return g.Wait()
+		},
+	}
+}
+
+func (c *cli) migrateCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "migrate",
+		Short: "Apply the PostgreSQL migrations and prepare the Temporal namespace, then exit",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			// A first start of docker compose brings Temporal up slowly: wait.
+			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
+			defer cancel()
+			log := c.logger()
+			s, err := store.Open(ctx, c.cfg.DatabaseURL, c.cfg.DatabaseMaxConns)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				return err
+			}
+			log.Info("postgres migrated")
+			tc, err := temporalclient.Dial(ctx, temporalclient.Options{
+				HostPort: c.cfg.TemporalHostPort(), Namespace: c.cfg.TemporalNamespace, Logger: log,
+			})
+			if err != nil {
+				return err
+			}
+			defer tc.Close()
+			if err := app.PrepareNamespace(ctx, tc, c.cfg.TemporalNamespace, true); err != nil {
+				return err
+			}
+			log.Info("temporal namespace ready", "namespace", c.cfg.TemporalNamespace)
+			return nil
+		},
+	}
+}
+
+func (c *cli) tenantCmd() *cobra.Command {
+	tc := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
+	tc.AddCommand(&cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a tenant with its schema and print a new API key (shown once; only its hash is stored)",
+		Args:  cobra.ExactArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error {
+			ctx := cmd.Context()
+			t, err := tenant.New(args[0])
+			if err != nil {
+				return err
+			}
+			s, err := store.Open(ctx, c.cfg.DatabaseURL, c.cfg.DatabaseMaxConns)
+			if err != nil {
+				return err
+			}
+			defer s.Close()
+			if err := s.Migrate(ctx); err != nil {
+				return err
+			}
+			if err := s.CreateTenant(ctx, t); err != nil {
+				return err
+			}
+			key, err := tenant.NewKey()
+			if err != nil {
+				return err
+			}
+			if err := s.AddAPIKey(ctx, t.Name, tenant.HashKey(key), "created by sagaflow tenant create"); err != nil {
+				return err
+			}
+			fmt.Printf("tenant %s created (schema %s)\nAPI key (shown once, keep it): %s\n", t.Name, t.Schema, key)
+			return nil
+		},
+	})
+	return tc
+}

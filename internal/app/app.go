@@ -1,0 +1,224 @@
+// Package app wires one sagaflow process together from its configuration:
+// the clients of PostgreSQL, Redis, RabbitMQ and Temporal (optionally an
+// embedded Temporal server), the workers and the HTTP handler. Every
+// subcommand of cmd/sagaflow and the integration tests build on it, so that
+// what is tested is what runs.
+package app
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/api"
+	"github.com/sagaflow/sagaflow/internal/config"
+	"github.com/sagaflow/sagaflow/internal/queue"
+	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/workers"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// App is one process's set of clients. Close it once.
+type App struct {
+	Config   config.Config
+	Log      *slog.Logger
+	Metrics  *telemetry.Metrics
+	Store    *store.Store
+	Redis    *queue.Redis
+	Rabbit   *rabbit.Conn
+	Temporal client.Client
+	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
+	// or the process was not asked to embed one.
+	Dev Embedded
+
+	closers []func()
+}
+
+// Embedded is a Temporal server running inside this process (see
+// internal/devserver); a build with -tags nodev has none.
+type Embedded interface {
+	Address() string
+	UIURL() string
+	Stop()
+}
+
+// Options say what a process needs.
+type Options struct {
+	// EmbedTemporal starts the embedded server unless TEMPORAL_ADDRESS is set.
+	EmbedTemporal bool
+	// InMemory keeps the embedded server's state in memory (tests).
+	InMemory bool
+	// Migrate applies the PostgreSQL migrations and prepares the Temporal
+	// namespace (registration, search attributes) before returning.
+	Migrate bool
+}
+
+// Open connects to everything the process needs, in dependency order, and
+// closes what it opened if a later step fails.
+func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (_ *App, err error) {
+	a := &App{Config: cfg, Log: log}
+	defer func() {
+		if err != nil {
+			a.Close()
+		}
+	}()
+	if a.Metrics, err = telemetry.NewMetrics(); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = a.Metrics.Shutdown(context.Background()) })
+
+	if o.EmbedTemporal && cfg.TemporalAddress == "" {
+		if a.Dev, err = startEmbedded(ctx, cfg, log, o.InMemory); err != nil {
+			return nil, err
+		}
+		a.closers = append(a.closers, a.Dev.Stop)
+	}
+
+	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Store.Close)
+	if o.Migrate {
+		if err = a.Store.Migrate(ctx); err != nil {
+			return nil, err
+		}
+	}
+	if a.Redis, err = queue.Open(ctx, cfg.RedisURL, cfg.RedisPrefix); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = a.Redis.Close() })
+	if a.Rabbit, err = rabbit.Dial(ctx, cfg.AMQPURL); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = a.Rabbit.Close() })
+
+	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
+		HostPort:  cfg.TemporalHostPort(),
+		Namespace: cfg.TemporalNamespace,
+		Logger:    log,
+		Metrics:   a.Metrics.Temporal(),
+	}); err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, a.Temporal.Close)
+	if o.Migrate {
+		if err = PrepareNamespace(ctx, a.Temporal, cfg.TemporalNamespace, a.Dev == nil); err != nil {
+			return nil, err
+		}
+	}
+	return a, nil
+}
+
+// PrepareNamespace registers the namespace (when register is set: the
+// embedded server creates its own) and the search attributes the workflows
+// need. Idempotent.
+func PrepareNamespace(ctx context.Context, c client.Client, namespace string, register bool) error {
+	if register {
+		if err := temporalclient.EnsureNamespace(ctx, c, namespace, 7*24*time.Hour); err != nil {
+			return err
+		}
+	}
+	return temporalclient.EnsureSearchAttributes(ctx, c, namespace, workflows.SearchAttributes())
+}
+
+// Close closes everything Open opened, in reverse order.
+func (a *App) Close() {
+	for i := len(a.closers) - 1; i >= 0; i-- {
+		a.closers[i]()
+	}
+	a.closers = nil
+}
+
+// Activities are the activity implementations over this process's clients.
+func (a *App) Activities() *activities.Activities {
+	return &activities.Activities{Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit}
+}
+
+// Workers builds the process's workers (not started).
+func (a *App) Workers() map[string]worker.Worker {
+	return workers.New(a.Temporal, a.Activities(), workers.Options{
+		WorkflowPollers:       a.Config.WorkflowPollers,
+		ActivityPollers:       a.Config.ActivityPollers,
+		MaxConcurrentActivity: a.Config.MaxConcurrentActivity,
+		MaxConcurrentWorkflow: a.Config.MaxConcurrentWorkflow,
+		StopTimeout:           a.Config.ShutdownTimeout,
+	})
+}
+
+// Handler is the REST API over this process's clients.
+func (a *App) Handler() http.Handler {
+	return api.NewHandler(api.Deps{
+		Temporal: a.Temporal,
+		Tenants:  a.Store,
+		Checks: map[string]api.Check{
+			"temporal": func(ctx context.Context) error {
+				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
+				return err
+			},
+			"postgres": a.Store.Ping,
+			"redis":    a.Redis.Ping,
+			"rabbitmq": a.Rabbit.Ping,
+		},
+		Metrics:      a.Metrics,
+		Logger:       a.Log,
+		MaxBodyBytes: a.Config.MaxBodyBytes,
+		KeyCacheTTL:  a.Config.APIKeyCacheTTL,
+	})
+}
+
+// Seed creates the demo tenants (demo and acme) with the configured keys,
+// idempotently: restarting dev keeps them and their data.
+func (a *App) Seed(ctx context.Context) error {
+	for name, key := range map[string]string{"demo": a.Config.DemoKey, "acme": a.Config.AcmeKey} {
+		t, err := tenant.New(name)
+		if err != nil {
+			return err
+		}
+		if err := a.Store.EnsureTenant(ctx, t); err != nil {
+			return err
+		}
+		if key == "" {
+			continue
+		}
+		if err := a.Store.AddAPIKey(ctx, t.Name, tenant.HashKey(key), "seeded by dev"); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Serve runs an HTTP server on l until ctx ends, then shuts it down,
+// letting requests in flight finish within timeout.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, timeout time.Duration, log *slog.Logger) error {
+	addr := l.Addr().String()
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	errc := make(chan error, 1)
+	go func() { errc <- srv.Serve(l) }()
+	select {
+	case err := <-errc:
+		return fmt.Errorf("http %s: %w", addr, err)
+	case <-ctx.Done():
+	}
+	log.Info("http server stopping", "addr", addr)
+	sctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+	if err := srv.Shutdown(sctx); err != nil {
+		return fmt.Errorf("http %s shutdown: %w", addr, err)
+	}
+	if err := <-errc; !errors.Is(err, http.ErrServerClosed) {
+		return err
+	}
+	return nil
+}
