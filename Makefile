@@ -30,17 +30,18 @@ migrate: up build ## apply migrations to the configured database and Temporal
 
 # Every test: vet and gofmt, the unit and adapter tests with -race, then the
 # integration tests against the real servers and an embedded Temporal server.
-# The integration package alone runs without -race: it links the whole
-# Temporal server, and instrumenting that doubles a cold build for no gain
-# (our concurrent code is raced in its own packages).
-INTEGRATION := ./internal/integration
+# The packages that link the Temporal server (SERVER_PKGS) build without
+# -race: instrumenting the whole server more than doubles a cold build for no
+# gain (our concurrent code is raced in its own packages).
+SERVER_PKGS := /internal/integration$$|/internal/app$$|/internal/devserver$$|/cmd/sagaflow$$
+RACE_PKGS    = $$($(GO) list ./... | grep -Ev '$(SERVER_PKGS)')
 test: up lint-fast
 	@$(STACK_ENV); \
-	  $(GO) test -race -count=1 -timeout 10m $$($(GO) list ./... | grep -v /internal/integration) && \
-	  $(GO) test -count=1 -timeout 15m $(INTEGRATION)
+	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
+	  $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -E '$(SERVER_PKGS)')
 
 test-unit:
-	$(GO) test -race -count=1 $$($(GO) list ./... | grep -v /internal/integration)
+	$(GO) test -race -count=1 $(RACE_PKGS)
 
 test-integration: up
 	@$(STACK_ENV); $(GO) test -race -count=1 -timeout 15m -v ./internal/integration/

@@ -14,7 +14,9 @@ func (f fakePinger) Ping(context.Context) error { return f.err }
 
 type fakeSchemas map[string]bool
 
-func (f fakeSchemas) SchemaExists(_ context.Context, schema string) (bool, error) { return f[schema], nil }
+func (f fakeSchemas) SchemaExists(_ context.Context, schema string) (bool, error) {
+	return f[schema], nil
+}
 
 func TestCheckDependency(t *testing.T) {
 	a := &Activities{
