@@ -1,0 +1,139 @@
+// Package notify is the client of the notification providers (email, SMS,
+// push: systems we do not own; internal/sim simulates them).
+//
+// Send is idempotent by Message.IdempotencyKey: the provider delivers a key
+// at most once and accepts repeats without delivering again, so a send that
+// failed with an unknown outcome can simply be retried. Errors come in two
+// kinds: ErrPermanent (the provider refused the message, a 4xx: do not
+// retry) and everything else (a timeout, a connection error, a 5xx, 408 or
+// 429: retry with the same key).
+package notify
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// ErrPermanent wraps a refusal that retrying will not change.
+var ErrPermanent = errors.New("permanent failure")
+
+// Channels.
+const (
+	Email = "email"
+	SMS   = "sms"
+	Push  = "push"
+)
+
+// DefaultTimeout is the timeout NewClient uses when given none.
+const DefaultTimeout = 10 * time.Second
+
+// maxResponseBytes bounds what is read of a reply: they are tiny.
+const maxResponseBytes = 64 << 10
+
+// Message is one notification. IdempotencyKey must be unique per message
+// across all channels (say "join-123:confirmed:email").
+type Message struct {
+	Channel        string // Email, SMS or Push
+	To             string // an address, a phone number or a device token
+	Subject        string // email only; optional
+	Body           string
+	IdempotencyKey string
+}
+
+// Client sends notifications. Build one per process and share it: it is
+// safe for concurrent use and keeps connections alive between calls.
+type Client struct {
+	base string
+	http *http.Client
+}
+
+// NewClient returns a client of the providers at baseURL (such as
+// "http://127.0.0.1:8092"). timeout bounds each call; zero or less means
+// DefaultTimeout. A call's context can end it sooner.
+func NewClient(baseURL string, timeout time.Duration) *Client {
+	if timeout <= 0 {
+		timeout = DefaultTimeout
+	}
+	tr := http.DefaultTransport.(*http.Transport).Clone()
+	// Confirmations go out in bursts; the default of 2 idle connections per
+	// host would make most sends dial anew.
+	tr.MaxIdleConns = 200
+	tr.MaxIdleConnsPerHost = 100
+	tr.IdleConnTimeout = 90 * time.Second
+	return &Client{
+		base: strings.TrimRight(baseURL, "/"),
+		http: &http.Client{Timeout: timeout, Transport: tr},
+	}
+}
+
+// CloseIdleConnections closes the connections kept alive for later calls.
+func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+
+// Send delivers m once. It returns nil when the provider accepted m now or
+// had delivered its key before; an error wrapping ErrPermanent when the
+// provider refused it (or m is invalid: an unknown channel, no key); any
+// other error is transient.
+func (c *Client) Send(ctx context.Context, m Message) error {
+	op := fmt.Sprintf("send %s %s", m.Channel, m.IdempotencyKey)
+	if m.Channel != Email && m.Channel != SMS && m.Channel != Push {
+		return fmt.Errorf("notify: %s: %w: unknown channel %q", op, ErrPermanent, m.Channel)
+	}
+	if m.IdempotencyKey == "" {
+		return fmt.Errorf("notify: %s: %w: empty idempotency key", op, ErrPermanent)
+	}
+	b, err := json.Marshal(struct {
+		To             string `json:"to"`
+		Subject        string `json:"subject,omitempty"`
+		Body           string `json:"body"`
+		IdempotencyKey string `json:"idempotency_key"`
+	}{m.To, m.Subject, m.Body, m.IdempotencyKey})
+	if err != nil {
+		return fmt.Errorf("notify: %s: %w: %w", op, ErrPermanent, err)
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/"+m.Channel, bytes.NewReader(b))
+	if err != nil {
+		return fmt.Errorf("notify: %s: %w: %w", op, ErrPermanent, err)
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Accept", "application/json")
+	// Also lets net/http resend on a kept-alive connection the server had
+	// closed, which is safe for an idempotent request.
+	req.Header.Set("Idempotency-Key", m.IdempotencyKey)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return fmt.Errorf("notify: %s: %w", op, err)
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
+	switch s := resp.StatusCode; {
+	case s >= 200 && s < 300:
+		return nil // the status is the answer; a body cut short changes nothing
+	case err != nil:
+		return fmt.Errorf("notify: %s: read %d reply: %w", op, s, err)
+	case s == http.StatusRequestTimeout, s == http.StatusTooManyRequests, s < 400 || s >= 500:
+		return fmt.Errorf("notify: %s: %s", op, detail(s, body))
+	default:
+		return fmt.Errorf("notify: %s: %w: %s", op, ErrPermanent, detail(s, body))
+	}
+}
+
+// detail describes a failed reply with the provider's code and message.
+func detail(status int, body []byte) string {
+	var e struct {
+		Error struct {
+			Code    string `json:"code"`
+			Message string `json:"message"`
+		} `json:"error"`
+	}
+	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
+		return fmt.Sprintf("%d %s: %s", status, e.Error.Code, e.Error.Message)
+	}
+	return fmt.Sprintf("%d %s", status, http.StatusText(status))
+}
