@@ -35,6 +35,10 @@ type Activities struct {
 	Postgres SchemaChecker
 	Redis    Pinger
 	RabbitMQ Pinger
+	// Meetings returns the meeting store of the tenant whose schema it is.
+	Meetings func(schema string) MeetingStore
+	Payments PaymentGateway
+	Notifier Notifier
 }
 
 // CheckInput names the dependency to check and, for PostgreSQL, the tenant

@@ -7,6 +7,8 @@ import (
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
+
+	"github.com/sagaflow/sagaflow/internal/meeting"
 )
 
 // errorBody is the JSON every error response carries:
@@ -48,6 +50,10 @@ func fail(c *gin.Context, err error) {
 	switch {
 	case errors.As(err, &he):
 		abort(c, he.status, he.code, he.message)
+	case errors.Is(err, meeting.ErrNotFound):
+		abort(c, http.StatusNotFound, "not_found", "no such meeting")
+	case errors.Is(err, meeting.ErrJoinNotFound):
+		abort(c, http.StatusNotFound, "not_found", "no such join")
 	case errors.As(err, &maxBytes):
 		abort(c, http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit")
 	case errors.As(err, &notFoundErr):

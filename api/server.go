@@ -28,6 +28,7 @@ type Check func(ctx context.Context) error
 type Deps struct {
 	Temporal     client.Client
 	Tenants      TenantResolver
+	Meetings     func(schema string) MeetingStore
 	Checks       map[string]Check
 	Metrics      *telemetry.Metrics
 	Logger       *slog.Logger
@@ -61,5 +62,11 @@ func NewHandler(d Deps) http.Handler {
 	v1 := r.Group("/v1", authenticate(d.Tenants, &keyCache{ttl: d.KeyCacheTTL, m: map[tenant.KeyHash]cachedTenant{}}))
 	v1.GET("/workflows/:id", s.getWorkflow)
 	v1.POST("/probes", s.startProbe)
+	v1.POST("/meetings", s.createMeeting)
+	v1.GET("/meetings/:id", s.getMeeting)
+	v1.POST("/meetings/:id/close", s.closeMeeting)
+	v1.POST("/meetings/:id/joins", s.createJoin)
+	v1.GET("/joins/:id", s.getJoin)
+	v1.POST("/joins/:id/cancel", s.cancelJoin)
 	return r
 }

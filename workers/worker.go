@@ -41,7 +41,10 @@ func New(c client.Client, acts *activities.Activities, o Options) map[string]wor
 	ops := worker.New(c, workflows.TaskQueueOps, opts)
 	ops.RegisterWorkflowWithOptions(workflows.Probe, workflow.RegisterOptions{Name: "Probe"})
 	ops.RegisterActivity(acts)
-	return map[string]worker.Worker{workflows.TaskQueueOps: ops}
+	join := worker.New(c, workflows.TaskQueueJoin, opts)
+	join.RegisterWorkflowWithOptions(workflows.Join, workflow.RegisterOptions{Name: "Join"})
+	join.RegisterActivity(acts)
+	return map[string]worker.Worker{workflows.TaskQueueOps: ops, workflows.TaskQueueJoin: join}
 }
 
 // Run starts the workers and stops them when ctx ends. Stop waits for the

@@ -15,10 +15,16 @@ import (
 const (
 	// TaskQueueOps runs operational workflows (probes).
 	TaskQueueOps = "sagaflow-ops"
+	// TaskQueueJoin runs the join-a-paid-meeting saga.
+	TaskQueueJoin = "sagaflow-join"
 )
 
 // QueryStatus is the query every sagaflow workflow answers with its state.
 const QueryStatus = "status"
+
+// UpdateCancel asks a join to cancel: before confirmation it compensates,
+// after it refunds in full until the cancel deadline, and is refused after.
+const UpdateCancel = "cancel"
 
 // SearchAttributeTenant marks every workflow with the tenant that owns it;
 // the API refuses to show a workflow to any other tenant.
@@ -45,3 +51,6 @@ func TenantOfWorkflowID(id string) (string, bool) {
 
 // ProbeWorkflowID is the ID of the probe run id of tenant.
 func ProbeWorkflowID(tenant, id string) string { return workflowID(tenant, "probe", id) }
+
+// JoinWorkflowID is the ID of the join saga of joinID (meeting.JoinID).
+func JoinWorkflowID(tenant, joinID string) string { return workflowID(tenant, "join", joinID) }

@@ -22,6 +22,7 @@ func TestReplay_recorded_histories(t *testing.T) {
 	}
 	r := worker.NewWorkflowReplayer()
 	r.RegisterWorkflowWithOptions(Probe, workflow.RegisterOptions{Name: "Probe"})
+	r.RegisterWorkflowWithOptions(Join, workflow.RegisterOptions{Name: "Join"})
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

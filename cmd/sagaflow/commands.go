@@ -44,7 +44,12 @@ func (c *cli) devCmd() *cobra.Command {
 			if err != nil {
 				return fmt.Errorf("api: %w", err)
 			}
+			sims, err := app.NewSimulators(c.cfg)
+			if err != nil {
+				return err
+			}
 			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return sims.Serve(gctx, c.cfg, log) })
 			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
 			c.banner(a, l.Addr(), time.Since(start))
@@ -69,6 +74,7 @@ func (c *cli) banner(a *app.App, apiAddr net.Addr, took time.Duration) {
 	} else {
 		fmt.Fprintf(w, "  Temporal      %s   (external, namespace %s)\n", c.cfg.TemporalHostPort(), c.cfg.TemporalNamespace)
 	}
+	fmt.Fprintf(w, "  Simulators    payment gateway http://%s, notifications http://%s   (GET /stats, PUT /admin/config)\n", c.cfg.SimPaymentAddr, c.cfg.SimNotifyAddr)
 	for _, t := range []struct{ name, key string }{{"demo", c.cfg.DemoKey}, {"acme", c.cfg.AcmeKey}} {
 		if t.key != "" {
 			fmt.Fprintf(w, "  tenant %-6s Authorization: Bearer %s\n", t.name, t.key)
@@ -129,6 +135,23 @@ func (c *cli) workerCmd() *cobra.Command {
 			}
 			log.Info("worker running", "temporal", c.cfg.TemporalHostPort())
 			return g.Wait()
+		},
+	}
+}
+
+func (c *cli) simCmd() *cobra.Command {
+	return &cobra.Command{
+		Use:   "sim",
+		Short: "Serve the simulators of the systems sagaflow calls: payment gateway, notification sink",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := c.logger()
+			sims, err := app.NewSimulators(c.cfg)
+			if err != nil {
+				return err
+			}
+			log.Info("simulators running", "payment", c.cfg.SimPaymentAddr, "notify", c.cfg.SimNotifyAddr)
+			return sims.Serve(cmd.Context(), c.cfg, log)
 		},
 	}
 }

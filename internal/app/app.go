@@ -16,12 +16,17 @@ import (
 
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sagaflow/sagaflow/activities"
 	"github.com/sagaflow/sagaflow/api"
 	"github.com/sagaflow/sagaflow/internal/config"
+	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/notify"
+	"github.com/sagaflow/sagaflow/internal/payment"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/temporalclient"
@@ -39,6 +44,8 @@ type App struct {
 	Redis    *queue.Redis
 	Rabbit   *rabbit.Conn
 	Temporal client.Client
+	Payments *payment.Client
+	Notifier *notify.Client
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -103,6 +110,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = a.Rabbit.Close() })
+	a.Payments = payment.NewClient(cfg.PaymentURL, cfg.PaymentTimeout)
+	a.Notifier = notify.NewClient(cfg.NotifyURL, 10*time.Second)
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
 		HostPort:  cfg.TemporalHostPort(),
@@ -143,7 +152,12 @@ func (a *App) Close() {
 
 // Activities are the activity implementations over this process's clients.
 func (a *App) Activities() *activities.Activities {
-	return &activities.Activities{Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit}
+	return &activities.Activities{
+		Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit,
+		Meetings: func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
+		Payments: a.Payments,
+		Notifier: a.Notifier,
+	}
 }
 
 // Workers builds the process's workers (not started).
@@ -162,6 +176,7 @@ func (a *App) Handler() http.Handler {
 	return api.NewHandler(api.Deps{
 		Temporal: a.Temporal,
 		Tenants:  a.Store,
+		Meetings: func(schema string) api.MeetingStore { return a.Store.Meetings(schema) },
 		Checks: map[string]api.Check{
 			"temporal": func(ctx context.Context) error {
 				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
@@ -221,4 +236,56 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, timeout time.Dur
 		return err
 	}
 	return nil
+}
+
+// Simulators are the fakes of the systems sagaflow does not own, as HTTP
+// handlers configured from cfg: the payment gateway and the notification
+// sink ('sagaflow sim' and 'sagaflow dev' serve them).
+type Simulators struct {
+	Payments *sim.PaymentGateway
+	Notifier *sim.Notifier
+}
+
+// NewSimulators builds the simulators with the knobs of cfg.
+func NewSimulators(cfg config.Config) (*Simulators, error) {
+	pc := sim.PaymentConfig{
+		Latency: cfg.SimLatency, DeclineRate: cfg.SimDeclineRate,
+		ErrorRate: cfg.SimErrorRate, TimeoutAfterCommit: cfg.SimTimeoutAfterCommit,
+	}
+	if err := pc.Validate(); err != nil {
+		return nil, err
+	}
+	nc := sim.NotifyConfig{Latency: cfg.SimLatency, FailRate: map[string]float64{}}
+	for _, ch := range meeting.Channels {
+		nc.FailRate[ch] = cfg.SimNotifyFailRate
+	}
+	if err := nc.Validate(); err != nil {
+		return nil, err
+	}
+	seed := time.Now().UnixNano()
+	return &Simulators{Payments: sim.NewPaymentGateway(pc, seed), Notifier: sim.NewNotifier(nc, seed+1)}, nil
+}
+
+// Serve serves the simulators on the configured addresses until ctx ends.
+func (s *Simulators) Serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
+	handlers := map[string]http.Handler{cfg.SimPaymentAddr: s.Payments, cfg.SimNotifyAddr: s.Notifier}
+	listeners := map[string]net.Listener{}
+	for addr := range handlers {
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			for _, l := range listeners {
+				_ = l.Close()
+			}
+			return fmt.Errorf("simulator: %w", err)
+		}
+		listeners[addr] = l
+	}
+	// Replies held by "timeout after commit" must not hold up the shutdown.
+	stop := context.AfterFunc(ctx, s.Payments.Close)
+	defer stop()
+	g, gctx := errgroup.WithContext(ctx)
+	for addr, l := range listeners {
+		g.Go(func() error { return Serve(gctx, l, handlers[addr], cfg.ShutdownTimeout, log) })
+	}
+	return g.Wait()
 }

@@ -44,6 +44,18 @@ type Config struct {
 	RedisPrefix      string `env:"SAGAFLOW_REDIS_PREFIX" envDefault:"sagaflow:" help:"prefix of every Redis key sagaflow writes"`
 	AMQPURL          string `env:"AMQP_URL" envDefault:"amqp://guest:guest@127.0.0.1:56720/" help:"RabbitMQ AMQP 0-9-1 URL"`
 
+	PaymentURL     string        `env:"SAGAFLOW_PAYMENT_URL" envDefault:"http://127.0.0.1:8091" help:"base URL of the payment gateway (the simulator in dev)"`
+	PaymentTimeout time.Duration `env:"SAGAFLOW_PAYMENT_TIMEOUT" envDefault:"3s" help:"how long a call to the payment gateway may take before its outcome counts as unknown"`
+	NotifyURL      string        `env:"SAGAFLOW_NOTIFY_URL" envDefault:"http://127.0.0.1:8092" help:"base URL of the notification service (the simulator in dev)"`
+
+	SimPaymentAddr        string        `env:"SAGAFLOW_SIM_PAYMENT_ADDR" envDefault:"127.0.0.1:8091" help:"address of the payment gateway simulator ('sim' and 'dev')"`
+	SimNotifyAddr         string        `env:"SAGAFLOW_SIM_NOTIFY_ADDR" envDefault:"127.0.0.1:8092" help:"address of the notification sink simulator ('sim' and 'dev')"`
+	SimLatency            time.Duration `env:"SAGAFLOW_SIM_LATENCY" envDefault:"0s" help:"latency the simulators add to every request"`
+	SimDeclineRate        float64       `env:"SAGAFLOW_SIM_DECLINE_RATE" envDefault:"0" help:"share of new charges the payment simulator declines (0..1)"`
+	SimErrorRate          float64       `env:"SAGAFLOW_SIM_ERROR_RATE" envDefault:"0" help:"share of payment requests the simulator answers 503 without applying (0..1)"`
+	SimTimeoutAfterCommit float64       `env:"SAGAFLOW_SIM_TIMEOUT_AFTER_COMMIT_RATE" envDefault:"0" help:"share of new charges the simulator applies but never answers (0..1)"`
+	SimNotifyFailRate     float64       `env:"SAGAFLOW_SIM_NOTIFY_FAIL_RATE" envDefault:"0" help:"share of notifications the sink fails with 503 (0..1)"`
+
 	WorkflowPollers       int `env:"SAGAFLOW_WORKER_WORKFLOW_POLLERS" envDefault:"8" help:"workflow task pollers per task queue"`
 	ActivityPollers       int `env:"SAGAFLOW_WORKER_ACTIVITY_POLLERS" envDefault:"8" help:"activity task pollers per task queue"`
 	MaxConcurrentActivity int `env:"SAGAFLOW_WORKER_MAX_ACTIVITIES" envDefault:"200" help:"activities one worker runs at once per task queue"`
@@ -167,6 +179,26 @@ func (c Config) Validate() error {
 	checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql")
 	checkURL("REDIS_URL", c.RedisURL, "redis", "rediss")
 	checkURL("AMQP_URL", c.AMQPURL, "amqp", "amqps")
+	checkURL("SAGAFLOW_PAYMENT_URL", c.PaymentURL, "http", "https")
+	checkURL("SAGAFLOW_NOTIFY_URL", c.NotifyURL, "http", "https")
+	if c.PaymentTimeout <= 0 {
+		bad("SAGAFLOW_PAYMENT_TIMEOUT", "must be positive")
+	}
+	for key, addr := range map[string]string{"SAGAFLOW_SIM_PAYMENT_ADDR": c.SimPaymentAddr, "SAGAFLOW_SIM_NOTIFY_ADDR": c.SimNotifyAddr} {
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			bad(key, "want host:port, got %q", addr)
+		}
+	}
+	for key, r := range map[string]float64{
+		"SAGAFLOW_SIM_DECLINE_RATE":              c.SimDeclineRate,
+		"SAGAFLOW_SIM_ERROR_RATE":                c.SimErrorRate,
+		"SAGAFLOW_SIM_TIMEOUT_AFTER_COMMIT_RATE": c.SimTimeoutAfterCommit,
+		"SAGAFLOW_SIM_NOTIFY_FAIL_RATE":          c.SimNotifyFailRate,
+	} {
+		if r < 0 || r > 1 {
+			bad(key, "must be between 0 and 1, got %v", r)
+		}
+	}
 	if c.DatabaseMaxConns < 2 {
 		bad("SAGAFLOW_DB_MAX_CONNS", "must be at least 2, got %d", c.DatabaseMaxConns)
 	}

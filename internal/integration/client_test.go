@@ -13,6 +13,12 @@ import (
 // decodes a JSON answer into out (when not nil). It returns the status.
 func call(t *testing.T, key, method, path string, body any, out any) int {
 	t.Helper()
+	return callWithHeaders(t, key, method, path, body, out, nil)
+}
+
+// callWithHeaders is call with extra request headers.
+func callWithHeaders(t *testing.T, key, method, path string, body any, out any, headers map[string]string) int {
+	t.Helper()
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -29,6 +35,9 @@ func call(t *testing.T, key, method, path string, body any, out any) int {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
 	req.Header.Set("Content-Type", "application/json")
+	for k, v := range headers {
+		req.Header.Set(k, v)
+	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
 		t.Fatal(err)

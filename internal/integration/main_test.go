@@ -13,6 +13,7 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"sync"
 	"testing"
 	"time"
 
@@ -26,9 +27,13 @@ import (
 
 // stack is the system under test, shared by the package's tests.
 var stack struct {
-	app *app.App
-	api *httptest.Server
-	env *testenv.Env
+	app  *app.App
+	api  *httptest.Server
+	env  *testenv.Env
+	sims *app.Simulators
+	// restartWorkers stops the workers (letting activities in flight end)
+	// and starts new ones, as a redeploy would.
+	restartWorkers func(pause time.Duration)
 }
 
 func TestMain(m *testing.M) {
@@ -51,6 +56,19 @@ func run(m *testing.M) int {
 	cfg.DevUIPort = 0
 	cfg.DemoKey, cfg.AcmeKey = "demo-"+testenv.RunID(), "acme-"+testenv.RunID()
 	cfg.APIKeyCacheTTL = 0
+	// A short gateway timeout makes "timeout after commit" cost little.
+	cfg.PaymentTimeout = 300 * time.Millisecond
+	sims, err := app.NewSimulators(cfg)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	stack.sims = sims
+	paySrv, notifySrv := httptest.NewServer(sims.Payments), httptest.NewServer(sims.Notifier)
+	defer notifySrv.Close()
+	defer paySrv.Close()
+	defer sims.Payments.Close() // releases replies held by "timeout after commit"
+	cfg.PaymentURL, cfg.NotifyURL = paySrv.URL, notifySrv.URL
 	var logw io.Writer = io.Discard
 	if os.Getenv("SAGAFLOW_TEST_LOG") != "" {
 		logw = os.Stderr
@@ -73,12 +91,31 @@ func run(m *testing.M) int {
 	stack.api = httptest.NewServer(a.Handler())
 	defer stack.api.Close()
 
-	wctx, stopWorkers := context.WithCancel(ctx)
-	var g errgroup.Group
-	g.Go(func() error { return workers.Run(wctx, a.Workers()) })
+	var mu sync.Mutex
+	var g *errgroup.Group
+	var stopWorkers context.CancelFunc
+	start := func() {
+		var wctx context.Context
+		wctx, stopWorkers = context.WithCancel(ctx)
+		g = &errgroup.Group{}
+		g.Go(func() error { return workers.Run(wctx, a.Workers()) })
+	}
+	stop := func() error {
+		stopWorkers()
+		return g.Wait()
+	}
+	start()
+	stack.restartWorkers = func(pause time.Duration) {
+		mu.Lock()
+		defer mu.Unlock()
+		if err := stop(); err != nil {
+			panic(err)
+		}
+		time.Sleep(pause)
+		start()
+	}
 	code := m.Run()
-	stopWorkers()
-	if err := g.Wait(); err != nil {
+	if err := stop(); err != nil {
 		fmt.Fprintln(os.Stderr, "workers:", err)
 		return 1
 	}

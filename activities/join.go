@@ -1,0 +1,205 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/notify"
+	"github.com/sagaflow/sagaflow/internal/payment"
+)
+
+// Error types of the join saga's non-retryable failures (ApplicationError.Type).
+const (
+	ErrTypeMeetingFull     = "MeetingFull"
+	ErrTypeMeetingClosed   = "MeetingClosed"
+	ErrTypeMeetingNotFound = "MeetingNotFound"
+	ErrTypeAlreadyJoined   = "AlreadyJoined"
+	ErrTypeDeclined        = "Declined"
+	ErrTypeRejected        = "Rejected"
+)
+
+// Charge statuses as the saga sees them.
+const (
+	ChargeSucceeded = "succeeded"
+	ChargeDeclined  = "declined"
+	ChargeRefunded  = "refunded"
+	ChargeNone      = "none"
+)
+
+// MeetingStore is one tenant's seats and joins.
+type MeetingStore interface {
+	Reserve(ctx context.Context, meetingID, joinID, userID string) error
+	Confirm(ctx context.Context, meetingID, joinID string) error
+	Release(ctx context.Context, meetingID, joinID string) error
+	SaveJoin(ctx context.Context, j meeting.Join) error
+}
+
+// PaymentGateway charges and refunds, idempotently by key.
+type PaymentGateway interface {
+	Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error)
+	Lookup(ctx context.Context, idempotencyKey string) (payment.Charge, error)
+	Refund(ctx context.Context, chargeID, idempotencyKey string) (payment.Charge, error)
+}
+
+// Notifier sends a message on one channel.
+type Notifier interface {
+	Send(ctx context.Context, m notify.Message) error
+}
+
+// SeatInput names a join's seat in a tenant's meeting.
+type SeatInput struct {
+	Schema    string `json:"schema"`
+	MeetingID string `json:"meeting_id"`
+	JoinID    string `json:"join_id"`
+	UserID    string `json:"user_id"`
+}
+
+// ReserveSeat takes a seat, atomically against the capacity; idempotent per
+// join. A full, closed or unknown meeting is a non-retryable failure.
+func (a *Activities) ReserveSeat(ctx context.Context, in SeatInput) error {
+	return seatError(a.Meetings(in.Schema).Reserve(ctx, in.MeetingID, in.JoinID, in.UserID))
+}
+
+// ConfirmSeat confirms the join's reserved seat; idempotent. A meeting closed
+// meanwhile, or a user already confirmed by another join, is non-retryable.
+func (a *Activities) ConfirmSeat(ctx context.Context, in SeatInput) error {
+	return seatError(a.Meetings(in.Schema).Confirm(ctx, in.MeetingID, in.JoinID))
+}
+
+// ReleaseSeat gives the join's seat back; idempotent.
+func (a *Activities) ReleaseSeat(ctx context.Context, in SeatInput) error {
+	return a.Meetings(in.Schema).Release(ctx, in.MeetingID, in.JoinID)
+}
+
+func seatError(err error) error {
+	for _, e := range []struct {
+		err error
+		typ string
+	}{
+		{meeting.ErrMeetingFull, ErrTypeMeetingFull},
+		{meeting.ErrMeetingClosed, ErrTypeMeetingClosed},
+		{meeting.ErrNotFound, ErrTypeMeetingNotFound},
+		{meeting.ErrAlreadyJoined, ErrTypeAlreadyJoined},
+	} {
+		if errors.Is(err, e.err) {
+			return temporal.NewNonRetryableApplicationError(err.Error(), e.typ, err)
+		}
+	}
+	return err
+}
+
+// ChargeInput is one charge; IdempotencyKey is the join id.
+type ChargeInput struct {
+	IdempotencyKey string `json:"idempotency_key"`
+	Amount         int64  `json:"amount"`
+	Currency       string `json:"currency"`
+	Token          string `json:"token"`
+}
+
+// ChargeResult is what the saga keeps of a charge.
+type ChargeResult struct {
+	PaymentID string `json:"payment_id"`
+	Status    string `json:"status"`
+}
+
+// Charge takes the money. When the gateway's answer is lost (a timeout, a
+// 5xx), the outcome is unknown: the activity looks the charge up by its
+// idempotency key before returning, so an applied charge is reported as
+// such; one not applied is returned as a retryable error and the retry sends
+// it again under the same key, which the gateway applies at most once.
+func (a *Activities) Charge(ctx context.Context, in ChargeInput) (ChargeResult, error) {
+	c, err := a.Payments.Charge(ctx, payment.ChargeRequest{
+		IdempotencyKey: in.IdempotencyKey, Amount: in.Amount, Currency: in.Currency, Token: in.Token,
+	})
+	if errors.Is(err, payment.ErrUnknownOutcome) {
+		found, lerr := a.Payments.Lookup(ctx, in.IdempotencyKey)
+		switch {
+		case lerr == nil:
+			c, err = found, nil
+		case errors.Is(lerr, payment.ErrNotFound):
+			return ChargeResult{}, fmt.Errorf("charge %s not applied after %v: will retry", in.IdempotencyKey, err)
+		default:
+			return ChargeResult{}, fmt.Errorf("charge %s outcome unknown (%v), lookup failed: %w", in.IdempotencyKey, err, lerr)
+		}
+	}
+	switch {
+	case err == nil && c.Status == payment.StatusDeclined: // a lookup found the key declined
+		return ChargeResult{}, temporal.NewNonRetryableApplicationError("declined: "+c.Reason, ErrTypeDeclined, nil)
+	case err == nil:
+		return ChargeResult{PaymentID: c.ID, Status: c.Status}, nil
+	case errors.Is(err, payment.ErrDeclined):
+		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeDeclined, err)
+	case errors.Is(err, payment.ErrRejected):
+		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
+	}
+	return ChargeResult{}, err
+}
+
+// LookupCharge reports the charge made under the key: succeeded, declined,
+// refunded, or none. It fails (and is retried) only if the gateway does not
+// answer: the saga never guesses.
+func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (ChargeResult, error) {
+	c, err := a.Payments.Lookup(ctx, idempotencyKey)
+	if errors.Is(err, payment.ErrNotFound) {
+		return ChargeResult{Status: ChargeNone}, nil
+	}
+	if err != nil {
+		return ChargeResult{}, err
+	}
+	return ChargeResult{PaymentID: c.ID, Status: c.Status}, nil
+}
+
+// RefundInput names the charge to refund.
+type RefundInput struct {
+	PaymentID      string `json:"payment_id"`
+	IdempotencyKey string `json:"idempotency_key"`
+}
+
+// Refund returns the money of a charge; idempotent.
+func (a *Activities) Refund(ctx context.Context, in RefundInput) (ChargeResult, error) {
+	c, err := a.Payments.Refund(ctx, in.PaymentID, in.IdempotencyKey)
+	if errors.Is(err, payment.ErrRejected) || errors.Is(err, payment.ErrNotFound) {
+		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
+	}
+	if err != nil {
+		return ChargeResult{}, err
+	}
+	return ChargeResult{PaymentID: c.ID, Status: c.Status}, nil
+}
+
+// NotifyInput is one notification of a confirmed join.
+type NotifyInput struct {
+	Channel string `json:"channel"`
+	JoinID  string `json:"join_id"`
+	UserID  string `json:"user_id"`
+	Subject string `json:"subject"`
+	Body    string `json:"body"`
+}
+
+// Notify sends on one channel, at most once per (join, channel).
+func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
+	err := a.Notifier.Send(ctx, notify.Message{
+		Channel: in.Channel, To: in.UserID, Subject: in.Subject, Body: in.Body,
+		IdempotencyKey: in.JoinID + ":" + in.Channel,
+	})
+	if errors.Is(err, notify.ErrPermanent) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
+	}
+	return err
+}
+
+// SaveJoinInput is a join's state to store.
+type SaveJoinInput struct {
+	Schema string       `json:"schema"`
+	Join   meeting.Join `json:"join"`
+}
+
+// SaveJoin stores the join's state in the tenant's schema, for reads after
+// the workflow ends.
+func (a *Activities) SaveJoin(ctx context.Context, in SaveJoinInput) error {
+	return a.Meetings(in.Schema).SaveJoin(ctx, in.Join)
+}

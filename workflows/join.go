@@ -1,0 +1,358 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/internal/meeting"
+)
+
+// JoinInput is everything the join saga needs; the API reads the meeting
+// once, at the start, so the workflow does not depend on later edits.
+type JoinInput struct {
+	Tenant         string        `json:"tenant"`
+	Schema         string        `json:"schema"`
+	JoinID         string        `json:"join_id"`
+	MeetingID      string        `json:"meeting_id"`
+	MeetingTitle   string        `json:"meeting_title"`
+	UserID         string        `json:"user_id"`
+	PaymentToken   string        `json:"payment_token"`
+	Channels       []string      `json:"channels"`
+	Fee            meeting.Money `json:"fee"`
+	CancelDeadline *time.Time    `json:"cancel_deadline,omitempty"`
+}
+
+// Reasons a join ends without a seat.
+const (
+	ReasonMeetingFull     = "meeting_full"
+	ReasonMeetingClosed   = "meeting_closed"
+	ReasonMeetingNotFound = "meeting_not_found"
+	ReasonAlreadyJoined   = "already_joined"
+	ReasonDeclined        = "payment_declined"
+	ReasonPaymentFailed   = "payment_failed"
+	ReasonCancelled       = "cancelled"
+	ReasonAborted         = "workflow_cancelled"
+)
+
+// ErrCancelTooLate is the cancel update's refusal after the deadline.
+var ErrCancelTooLate = errors.New("the meeting's cancel deadline has passed")
+
+// ErrJoinEnded is the cancel update's refusal for a join that failed or was
+// compensated already.
+var ErrJoinEnded = errors.New("the join has ended already")
+
+// Join is the join-a-paid-meeting saga: reserve a seat, charge, confirm,
+// notify. A failure compensates what was done, in reverse (refund, then
+// release the seat), on a disconnected context so that even a cancelled
+// workflow gives the money back. A charge whose outcome is unknown is looked
+// up by its idempotency key before anything else is decided. After
+// confirmation the workflow waits until the cancel deadline for a cancel
+// (the UpdateCancel update), which refunds in full.
+func Join(ctx workflow.Context, in JoinInput) (meeting.Join, error) {
+	s := &joinSaga{in: in, state: meeting.Join{
+		JoinID: in.JoinID, MeetingID: in.MeetingID, UserID: in.UserID,
+		Status: meeting.JoinPending, Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{},
+	}}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (meeting.Join, error) { return s.state, nil }); err != nil {
+		return s.state, err
+	}
+	if err := workflow.SetUpdateHandlerWithOptions(ctx, UpdateCancel, s.cancel, workflow.UpdateHandlerOptions{
+		Validator: s.validateCancel,
+	}); err != nil {
+		return s.state, err
+	}
+	return s.run(ctx)
+}
+
+type joinSaga struct {
+	in              JoinInput
+	state           meeting.Join
+	cancelRequested bool
+	// undo holds the compensations of the steps done, pushed after each
+	// step succeeds and run in reverse.
+	undo []func(workflow.Context) error
+}
+
+var a *activities.Activities
+
+func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
+	seat := activities.SeatInput{Schema: s.in.Schema, MeetingID: s.in.MeetingID, JoinID: s.in.JoinID, UserID: s.in.UserID}
+
+	// 1. Reserve a seat.
+	if err := workflow.ExecuteActivity(withOptions(ctx, seatOptions), a.ReserveSeat, seat).Get(ctx, nil); err != nil {
+		s.step(ctx, "reserve_seat", "failed", errorMessage(err))
+		return s.fail(ctx, reasonFor(err))
+	}
+	s.step(ctx, "reserve_seat", "done", "")
+	s.state.Status = meeting.JoinReserved
+	s.push(func(ctx workflow.Context) error {
+		err := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.ReleaseSeat, seat).Get(ctx, nil)
+		s.compensated(ctx, "release_seat", err)
+		return err
+	})
+	if s.stopping(ctx) {
+		return s.compensate(ctx, s.stopReason(ctx))
+	}
+
+	// 2. Charge, unless the meeting is free.
+	if s.in.Fee.Amount > 0 {
+		if err := s.charge(ctx); err != nil {
+			return s.compensate(ctx, reasonFor(err))
+		}
+		s.state.Status = meeting.JoinCharged
+		if s.stopping(ctx) {
+			return s.compensate(ctx, s.stopReason(ctx))
+		}
+	} else {
+		s.step(ctx, "charge", "skipped", "free meeting")
+	}
+
+	// 3. Confirm the participant: fails if the meeting closed meanwhile.
+	if err := workflow.ExecuteActivity(withOptions(ctx, seatOptions), a.ConfirmSeat, seat).Get(ctx, nil); err != nil {
+		s.step(ctx, "confirm", "failed", errorMessage(err))
+		return s.compensate(ctx, reasonFor(err))
+	}
+	s.step(ctx, "confirm", "done", "")
+	s.state.Status = meeting.JoinConfirmed
+
+	// 4. Notify on every channel asked for; a failure is recorded, never
+	// compensated.
+	s.notify(ctx)
+	if err := s.save(ctx); err != nil {
+		return s.state, err
+	}
+
+	// 5. Until the cancel deadline, a cancel refunds in full.
+	if s.in.CancelDeadline != nil {
+		if wait := s.in.CancelDeadline.Sub(workflow.Now(ctx)); wait > 0 {
+			if _, err := workflow.AwaitWithTimeout(ctx, wait, func() bool { return s.cancelRequested }); err != nil && ctx.Err() == nil {
+				return s.state, err
+			}
+		}
+	}
+	if s.stopping(ctx) {
+		return s.compensate(ctx, s.stopReason(ctx))
+	}
+	return s.state, nil
+}
+
+// charge takes the fee. Its outcome is never guessed: when the activity
+// gives up with the outcome unknown, the charge is looked up by its
+// idempotency key, and money found taken is refunded by the compensation.
+func (s *joinSaga) charge(ctx workflow.Context) error {
+	in := activities.ChargeInput{IdempotencyKey: s.in.JoinID, Amount: s.in.Fee.Amount, Currency: s.in.Fee.Currency, Token: s.in.PaymentToken}
+	var res activities.ChargeResult
+	err := workflow.ExecuteActivity(withOptions(ctx, chargeOptions), a.Charge, in).Get(ctx, &res)
+	if err != nil && !isDecline(err) && ctx.Err() == nil {
+		// Retries ran out with the outcome unknown: resolve it.
+		var found activities.ChargeResult
+		if rerr := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.LookupCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil &&
+			found.Status == activities.ChargeSucceeded {
+			res, err = found, nil
+			s.step(ctx, "resolve_charge", "done", "charge was applied: "+found.PaymentID)
+		} else if rerr == nil {
+			s.step(ctx, "resolve_charge", "done", "no charge was applied")
+		}
+	}
+	if err != nil {
+		s.state.Payment.Status = paymentStatusFor(err)
+		s.step(ctx, "charge", "failed", errorMessage(err))
+		if ctx.Err() != nil {
+			// Cancelled mid-charge: the outcome is unknown; the compensation
+			// looks it up and refunds whatever was taken.
+			s.pushRefund(in.IdempotencyKey, "")
+		}
+		return err
+	}
+	s.state.Payment = meeting.Payment{ID: res.PaymentID, Status: res.Status}
+	s.step(ctx, "charge", "done", res.PaymentID)
+	s.pushRefund(in.IdempotencyKey, res.PaymentID)
+	return nil
+}
+
+// pushRefund adds the refund of the join's charge to the compensations.
+// With no payment id it looks the charge up first, and refunds only if money
+// was taken.
+func (s *joinSaga) pushRefund(key, paymentID string) {
+	s.push(func(ctx workflow.Context) error {
+		id := paymentID
+		if id == "" {
+			var found activities.ChargeResult
+			if err := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.LookupCharge, key).Get(ctx, &found); err != nil {
+				return err
+			}
+			if found.Status != activities.ChargeSucceeded {
+				return nil
+			}
+			id = found.PaymentID
+		}
+		var res activities.ChargeResult
+		err := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key}).Get(ctx, &res)
+		if err == nil {
+			s.state.Payment = meeting.Payment{ID: id, Status: res.Status}
+		}
+		s.compensated(ctx, "refund", err)
+		return err
+	})
+}
+
+func (s *joinSaga) notify(ctx workflow.Context) {
+	futures := make([]workflow.Future, len(s.in.Channels))
+	for i, ch := range s.in.Channels {
+		futures[i] = workflow.ExecuteActivity(withOptions(ctx, notifyOptions), a.Notify, activities.NotifyInput{
+			Channel: ch, JoinID: s.in.JoinID, UserID: s.in.UserID,
+			Subject: "You joined " + s.in.MeetingTitle,
+			Body:    fmt.Sprintf("Your seat in %q is confirmed (join %s).", s.in.MeetingTitle, s.in.JoinID),
+		})
+	}
+	for i, f := range futures {
+		if err := f.Get(ctx, nil); err != nil {
+			s.step(ctx, "notify_"+s.in.Channels[i], "failed", errorMessage(err))
+			continue
+		}
+		s.step(ctx, "notify_"+s.in.Channels[i], "done", "")
+	}
+}
+
+// fail ends a join that did nothing that needs undoing.
+func (s *joinSaga) fail(ctx workflow.Context, reason string) (meeting.Join, error) {
+	s.state.Status = meeting.JoinFailed
+	s.state.Reason = reason
+	return s.state, s.save(disconnected(ctx))
+}
+
+// compensate runs the compensations in reverse order. It runs on a
+// disconnected context so that a cancelled workflow still refunds and
+// releases, and each compensation retries until it succeeds.
+func (s *joinSaga) compensate(ctx workflow.Context, reason string) (meeting.Join, error) {
+	dctx := disconnected(ctx)
+	s.state.Status = meeting.JoinCompensating
+	s.state.Reason = reason
+	for i := len(s.undo) - 1; i >= 0; i-- {
+		if err := s.undo[i](dctx); err != nil {
+			return s.state, err
+		}
+	}
+	s.undo = nil
+	s.state.Status = meeting.JoinCompensated
+	return s.state, s.save(dctx)
+}
+
+func (s *joinSaga) push(undo func(workflow.Context) error) { s.undo = append(s.undo, undo) }
+
+func (s *joinSaga) compensated(ctx workflow.Context, name string, err error) {
+	if err != nil {
+		s.step(ctx, name, "failed", errorMessage(err))
+		return
+	}
+	s.step(ctx, name, "done", "")
+}
+
+// stopping reports whether the saga must turn back: a cancel update, or a
+// cancellation of the workflow itself.
+func (s *joinSaga) stopping(ctx workflow.Context) bool { return s.cancelRequested || ctx.Err() != nil }
+
+func (s *joinSaga) stopReason(ctx workflow.Context) string {
+	if s.cancelRequested {
+		return ReasonCancelled
+	}
+	return ReasonAborted
+}
+
+// validateCancel refuses a cancel the saga cannot honour; a refused update
+// leaves no trace in the history.
+func (s *joinSaga) validateCancel(ctx workflow.Context) error {
+	switch s.state.Status {
+	case meeting.JoinFailed, meeting.JoinCompensated, meeting.JoinCompensating:
+		return ErrJoinEnded
+	case meeting.JoinConfirmed:
+		if s.in.CancelDeadline == nil || !workflow.Now(ctx).Before(*s.in.CancelDeadline) {
+			return ErrCancelTooLate
+		}
+	}
+	return nil
+}
+
+func (s *joinSaga) cancel(workflow.Context) error {
+	s.cancelRequested = true
+	return nil
+}
+
+func (s *joinSaga) save(ctx workflow.Context) error {
+	return workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.SaveJoin, activities.SaveJoinInput{Schema: s.in.Schema, Join: s.state}).Get(ctx, nil)
+}
+
+func (s *joinSaga) step(ctx workflow.Context, name, status, detail string) {
+	s.state.Steps = append(s.state.Steps, meeting.Step{Name: name, Status: status, Detail: detail, At: workflow.Now(ctx).UTC()})
+}
+
+func disconnected(ctx workflow.Context) workflow.Context {
+	dctx, _ := workflow.NewDisconnectedContext(ctx)
+	return dctx
+}
+
+// reasonFor maps an activity failure to the join's reason.
+func reasonFor(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		switch appErr.Type() {
+		case activities.ErrTypeMeetingFull:
+			return ReasonMeetingFull
+		case activities.ErrTypeMeetingClosed:
+			return ReasonMeetingClosed
+		case activities.ErrTypeMeetingNotFound:
+			return ReasonMeetingNotFound
+		case activities.ErrTypeAlreadyJoined:
+			return ReasonAlreadyJoined
+		case activities.ErrTypeDeclined:
+			return ReasonDeclined
+		}
+	}
+	if temporal.IsCanceledError(err) {
+		return ReasonAborted
+	}
+	return ReasonPaymentFailed
+}
+
+func isDecline(err error) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && (appErr.Type() == activities.ErrTypeDeclined || appErr.Type() == activities.ErrTypeRejected)
+}
+
+func paymentStatusFor(err error) string {
+	if isDecline(err) {
+		return "declined"
+	}
+	return "none"
+}
+
+// Activity options of the join saga.
+var (
+	seatOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 5 * time.Second, MaximumAttempts: 10},
+	}
+	// A charge attempt includes the gateway's timeout and a lookup.
+	chargeOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 5},
+	}
+	// Compensations, lookups and bookkeeping must finish: retry until they do.
+	undoOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 30 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	}
+	notifyOptions = workflow.ActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4},
+	}
+)
+
+func withOptions(ctx workflow.Context, o workflow.ActivityOptions) workflow.Context {
+	return workflow.WithActivityOptions(ctx, o)
+}

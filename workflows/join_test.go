@@ -1,0 +1,331 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/internal/meeting"
+)
+
+// joinTest runs the join saga against mocked activities and records the
+// order in which they ran.
+type joinTest struct {
+	*testsuite.TestWorkflowEnvironment
+	t     *testing.T
+	mu    sync.Mutex
+	calls []string
+}
+
+func newJoinTest(t *testing.T) *joinTest {
+	var s testsuite.WorkflowTestSuite
+	jt := &joinTest{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment(), t: t}
+	jt.RegisterActivity(&activities.Activities{})
+	return jt
+}
+
+func (jt *joinTest) record(name string) {
+	jt.mu.Lock()
+	defer jt.mu.Unlock()
+	jt.calls = append(jt.calls, name)
+}
+
+// ok makes the named activities succeed (recording each call).
+func (jt *joinTest) ok(names ...string) {
+	for _, n := range names {
+		switch n {
+		case "ReserveSeat", "ConfirmSeat", "ReleaseSeat":
+			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, activities.SeatInput) error { jt.record(n); return nil })
+		case "Charge":
+			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, activities.ChargeInput) (activities.ChargeResult, error) {
+				jt.record(n)
+				return activities.ChargeResult{PaymentID: "pay_1", Status: activities.ChargeSucceeded}, nil
+			})
+		case "Refund":
+			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RefundInput) (activities.ChargeResult, error) {
+				jt.record(n)
+				return activities.ChargeResult{PaymentID: in.PaymentID, Status: activities.ChargeRefunded}, nil
+			})
+		case "Notify":
+			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) error { jt.record("Notify_" + in.Channel); return nil })
+		case "SaveJoin":
+			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, activities.SaveJoinInput) error { jt.record(n); return nil })
+		}
+	}
+}
+
+func (jt *joinTest) run(in JoinInput) meeting.Join {
+	jt.t.Helper()
+	jt.ExecuteWorkflow(Join, in)
+	require.True(jt.t, jt.IsWorkflowCompleted())
+	require.NoError(jt.t, jt.GetWorkflowError())
+	var got meeting.Join
+	require.NoError(jt.t, jt.GetWorkflowResult(&got))
+	return got
+}
+
+func (jt *joinTest) count(name string) int {
+	jt.mu.Lock()
+	defer jt.mu.Unlock()
+	n := 0
+	for _, c := range jt.calls {
+		if c == name {
+			n++
+		}
+	}
+	return n
+}
+
+func joinInput() JoinInput {
+	return JoinInput{
+		Tenant: "demo", Schema: "tenant_demo", JoinID: "j_1", MeetingID: "m_1", MeetingTitle: "Go meetup",
+		UserID: "u_1", PaymentToken: "tok", Channels: []string{"email", "push", "sms"},
+		Fee: meeting.Money{Amount: 30000, Currency: "KRW"},
+	}
+}
+
+func permanent(typ string) error { return temporal.NewNonRetryableApplicationError(typ, typ, nil) }
+
+func TestJoin_success_confirms_and_notifies_without_compensation(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "Charge", "ConfirmSeat", "Notify", "SaveJoin", "ReleaseSeat", "Refund")
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinConfirmed, got.Status)
+	require.Equal(t, meeting.Payment{ID: "pay_1", Status: activities.ChargeSucceeded}, got.Payment)
+	require.Equal(t, []string{"ReserveSeat", "Charge", "ConfirmSeat"}, jt.calls[:3])
+	require.ElementsMatch(t, []string{"Notify_email", "Notify_push", "Notify_sms"}, jt.calls[3:6])
+	require.Equal(t, 0, jt.count("ReleaseSeat"))
+	require.Equal(t, 0, jt.count("Refund"))
+	require.Equal(t, 1, jt.count("SaveJoin"))
+}
+
+func TestJoin_full_meeting_fails_without_charging(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.OnActivity("ReserveSeat", mock.Anything, mock.Anything).Return(permanent(activities.ErrTypeMeetingFull))
+	jt.ok("Charge", "ReleaseSeat", "Refund", "SaveJoin")
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinFailed, got.Status)
+	require.Equal(t, ReasonMeetingFull, got.Reason)
+	require.Equal(t, 0, jt.count("Charge"), "no charge for a full meeting")
+	require.Equal(t, 0, jt.count("ReleaseSeat"))
+	require.Equal(t, 1, jt.count("SaveJoin"))
+}
+
+func TestJoin_decline_releases_the_seat_and_refunds_nothing(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "ReleaseSeat", "Refund", "ConfirmSeat", "SaveJoin")
+	jt.OnActivity("Charge", mock.Anything, mock.Anything).Return(activities.ChargeResult{}, permanent(activities.ErrTypeDeclined)).Once()
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinCompensated, got.Status)
+	require.Equal(t, ReasonDeclined, got.Reason)
+	require.Equal(t, "declined", got.Payment.Status)
+	require.Equal(t, 1, jt.count("ReleaseSeat"))
+	require.Equal(t, 0, jt.count("Refund"))
+	require.Equal(t, 0, jt.count("ConfirmSeat"))
+	jt.AssertNotCalled(t, "LookupCharge", mock.Anything, mock.Anything)
+}
+
+func TestJoin_5xx_then_success_is_retried_and_confirms(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "ConfirmSeat", "Notify", "SaveJoin", "ReleaseSeat", "Refund")
+	jt.OnActivity("Charge", mock.Anything, mock.Anything).Return(activities.ChargeResult{}, errors.New("payment: 503")).Once()
+	jt.OnActivity("Charge", mock.Anything, mock.Anything).Return(activities.ChargeResult{PaymentID: "pay_2", Status: activities.ChargeSucceeded}, nil).Once()
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinConfirmed, got.Status)
+	require.Equal(t, "pay_2", got.Payment.ID)
+	jt.AssertNumberOfCalls(t, "Charge", 2)
+	require.Equal(t, 0, jt.count("Refund"))
+}
+
+func TestJoin_unknown_outcome_after_retries_is_looked_up_not_guessed(t *testing.T) {
+	tests := []struct {
+		name        string
+		lookup      activities.ChargeResult
+		wantStatus  string
+		wantRefunds int
+	}{
+		// The charge was applied although no reply came: the join goes on.
+		{"applied", activities.ChargeResult{PaymentID: "pay_3", Status: activities.ChargeSucceeded}, meeting.JoinConfirmed, 0},
+		// Nothing was applied: release the seat, nothing to refund.
+		{"not_applied", activities.ChargeResult{Status: activities.ChargeNone}, meeting.JoinCompensated, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			jt := newJoinTest(t)
+			jt.ok("ReserveSeat", "ConfirmSeat", "Notify", "SaveJoin", "ReleaseSeat", "Refund")
+			jt.OnActivity("Charge", mock.Anything, mock.Anything).Return(activities.ChargeResult{}, errors.New("payment: outcome unknown"))
+			jt.OnActivity("LookupCharge", mock.Anything, "j_1").Return(tt.lookup, nil).Once()
+			got := jt.run(joinInput())
+
+			require.Equal(t, tt.wantStatus, got.Status)
+			jt.AssertNumberOfCalls(t, "Charge", 5) // the retry policy's attempts
+			jt.AssertNumberOfCalls(t, "LookupCharge", 1)
+			require.Equal(t, tt.wantRefunds, jt.count("Refund"))
+			if tt.wantStatus == meeting.JoinCompensated {
+				require.Equal(t, ReasonPaymentFailed, got.Reason)
+				require.Equal(t, 1, jt.count("ReleaseSeat"))
+			} else {
+				require.Equal(t, "pay_3", got.Payment.ID)
+			}
+		})
+	}
+}
+
+func TestJoin_confirm_failure_refunds_then_releases(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "Charge", "ReleaseSeat", "Refund", "SaveJoin", "Notify")
+	jt.OnActivity("ConfirmSeat", mock.Anything, mock.Anything).Return(permanent(activities.ErrTypeMeetingClosed))
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinCompensated, got.Status)
+	require.Equal(t, ReasonMeetingClosed, got.Reason)
+	require.Equal(t, []string{"ReserveSeat", "Charge", "Refund", "ReleaseSeat", "SaveJoin"}, jt.calls, "compensations run in reverse order")
+	require.Equal(t, activities.ChargeRefunded, got.Payment.Status)
+}
+
+func TestJoin_failed_notification_never_compensates(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "Charge", "ConfirmSeat", "SaveJoin", "ReleaseSeat", "Refund")
+	jt.OnActivity("Notify", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) error {
+		if in.Channel == "sms" {
+			return errors.New("sms gateway down")
+		}
+		return nil
+	})
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinConfirmed, got.Status)
+	require.Equal(t, 0, jt.count("Refund"))
+	require.Equal(t, 0, jt.count("ReleaseSeat"))
+	var sms meeting.Step
+	for _, s := range got.Steps {
+		if s.Name == "notify_sms" {
+			sms = s
+		}
+	}
+	require.Equal(t, "failed", sms.Status)
+	require.Contains(t, sms.Detail, "sms gateway down")
+}
+
+func TestJoin_free_meeting_skips_the_charge(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "Charge", "ConfirmSeat", "Notify", "SaveJoin")
+	in := joinInput()
+	in.Fee.Amount = 0
+	got := jt.run(in)
+	require.Equal(t, meeting.JoinConfirmed, got.Status)
+	require.Equal(t, 0, jt.count("Charge"))
+}
+
+// cancelAt sends the cancel update after d and reports whether it was
+// accepted.
+func (jt *joinTest) cancelAt(d time.Duration) *updateResult {
+	r := &updateResult{}
+	jt.RegisterDelayedCallback(func() {
+		jt.UpdateWorkflow(UpdateCancel, "cancel-1", &testsuite.TestUpdateCallback{
+			OnAccept:   func() { r.accepted = true },
+			OnReject:   func(err error) { r.rejected = err },
+			OnComplete: func(any, error) {},
+		})
+	}, d)
+	return r
+}
+
+type updateResult struct {
+	accepted bool
+	rejected error
+}
+
+func TestJoin_cancel_signal_at_each_step(t *testing.T) {
+	deadline := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	tests := []struct {
+		name         string
+		cancelAfter  time.Duration // activities take 10 s each: reserve ends at 10 s, charge at 20 s, confirm at 30 s
+		wantStatus   string
+		wantRefunds  int
+		wantReleases int
+		wantCharges  int
+	}{
+		{"during_reserve", 5 * time.Second, meeting.JoinCompensated, 0, 1, 0},
+		{"during_charge", 15 * time.Second, meeting.JoinCompensated, 1, 1, 1},
+		{"during_confirm", 25 * time.Second, meeting.JoinCompensated, 1, 1, 1},
+		{"after_confirm_before_deadline", time.Hour, meeting.JoinCompensated, 1, 1, 1},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			jt := newJoinTest(t)
+			jt.SetStartTime(deadline.Add(-48 * time.Hour))
+			for _, n := range []string{"ReserveSeat", "ConfirmSeat"} {
+				jt.OnActivity(n, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(context.Context, activities.SeatInput) error { jt.record(n); return nil })
+			}
+			jt.OnActivity("Charge", mock.Anything, mock.Anything).After(10 * time.Second).Return(func(context.Context, activities.ChargeInput) (activities.ChargeResult, error) {
+				jt.record("Charge")
+				return activities.ChargeResult{PaymentID: "pay_1", Status: activities.ChargeSucceeded}, nil
+			})
+			jt.ok("ReleaseSeat", "Refund", "Notify", "SaveJoin")
+			in := joinInput()
+			in.CancelDeadline = &deadline
+			upd := jt.cancelAt(tt.cancelAfter)
+			got := jt.run(in)
+
+			require.True(t, upd.accepted, "cancel was refused: %v", upd.rejected)
+			require.Equal(t, tt.wantStatus, got.Status)
+			require.Equal(t, ReasonCancelled, got.Reason)
+			require.Equal(t, tt.wantCharges, jt.count("Charge"))
+			require.Equal(t, tt.wantRefunds, jt.count("Refund"))
+			require.Equal(t, tt.wantReleases, jt.count("ReleaseSeat"))
+		})
+	}
+}
+
+func TestJoin_cancel_after_deadline_is_refused(t *testing.T) {
+	jt := newJoinTest(t)
+	start := time.Date(2030, 1, 1, 0, 0, 0, 0, time.UTC)
+	jt.SetStartTime(start)
+	jt.ok("ReserveSeat", "Charge", "ConfirmSeat", "SaveJoin", "ReleaseSeat", "Refund")
+	// Notifications take 10 s, so the confirmed workflow is still open when
+	// the cancel arrives, a minute past the deadline.
+	jt.OnActivity("Notify", mock.Anything, mock.Anything).After(10 * time.Second).Return(nil)
+	deadline := start.Add(-time.Minute)
+	in := joinInput()
+	in.CancelDeadline = &deadline
+	upd := jt.cancelAt(5 * time.Second)
+	got := jt.run(in)
+
+	require.False(t, upd.accepted)
+	require.ErrorContains(t, upd.rejected, ErrCancelTooLate.Error())
+	require.Equal(t, meeting.JoinConfirmed, got.Status)
+	require.Equal(t, 0, jt.count("Refund"))
+	require.Equal(t, 0, jt.count("ReleaseSeat"))
+}
+
+func TestJoin_workflow_cancellation_still_refunds(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "ReleaseSeat", "Refund", "SaveJoin")
+	jt.OnActivity("Charge", mock.Anything, mock.Anything).After(10*time.Second).Return(
+		activities.ChargeResult{PaymentID: "pay_9", Status: activities.ChargeSucceeded}, nil)
+	// The charge's outcome is unknown when the workflow is cancelled; the
+	// compensation looks it up and finds the money taken.
+	jt.OnActivity("LookupCharge", mock.Anything, "j_1").Return(activities.ChargeResult{PaymentID: "pay_9", Status: activities.ChargeSucceeded}, nil)
+	jt.RegisterDelayedCallback(jt.CancelWorkflow, 5*time.Second)
+	jt.ExecuteWorkflow(Join, joinInput())
+
+	require.True(t, jt.IsWorkflowCompleted())
+	var got meeting.Join
+	_ = jt.GetWorkflowResult(&got)
+	require.Equal(t, 1, jt.count("Refund"), "money taken must be refunded even when the workflow is cancelled")
+	require.Equal(t, 1, jt.count("ReleaseSeat"))
+	require.Equal(t, 0, jt.count("ConfirmSeat"))
+}
