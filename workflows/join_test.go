@@ -55,7 +55,10 @@ func (jt *joinTest) ok(names ...string) {
 				return activities.ChargeResult{PaymentID: in.PaymentID, Status: activities.ChargeRefunded}, nil
 			})
 		case "Notify":
-			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) error { jt.record("Notify_" + in.Channel); return nil })
+			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.NotifyInput) error {
+				jt.record("Notify_" + in.Channel)
+				return nil
+			})
 		case "SaveJoin":
 			jt.OnActivity(n, mock.Anything, mock.Anything).Return(func(context.Context, activities.SaveJoinInput) error { jt.record(n); return nil })
 		}
