@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest bench migrate record-histories clean
+.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join bench bench-join migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -35,6 +35,7 @@ migrate: up build ## apply migrations to the configured database and Temporal
 # gain (our concurrent code is raced in its own packages).
 SERVER_PKGS := /internal/integration$$|/internal/app$$|/internal/devserver$$|/cmd/sagaflow$$
 RACE_PKGS    = $$($(GO) list ./... | grep -Ev '$(SERVER_PKGS)')
+INTEGRATION := ./internal/integration
 test: up lint-fast
 	@$(STACK_ENV); \
 	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
@@ -68,8 +69,16 @@ LOADTEST_SCRIPT ?= loadtest/smoke.js
 loadtest: ## k6 against a running `make run` (HTML report in .data/reports/)
 	loadtest/k6.sh $(LOADTEST_SCRIPT) $(K6_ARGS)
 
-bench: ## Go benchmarks
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+loadtest-join: ## k6 join-saga load test against a running `make run`
+	loadtest/k6.sh loadtest/join.js $(K6_ARGS)
+
+bench: bench-join ## every benchmark
+
+# Completed joins/s and p99 start-to-terminal on the embedded server, next to
+# a bare workflow with the same seven no-op activities, in the same run.
+BENCH_JOINS ?= 400
+bench-join: up
+	@$(STACK_ENV); BENCH_JOINS=$(BENCH_JOINS) $(GO) test -count=1 -run '^$$' -bench 'BenchmarkJoin_vs_bare' -benchtime 1x $(INTEGRATION)
 
 clean:
 	rm -rf bin

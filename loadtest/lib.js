@@ -133,6 +133,24 @@ export function requireUp() {
   }
 }
 
+// requireReady() polls GET /readyz (no auth) until it answers 200, and aborts
+// the test (k6 exit code 108) printing the last 503 body, which names what is
+// down, when it does not within tries*interval seconds (default ~5 s). Call
+// it from setup(), after requireUp().
+export function requireReady({ tries = 25, interval = 0.2 } = {}) {
+  const ready = pollUntil(
+    () => getJSON('/readyz', 'readyz', { auth: false, expect: [200, 503] }),
+    (res) => res.status === 200,
+    { tries, interval },
+  );
+  if (!ready.ok) {
+    const res = ready.value;
+    exec.test.abort(
+      `${BASE_URL}/readyz is not ready after ${ready.tries} tries: HTTP ${res.status} ${String(res.body).slice(0, 500)}`,
+    );
+  }
+}
+
 // msBetween('2026-01-02T03:04:05.123456789Z', '...') -> milliseconds between
 // two RFC 3339 timestamps (fractions beyond ms are dropped), or NaN.
 export function msBetween(from, to) {

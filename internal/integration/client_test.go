@@ -3,6 +3,7 @@ package integration
 import (
 	"bytes"
 	"encoding/json"
+	"fmt"
 	"io"
 	"net/http"
 	"testing"
@@ -19,17 +20,26 @@ func call(t *testing.T, key, method, path string, body any, out any) int {
 // callWithHeaders is call with extra request headers.
 func callWithHeaders(t *testing.T, key, method, path string, body any, out any, headers map[string]string) int {
 	t.Helper()
+	code, err := rawCall(key, method, path, body, out, headers)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return code
+}
+
+// rawCall is call for code without a *testing.T (goroutines, benchmarks).
+func rawCall(key, method, path string, body any, out any, headers map[string]string) (int, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
 		if err != nil {
-			t.Fatal(err)
+			return 0, err
 		}
 		r = bytes.NewReader(b)
 	}
 	req, err := http.NewRequest(method, stack.api.URL+path, r)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
@@ -40,19 +50,19 @@ func callWithHeaders(t *testing.T, key, method, path string, body any, out any, 
 	}
 	resp, err := http.DefaultClient.Do(req)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	defer resp.Body.Close()
 	raw, err := io.ReadAll(resp.Body)
 	if err != nil {
-		t.Fatal(err)
+		return 0, err
 	}
 	if out != nil && len(raw) > 0 {
 		if err := json.Unmarshal(raw, out); err != nil {
-			t.Fatalf("%s %s: %d, body not JSON: %v: %s", method, path, resp.StatusCode, err, raw)
+			return resp.StatusCode, fmt.Errorf("%s %s: %d, body not JSON: %v: %s", method, path, resp.StatusCode, err, raw)
 		}
 	}
-	return resp.StatusCode
+	return resp.StatusCode, nil
 }
 
 func demoKey() string { return stack.app.Config.DemoKey }

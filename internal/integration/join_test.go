@@ -231,8 +231,8 @@ func runJoinScenario(t *testing.T, restart bool) {
 				}
 				if i == joins/2 {
 					closeOnce.Do(func() {
-						if code := call(t, demoKey(), http.MethodPost, "/v1/meetings/"+ms[0].ID+"/close", nil, nil); code != http.StatusOK {
-							t.Errorf("close = %d", code)
+						if code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+ms[0].ID+"/close", nil, nil, nil); err != nil || code != http.StatusOK {
+							t.Errorf("close = %d %v", code, err)
 						}
 					})
 				}
@@ -242,13 +242,17 @@ func runJoinScenario(t *testing.T, restart bool) {
 					})
 				}
 				m := ms[i%meetings]
-				code, out := postJoin(t, demoKey(), m.ID, fmt.Sprintf("load-%s-%d", run, i),
-					map[string]any{"user_id": fmt.Sprintf("user-%s-%d", run, i), "payment_token": "tok"})
-				if code != http.StatusAccepted {
-					t.Errorf("join %d = %d %v", i, code, out)
+				var out struct {
+					JoinID string `json:"join_id"`
+				}
+				code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+m.ID+"/joins",
+					map[string]any{"user_id": fmt.Sprintf("user-%s-%d", run, i), "payment_token": "tok"}, &out,
+					map[string]string{"Idempotency-Key": fmt.Sprintf("load-%s-%d", run, i)})
+				if err != nil || code != http.StatusAccepted {
+					t.Errorf("join %d = %d %v", i, code, err)
 					continue
 				}
-				results[i] = posted{joinID: out["join_id"].(string), meetingID: m.ID}
+				results[i] = posted{joinID: out.JoinID, meetingID: m.ID}
 			}
 		})
 	}

@@ -1,0 +1,172 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"slices"
+	"strconv"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// benchNoop is the no-op activity of the bare workflow.
+func benchNoop(context.Context) error { return nil }
+
+// bareJoinShape has the activities of a successful join, doing nothing:
+// three in a row (reserve, charge, confirm), three in parallel (notify),
+// one more (save).
+func bareJoinShape(ctx workflow.Context) error {
+	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	for range 3 {
+		if err := workflow.ExecuteActivity(ctx, "benchNoop").Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	fs := make([]workflow.Future, 3)
+	for i := range fs {
+		fs[i] = workflow.ExecuteActivity(ctx, "benchNoop")
+	}
+	for _, f := range fs {
+		if err := f.Get(ctx, nil); err != nil {
+			return err
+		}
+	}
+	return workflow.ExecuteActivity(ctx, "benchNoop").Get(ctx, nil)
+}
+
+type benchResult struct {
+	perSecond float64
+	p50, p99  time.Duration
+}
+
+func (r benchResult) String() string {
+	return fmt.Sprintf("%.1f/s, p50 %s, p99 %s", r.perSecond, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
+}
+
+// measure runs n operations with the given concurrency; each returns its
+// start-to-terminal latency.
+func measure(b *testing.B, n, concurrency int, op func(i int) (time.Duration, error)) benchResult {
+	lat := make([]time.Duration, n)
+	var next int
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	start := time.Now()
+	for range concurrency {
+		wg.Go(func() {
+			for {
+				mu.Lock()
+				i := next
+				next++
+				mu.Unlock()
+				if i >= n {
+					return
+				}
+				d, err := op(i)
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				lat[i] = d
+			}
+		})
+	}
+	wg.Wait()
+	elapsed := time.Since(start)
+	slices.Sort(lat)
+	return benchResult{perSecond: float64(n) / elapsed.Seconds(), p50: lat[n/2], p99: lat[n*99/100]}
+}
+
+// BenchmarkJoin_vs_bare measures completed joins per second and their p99
+// start-to-terminal latency on the embedded server, through the API, next
+// to a bare workflow with the same activities doing nothing, in the same
+// run. Run it with `make bench-join` (BENCH_JOINS sets the count).
+func BenchmarkJoin_vs_bare(b *testing.B) {
+	n := 400
+	if v, err := strconv.Atoi(os.Getenv("BENCH_JOINS")); err == nil && v > 0 {
+		n = v
+	}
+	const concurrency = 50
+	ctx := context.Background()
+	tc := stack.app.Temporal
+	cfg := stack.app.Config
+	w := worker.New(tc, "bench-bare", worker.Options{
+		MaxConcurrentWorkflowTaskPollers: cfg.WorkflowPollers, MaxConcurrentActivityTaskPollers: cfg.ActivityPollers,
+		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivity, MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflow,
+	})
+	w.RegisterWorkflowWithOptions(bareJoinShape, workflow.RegisterOptions{Name: "bareJoinShape"})
+	w.RegisterActivityWithOptions(benchNoop, activity.RegisterOptions{Name: "benchNoop"})
+	if err := w.Start(); err != nil {
+		b.Fatal(err)
+	}
+	defer w.Stop()
+	run := testenv.RunID()
+
+	for range b.N {
+		bare := measure(b, n, concurrency, func(i int) (time.Duration, error) {
+			t0 := time.Now()
+			r, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-bare-%s-%d", run, i), TaskQueue: "bench-bare"}, "bareJoinShape")
+			if err != nil {
+				return 0, err
+			}
+			return time.Since(t0), r.Get(ctx, nil)
+		})
+
+		mtg := benchMeeting(b, n)
+		join := measure(b, n, concurrency, func(i int) (time.Duration, error) {
+			t0 := time.Now()
+			joinID, err := benchPostJoin(mtg, fmt.Sprintf("bench-%s-%d", run, i), fmt.Sprintf("bench-user-%s-%d", run, i))
+			if err != nil {
+				return 0, err
+			}
+			err = tc.GetWorkflow(ctx, workflows.JoinWorkflowID("demo", joinID), "").Get(ctx, nil)
+			return time.Since(t0), err
+		})
+		ratio := join.perSecond / bare.perSecond
+		b.ReportMetric(join.perSecond, "joins/s")
+		b.ReportMetric(float64(join.p99.Milliseconds()), "join-p99-ms")
+		b.ReportMetric(bare.perSecond, "bare/s")
+		b.ReportMetric(float64(bare.p99.Milliseconds()), "bare-p99-ms")
+		b.ReportMetric(ratio, "join/bare")
+		fmt.Printf("join (%d through the API, %d at once): %s\nbare (7 no-op activities):              %s\nratio: %.2f (target >= 0.70)\n",
+			n, concurrency, join, bare, ratio)
+	}
+}
+
+func benchMeeting(b *testing.B, capacity int) string {
+	var m struct {
+		ID string `json:"id"`
+	}
+	code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings", map[string]any{
+		"title": "bench", "capacity": capacity, "fee": map[string]any{"amount": 1000, "currency": "KRW"},
+	}, &m, nil)
+	if err != nil || code != http.StatusCreated {
+		b.Fatalf("create meeting: %d %v", code, err)
+	}
+	return m.ID
+}
+
+func benchPostJoin(meetingID, key, user string) (string, error) {
+	var out struct {
+		JoinID string `json:"join_id"`
+	}
+	code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+meetingID+"/joins",
+		map[string]any{"user_id": user, "payment_token": "tok_ok"}, &out, map[string]string{"Idempotency-Key": key})
+	if err != nil {
+		return "", err
+	}
+	if code != http.StatusAccepted {
+		return "", fmt.Errorf("POST join = %d", code)
+	}
+	return out.JoinID, nil
+}

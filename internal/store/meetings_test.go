@@ -1,0 +1,151 @@
+package store_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/store"
+)
+
+func newMeetings(t *testing.T, capacity int) (*store.Meetings, meeting.Meeting) {
+	t.Helper()
+	s := open(t)
+	tn := newTenant(t)
+	if err := s.CreateTenant(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+	ms := s.Meetings(tn.Schema)
+	m, err := ms.Create(context.Background(), meeting.Meeting{Title: "t", Capacity: capacity, Fee: meeting.Money{Amount: 100, Currency: "KRW"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ms, m
+}
+
+func TestReserve_never_exceeds_capacity_under_concurrency(t *testing.T) {
+	ms, m := newMeetings(t, 7)
+	ctx := context.Background()
+	var ok, full atomic.Int32
+	var wg sync.WaitGroup
+	for i := range 40 {
+		wg.Go(func() {
+			err := ms.Reserve(ctx, m.ID, fmt.Sprintf("j%d", i), fmt.Sprintf("u%d", i))
+			switch {
+			case err == nil:
+				ok.Add(1)
+			case errors.Is(err, meeting.ErrMeetingFull):
+				full.Add(1)
+			default:
+				t.Errorf("reserve: %v", err)
+			}
+		})
+	}
+	wg.Wait()
+	got, err := ms.Get(ctx, m.ID)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if ok.Load() != 7 || full.Load() != 33 || got.Reserved != 7 {
+		t.Fatalf("ok=%d full=%d reserved=%d, want 7/33/7", ok.Load(), full.Load(), got.Reserved)
+	}
+}
+
+func TestSeats_are_idempotent_per_join(t *testing.T) {
+	ms, m := newMeetings(t, 2)
+	ctx := context.Background()
+	for range 3 {
+		if err := ms.Reserve(ctx, m.ID, "j1", "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for range 2 {
+		if err := ms.Confirm(ctx, m.ID, "j1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ := ms.Get(ctx, m.ID)
+	if got.Reserved != 0 || got.Confirmed != 1 {
+		t.Fatalf("after repeated reserve/confirm: %+v", got)
+	}
+	for range 2 {
+		if err := ms.Release(ctx, m.ID, "j1"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	got, _ = ms.Get(ctx, m.ID)
+	if got.Reserved != 0 || got.Confirmed != 0 {
+		t.Fatalf("after repeated release: %+v", got)
+	}
+	// A released join does not take a seat again (a late retry of reserve).
+	if err := ms.Reserve(ctx, m.ID, "j1", "alice"); err == nil {
+		t.Fatal("a released join reserved again")
+	}
+	if err := ms.Release(ctx, m.ID, "never-reserved"); err != nil {
+		t.Fatalf("releasing a join without a seat: %v", err)
+	}
+}
+
+func TestConfirm_fails_when_closed_or_user_already_in(t *testing.T) {
+	ms, m := newMeetings(t, 5)
+	ctx := context.Background()
+	for _, j := range []string{"a1", "a2"} {
+		if err := ms.Reserve(ctx, m.ID, j, "alice"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := ms.Confirm(ctx, m.ID, "a1"); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Confirm(ctx, m.ID, "a2"); !errors.Is(err, meeting.ErrAlreadyJoined) {
+		t.Fatalf("second confirmed seat for one user: %v", err)
+	}
+	if ok, _ := ms.UserConfirmed(ctx, m.ID, "alice"); !ok {
+		t.Fatal("UserConfirmed false for a confirmed user")
+	}
+	if err := ms.Reserve(ctx, m.ID, "b1", "bob"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := ms.Close(ctx, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	if err := ms.Confirm(ctx, m.ID, "b1"); !errors.Is(err, meeting.ErrMeetingClosed) {
+		t.Fatalf("confirm in a closed meeting: %v", err)
+	}
+	if err := ms.Reserve(ctx, m.ID, "c1", "carol"); !errors.Is(err, meeting.ErrMeetingClosed) {
+		t.Fatalf("reserve in a closed meeting: %v", err)
+	}
+	if _, err := ms.Get(ctx, "not-a-uuid"); !errors.Is(err, meeting.ErrNotFound) {
+		t.Fatalf("bad id: %v", err)
+	}
+}
+
+func TestJoins_are_recorded_once_per_id(t *testing.T) {
+	ms, m := newMeetings(t, 5)
+	ctx := context.Background()
+	r := meeting.JoinRequest{MeetingID: m.ID, UserID: "alice", PaymentToken: "tok"}
+	j, hash, created, err := ms.NewJoin(ctx, "j1", "key1", "h1", r)
+	if err != nil || !created || hash != "h1" || j.Status != meeting.JoinPending {
+		t.Fatalf("first NewJoin = %+v %q %v %v", j, hash, created, err)
+	}
+	_, hash, created, err = ms.NewJoin(ctx, "j1", "key1", "h2", r)
+	if err != nil || created || hash != "h1" {
+		t.Fatalf("second NewJoin = %q %v %v, want the stored hash h1", hash, created, err)
+	}
+	j.Status, j.Reason = meeting.JoinFailed, "meeting_full"
+	j.Steps = []meeting.Step{{Name: "reserve_seat", Status: "failed"}}
+	if err := ms.SaveJoin(ctx, j); err != nil {
+		t.Fatal(err)
+	}
+	got, err := ms.Join(ctx, "j1")
+	if err != nil || got.Status != meeting.JoinFailed || len(got.Steps) != 1 {
+		t.Fatalf("Join = %+v, %v", got, err)
+	}
+	if _, err := ms.Join(ctx, "nope"); !errors.Is(err, meeting.ErrJoinNotFound) {
+		t.Fatalf("unknown join: %v", err)
+	}
+}
