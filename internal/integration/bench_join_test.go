@@ -119,7 +119,8 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 			if err != nil {
 				return 0, err
 			}
-			return time.Since(t0), r.Get(ctx, nil)
+			err = r.Get(ctx, nil)
+			return time.Since(t0), err
 		})
 
 		mtg := benchMeeting(b, n)
