@@ -23,7 +23,7 @@ type MeetingStore interface {
 	Create(ctx context.Context, m meeting.Meeting) (meeting.Meeting, error)
 	Get(ctx context.Context, id string) (meeting.Meeting, error)
 	Close(ctx context.Context, id string) (meeting.Meeting, error)
-	UserConfirmed(ctx context.Context, meetingID, userID string) (bool, error)
+	JoinStart(ctx context.Context, meetingID, joinID, userID string) (meeting.JoinStart, error)
 	NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest) (meeting.Join, string, bool, error)
 	Join(ctx context.Context, joinID string) (meeting.Join, error)
 }
@@ -108,58 +108,39 @@ func (s *Server) createJoin(c *gin.Context) {
 		return
 	}
 	store := s.meetings(c)
-	m, err := store.Get(ctx, req.MeetingID)
+	joinID := meeting.JoinID(t.Name, key)
+	js, err := store.JoinStart(ctx, req.MeetingID, joinID, req.UserID)
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	joinID := meeting.JoinID(t.Name, key)
-	if existing, err := store.Join(ctx, joinID); err == nil {
-		// A retry: answer with the join it made (and make sure its saga runs).
-		s.answerExistingJoin(c, t, m, req, joinID, key, existing)
+	status := meeting.JoinPending
+	switch {
+	case js.Existing != nil && js.ExistingHash != req.Hash():
+		fail(c, keyReused())
 		return
-	} else if !errors.Is(err, meeting.ErrJoinNotFound) {
-		fail(c, err)
-		return
-	}
-	if ok, err := store.UserConfirmed(ctx, m.ID, req.UserID); err != nil {
-		fail(c, err)
-		return
-	} else if ok {
+	case js.Existing != nil:
+		// A retry: answer with the join it made, and make sure its saga runs.
+		status = js.Existing.Status
+	case js.UserConfirmed:
 		fail(c, &httpError{http.StatusConflict, "already_joined", "user " + req.UserID + " has already joined this meeting"})
 		return
+	default:
+		_, hash, _, err := store.NewJoin(ctx, joinID, key, req.Hash(), req)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if hash != req.Hash() { // a concurrent request with the same key and another body won
+			fail(c, keyReused())
+			return
+		}
 	}
-	j, hash, _, err := store.NewJoin(ctx, joinID, key, req.Hash(), req)
-	if err != nil {
+	if err := s.startJoin(ctx, t, js.Meeting, req, joinID); err != nil {
 		fail(c, err)
 		return
 	}
-	if hash != req.Hash() { // a concurrent request with the same key and another body won
-		fail(c, keyReused())
-		return
-	}
-	if err := s.startJoin(ctx, t, m, req, joinID); err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusAccepted, joinAccepted{JoinID: j.JoinID, Status: j.Status})
-}
-
-func (s *Server) answerExistingJoin(c *gin.Context, t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, joinID, key string, j meeting.Join) {
-	_, hash, _, err := s.meetings(c).NewJoin(c.Request.Context(), joinID, key, req.Hash(), req)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	if hash != req.Hash() {
-		fail(c, keyReused())
-		return
-	}
-	if err := s.startJoin(c.Request.Context(), t, m, req, joinID); err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusAccepted, joinAccepted{JoinID: j.JoinID, Status: j.Status})
+	c.JSON(http.StatusAccepted, joinAccepted{JoinID: joinID, Status: status})
 }
 
 func keyReused() error {
@@ -169,8 +150,11 @@ func keyReused() error {
 // startJoin starts the saga unless it runs or ran: one workflow per join.
 func (s *Server) startJoin(ctx context.Context, t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, joinID string) error {
 	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       workflows.JoinWorkflowID(t.Name, joinID),
-		TaskQueue:                workflows.TaskQueueJoin,
+		ID:        workflows.JoinWorkflowID(t.Name, joinID),
+		TaskQueue: workflows.TaskQueueJoin,
+		// Where a worker shares this client (dev), the first workflow task
+		// comes back with the start: one round trip less per join.
+		EnableEagerStart:         true,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
 		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
 		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttributeTenant.ValueSet(t.Name)),

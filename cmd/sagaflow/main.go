@@ -7,6 +7,8 @@ package main
 import (
 	"context"
 	"fmt"
+	"net/http"
+	_ "net/http/pprof" // served only on SAGAFLOW_PPROF_ADDR
 	"os"
 	"os/signal"
 	"strings"
@@ -53,6 +55,13 @@ func newRoot() *cobra.Command {
 				return err
 			}
 			c.cfg = cfg
+			if cfg.PprofAddr != "" {
+				go func() {
+					// Profiling is opt-in and bound where the operator says.
+					err := http.ListenAndServe(cfg.PprofAddr, nil) //nolint:gosec // no timeouts needed for pprof
+					fmt.Fprintln(os.Stderr, "sagaflow: pprof:", err)
+				}()
+			}
 			return nil
 		},
 	}

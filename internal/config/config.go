@@ -64,6 +64,8 @@ type Config struct {
 	DemoKey string `env:"SAGAFLOW_DEMO_KEY" envDefault:"demo-key" help:"API key 'dev' gives the seeded tenant demo (empty: none)"`
 	AcmeKey string `env:"SAGAFLOW_ACME_KEY" envDefault:"acme-key" help:"API key 'dev' gives the seeded tenant acme (empty: none)"`
 
+	PprofAddr string `env:"SAGAFLOW_PPROF_ADDR" help:"address to serve net/http/pprof on, for profiling (empty: off)"`
+
 	LogLevel  string `env:"SAGAFLOW_LOG_LEVEL" envDefault:"info" help:"debug, info, warn or error"`
 	LogFormat string `env:"SAGAFLOW_LOG_FORMAT" envDefault:"json" help:"json or text"`
 }
@@ -135,6 +137,11 @@ func (c Config) Validate() error {
 	if c.WorkerHTTPAddr != "" {
 		if _, _, err := net.SplitHostPort(c.WorkerHTTPAddr); err != nil {
 			bad("SAGAFLOW_WORKER_HTTP_ADDR", "want host:port, got %q", c.WorkerHTTPAddr)
+		}
+	}
+	if c.PprofAddr != "" {
+		if _, _, err := net.SplitHostPort(c.PprofAddr); err != nil {
+			bad("SAGAFLOW_PPROF_ADDR", "want host:port, got %q", c.PprofAddr)
 		}
 	}
 	if c.MaxBodyBytes < 1024 {

@@ -272,8 +272,6 @@ func (o Options) serverConfig(sqlConf *config.SQL, internal []int) *config.Confi
 
 func dynamicConfig() dynamicconfig.StaticClient {
 	return dynamicconfig.StaticClient{
-		// A search attribute registered at start is usable at once.
-		dynamicconfig.ForceSearchAttributesCacheRefreshOnRead.Key(): true,
 		// One host holds every workflow: a larger cache saves reloading
 		// mutable state from SQLite.
 		dynamicconfig.HistoryCacheHostLevelMaxSize.Key(): 8192,

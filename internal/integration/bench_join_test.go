@@ -23,13 +23,19 @@ import (
 // benchNoop is the no-op activity of the bare workflow.
 func benchNoop(context.Context) error { return nil }
 
-// bareJoinShape has the activities of a successful join, doing nothing:
-// three in a row (reserve, charge, confirm), three in parallel (notify),
-// one more (save).
+// bareJoinShape has the activities of a successful join, of the same kinds,
+// doing nothing: local (reserve), regular (charge), local (confirm), three
+// regular in parallel (notify), local (save).
 func bareJoinShape(ctx workflow.Context) error {
 	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
-	for range 3 {
-		if err := workflow.ExecuteActivity(ctx, "benchNoop").Get(ctx, nil); err != nil {
+	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	steps := []func() workflow.Future{ // one after the other, as in the saga
+		func() workflow.Future { return workflow.ExecuteLocalActivity(ctx, benchNoop) },
+		func() workflow.Future { return workflow.ExecuteActivity(ctx, "benchNoop") },
+		func() workflow.Future { return workflow.ExecuteLocalActivity(ctx, benchNoop) },
+	}
+	for _, step := range steps {
+		if err := step().Get(ctx, nil); err != nil {
 			return err
 		}
 	}
@@ -42,7 +48,7 @@ func bareJoinShape(ctx workflow.Context) error {
 			return err
 		}
 	}
-	return workflow.ExecuteActivity(ctx, "benchNoop").Get(ctx, nil)
+	return workflow.ExecuteLocalActivity(ctx, benchNoop).Get(ctx, nil)
 }
 
 type benchResult struct {
@@ -115,7 +121,9 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 	for range b.N {
 		bare := measure(b, n, concurrency, func(i int) (time.Duration, error) {
 			t0 := time.Now()
-			r, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{ID: fmt.Sprintf("bench-bare-%s-%d", run, i), TaskQueue: "bench-bare"}, "bareJoinShape")
+			r, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+				ID: fmt.Sprintf("bench-bare-%s-%d", run, i), TaskQueue: "bench-bare", EnableEagerStart: true, // as the API starts joins
+			}, "bareJoinShape")
 			if err != nil {
 				return 0, err
 			}

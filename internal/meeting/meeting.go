@@ -187,3 +187,14 @@ type Join struct {
 	Payment   Payment `json:"payment"`
 	Steps     []Step  `json:"steps"`
 }
+
+// JoinStart is what the API reads before it starts a join.
+type JoinStart struct {
+	Meeting Meeting
+	// Existing is the join already recorded under the id, if any, and
+	// ExistingHash the hash of the request that made it.
+	Existing     *Join
+	ExistingHash string
+	// UserConfirmed: the user holds a confirmed seat in the meeting.
+	UserConfirmed bool
+}

@@ -189,17 +189,53 @@ func (m *Meetings) UserConfirmed(ctx context.Context, meetingID, userID string) 
 	return ok, nil
 }
 
+// JoinStart reads the meeting, the join recorded under joinID and whether
+// the user is confirmed already. It fails with meeting.ErrNotFound.
+func (m *Meetings) JoinStart(ctx context.Context, meetingID, joinID, userID string) (meeting.JoinStart, error) {
+	if _, err := uuid.Parse(meetingID); err != nil {
+		return meeting.JoinStart{}, meeting.ErrNotFound
+	}
+	var js meeting.JoinStart
+	var id uuid.UUID
+	var jID, jStatus, jHash *string
+	mt := &js.Meeting
+	err := m.s.pool.QueryRow(ctx, `SELECT m.id, m.title, m.capacity, m.fee_amount, m.fee_currency, m.cancel_deadline,
+			m.status, m.reserved, m.confirmed, m.created_at,
+			EXISTS (SELECT FROM `+m.table("seats")+` s WHERE s.meeting_id = m.id AND s.user_id = $3 AND s.state = 'confirmed'),
+			j.id, j.status, j.request_hash
+		FROM `+m.table("meetings")+` m LEFT JOIN `+m.table("joins")+` j ON j.id = $2
+		WHERE m.id = $1`, meetingID, joinID, userID).Scan(&id, &mt.Title, &mt.Capacity, &mt.Fee.Amount, &mt.Fee.Currency,
+		&mt.CancelDeadline, &mt.Status, &mt.Reserved, &mt.Confirmed, &mt.CreatedAt, &js.UserConfirmed, &jID, &jStatus, &jHash)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return meeting.JoinStart{}, meeting.ErrNotFound
+	}
+	if err != nil {
+		return meeting.JoinStart{}, fmt.Errorf("read join start: %w", err)
+	}
+	mt.ID = id.String()
+	if jID != nil {
+		js.Existing = &meeting.Join{JoinID: *jID, Status: *jStatus}
+		js.ExistingHash = *jHash
+	}
+	return js, nil
+}
+
 // NewJoin records a join request under its id. If the id exists already it
 // returns the stored join and created=false; the caller compares hashes to
 // tell a retry from a conflicting reuse of the idempotency key.
 func (m *Meetings) NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest) (j meeting.Join, hash string, created bool, err error) {
-	tag, err := m.s.pool.Exec(ctx, `INSERT INTO `+m.table("joins")+` (id, idempotency_key, request_hash, meeting_id, user_id)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING`, joinID, idempotencyKey, requestHash, r.MeetingID, r.UserID)
-	if err != nil {
+	var status string
+	err = m.s.pool.QueryRow(ctx, `INSERT INTO `+m.table("joins")+` (id, idempotency_key, request_hash, meeting_id, user_id)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING status`, joinID, idempotencyKey, requestHash, r.MeetingID, r.UserID).Scan(&status)
+	if err == nil {
+		return meeting.Join{JoinID: joinID, MeetingID: r.MeetingID, UserID: r.UserID, Status: status,
+			Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{}}, requestHash, true, nil
+	}
+	if !errors.Is(err, pgx.ErrNoRows) {
 		return meeting.Join{}, "", false, fmt.Errorf("new join: %w", err)
 	}
 	j, hash, err = m.join(ctx, joinID)
-	return j, hash, tag.RowsAffected() == 1, err
+	return j, hash, false, err
 }
 
 // Join returns the stored state of a join, or meeting.ErrJoinNotFound.
