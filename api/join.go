@@ -2,18 +2,19 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
-	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -24,7 +25,7 @@ type MeetingStore interface {
 	Get(ctx context.Context, id string) (meeting.Meeting, error)
 	Close(ctx context.Context, id string) (meeting.Meeting, error)
 	JoinStart(ctx context.Context, meetingID, joinID, userID string) (meeting.JoinStart, error)
-	NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest) (meeting.Join, string, bool, error)
+	NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest, start starter.Start) (meeting.Join, string, bool, error)
 	Join(ctx context.Context, joinID string) (meeting.Join, error)
 }
 
@@ -120,13 +121,18 @@ func (s *Server) createJoin(c *gin.Context) {
 		fail(c, keyReused())
 		return
 	case js.Existing != nil:
-		// A retry: answer with the join it made, and make sure its saga runs.
+		// A retry: the join and the start of its saga were recorded together.
 		status = js.Existing.Status
 	case js.UserConfirmed:
 		fail(c, &httpError{http.StatusConflict, "already_joined", "user " + req.UserID + " has already joined this meeting"})
 		return
 	default:
-		_, hash, _, err := store.NewJoin(ctx, joinID, key, req.Hash(), req)
+		start, err := joinStart(t, js.Meeting, req, joinID)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		j, hash, _, err := store.NewJoin(ctx, joinID, key, req.Hash(), req, start)
 		if err != nil {
 			fail(c, err)
 			return
@@ -135,10 +141,7 @@ func (s *Server) createJoin(c *gin.Context) {
 			fail(c, keyReused())
 			return
 		}
-	}
-	if err := s.startJoin(ctx, t, js.Meeting, req, joinID); err != nil {
-		fail(c, err)
-		return
+		status = j.Status
 	}
 	c.JSON(http.StatusAccepted, joinAccepted{JoinID: joinID, Status: status})
 }
@@ -147,27 +150,21 @@ func keyReused() error {
 	return &httpError{http.StatusUnprocessableEntity, "idempotency_key_reused", "this Idempotency-Key was used for a different request"}
 }
 
-// startJoin starts the saga unless it runs or ran: one workflow per join.
-func (s *Server) startJoin(ctx context.Context, t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, joinID string) error {
-	_, err := s.deps.Temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:        workflows.JoinWorkflowID(t.Name, joinID),
-		TaskQueue: workflows.TaskQueueJoin,
-		// Where a worker shares this client (dev), the first workflow task
-		// comes back with the start: one round trip less per join.
-		EnableEagerStart:         true,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttributeTenant.ValueSet(t.Name)),
-	}, workflows.Join, workflows.JoinInput{
+// joinStart is the saga's start, recorded with the join and sent to
+// Temporal by the starter: one workflow per join, even across crashes.
+func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, joinID string) (starter.Start, error) {
+	input, err := json.Marshal(workflows.JoinInput{
 		Tenant: t.Name, Schema: t.Schema, JoinID: joinID,
 		MeetingID: m.ID, MeetingTitle: m.Title, UserID: req.UserID, PaymentToken: req.PaymentToken,
 		Channels: req.Channels, Fee: m.Fee, CancelDeadline: m.CancelDeadline,
 	})
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return nil // it ran to its end already
+	if err != nil {
+		return starter.Start{}, err
 	}
-	return err
+	return starter.Start{
+		Tenant: t.Name, WorkflowID: workflows.JoinWorkflowID(t.Name, joinID),
+		WorkflowType: workflows.JoinWorkflowType, TaskQueue: workflows.TaskQueueJoin, Input: input,
+	}, nil
 }
 
 // getJoin answers from the running saga's status query, or from PostgreSQL

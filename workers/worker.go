@@ -39,10 +39,10 @@ func New(c client.Client, acts *activities.Activities, o Options) map[string]wor
 		WorkerStopTimeout:                      o.StopTimeout,
 	}
 	ops := worker.New(c, workflows.TaskQueueOps, opts)
-	ops.RegisterWorkflowWithOptions(workflows.Probe, workflow.RegisterOptions{Name: "Probe"})
+	ops.RegisterWorkflowWithOptions(workflows.Probe, workflow.RegisterOptions{Name: workflows.ProbeWorkflowType})
 	ops.RegisterActivity(acts)
 	join := worker.New(c, workflows.TaskQueueJoin, opts)
-	join.RegisterWorkflowWithOptions(workflows.Join, workflow.RegisterOptions{Name: "Join"})
+	join.RegisterWorkflowWithOptions(workflows.Join, workflow.RegisterOptions{Name: workflows.JoinWorkflowType})
 	join.RegisterActivity(acts)
 	return map[string]worker.Worker{workflows.TaskQueueOps: ops, workflows.TaskQueueJoin: join}
 }

@@ -54,3 +54,9 @@ func ProbeWorkflowID(tenant, id string) string { return workflowID(tenant, "prob
 
 // JoinWorkflowID is the ID of the join saga of joinID (meeting.JoinID).
 func JoinWorkflowID(tenant, joinID string) string { return workflowID(tenant, "join", joinID) }
+
+// Workflow type names, as registered by the workers.
+const (
+	ProbeWorkflowType = "Probe"
+	JoinWorkflowType  = "Join"
+)

@@ -21,8 +21,8 @@ func TestReplay_recorded_histories(t *testing.T) {
 		t.Fatal("no recorded histories in testdata/")
 	}
 	r := worker.NewWorkflowReplayer()
-	r.RegisterWorkflowWithOptions(Probe, workflow.RegisterOptions{Name: "Probe"})
-	r.RegisterWorkflowWithOptions(Join, workflow.RegisterOptions{Name: "Join"})
+	r.RegisterWorkflowWithOptions(Probe, workflow.RegisterOptions{Name: ProbeWorkflowType})
+	r.RegisterWorkflowWithOptions(Join, workflow.RegisterOptions{Name: JoinWorkflowType})
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

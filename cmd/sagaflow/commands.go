@@ -51,6 +51,7 @@ func (c *cli) devCmd() *cobra.Command {
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return sims.Serve(gctx, c.cfg, log) })
 			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
+			g.Go(func() error { return a.Starter().Run(gctx) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
 			c.banner(a, l.Addr(), time.Since(start))
 			err = g.Wait()
@@ -101,7 +102,10 @@ func (c *cli) apiCmd() *cobra.Command {
 				return fmt.Errorf("api: %w", err)
 			}
 			log.Info("api listening", "addr", l.Addr().String(), "temporal", c.cfg.TemporalHostPort())
-			return app.Serve(ctx, l, a.Handler(), c.cfg.ShutdownTimeout, log)
+			g, gctx := errgroup.WithContext(ctx)
+			g.Go(func() error { return a.Starter().Run(gctx) })
+			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
+			return g.Wait()
 		},
 	}
 }

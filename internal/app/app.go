@@ -14,7 +14,10 @@ import (
 	"net/http"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
 	"golang.org/x/sync/errgroup"
 
@@ -27,6 +30,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/sim"
+	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/temporalclient"
@@ -288,4 +292,31 @@ func (s *Simulators) Serve(ctx context.Context, cfg config.Config, log *slog.Log
 		g.Go(func() error { return Serve(gctx, l, handlers[addr], cfg.ShutdownTimeout, log) })
 	}
 	return g.Wait()
+}
+
+// Starter is the relay of the workflow starts requests record in
+// PostgreSQL; run it in every process that serves the API.
+func (a *App) Starter() *starter.Starter {
+	return starter.New(a.Store.Pool(), temporalStarter{a.Temporal}, a.Log, starter.Options{})
+}
+
+// temporalStarter starts a recorded workflow, once per workflow ID.
+type temporalStarter struct{ c client.Client }
+
+func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) error {
+	_, err := t.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+		ID:                       s.WorkflowID,
+		TaskQueue:                s.TaskQueue,
+		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
+		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
+		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttributeTenant.ValueSet(s.Tenant)),
+		// Where a worker shares this client (dev), the first workflow task
+		// comes back with the start: one round trip less per workflow.
+		EnableEagerStart: true,
+	}, s.WorkflowType, s.Input)
+	var started *serviceerror.WorkflowExecutionAlreadyStarted
+	if errors.As(err, &started) {
+		return nil // it ran already: a start is sent at most once in effect
+	}
+	return err
 }

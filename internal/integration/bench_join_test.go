@@ -2,6 +2,7 @@ package integration
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
@@ -11,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/worker"
@@ -138,7 +140,7 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 			if err != nil {
 				return 0, err
 			}
-			err = tc.GetWorkflow(ctx, workflows.JoinWorkflowID("demo", joinID), "").Get(ctx, nil)
+			err = awaitWorkflow(ctx, tc, workflows.JoinWorkflowID("demo", joinID))
 			return time.Since(t0), err
 		})
 		ratio := join.perSecond / bare.perSecond
@@ -178,4 +180,17 @@ func benchPostJoin(meetingID, key, user string) (string, error) {
 		return "", fmt.Errorf("POST join = %d", code)
 	}
 	return out.JoinID, nil
+}
+
+// awaitWorkflow waits for a workflow that the starter may not have started
+// yet, then for its end.
+func awaitWorkflow(ctx context.Context, tc client.Client, id string) error {
+	for {
+		err := tc.GetWorkflow(ctx, id, "").Get(ctx, nil)
+		var notFound *serviceerror.NotFound
+		if !errors.As(err, &notFound) {
+			return err
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -105,6 +105,10 @@ func run(m *testing.M) int {
 		return g.Wait()
 	}
 	start()
+	starterCtx, stopStarter := context.WithCancel(ctx)
+	starterDone := make(chan error, 1)
+	go func() { starterDone <- a.Starter().Run(starterCtx) }()
+	defer func() { stopStarter(); <-starterDone }()
 	stack.restartWorkers = func(pause time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()

@@ -11,6 +11,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/starter"
 )
 
 // Meetings is the PostgreSQL adapter of one tenant's meetings, seats and
@@ -220,19 +221,30 @@ func (m *Meetings) JoinStart(ctx context.Context, meetingID, joinID, userID stri
 	return js, nil
 }
 
-// NewJoin records a join request under its id. If the id exists already it
-// returns the stored join and created=false; the caller compares hashes to
-// tell a retry from a conflicting reuse of the idempotency key.
-func (m *Meetings) NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest) (j meeting.Join, hash string, created bool, err error) {
-	var status string
-	err = m.s.pool.QueryRow(ctx, `INSERT INTO `+m.table("joins")+` (id, idempotency_key, request_hash, meeting_id, user_id)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING status`, joinID, idempotencyKey, requestHash, r.MeetingID, r.UserID).Scan(&status)
-	if err == nil {
-		return meeting.Join{JoinID: joinID, MeetingID: r.MeetingID, UserID: r.UserID, Status: status,
-			Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{}}, requestHash, true, nil
-	}
-	if !errors.Is(err, pgx.ErrNoRows) {
-		return meeting.Join{}, "", false, fmt.Errorf("new join: %w", err)
+// NewJoin records a join request under its id and, in the same
+// transaction, the start of its saga (see internal/starter). If the id
+// exists already it returns the stored join and created=false; the caller
+// compares hashes to tell a retry from a conflicting reuse of the
+// idempotency key.
+func (m *Meetings) NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest, start starter.Start) (j meeting.Join, hash string, created bool, err error) {
+	err = pgx.BeginFunc(ctx, m.s.pool, func(tx pgx.Tx) error {
+		var status string
+		err := tx.QueryRow(ctx, `INSERT INTO `+m.table("joins")+` (id, idempotency_key, request_hash, meeting_id, user_id)
+			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING status`, joinID, idempotencyKey, requestHash, r.MeetingID, r.UserID).Scan(&status)
+		if errors.Is(err, pgx.ErrNoRows) {
+			return nil // recorded already: read it below
+		}
+		if err != nil {
+			return fmt.Errorf("new join: %w", err)
+		}
+		created = true
+		j = meeting.Join{JoinID: joinID, MeetingID: r.MeetingID, UserID: r.UserID, Status: status,
+			Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{}}
+		hash = requestHash
+		return starter.Enqueue(ctx, tx, start)
+	})
+	if err != nil || created {
+		return j, hash, created, err
 	}
 	j, hash, err = m.join(ctx, joinID)
 	return j, hash, false, err

@@ -9,10 +9,17 @@ import (
 	"testing"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/tenant"
 )
 
 func newMeetings(t *testing.T, capacity int) (*store.Meetings, meeting.Meeting) {
+	ms, m, _, _ := newMeetingsIn(t, capacity)
+	return ms, m
+}
+
+func newMeetingsIn(t *testing.T, capacity int) (*store.Meetings, meeting.Meeting, *store.Store, tenant.Tenant) {
 	t.Helper()
 	s := open(t)
 	tn := newTenant(t)
@@ -24,7 +31,7 @@ func newMeetings(t *testing.T, capacity int) (*store.Meetings, meeting.Meeting) 
 	if err != nil {
 		t.Fatal(err)
 	}
-	return ms, m
+	return ms, m, s, tn
 }
 
 func TestReserve_never_exceeds_capacity_under_concurrency(t *testing.T) {
@@ -124,17 +131,22 @@ func TestConfirm_fails_when_closed_or_user_already_in(t *testing.T) {
 	}
 }
 
-func TestJoins_are_recorded_once_per_id(t *testing.T) {
-	ms, m := newMeetings(t, 5)
+func TestJoins_are_recorded_once_per_id_with_their_start(t *testing.T) {
+	ms, m, s, tn := newMeetingsIn(t, 5)
 	ctx := context.Background()
 	r := meeting.JoinRequest{MeetingID: m.ID, UserID: "alice", PaymentToken: "tok"}
-	j, hash, created, err := ms.NewJoin(ctx, "j1", "key1", "h1", r)
+	start := starter.Start{Tenant: tn.Name, WorkflowID: tn.Name + ":join:j1", WorkflowType: "Join", TaskQueue: "q", Input: []byte(`{"join_id":"j1"}`)}
+	j, hash, created, err := ms.NewJoin(ctx, "j1", "key1", "h1", r, start)
 	if err != nil || !created || hash != "h1" || j.Status != meeting.JoinPending {
 		t.Fatalf("first NewJoin = %+v %q %v %v", j, hash, created, err)
 	}
-	_, hash, created, err = ms.NewJoin(ctx, "j1", "key1", "h2", r)
+	_, hash, created, err = ms.NewJoin(ctx, "j1", "key1", "h2", r, start)
 	if err != nil || created || hash != "h1" {
 		t.Fatalf("second NewJoin = %q %v %v, want the stored hash h1", hash, created, err)
+	}
+	var starts int
+	if err := s.Pool().QueryRow(ctx, `SELECT count(*) FROM sagaflow.workflow_starts WHERE workflow_id = $1 AND started_at IS NULL`, start.WorkflowID).Scan(&starts); err != nil || starts != 1 {
+		t.Fatalf("the join's start was recorded %d times (%v), want once with the join", starts, err)
 	}
 	j.Status, j.Reason = meeting.JoinFailed, "meeting_full"
 	j.Steps = []meeting.Step{{Name: "reserve_seat", Status: "failed"}}

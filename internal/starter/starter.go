@@ -1,0 +1,227 @@
+// Package starter sends the workflow starts that requests leave in
+// PostgreSQL (sagaflow.workflow_starts, written in the same transaction as
+// the request's own rows) to Temporal. It is the transactional outbox of
+// workflow starts: the API answers without waiting for Temporal, a crash
+// between the two loses nothing, and a Temporal outage only delays starts.
+//
+// Several starters (one per api process) share the table safely: each claims
+// rows with FOR UPDATE SKIP LOCKED. Starting is idempotent by workflow ID,
+// so a row started twice (a crash after the start, before the mark) still
+// makes one workflow.
+package starter
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Channel is the PostgreSQL NOTIFY channel that wakes the starters.
+const Channel = "sagaflow_workflow_starts"
+
+// Start is one workflow to start.
+type Start struct {
+	ID           int64
+	Tenant       string
+	WorkflowID   string
+	WorkflowType string
+	TaskQueue    string
+	Input        json.RawMessage
+	Attempts     int
+}
+
+// Enqueue records a start in tx; it is sent once tx commits.
+func Enqueue(ctx context.Context, tx pgx.Tx, s Start) error {
+	_, err := tx.Exec(ctx, `INSERT INTO sagaflow.workflow_starts (tenant, workflow_id, workflow_type, task_queue, input)
+		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow_id) DO NOTHING`, s.Tenant, s.WorkflowID, s.WorkflowType, s.TaskQueue, s.Input)
+	if err != nil {
+		return fmt.Errorf("starter: enqueue %s: %w", s.WorkflowID, err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, '')`, Channel); err != nil {
+		return fmt.Errorf("starter: notify: %w", err)
+	}
+	return nil
+}
+
+// Temporal starts one workflow; it must treat "already started" as success.
+type Temporal interface {
+	StartWorkflow(ctx context.Context, s Start) error
+}
+
+// Options tune a Starter. The zero value of each field has a default.
+type Options struct {
+	// Batch is how many starts one claim takes (default 64).
+	Batch int
+	// Parallel is how many starts of a batch are sent at once (default 16).
+	Parallel int
+	// Poll is how often the table is read without a notification (default 1s).
+	Poll time.Duration
+	// MaxBackoff bounds the wait before retrying a failed start (default 30s).
+	MaxBackoff time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Batch <= 0 {
+		o.Batch = 64
+	}
+	if o.Parallel <= 0 {
+		o.Parallel = 16
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+}
+
+// Starter relays pending starts to Temporal. Run it once per process.
+type Starter struct {
+	pool     *pgxpool.Pool
+	temporal Temporal
+	log      *slog.Logger
+	opts     Options
+}
+
+// New returns a Starter over pool.
+func New(pool *pgxpool.Pool, t Temporal, log *slog.Logger, o Options) *Starter {
+	o.setDefaults()
+	return &Starter{pool: pool, temporal: t, log: log, opts: o}
+}
+
+// Run sends pending starts until ctx ends: at once when notified, else
+// every Poll. Errors of one round are logged and retried in the next.
+func (s *Starter) Run(ctx context.Context) error {
+	wake := make(chan struct{}, 1)
+	go s.listen(ctx, wake)
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-wake:
+		case <-timer.C:
+		}
+		for {
+			n, err := s.RunOnce(ctx)
+			if err != nil && ctx.Err() == nil {
+				s.log.Warn("workflow starts: round failed", "error", err)
+			}
+			if n < s.opts.Batch || err != nil {
+				break // drained (or failing): wait for the next wake-up
+			}
+		}
+		timer.Reset(s.opts.Poll)
+	}
+}
+
+// listen turns NOTIFYs into wake-ups, reconnecting when the connection drops.
+func (s *Starter) listen(ctx context.Context, wake chan<- struct{}) {
+	for ctx.Err() == nil {
+		err := func() error {
+			conn, err := s.pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Release()
+			if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+				return err
+			}
+			defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN "+Channel) }()
+			for {
+				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
+					return err
+				}
+				select {
+				case wake <- struct{}{}:
+				default:
+				}
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		s.log.Warn("workflow starts: listen failed; polling until it is back", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(s.opts.Poll):
+		}
+	}
+}
+
+// RunOnce claims up to Batch due starts, sends them, and records each
+// outcome; it returns how many it claimed.
+func (s *Starter) RunOnce(ctx context.Context) (int, error) {
+	var claimed int
+	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, tenant, workflow_id, workflow_type, task_queue, input, attempts
+			FROM sagaflow.workflow_starts WHERE started_at IS NULL AND next_attempt <= now()
+			ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, s.opts.Batch)
+		if err != nil {
+			return err
+		}
+		starts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Start, error) {
+			var st Start
+			err := r.Scan(&st.ID, &st.Tenant, &st.WorkflowID, &st.WorkflowType, &st.TaskQueue, &st.Input, &st.Attempts)
+			return st, err
+		})
+		if err != nil {
+			return err
+		}
+		claimed = len(starts)
+		errs := s.send(ctx, starts)
+		var done []int64
+		for i, st := range starts {
+			if errs[i] == nil {
+				done = append(done, st.ID)
+				continue
+			}
+			backoff := min(time.Duration(1<<min(st.Attempts, 10))*250*time.Millisecond, s.opts.MaxBackoff)
+			s.log.Warn("workflow start failed; will retry", "workflow_id", st.WorkflowID, "attempt", st.Attempts+1, "retry_in", backoff, "error", errs[i])
+			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts SET attempts = attempts + 1, last_error = $2,
+				next_attempt = now() + $3::interval WHERE id = $1`, st.ID, errs[i].Error(), backoff.String()); err != nil {
+				return err
+			}
+		}
+		if len(done) > 0 {
+			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts SET started_at = now(), attempts = attempts + 1
+				WHERE id = ANY($1)`, done); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return claimed, fmt.Errorf("starter: %w", err)
+	}
+	return claimed, nil
+}
+
+// send starts the workflows, Parallel at a time, and returns each error.
+func (s *Starter) send(ctx context.Context, starts []Start) []error {
+	errs := make([]error, len(starts))
+	sem := make(chan struct{}, s.opts.Parallel)
+	var wg sync.WaitGroup
+	for i, st := range starts {
+		sem <- struct{}{}
+		wg.Go(func() {
+			defer func() { <-sem }()
+			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			defer cancel()
+			errs[i] = s.temporal.StartWorkflow(sctx, st)
+			if errs[i] == nil && ctx.Err() != nil {
+				errs[i] = errors.New("stopping")
+			}
+		})
+	}
+	wg.Wait()
+	return errs
+}

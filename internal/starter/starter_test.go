@@ -1,0 +1,215 @@
+package starter_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/sagaflow/sagaflow/internal/starter"
+	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+)
+
+var db *store.Store
+
+func TestMain(m *testing.M) {
+	ctx := context.Background()
+	env, err := testenv.New(ctx)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	db, err = store.Open(ctx, env.Config.DatabaseURL, 10)
+	if err == nil {
+		err = db.Migrate(ctx)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	db.Close()
+	env.Close()
+	os.Exit(code)
+}
+
+// fakeTemporal records the starts it got; fail decides which fail.
+type fakeTemporal struct {
+	mu   sync.Mutex
+	got  map[string]int
+	fail func(starter.Start) error
+}
+
+func (f *fakeTemporal) StartWorkflow(_ context.Context, s starter.Start) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.fail != nil {
+		if err := f.fail(s); err != nil {
+			return err
+		}
+	}
+	if f.got == nil {
+		f.got = map[string]int{}
+	}
+	f.got[s.WorkflowID]++
+	return nil
+}
+
+func (f *fakeTemporal) count(id string) int {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.got[id]
+}
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// enqueue records n starts of a fresh tenant and returns their workflow IDs.
+func enqueue(t *testing.T, n int) []string {
+	t.Helper()
+	ctx := context.Background()
+	tn, err := tenant.New("s" + testenv.RunID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := db.CreateTenant(ctx, tn); err != nil {
+		t.Fatal(err)
+	}
+	var ids []string
+	err = pgx.BeginFunc(ctx, db.Pool(), func(tx pgx.Tx) error {
+		for i := range n {
+			id := fmt.Sprintf("%s:test:%d", tn.Name, i)
+			ids = append(ids, id)
+			if err := starter.Enqueue(ctx, tx, starter.Start{Tenant: tn.Name, WorkflowID: id, WorkflowType: "W", TaskQueue: "q", Input: []byte(`{}`)}); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return ids
+}
+
+func pending(t *testing.T, ids []string) int {
+	t.Helper()
+	var n int
+	if err := db.Pool().QueryRow(context.Background(), `SELECT count(*) FROM sagaflow.workflow_starts WHERE workflow_id = ANY($1) AND started_at IS NULL`, ids).Scan(&n); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// drain runs rounds until none of ids is pending and due.
+func drain(t *testing.T, s *starter.Starter) {
+	t.Helper()
+	for range 100 {
+		n, err := s.RunOnce(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			return
+		}
+	}
+}
+
+func TestStarter_sends_each_recorded_start_once(t *testing.T) {
+	ids := enqueue(t, 5)
+	f := &fakeTemporal{}
+	s := starter.New(db.Pool(), f, quiet, starter.Options{Batch: 2})
+	drain(t, s)
+	for _, id := range ids {
+		if f.count(id) != 1 {
+			t.Errorf("%s started %d times", id, f.count(id))
+		}
+	}
+	if p := pending(t, ids); p != 0 {
+		t.Fatalf("%d starts still pending", p)
+	}
+	drain(t, s)
+	for _, id := range ids {
+		if f.count(id) != 1 {
+			t.Errorf("%s started again after it was marked", id)
+		}
+	}
+}
+
+func TestStarter_retries_a_failed_start_later(t *testing.T) {
+	ids := enqueue(t, 2)
+	down := true
+	f := &fakeTemporal{fail: func(s starter.Start) error {
+		if down && s.WorkflowID == ids[1] {
+			return errors.New("temporal unavailable")
+		}
+		return nil
+	}}
+	s := starter.New(db.Pool(), f, quiet, starter.Options{})
+	drain(t, s)
+	if f.count(ids[0]) != 1 || f.count(ids[1]) != 0 || pending(t, ids) != 1 {
+		t.Fatalf("after a failure: got %v, pending %d", f.got, pending(t, ids))
+	}
+	var attempts int
+	var lastErr string
+	_ = db.Pool().QueryRow(context.Background(), `SELECT attempts, last_error FROM sagaflow.workflow_starts WHERE workflow_id = $1`, ids[1]).Scan(&attempts, &lastErr)
+	if attempts != 1 || lastErr != "temporal unavailable" {
+		t.Fatalf("failure not recorded: attempts %d, last_error %q", attempts, lastErr)
+	}
+	// Not due yet: the backoff holds it back.
+	drain(t, s)
+	if f.count(ids[1]) != 0 {
+		t.Fatal("retried before its backoff")
+	}
+	down = false
+	if _, err := db.Pool().Exec(context.Background(), `UPDATE sagaflow.workflow_starts SET next_attempt = now() WHERE workflow_id = $1`, ids[1]); err != nil {
+		t.Fatal(err)
+	}
+	drain(t, s)
+	if f.count(ids[1]) != 1 || pending(t, ids) != 0 {
+		t.Fatalf("not retried: got %v", f.got)
+	}
+}
+
+func TestStarter_concurrent_starters_share_without_duplicates(t *testing.T) {
+	ids := enqueue(t, 60)
+	f := &fakeTemporal{}
+	var wg sync.WaitGroup
+	for range 3 {
+		s := starter.New(db.Pool(), f, quiet, starter.Options{Batch: 7, Parallel: 3})
+		wg.Go(func() { drain(t, s) })
+	}
+	wg.Wait()
+	for _, id := range ids {
+		if c := f.count(id); c != 1 {
+			t.Errorf("%s started %d times", id, c)
+		}
+	}
+}
+
+func TestStarter_run_wakes_on_notify(t *testing.T) {
+	f := &fakeTemporal{}
+	// A poll of a minute: only the NOTIFY can make it start within seconds.
+	s := starter.New(db.Pool(), f, quiet, starter.Options{Poll: time.Minute})
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	time.Sleep(300 * time.Millisecond) // let it LISTEN and finish its first round
+	ids := enqueue(t, 1)
+	deadline := time.Now().Add(5 * time.Second)
+	for f.count(ids[0]) == 0 {
+		if time.Now().After(deadline) {
+			t.Fatal("a notified start was not sent within 5 s")
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
