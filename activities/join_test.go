@@ -1,0 +1,92 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"net/http/httptest"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/sagaflow/sagaflow/internal/payment"
+	"github.com/sagaflow/sagaflow/internal/sim"
+)
+
+// gateway runs the payment simulator with cfg and returns activities that
+// call it through the real client, with a short timeout.
+func gateway(t *testing.T, cfg sim.PaymentConfig) (*Activities, *sim.PaymentGateway) {
+	t.Helper()
+	g := sim.NewPaymentGateway(cfg, 1)
+	srv := httptest.NewServer(g)
+	t.Cleanup(func() { g.Close(); srv.Close() })
+	return &Activities{Payments: payment.NewClient(srv.URL, 200*time.Millisecond)}, g
+}
+
+func isNonRetryable(err error, typ string) bool {
+	var appErr *temporal.ApplicationError
+	return errors.As(err, &appErr) && appErr.NonRetryable() && appErr.Type() == typ
+}
+
+func TestCharge_timeout_after_commit_is_resolved_by_lookup(t *testing.T) {
+	t.Parallel()
+	a, g := gateway(t, sim.PaymentConfig{TimeoutAfterCommit: 1})
+	in := ChargeInput{IdempotencyKey: "j_1", Amount: 30000, Currency: "KRW", Token: "tok_ok"}
+	res, err := a.Charge(context.Background(), in)
+	if err != nil || res.Status != ChargeSucceeded || res.PaymentID == "" {
+		t.Fatalf("Charge = %+v, %v; want the applied charge found by its key", res, err)
+	}
+	// A retry of the activity must not take the money again.
+	if _, err := a.Charge(context.Background(), in); err != nil {
+		t.Fatal(err)
+	}
+	if st := g.Stats(); st.ChargesByKey["j_1"] != 1 || st.NetByKey["j_1"] != 30000 {
+		t.Fatalf("gateway took the money %d times (net %d)", st.ChargesByKey["j_1"], st.NetByKey["j_1"])
+	}
+}
+
+func TestCharge_5xx_is_retryable_and_applies_nothing(t *testing.T) {
+	t.Parallel()
+	a, g := gateway(t, sim.PaymentConfig{ErrorRate: 1})
+	_, err := a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_2", Amount: 100, Currency: "KRW", Token: "tok_ok"})
+	var appErr *temporal.ApplicationError
+	if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
+		t.Fatalf("Charge = %v; want a retryable error", err)
+	}
+	if g.Stats().Charges != 0 {
+		t.Fatal("a 503 applied a charge")
+	}
+}
+
+func TestCharge_decline_is_permanent(t *testing.T) {
+	t.Parallel()
+	a, _ := gateway(t, sim.PaymentConfig{})
+	_, err := a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_3", Amount: 100, Currency: "KRW", Token: sim.TokenDecline})
+	if !isNonRetryable(err, ErrTypeDeclined) {
+		t.Fatalf("Charge = %v; want a non-retryable %s", err, ErrTypeDeclined)
+	}
+}
+
+func TestRefund_and_lookup(t *testing.T) {
+	t.Parallel()
+	a, g := gateway(t, sim.PaymentConfig{})
+	ctx := context.Background()
+	if res, err := a.LookupCharge(ctx, "j_4"); err != nil || res.Status != ChargeNone {
+		t.Fatalf("lookup before any charge = %+v, %v", res, err)
+	}
+	c, err := a.Charge(ctx, ChargeInput{IdempotencyKey: "j_4", Amount: 500, Currency: "KRW", Token: "tok_ok"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for range 2 { // idempotent
+		if res, err := a.Refund(ctx, RefundInput{PaymentID: c.PaymentID, IdempotencyKey: "j_4"}); err != nil || res.Status != ChargeRefunded {
+			t.Fatalf("Refund = %+v, %v", res, err)
+		}
+	}
+	if net := g.Stats().NetByKey["j_4"]; net != 0 {
+		t.Fatalf("net %d after refund", net)
+	}
+	if _, err := a.Refund(ctx, RefundInput{PaymentID: "ch_unknown", IdempotencyKey: "x"}); !isNonRetryable(err, ErrTypeRejected) {
+		t.Fatalf("refund of an unknown charge = %v; want non-retryable", err)
+	}
+}
