@@ -85,6 +85,10 @@ install_missing() {
 
 # ---------- PostgreSQL ----------
 
+# as_postgres runs a command as the postgres user from /, since the checkout
+# may be a directory that user cannot enter.
+as_postgres() { (cd / && runuser -u postgres -- "$@"); }
+
 # PostgreSQL refuses to run as root, so the data directory belongs to the
 # postgres user, and every parent must be searchable by it. Where the checkout
 # sits below a private directory (/root is mode 700), the data lives in
@@ -93,7 +97,7 @@ pg_datadir() {
   if [ -L "$PG_DIR" ]; then readlink -f "$PG_DIR"; return; fi
   if [ -d "$PG_DIR" ]; then echo "$PG_DIR"; return; fi
   mkdir -p "$DATA"
-  if runuser -u postgres -- test -x "$DATA"; then
+  if as_postgres test -x "$DATA"; then
     echo "$PG_DIR"
   else
     local alt
@@ -120,7 +124,7 @@ pg_up() {
     pw=$(mktemp)
     echo sagaflow >"$pw"
     chown postgres: "$pw"
-    runuser -u postgres -- "$PG_BIN/initdb" -D "$dir" -U postgres --pwfile="$pw" \
+    as_postgres "$PG_BIN/initdb" -D "$dir" -U postgres --pwfile="$pw" \
       --auth-local=peer --auth-host=scram-sha-256 -E UTF8 --locale=C.UTF-8 >/dev/null
     rm -f "$pw"
     cat >>"$dir/postgresql.conf" <<CONF
@@ -133,7 +137,7 @@ shared_buffers = 256MB
 CONF
   fi
   rm -f "$dir/postmaster.pid"
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -l "$dir/server.log" -w -t 60 start >/dev/null \
     || { tail -n 20 "$dir/server.log" >&2; die "postgres did not start"; }
   # The application role and database, created once.
   PGPASSWORD=sagaflow psql -h 127.0.0.1 -p "$PG_PORT" -U postgres -d postgres -qtA -v ON_ERROR_STOP=1 >/dev/null <<'SQL'
@@ -150,7 +154,7 @@ pg_down() {
   [ -e "$PG_DIR" ] || return 0
   dir=$(readlink -f "$PG_DIR")
   running "$dir/postmaster.pid" 2>/dev/null || return 0
-  runuser -u postgres -- "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null && log "postgres: stopped"
+  as_postgres "$PG_BIN/pg_ctl" -D "$dir" -m fast -w stop >/dev/null && log "postgres: stopped"
 }
 
 # ---------- Redis ----------
