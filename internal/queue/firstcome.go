@@ -1,0 +1,250 @@
+package queue
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+)
+
+// A first-come campaign in Redis, all keys under one hash tag so that a
+// cluster keeps them on one node (Lua needs that):
+//
+//	meta   hash   starts_ms, ends_ms, stock     the window and the stock
+//	left   string units not yet taken            the atomic stock counter
+//	seq    string arrivals accepted so far       the next rank is seq+1
+//	queue  zset   user → rank                    accepted, not yet issued
+//	users  hash   user → rank                    every accepted user
+//
+// Request touches only these keys, in one Lua script: the answer takes one
+// round trip, and AOF with appendfsync always makes an accepted request
+// survive a crash of redis-server (the reply is sent after the fsync).
+
+// Outcome of a first-come request.
+type Outcome int
+
+// The outcomes; the API answers them 202, 409, 410, 410, 425, 404.
+const (
+	Accepted Outcome = iota + 1
+	Duplicate
+	SoldOut
+	Closed
+	NotOpen
+	NoCampaign
+)
+
+func (o Outcome) String() string {
+	switch o {
+	case Accepted:
+		return "accepted"
+	case Duplicate:
+		return "duplicate"
+	case SoldOut:
+		return "sold_out"
+	case Closed:
+		return "closed"
+	case NotOpen:
+		return "not_open"
+	case NoCampaign:
+		return "no_campaign"
+	}
+	return "unknown"
+}
+
+// Campaign is what Redis needs to know of a campaign.
+type Campaign struct {
+	Tenant   string
+	ID       string
+	Stock    int
+	StartsAt time.Time
+	EndsAt   time.Time
+}
+
+type campaignKeys struct{ meta, left, seq, queue, users string }
+
+func (r *Redis) keys(tenant, id string) campaignKeys {
+	base := r.prefix + "campaign:{" + tenant + ":" + id + "}:"
+	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users"}
+}
+
+func (k campaignKeys) all() []string { return []string{k.meta, k.left, k.seq, k.queue, k.users} }
+
+// openScript creates the campaign once: a second call changes nothing, so
+// the API and the campaign workflow may both call it.
+var openScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], 'starts_ms', ARGV[1], 'ends_ms', ARGV[2], 'stock', ARGV[3])
+redis.call('SET', KEYS[2], ARGV[3])
+redis.call('SET', KEYS[3], 0)
+return 1
+`)
+
+// OpenCampaign writes the campaign's window and stock unless they exist.
+func (r *Redis) OpenCampaign(ctx context.Context, c Campaign) error {
+	k := r.keys(c.Tenant, c.ID)
+	err := openScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq},
+		c.StartsAt.UnixMilli(), c.EndsAt.UnixMilli(), c.Stock).Err()
+	if err != nil {
+		return fmt.Errorf("queue: open campaign %s: %w", c.ID, err)
+	}
+	return nil
+}
+
+// requestScript is the whole request path: window, duplicate, stock, rank.
+// The window is judged by the Redis server's clock, the one clock every API
+// process shares.
+var requestScript = redis.NewScript(`
+local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms')
+if not meta[1] then return {6, 0} end
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+if now < tonumber(meta[1]) then return {5, 0} end
+local rank = redis.call('HGET', KEYS[5], ARGV[1])
+if rank then return {2, tonumber(rank)} end
+if now >= tonumber(meta[2]) then return {4, 0} end
+if tonumber(redis.call('GET', KEYS[2])) <= 0 then return {3, 0} end
+redis.call('DECR', KEYS[2])
+rank = redis.call('INCR', KEYS[3])
+redis.call('ZADD', KEYS[4], rank, ARGV[1])
+redis.call('HSET', KEYS[5], ARGV[1], rank)
+return {1, rank}
+`)
+
+// Request asks for one unit of the campaign's stock for user. An accepted
+// request gets the next rank (1, 2, ...: the order of acceptance, no gaps);
+// a user who asked before gets Duplicate with the rank they got.
+func (r *Redis) Request(ctx context.Context, tenant, id, user string) (Outcome, int64, error) {
+	k := r.keys(tenant, id)
+	res, err := requestScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq, k.queue, k.users}, user).Int64Slice()
+	if err != nil {
+		return 0, 0, fmt.Errorf("queue: request %s: %w", id, err)
+	}
+	if len(res) != 2 {
+		return 0, 0, fmt.Errorf("queue: request %s: unexpected reply %v", id, res)
+	}
+	return Outcome(res[0]), res[1], nil
+}
+
+// Entry is an accepted request waiting to be issued.
+type Entry struct {
+	User string
+	Rank int64
+}
+
+// Pending returns up to n accepted requests not yet issued, lowest rank first.
+func (r *Redis) Pending(ctx context.Context, tenant, id string, n int) ([]Entry, error) {
+	zs, err := r.Client.ZRangeWithScores(ctx, r.keys(tenant, id).queue, 0, int64(n-1)).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: pending %s: %w", id, err)
+	}
+	out := make([]Entry, len(zs))
+	for i, z := range zs {
+		out[i] = Entry{User: z.Member.(string), Rank: int64(z.Score)}
+	}
+	return out, nil
+}
+
+// Issued removes users from the pending queue, once their coupons are
+// stored. They stay among the accepted users until the campaign is removed.
+func (r *Redis) Issued(ctx context.Context, tenant, id string, users []string) error {
+	if len(users) == 0 {
+		return nil
+	}
+	members := make([]any, len(users))
+	for i, u := range users {
+		members[i] = u
+	}
+	if err := r.Client.ZRem(ctx, r.keys(tenant, id).queue, members...).Err(); err != nil {
+		return fmt.Errorf("queue: issued %s: %w", id, err)
+	}
+	return nil
+}
+
+// CampaignState is a campaign's counters in Redis.
+type CampaignState struct {
+	Exists    bool
+	Stock     int64
+	Left      int64 // units not yet taken
+	Accepted  int64 // requests accepted
+	Queued    int64 // accepted, not yet issued
+	StartsAt  time.Time
+	EndsAt    time.Time
+	ServerNow time.Time
+}
+
+// State reads the campaign's counters and the Redis server's clock.
+func (r *Redis) State(ctx context.Context, tenant, id string) (CampaignState, error) {
+	k := r.keys(tenant, id)
+	pipe := r.Client.Pipeline()
+	meta := pipe.HMGet(ctx, k.meta, "starts_ms", "ends_ms", "stock")
+	left := pipe.Get(ctx, k.left)
+	seq := pipe.Get(ctx, k.seq)
+	queued := pipe.ZCard(ctx, k.queue)
+	now := pipe.Time(ctx)
+	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
+		return CampaignState{}, fmt.Errorf("queue: state %s: %w", id, err)
+	}
+	st := CampaignState{ServerNow: now.Val()}
+	vals := meta.Val()
+	if len(vals) != 3 || vals[0] == nil {
+		return st, nil
+	}
+	st.Exists = true
+	st.StartsAt = time.UnixMilli(atoi(vals[0]))
+	st.EndsAt = time.UnixMilli(atoi(vals[1]))
+	st.Stock = atoi(vals[2])
+	st.Left, _ = left.Int64()
+	st.Accepted, _ = seq.Int64()
+	st.Queued = queued.Val()
+	return st, nil
+}
+
+func atoi(v any) int64 {
+	s, _ := v.(string)
+	n, _ := strconv.ParseInt(s, 10, 64)
+	return n
+}
+
+// Rank returns the rank of an accepted user.
+func (r *Redis) Rank(ctx context.Context, tenant, id, user string) (int64, bool, error) {
+	v, err := r.Client.HGet(ctx, r.keys(tenant, id).users, user).Int64()
+	if errors.Is(err, redis.Nil) {
+		return 0, false, nil
+	}
+	if err != nil {
+		return 0, false, fmt.Errorf("queue: rank %s: %w", id, err)
+	}
+	return v, true, nil
+}
+
+// Accepted returns every accepted user with their rank (for reconciling).
+func (r *Redis) Accepted(ctx context.Context, tenant, id string) (map[string]int64, error) {
+	out := map[string]int64{}
+	iter := r.Client.HScan(ctx, r.keys(tenant, id).users, 0, "", 1000).Iterator()
+	for iter.Next(ctx) {
+		user := iter.Val()
+		if !iter.Next(ctx) {
+			break
+		}
+		n, err := strconv.ParseInt(iter.Val(), 10, 64)
+		if err != nil {
+			return nil, fmt.Errorf("queue: accepted %s: rank of %s: %w", id, user, err)
+		}
+		out[user] = n
+	}
+	if err := iter.Err(); err != nil {
+		return nil, fmt.Errorf("queue: accepted %s: %w", id, err)
+	}
+	return out, nil
+}
+
+// RemoveCampaign deletes every key of the campaign.
+func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string) error {
+	if err := r.Client.Del(ctx, r.keys(tenant, id).all()...).Err(); err != nil {
+		return fmt.Errorf("queue: remove campaign %s: %w", id, err)
+	}
+	return nil
+}

@@ -1,0 +1,174 @@
+package queue_test
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/sagaflow/sagaflow/internal/queue"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+)
+
+var rdb *queue.Redis
+
+func TestMain(m *testing.M) {
+	ctx := context.Background()
+	env, err := testenv.New(ctx)
+	if err == nil {
+		rdb, err = queue.Open(ctx, env.Config.RedisURL, env.Config.RedisPrefix)
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	code := m.Run()
+	_ = rdb.Close()
+	env.Close()
+	os.Exit(code)
+}
+
+// campaign opens a campaign whose window is given relative to Redis's clock.
+func campaign(t *testing.T, stock int, startIn, endIn time.Duration) queue.Campaign {
+	t.Helper()
+	ctx := context.Background()
+	now, err := rdb.Client.Time(ctx).Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := queue.Campaign{Tenant: "demo", ID: "c" + testenv.RunID(), Stock: stock, StartsAt: now.Add(startIn), EndsAt: now.Add(endIn)}
+	if err := rdb.OpenCampaign(ctx, c); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = rdb.RemoveCampaign(context.Background(), c.Tenant, c.ID) })
+	return c
+}
+
+func request(t *testing.T, c queue.Campaign, user string) (queue.Outcome, int64) {
+	t.Helper()
+	o, rank, err := rdb.Request(context.Background(), c.Tenant, c.ID, user)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return o, rank
+}
+
+func TestRequest_last_unit_then_sold_out_and_duplicates(t *testing.T) {
+	t.Parallel()
+	c := campaign(t, 2, -time.Second, time.Hour)
+	steps := []struct {
+		user string
+		want queue.Outcome
+		rank int64
+	}{
+		{"ann", queue.Accepted, 1},
+		{"ann", queue.Duplicate, 1},
+		{"bob", queue.Accepted, 2}, // the last unit
+		{"cat", queue.SoldOut, 0},
+		{"bob", queue.Duplicate, 2}, // a duplicate after sold out keeps its rank
+		{"cat", queue.SoldOut, 0},   // told sold out, stays sold out
+	}
+	for _, s := range steps {
+		if o, rank := request(t, c, s.user); o != s.want || rank != s.rank {
+			t.Fatalf("%s: %v rank %d, want %v rank %d", s.user, o, rank, s.want, s.rank)
+		}
+	}
+	st, err := rdb.State(context.Background(), c.Tenant, c.ID)
+	if err != nil || st.Left != 0 || st.Accepted != 2 || st.Queued != 2 || st.Stock != 2 {
+		t.Fatalf("state = %+v, %v", st, err)
+	}
+}
+
+func TestRequest_window_edges(t *testing.T) {
+	t.Parallel()
+	early := campaign(t, 5, 400*time.Millisecond, time.Hour)
+	if o, _ := request(t, early, "u1"); o != queue.NotOpen {
+		t.Fatalf("before the start: %v", o)
+	}
+	time.Sleep(450 * time.Millisecond)
+	if o, rank := request(t, early, "u1"); o != queue.Accepted || rank != 1 {
+		t.Fatalf("after the start: %v %d", o, rank)
+	}
+
+	ending := campaign(t, 5, -time.Second, 400*time.Millisecond)
+	if o, _ := request(t, ending, "u1"); o != queue.Accepted {
+		t.Fatalf("before the end: %v", o)
+	}
+	time.Sleep(450 * time.Millisecond)
+	if o, _ := request(t, ending, "u2"); o != queue.Closed {
+		t.Fatalf("after the end: %v", o)
+	}
+	if o, rank := request(t, ending, "u1"); o != queue.Duplicate || rank != 1 {
+		t.Fatalf("an accepted user after the end: %v %d", o, rank)
+	}
+	if o, _, _ := rdb.Request(context.Background(), "demo", "no-such-campaign", "u1"); o != queue.NoCampaign {
+		t.Fatalf("unknown campaign: %v", o)
+	}
+}
+
+func TestOpenCampaign_is_idempotent(t *testing.T) {
+	t.Parallel()
+	c := campaign(t, 3, -time.Second, time.Hour)
+	request(t, c, "u1")
+	c.Stock = 100 // a second open (the workflow after the API) changes nothing
+	if err := rdb.OpenCampaign(context.Background(), c); err != nil {
+		t.Fatal(err)
+	}
+	st, _ := rdb.State(context.Background(), c.Tenant, c.ID)
+	if st.Stock != 3 || st.Left != 2 {
+		t.Fatalf("reopen changed the campaign: %+v", st)
+	}
+}
+
+func TestRequest_concurrent_burst_takes_exactly_the_stock_in_rank_order(t *testing.T) {
+	t.Parallel()
+	const stock, users = 50, 300
+	c := campaign(t, stock, -time.Second, time.Hour)
+	var mu sync.Mutex
+	ranks := map[int64]string{}
+	var wg sync.WaitGroup
+	for i := range users {
+		wg.Go(func() {
+			user := fmt.Sprintf("u%d", i%200) // duplicates included
+			o, rank, err := rdb.Request(context.Background(), c.Tenant, c.ID, user)
+			if err != nil {
+				t.Error(err)
+				return
+			}
+			if o == queue.Accepted {
+				mu.Lock()
+				defer mu.Unlock()
+				if prev, ok := ranks[rank]; ok {
+					t.Errorf("rank %d given to %s and %s", rank, prev, user)
+				}
+				ranks[rank] = user
+			}
+		})
+	}
+	wg.Wait()
+	if len(ranks) != stock {
+		t.Fatalf("%d accepted, want %d", len(ranks), stock)
+	}
+	for r := int64(1); r <= stock; r++ {
+		if _, ok := ranks[r]; !ok {
+			t.Fatalf("rank %d missing", r)
+		}
+	}
+	pending, err := rdb.Pending(context.Background(), c.Tenant, c.ID, 10)
+	if err != nil || len(pending) != 10 || pending[0].Rank != 1 || pending[9].Rank != 10 || pending[0].User != ranks[1] {
+		t.Fatalf("pending = %+v, %v", pending, err)
+	}
+	if err := rdb.Issued(context.Background(), c.Tenant, c.ID, []string{pending[0].User}); err != nil {
+		t.Fatal(err)
+	}
+	accepted, err := rdb.Accepted(context.Background(), c.Tenant, c.ID)
+	if err != nil || len(accepted) != stock || accepted[ranks[7]] != 7 {
+		t.Fatalf("accepted = %d users, %v", len(accepted), err)
+	}
+	st, _ := rdb.State(context.Background(), c.Tenant, c.ID)
+	if st.Queued != stock-1 {
+		t.Fatalf("queued %d after one issued", st.Queued)
+	}
+}
