@@ -39,6 +39,9 @@ type Activities struct {
 	Meetings func(schema string) MeetingStore
 	Payments PaymentGateway
 	Notifier Notifier
+	// Campaigns returns the campaign store of the tenant whose schema it is.
+	Campaigns func(schema string) CampaignStore
+	Queue     FirstCome
 }
 
 // CheckInput names the dependency to check and, for PostgreSQL, the tenant

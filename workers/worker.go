@@ -44,7 +44,10 @@ func New(c client.Client, acts *activities.Activities, o Options) map[string]wor
 	join := worker.New(c, workflows.TaskQueueJoin, opts)
 	join.RegisterWorkflowWithOptions(workflows.Join, workflow.RegisterOptions{Name: workflows.JoinWorkflowType})
 	join.RegisterActivity(acts)
-	return map[string]worker.Worker{workflows.TaskQueueOps: ops, workflows.TaskQueueJoin: join}
+	campaigns := worker.New(c, workflows.TaskQueueCoupon, opts)
+	campaigns.RegisterWorkflowWithOptions(workflows.Campaign, workflow.RegisterOptions{Name: workflows.CampaignWorkflowType})
+	campaigns.RegisterActivity(acts)
+	return map[string]worker.Worker{workflows.TaskQueueOps: ops, workflows.TaskQueueJoin: join, workflows.TaskQueueCoupon: campaigns}
 }
 
 // Run starts the workers and stops them when ctx ends. Stop waits for the

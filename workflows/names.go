@@ -17,6 +17,8 @@ const (
 	TaskQueueOps = "sagaflow-ops"
 	// TaskQueueJoin runs the join-a-paid-meeting saga.
 	TaskQueueJoin = "sagaflow-join"
+	// TaskQueueCoupon runs the first-come coupon campaigns.
+	TaskQueueCoupon = "sagaflow-coupon"
 )
 
 // QueryStatus is the query every sagaflow workflow answers with its state.
@@ -57,6 +59,12 @@ func JoinWorkflowID(tenant, joinID string) string { return workflowID(tenant, "j
 
 // Workflow type names, as registered by the workers.
 const (
-	ProbeWorkflowType = "Probe"
-	JoinWorkflowType  = "Join"
+	ProbeWorkflowType    = "Probe"
+	JoinWorkflowType     = "Join"
+	CampaignWorkflowType = "Campaign"
 )
+
+// CampaignWorkflowID is the ID of the workflow of a coupon campaign.
+func CampaignWorkflowID(tenant, campaignID string) string {
+	return workflowID(tenant, "campaign", campaignID)
+}

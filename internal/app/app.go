@@ -158,9 +158,11 @@ func (a *App) Close() {
 func (a *App) Activities() *activities.Activities {
 	return &activities.Activities{
 		Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit,
-		Meetings: func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
-		Payments: a.Payments,
-		Notifier: a.Notifier,
+		Meetings:  func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
+		Payments:  a.Payments,
+		Notifier:  a.Notifier,
+		Campaigns: func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
+		Queue:     a.Redis,
 	}
 }
 

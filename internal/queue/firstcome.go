@@ -178,12 +178,15 @@ type CampaignState struct {
 // State reads the campaign's counters and the Redis server's clock.
 func (r *Redis) State(ctx context.Context, tenant, id string) (CampaignState, error) {
 	k := r.keys(tenant, id)
+	// The order matters: the clock first, then the stock, then the queue.
+	// A request accepted after the clock was read was accepted before the
+	// end, and one accepted after the stock read is counted in the queue.
 	pipe := r.Client.Pipeline()
+	now := pipe.Time(ctx)
 	meta := pipe.HMGet(ctx, k.meta, "starts_ms", "ends_ms", "stock")
 	left := pipe.Get(ctx, k.left)
 	seq := pipe.Get(ctx, k.seq)
 	queued := pipe.ZCard(ctx, k.queue)
-	now := pipe.Time(ctx)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return CampaignState{}, fmt.Errorf("queue: state %s: %w", id, err)
 	}

@@ -1,0 +1,167 @@
+package activities
+
+import (
+	"context"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+
+	"github.com/sagaflow/sagaflow/internal/coupon"
+	"github.com/sagaflow/sagaflow/internal/queue"
+)
+
+// CampaignStore is one tenant's campaigns and coupons.
+type CampaignStore interface {
+	Get(ctx context.Context, id string) (coupon.Campaign, error)
+	Issue(ctx context.Context, campaignID string, coupons []coupon.Coupon) (int, error)
+	Finish(ctx context.Context, campaignID string, accepted int, at time.Time) error
+}
+
+// FirstCome is the first-come queue of campaigns (internal/queue).
+type FirstCome interface {
+	OpenCampaign(ctx context.Context, c queue.Campaign) error
+	Pending(ctx context.Context, tenant, id string, n int) ([]queue.Entry, error)
+	Issued(ctx context.Context, tenant, id string, users []string) error
+	State(ctx context.Context, tenant, id string) (queue.CampaignState, error)
+	Accepted(ctx context.Context, tenant, id string) (map[string]int64, error)
+	RemoveCampaign(ctx context.Context, tenant, id string) error
+}
+
+// CampaignRef names a campaign and carries what its activities need.
+type CampaignRef struct {
+	Tenant     string    `json:"tenant"`
+	Schema     string    `json:"schema"`
+	CampaignID string    `json:"campaign_id"`
+	Stock      int       `json:"stock"`
+	StartsAt   time.Time `json:"starts_at"`
+	EndsAt     time.Time `json:"ends_at"`
+}
+
+func (r CampaignRef) queue() queue.Campaign {
+	return queue.Campaign{Tenant: r.Tenant, ID: r.CampaignID, Stock: r.Stock, StartsAt: r.StartsAt, EndsAt: r.EndsAt}
+}
+
+// OpenCampaign writes the campaign into Redis unless it is there (the API
+// did it already, unless it crashed first).
+func (a *Activities) OpenCampaign(ctx context.Context, ref CampaignRef) error {
+	return a.Queue.OpenCampaign(ctx, ref.queue())
+}
+
+// IssueInput asks for the next batch.
+type IssueInput struct {
+	Campaign CampaignRef   `json:"campaign"`
+	Max      int           `json:"max"`
+	Wait     time.Duration `json:"wait"`
+}
+
+// IssueResult says what a batch did.
+type IssueResult struct {
+	Issued   int  `json:"issued"`
+	LastRank int  `json:"last_rank"`
+	Finished bool `json:"finished"` // nothing more can arrive: sold out or window over, queue empty
+}
+
+// IssueNext issues the next batch of accepted requests, lowest ranks first:
+// it writes their coupons to PostgreSQL (idempotently) and only then takes
+// them off the Redis queue, so a crash in between issues nothing twice and
+// loses nothing. With the queue empty it waits, up to in.Wait, for requests
+// to arrive, and reports Finished once none can (sold out, or the window
+// over, with the queue empty).
+func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult, error) {
+	ref := in.Campaign
+	deadline := time.Now().Add(in.Wait)
+	for {
+		entries, err := a.Queue.Pending(ctx, ref.Tenant, ref.CampaignID, in.Max)
+		if err != nil {
+			return IssueResult{}, err
+		}
+		if len(entries) > 0 {
+			coupons := make([]coupon.Coupon, len(entries))
+			users := make([]string, len(entries))
+			for i, e := range entries {
+				coupons[i] = coupon.Coupon{UserID: e.User, Rank: e.Rank, Code: coupon.Code(ref.Tenant, ref.CampaignID, e.User, e.Rank)}
+				users[i] = e.User
+			}
+			if _, err := a.Campaigns(ref.Schema).Issue(ctx, ref.CampaignID, coupons); err != nil {
+				return IssueResult{}, err
+			}
+			if err := a.Queue.Issued(ctx, ref.Tenant, ref.CampaignID, users); err != nil {
+				return IssueResult{}, err
+			}
+			return IssueResult{Issued: len(entries), LastRank: int(entries[len(entries)-1].Rank)}, nil
+		}
+		st, err := a.Queue.State(ctx, ref.Tenant, ref.CampaignID)
+		if err != nil {
+			return IssueResult{}, err
+		}
+		if !st.Exists {
+			return IssueResult{}, fmt.Errorf("campaign %s is not in redis", ref.CampaignID)
+		}
+		if st.Queued == 0 && (st.Left <= 0 || !st.ServerNow.Before(st.EndsAt)) {
+			return IssueResult{Finished: true}, nil
+		}
+		if time.Now().After(deadline) {
+			return IssueResult{}, nil
+		}
+		activity.RecordHeartbeat(ctx)
+		select {
+		case <-ctx.Done():
+			return IssueResult{}, ctx.Err()
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// ReconcileResult is a finished campaign's account.
+type ReconcileResult struct {
+	Accepted int `json:"accepted"`
+	Issued   int `json:"issued"`
+}
+
+// Reconcile makes sure every request Redis accepted holds a coupon in
+// PostgreSQL (issuing any still missing), records the campaign done, and
+// removes its Redis keys. Idempotent: a campaign recorded done only has its
+// keys removed.
+func (a *Activities) Reconcile(ctx context.Context, ref CampaignRef) (ReconcileResult, error) {
+	store := a.Campaigns(ref.Schema)
+	c, err := store.Get(ctx, ref.CampaignID)
+	if err != nil {
+		return ReconcileResult{}, err
+	}
+	if !c.Done {
+		accepted, err := a.Queue.Accepted(ctx, ref.Tenant, ref.CampaignID)
+		if err != nil {
+			return ReconcileResult{}, err
+		}
+		users := make([]string, 0, len(accepted))
+		for u := range accepted {
+			users = append(users, u)
+		}
+		slices.SortFunc(users, func(x, y string) int { return int(accepted[x] - accepted[y]) })
+		for batch := range slices.Chunk(users, 1000) {
+			coupons := make([]coupon.Coupon, len(batch))
+			for i, u := range batch {
+				coupons[i] = coupon.Coupon{UserID: u, Rank: accepted[u], Code: coupon.Code(ref.Tenant, ref.CampaignID, u, accepted[u])}
+			}
+			if _, err := store.Issue(ctx, ref.CampaignID, coupons); err != nil {
+				return ReconcileResult{}, err
+			}
+			activity.RecordHeartbeat(ctx)
+		}
+		if err := store.Finish(ctx, ref.CampaignID, len(accepted), time.Now()); err != nil {
+			return ReconcileResult{}, err
+		}
+		n := len(accepted)
+		c.Issued, c.Accepted = n, &n
+	}
+	if err := a.Queue.RemoveCampaign(ctx, ref.Tenant, ref.CampaignID); err != nil {
+		return ReconcileResult{}, err
+	}
+	res := ReconcileResult{Issued: c.Issued}
+	if c.Accepted != nil {
+		res.Accepted = *c.Accepted
+	}
+	return res, nil
+}

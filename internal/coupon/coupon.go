@@ -1,0 +1,98 @@
+// Package coupon holds the rules of first-come coupon campaigns: a stock, a
+// window, and coupons issued in the order requests were accepted. It has no
+// I/O; internal/queue keeps the first-come queue, internal/store the coupons.
+package coupon
+
+import (
+	"crypto/sha256"
+	"encoding/base32"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+)
+
+// ErrNotFound means no such campaign (or coupon).
+var ErrNotFound = errors.New("campaign not found")
+
+// Campaign is a first-come campaign.
+type Campaign struct {
+	ID        string     `json:"id"`
+	Name      string     `json:"name"`
+	Stock     int        `json:"stock"`
+	StartsAt  time.Time  `json:"starts_at"`
+	EndsAt    time.Time  `json:"ends_at"`
+	Done      bool       `json:"-"`
+	Issued    int        `json:"issued"`
+	Accepted  *int       `json:"-"`
+	CreatedAt time.Time  `json:"created_at"`
+	DoneAt    *time.Time `json:"done_at,omitempty"`
+}
+
+// Campaign statuses, as the API shows them.
+const (
+	StatusScheduled = "scheduled"
+	StatusOpen      = "open"
+	StatusSoldOut   = "sold_out"
+	StatusClosed    = "closed"
+	StatusDone      = "done"
+)
+
+// Validate checks a campaign about to be created at now.
+func (c Campaign) Validate(now time.Time) error {
+	var errs []string
+	if n := strings.TrimSpace(c.Name); n == "" || len(n) > 200 {
+		errs = append(errs, "name must be 1-200 characters")
+	}
+	if c.Stock <= 0 || c.Stock > 10_000_000 {
+		errs = append(errs, fmt.Sprintf("stock must be 1..10000000, got %d", c.Stock))
+	}
+	if c.StartsAt.IsZero() || c.EndsAt.IsZero() {
+		errs = append(errs, "starts_at and ends_at are required (RFC 3339)")
+	} else {
+		if !c.EndsAt.After(c.StartsAt) {
+			errs = append(errs, "ends_at must be after starts_at")
+		}
+		if !c.EndsAt.After(now) {
+			errs = append(errs, "ends_at must be in the future")
+		}
+		if c.EndsAt.Sub(c.StartsAt) > 90*24*time.Hour {
+			errs = append(errs, "a campaign lasts at most 90 days")
+		}
+	}
+	if len(errs) > 0 {
+		return errors.New(strings.Join(errs, "; "))
+	}
+	return nil
+}
+
+// Status is the campaign's status at now, given what is left of its stock.
+func Status(c Campaign, left int64, now time.Time) string {
+	switch {
+	case c.Done:
+		return StatusDone
+	case now.Before(c.StartsAt):
+		return StatusScheduled
+	case !now.Before(c.EndsAt):
+		return StatusClosed
+	case left <= 0:
+		return StatusSoldOut
+	}
+	return StatusOpen
+}
+
+// Coupon is one issued coupon.
+type Coupon struct {
+	CampaignID string    `json:"campaign_id"`
+	UserID     string    `json:"user_id"`
+	Rank       int64     `json:"rank"`
+	Code       string    `json:"code"`
+	IssuedAt   time.Time `json:"issued_at"`
+}
+
+// Code is the coupon code of a rank: the same inputs always give the same
+// code, so a retried issue writes the same row.
+func Code(tenant, campaignID, user string, rank int64) string {
+	sum := sha256.Sum256([]byte(fmt.Sprintf("%s\x00%s\x00%s\x00%d", tenant, campaignID, user, rank)))
+	return "CPN-" + base32.StdEncoding.WithPadding(base32.NoPadding).EncodeToString(sum[:10])
+}
