@@ -3,11 +3,15 @@ package api
 import (
 	"context"
 	"errors"
+	"io"
+	"net"
 	"net/http"
+	"syscall"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/meeting"
 )
 
@@ -47,18 +51,22 @@ func fail(c *gin.Context, err error) {
 	var maxBytes *http.MaxBytesError
 	var notFoundErr *serviceerror.NotFound
 	var unavailable *serviceerror.Unavailable
+	var netErr *net.OpError
 	switch {
 	case errors.As(err, &he):
 		abort(c, he.status, he.code, he.message)
 	case errors.Is(err, meeting.ErrNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such meeting")
+	case errors.Is(err, coupon.ErrNotFound):
+		abort(c, http.StatusNotFound, "not_found", "no such campaign")
 	case errors.Is(err, meeting.ErrJoinNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such join")
 	case errors.As(err, &maxBytes):
 		abort(c, http.StatusRequestEntityTooLarge, "body_too_large", "request body exceeds the limit")
 	case errors.As(err, &notFoundErr):
 		abort(c, http.StatusNotFound, "not_found", "no such resource")
-	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded):
+	case errors.As(err, &unavailable), errors.Is(err, context.DeadlineExceeded), errors.As(err, &netErr),
+		errors.Is(err, io.EOF), errors.Is(err, syscall.ECONNRESET), errors.Is(err, syscall.ECONNREFUSED):
 		loggerFrom(c).Warn("dependency unavailable", "error", err)
 		abort(c, http.StatusServiceUnavailable, "unavailable", "a dependency did not answer in time; retry later")
 	default:

@@ -29,6 +29,8 @@ type Deps struct {
 	Temporal     client.Client
 	Tenants      TenantResolver
 	Meetings     func(schema string) MeetingStore
+	Campaigns    func(schema string) CampaignStore
+	Queue        FirstCome
 	Checks       map[string]Check
 	Metrics      *telemetry.Metrics
 	Logger       *slog.Logger
@@ -68,5 +70,9 @@ func NewHandler(d Deps) http.Handler {
 	v1.POST("/meetings/:id/joins", s.createJoin)
 	v1.GET("/joins/:id", s.getJoin)
 	v1.POST("/joins/:id/cancel", s.cancelJoin)
+	v1.POST("/campaigns", s.createCampaign)
+	v1.GET("/campaigns/:id", s.getCampaign)
+	v1.POST("/campaigns/:id/requests", s.requestCoupon)
+	v1.GET("/campaigns/:id/coupons/:user_id", s.getCoupon)
 	return r
 }

@@ -180,9 +180,11 @@ func (a *App) Workers() map[string]worker.Worker {
 // Handler is the REST API over this process's clients.
 func (a *App) Handler() http.Handler {
 	return api.NewHandler(api.Deps{
-		Temporal: a.Temporal,
-		Tenants:  a.Store,
-		Meetings: func(schema string) api.MeetingStore { return a.Store.Meetings(schema) },
+		Temporal:  a.Temporal,
+		Tenants:   a.Store,
+		Meetings:  func(schema string) api.MeetingStore { return a.Store.Meetings(schema) },
+		Campaigns: func(schema string) api.CampaignStore { return a.Store.Campaigns(schema) },
+		Queue:     a.Redis,
 		Checks: map[string]api.Check{
 			"temporal": func(ctx context.Context) error {
 				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})

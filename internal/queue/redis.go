@@ -23,6 +23,11 @@ func Open(ctx context.Context, url, prefix string) (*Redis, error) {
 	if err != nil {
 		return nil, fmt.Errorf("queue: parse REDIS_URL: %w", err)
 	}
+	// No silent retries: a request whose reply was lost (redis-server died
+	// after running it) must reach the caller as an error, not be re-sent
+	// and answered "already requested" to a user who never saw the first
+	// answer. Callers retry where that is safe (activities, by policy).
+	opts.MaxRetries = -1
 	r := &Redis{Client: redis.NewClient(opts), prefix: prefix}
 	if err := r.Ping(ctx); err != nil {
 		_ = r.Client.Close()

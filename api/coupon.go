@@ -1,0 +1,210 @@
+package api
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/gin-gonic/gin"
+
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/internal/coupon"
+	"github.com/sagaflow/sagaflow/internal/queue"
+	"github.com/sagaflow/sagaflow/internal/starter"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// CampaignStore is one tenant's campaigns and coupons.
+type CampaignStore interface {
+	Create(ctx context.Context, c coupon.Campaign, start func(coupon.Campaign) (starter.Start, error)) (coupon.Campaign, error)
+	Get(ctx context.Context, id string) (coupon.Campaign, error)
+	Coupon(ctx context.Context, campaignID, user string) (coupon.Coupon, error)
+}
+
+// FirstCome is the first-come queue (internal/queue).
+type FirstCome interface {
+	OpenCampaign(ctx context.Context, c queue.Campaign) error
+	Request(ctx context.Context, tenant, id, user string) (queue.Outcome, int64, error)
+	State(ctx context.Context, tenant, id string) (queue.CampaignState, error)
+	Rank(ctx context.Context, tenant, id, user string) (int64, bool, error)
+}
+
+func (s *Server) campaigns(c *gin.Context) CampaignStore { return s.deps.Campaigns(tenantFrom(c).Schema) }
+
+type createCampaignBody struct {
+	Name     string    `json:"name"`
+	Stock    int       `json:"stock"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+}
+
+// createCampaign records the campaign with the start of its workflow (one
+// transaction), then opens its first-come queue in Redis so that requests
+// are taken at once; the workflow opens it too, should this process die
+// before it does.
+func (s *Server) createCampaign(c *gin.Context) {
+	ctx := c.Request.Context()
+	t := tenantFrom(c)
+	var body createCampaignBody
+	if err := bindJSON(c, &body, false); err != nil {
+		fail(c, err)
+		return
+	}
+	in := coupon.Campaign{Name: strings.TrimSpace(body.Name), Stock: body.Stock, StartsAt: body.StartsAt, EndsAt: body.EndsAt}
+	if err := in.Validate(time.Now()); err != nil {
+		fail(c, badRequest(err.Error()))
+		return
+	}
+	cp, err := s.campaigns(c).Create(ctx, in, func(cp coupon.Campaign) (starter.Start, error) { return campaignStart(t, cp) })
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if err := s.deps.Queue.OpenCampaign(ctx, queueCampaign(t, cp)); err != nil {
+		loggerFrom(c).Warn("open campaign in redis failed; the workflow will", "campaign", cp.ID, "error", err)
+	}
+	c.JSON(http.StatusCreated, campaignView(cp, coupon.Status(cp, int64(cp.Stock), time.Now()), 0))
+}
+
+func queueCampaign(t tenant.Tenant, cp coupon.Campaign) queue.Campaign {
+	return queue.Campaign{Tenant: t.Name, ID: cp.ID, Stock: cp.Stock, StartsAt: cp.StartsAt, EndsAt: cp.EndsAt}
+}
+
+func campaignStart(t tenant.Tenant, cp coupon.Campaign) (starter.Start, error) {
+	input, err := json.Marshal(workflows.CampaignInput{Campaign: activities.CampaignRef{
+		Tenant: t.Name, Schema: t.Schema, CampaignID: cp.ID, Stock: cp.Stock, StartsAt: cp.StartsAt, EndsAt: cp.EndsAt,
+	}})
+	if err != nil {
+		return starter.Start{}, err
+	}
+	return starter.Start{
+		Tenant: t.Name, WorkflowID: workflows.CampaignWorkflowID(t.Name, cp.ID),
+		WorkflowType: workflows.CampaignWorkflowType, TaskQueue: workflows.TaskQueueCoupon, Input: input,
+	}, nil
+}
+
+type campaignJSON struct {
+	ID       string    `json:"id"`
+	Name     string    `json:"name"`
+	Stock    int       `json:"stock"`
+	StartsAt time.Time `json:"starts_at"`
+	EndsAt   time.Time `json:"ends_at"`
+	Accepted int64     `json:"accepted"`
+	Issued   int       `json:"issued"`
+	Status   string    `json:"status"`
+}
+
+func campaignView(cp coupon.Campaign, status string, accepted int64) campaignJSON {
+	return campaignJSON{ID: cp.ID, Name: cp.Name, Stock: cp.Stock, StartsAt: cp.StartsAt, EndsAt: cp.EndsAt,
+		Accepted: accepted, Issued: cp.Issued, Status: status}
+}
+
+// requestCoupon is the hot path: one Redis round trip, nothing else (the
+// tenant comes from the key cache).
+func (s *Server) requestCoupon(c *gin.Context) {
+	ctx := c.Request.Context()
+	t := tenantFrom(c)
+	var body struct {
+		UserID string `json:"user_id"`
+	}
+	if err := bindJSON(c, &body, false); err != nil {
+		fail(c, err)
+		return
+	}
+	if body.UserID == "" || len(body.UserID) > 128 || strings.ContainsAny(body.UserID, " \t\r\n") {
+		fail(c, badRequest("user_id must be 1-128 characters without spaces"))
+		return
+	}
+	id := c.Param("id")
+	outcome, rank, err := s.deps.Queue.Request(ctx, t.Name, id, body.UserID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	switch outcome {
+	case queue.Accepted:
+		c.JSON(http.StatusAccepted, gin.H{"status": "accepted", "rank": rank})
+	case queue.Duplicate:
+		c.AbortWithStatusJSON(http.StatusConflict, gin.H{"error": errorDetail{Code: "already_requested", Message: "this user has requested a coupon already"}, "rank": rank})
+	case queue.SoldOut:
+		abort(c, http.StatusGone, "sold_out", "the campaign's stock is gone")
+	case queue.Closed:
+		abort(c, http.StatusGone, "closed", "the campaign's window is over")
+	case queue.NotOpen:
+		abort(c, http.StatusTooEarly, "not_open", "the campaign has not started")
+	case queue.NoCampaign:
+		// Not in Redis: unknown, or finished and cleaned up (the rare path).
+		if _, err := s.campaigns(c).Get(ctx, id); err == nil {
+			abort(c, http.StatusGone, "closed", "the campaign is over")
+			return
+		}
+		abort(c, http.StatusNotFound, "not_found", "no such campaign")
+	}
+}
+
+func (s *Server) getCampaign(c *gin.Context) {
+	ctx := c.Request.Context()
+	t := tenantFrom(c)
+	cp, err := s.campaigns(c).Get(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	if cp.Done {
+		var accepted int64
+		if cp.Accepted != nil {
+			accepted = int64(*cp.Accepted)
+		}
+		c.JSON(http.StatusOK, campaignView(cp, coupon.StatusDone, accepted))
+		return
+	}
+	st, err := s.deps.Queue.State(ctx, t.Name, cp.ID)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	left, now := st.Left, st.ServerNow
+	if !st.Exists { // not opened yet: the workflow will
+		left, now = int64(cp.Stock), time.Now()
+	}
+	c.JSON(http.StatusOK, campaignView(cp, coupon.Status(cp, left, now), st.Accepted))
+}
+
+// getCoupon: issued (with its code and rank), pending (accepted, not yet
+// written), or none.
+func (s *Server) getCoupon(c *gin.Context) {
+	ctx := c.Request.Context()
+	t := tenantFrom(c)
+	store := s.campaigns(c)
+	cp, err := store.Get(ctx, c.Param("id"))
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	user := c.Param("user_id")
+	got, err := store.Coupon(ctx, cp.ID, user)
+	if err == nil {
+		c.JSON(http.StatusOK, gin.H{"status": "issued", "code": got.Code, "rank": got.Rank})
+		return
+	}
+	if !errors.Is(err, coupon.ErrNotFound) {
+		fail(c, err)
+		return
+	}
+	if !cp.Done {
+		rank, ok, err := s.deps.Queue.Rank(ctx, t.Name, cp.ID, user)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		if ok {
+			c.JSON(http.StatusOK, gin.H{"status": "pending", "rank": rank})
+			return
+		}
+	}
+	c.JSON(http.StatusOK, gin.H{"status": "none"})
+}
