@@ -33,7 +33,9 @@ type FirstCome interface {
 	Rank(ctx context.Context, tenant, id, user string) (int64, bool, error)
 }
 
-func (s *Server) campaigns(c *gin.Context) CampaignStore { return s.deps.Campaigns(tenantFrom(c).Schema) }
+func (s *Server) campaigns(c *gin.Context) CampaignStore {
+	return s.deps.Campaigns(tenantFrom(c).Schema)
+}
 
 type createCampaignBody struct {
 	Name     string    `json:"name"`
