@@ -157,3 +157,42 @@ export function msBetween(from, to) {
   const parse = (s) => (typeof s === 'string' ? Date.parse(s.replace(/(\.\d{3})\d+/, '$1')) : NaN);
   return parse(to) - parse(from);
 }
+
+// envInt('RATE', 2000, 1, 50000) -> __ENV.RATE as an integer in min..max, or
+// `def` when unset or empty; throws (k6 exit code 107) on anything else.
+export function envInt(name, def, min, max) {
+  const raw = __ENV[name];
+  if (raw === undefined || raw === '') {
+    return def;
+  }
+  const n = Number(raw);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    throw new Error(`${name}=${raw}: want an integer in ${min}..${max}`);
+  }
+  return n;
+}
+
+// envDuration('DURATION', '20s') -> __ENV.DURATION if it is a k6 duration
+// (e.g. 500ms, 30s, 1m30s), or `def` when unset or empty; throws (k6 exit
+// code 107) on anything else.
+export function envDuration(name, def) {
+  const raw = __ENV[name];
+  if (raw === undefined || raw === '') {
+    return def;
+  }
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(raw)) {
+    throw new Error(`${name}=${raw}: want a k6 duration such as 30s or 1m30s`);
+  }
+  return raw;
+}
+
+// newRunId() -> e.g. 'ltm9x2k1a3f7': a short id, unique enough to keep one
+// run's users, keys and names apart from another's.
+export function newRunId() {
+  return `lt${Date.now().toString(36)}${Math.floor(Math.random() * 36 ** 4).toString(36)}`;
+}
+
+// nonEmpty(v): v is a non-empty string.
+export function nonEmpty(v) {
+  return typeof v === 'string' && v.length > 0;
+}

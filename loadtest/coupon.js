@@ -1,0 +1,281 @@
+// coupon.js — k6 load test of the first-come coupon hot path on a running
+// sagaflow stack (or on the bare baseline, loadtest/bare, for comparison).
+//
+// What it tests (about 10 s + DURATION, plus up to ~30 s of teardown,
+// bounded in time and iterations, traffic only to BASE_URL, which must be
+// loopback unless ALLOW_NON_LOOPBACK=true):
+//   setup     GET /healthz must answer and GET /readyz must turn 200 within
+//             ~5 s (else abort, exit code 108); then creates one campaign
+//             (POST /v1/campaigns, stock STOCK, window now-1s .. now+10min)
+//             and picks a run id, so that users are unique to this run.
+//             The bare baseline answers 201 {"id":"bare"}: the run goes on,
+//             and the teardown checks are skipped.
+//   requests  ramping-arrival-rate: from 0 to RATE requests/s over 10 s,
+//             then RATE requests/s for DURATION. Each iteration sends one
+//             POST /v1/campaigns/{id}/requests {"user_id"} for a user drawn
+//             at random from USERS users (`<run id>-u<n>`, n in [0, USERS)),
+//             so some users ask twice on purpose. Checks the answer is one of
+//               202 {"status":"accepted","rank":n}   (n <= STOCK on sagaflow)
+//               409 {"error":{"code":"already_requested"},"rank":n}
+//               410 {"error":{"code":"sold_out"|"closed"}}
+//             Metrics:
+//               coupon_answered   share of requests answered 202/409/410, > 0.999
+//               http_req_duration{name:coupon_request}   p(99) < 20 ms
+//               coupon_accepted / coupon_duplicate / coupon_sold_out / coupon_closed
+//                                 counts of 202 / 409 / 410 sold_out / 410 closed
+//             Requests carry the tag phase=ramp or phase=hold (sent in the
+//             first 10 s or after): http_reqs{name:coupon_request,phase:hold}
+//             counts the requests of the hold, so its count / DURATION is the
+//             steady rate served (loadtest/bench-coupon.sh reads it).
+//   teardown  (sagaflow only) GET /v1/campaigns/{id} every 0.5 s (at most 60
+//             polls, ~30 s) until status is done or issued == accepted: the
+//             campaign workflow has issued a coupon, in PostgreSQL, to every
+//             accepted request. Metrics:
+//               campaign_consistent  issued == accepted and accepted <= STOCK, must be 1
+//               issue_drain_seconds  from the end of the requests (teardown
+//                                    starts once every request has finished)
+//                                    until that state is seen; ~0 when the
+//                                    campaign was done already
+//             Then GET /v1/campaigns/{id}/coupons/{user} for 10 users of the
+//             run: issued (with a CPN- code and rank <= STOCK), pending or none.
+// Every request carries a `name` tag (healthz, readyz, campaign_create,
+// coupon_request, campaign_get, coupon_get) so thresholds are per endpoint.
+// With the defaults (5000 in stock, ~50000 requests) the stock is gone within
+// the ramp: most of the hold is answered 409/410, which are as hot as 202.
+//
+// How to run (stack up and `sagaflow dev` listening):
+//   make loadtest-coupon                      # = loadtest/k6.sh loadtest/coupon.js
+//   loadtest/k6.sh loadtest/coupon.js         # same, directly
+//   DURATION=10s RATE=1000 loadtest/k6.sh loadtest/coupon.js
+//   STOCK=100000 loadtest/k6.sh loadtest/coupon.js    # never sells out
+//   go run ./loadtest/bare &                  # the bare baseline, then
+//   BASE_URL=http://127.0.0.1:18080 loadtest/k6.sh loadtest/coupon.js
+//   make bench-coupon                         # both, and their ratio (loadtest/bench-coupon.sh)
+// k6.sh writes an HTML report to .data/reports/coupon-<UTC timestamp>.html.
+// Exit code: 0 pass, 99 a threshold failed, 108 aborted in setup (stack down),
+// 107 a bad environment value.
+//
+// Environment (k6 reads the variables below from the environment, or from
+// `-e NAME=value` after the script on the k6.sh command line; k6.sh passes
+// BASE_URL and API_KEY):
+//   BASE_URL  default http://127.0.0.1:8080
+//   API_KEY   default demo-key
+//   STOCK     the campaign's stock, default 5000
+//   USERS     distinct users requests are drawn from, default 50000
+//   RATE      requests/s after the 10 s ramp, default 2000
+//   DURATION  how long RATE is held after the ramp, default 20s (k6 duration)
+//   ALLOW_NON_LOOPBACK=true  allow a BASE_URL that is not 127.0.0.0/8, localhost or [::1]
+
+import { check } from 'k6';
+import { Counter, Rate, Trend } from 'k6/metrics';
+import exec from 'k6/execution';
+import {
+  envDuration,
+  envInt,
+  getJSON,
+  json,
+  newRunId,
+  nonEmpty,
+  pollUntil,
+  postJSON,
+  requireLoopback,
+  requireReady,
+  requireUp,
+} from './lib.js';
+
+const STOCK = envInt('STOCK', 5000, 1, 10000000);
+const USERS = envInt('USERS', 50000, 1, 100000000);
+const RATE = envInt('RATE', 2000, 1, 50000);
+const DURATION = envDuration('DURATION', '20s');
+
+const RAMP = '10s';
+const RAMP_MS = 10000;
+const BARE_ID = 'bare'; // the id loadtest/bare gives every campaign
+const DRAIN_TRIES = 60; // 60 x 0.5 s = 30 s
+const DRAIN_INTERVAL = 0.5; // seconds
+const SAMPLE_USERS = 10; // coupons looked up in teardown
+const WARN_PER_VU = 3; // unexpected answers logged per VU, not to flood the output
+
+const couponAnswered = new Rate('coupon_answered');
+const couponAccepted = new Counter('coupon_accepted');
+const couponDuplicate = new Counter('coupon_duplicate');
+const couponSoldOut = new Counter('coupon_sold_out');
+const couponClosed = new Counter('coupon_closed');
+const campaignConsistent = new Rate('campaign_consistent');
+const issueDrain = new Trend('issue_drain_seconds');
+
+export const options = {
+  scenarios: {
+    requests: {
+      executor: 'ramping-arrival-rate',
+      exec: 'request',
+      startRate: 0,
+      timeUnit: '1s',
+      stages: [
+        { target: RATE, duration: RAMP },
+        { target: RATE, duration: DURATION },
+      ],
+      // A request takes ~1 ms (20 ms at p99): RATE/20 VUs cover 50 ms each,
+      // RATE/5 (at most 1000) 200 ms each, for stalls.
+      preAllocatedVUs: Math.max(10, Math.ceil(RATE / 20)),
+      maxVUs: Math.min(1000, Math.max(50, Math.ceil(RATE / 5))),
+      gracefulStop: '5s',
+    },
+  },
+  thresholds: {
+    'http_req_duration{name:coupon_request}': ['p(99)<20'],
+    coupon_answered: ['rate>0.999'],
+    campaign_consistent: ['rate>=1'],
+    // Always true; makes the hold-phase count appear in --summary-export.
+    'http_reqs{name:coupon_request,phase:hold}': ['count>=0'],
+  },
+  summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
+  userAgent: 'sagaflow-loadtest/coupon (k6)',
+  setupTimeout: '30s',
+  teardownTimeout: '60s',
+};
+
+export function setup() {
+  requireLoopback();
+  requireUp();
+  requireReady();
+
+  const runId = newRunId();
+  const now = Date.now();
+  const res = postJSON(
+    '/v1/campaigns',
+    {
+      name: `loadtest coupon ${runId}`,
+      stock: STOCK,
+      starts_at: new Date(now - 1000).toISOString(),
+      ends_at: new Date(now + 10 * 60 * 1000).toISOString(),
+    },
+    'campaign_create',
+    { expect: 201 },
+  );
+  const c = json(res);
+  if (res.status !== 201 || c === null || !nonEmpty(c.id)) {
+    exec.test.abort(`POST /v1/campaigns failed: HTTP ${res.status} ${String(res.body).slice(0, 500)}`);
+  }
+  const bare = c.id === BARE_ID;
+  console.log(
+    `run ${runId}: campaign ${c.id}${bare ? ' (bare baseline: no teardown checks)' : ''}, stock ${STOCK}; ` +
+      `0 -> ${RATE} requests/s over ${RAMP}, then ${RATE}/s for ${DURATION}, from ${USERS} users`,
+  );
+  return { runId, id: c.id, bare };
+}
+
+let warnings = 0; // per VU
+
+// requests: one POST /v1/campaigns/{id}/requests for a random user.
+export function request(data) {
+  const user = `${data.runId}-u${Math.floor(Math.random() * USERS)}`;
+  const phase = Date.now() - exec.scenario.startTime < RAMP_MS ? 'ramp' : 'hold';
+  const res = postJSON(
+    `/v1/campaigns/${encodeURIComponent(data.id)}/requests`,
+    { user_id: user },
+    'coupon_request',
+    { expect: [202, 409, 410], tags: { phase }, timeout: '5s' },
+  );
+  const b = json(res);
+  const code = b !== null && b.error !== null && typeof b.error === 'object' ? b.error.code : undefined;
+
+  const answered = res.status === 202 || res.status === 409 || res.status === 410;
+  couponAnswered.add(answered);
+  if (res.status === 202) {
+    couponAccepted.add(1);
+  } else if (res.status === 409) {
+    couponDuplicate.add(1);
+  } else if (res.status === 410 && code === 'sold_out') {
+    couponSoldOut.add(1);
+  } else if (res.status === 410 && code === 'closed') {
+    couponClosed.add(1);
+  }
+
+  const shapeOK = check(res, {
+    'request: status 202, 409 or 410': () => answered,
+    'request: body matches the status': () => bodyMatches(res.status, b, code),
+  });
+  if (!data.bare && res.status === 202) {
+    check(b, { 'request: accepted rank <= STOCK': (x) => x !== null && x.rank <= STOCK });
+  }
+  if (!answered || !shapeOK) {
+    warn(`request for ${user}: HTTP ${res.status} ${res.error || ''} ${String(res.body).slice(0, 300)}`);
+  }
+}
+
+function bodyMatches(status, b, code) {
+  if (b === null) {
+    return false;
+  }
+  switch (status) {
+    case 202:
+      return b.status === 'accepted' && Number.isInteger(b.rank) && b.rank >= 1;
+    case 409:
+      return code === 'already_requested' && Number.isInteger(b.rank) && b.rank >= 1;
+    case 410:
+      return code === 'sold_out' || code === 'closed';
+    default:
+      return false;
+  }
+}
+
+// teardown: every accepted request got its coupon, and no more than STOCK
+// were accepted. Skipped on the bare baseline.
+export function teardown(data) {
+  if (!data || data.bare) {
+    return;
+  }
+  const path = `/v1/campaigns/${encodeURIComponent(data.id)}`;
+  const poll = pollUntil(
+    () => getJSON(path, 'campaign_get', { timeout: '5s' }),
+    (res) => {
+      const c = res.status === 200 ? json(res) : null;
+      return c !== null && (c.status === 'done' || (Number.isInteger(c.issued) && c.issued === c.accepted));
+    },
+    { tries: DRAIN_TRIES, interval: DRAIN_INTERVAL },
+  );
+  const c = poll.value.status === 200 ? json(poll.value) : null;
+  const ok =
+    poll.ok &&
+    c !== null &&
+    Number.isInteger(c.issued) &&
+    Number.isInteger(c.accepted) &&
+    c.issued === c.accepted &&
+    c.accepted <= STOCK;
+  campaignConsistent.add(ok);
+  if (poll.ok) {
+    issueDrain.add(poll.elapsedMs / 1000);
+  }
+  check(c, {
+    'campaign: issued == accepted': (x) => x !== null && x.issued === x.accepted,
+    'campaign: accepted <= stock': (x) => x !== null && Number.isInteger(x.accepted) && x.accepted <= STOCK,
+    'campaign: done -> accepted == stock': (x) => x !== null && (x.status !== 'done' || x.accepted === STOCK),
+  });
+  const seen = c !== null ? JSON.stringify(c) : `HTTP ${poll.value.status} ${String(poll.value.body).slice(0, 300)}`;
+  if (ok) {
+    console.log(`run ${data.runId}: campaign ${data.id} consistent after ${(poll.elapsedMs / 1000).toFixed(1)} s: ${seen}`);
+  } else {
+    console.warn(`run ${data.runId}: campaign ${data.id} not consistent after ${poll.tries} polls: ${seen}`);
+  }
+
+  // A few users' coupons: issued ones have a code and a rank within the stock.
+  const done = c !== null && c.status === 'done';
+  for (let i = 0; i < SAMPLE_USERS; i++) {
+    const res = getJSON(`${path}/coupons/${data.runId}-u${i}`, 'coupon_get', { timeout: '5s' });
+    const k = res.status === 200 ? json(res) : null;
+    check(k, {
+      'coupon: GET 200 with a status': (x) => x !== null && ['issued', 'pending', 'none'].includes(x.status),
+      'coupon: issued -> CPN- code and rank <= STOCK': (x) =>
+        x === null || x.status !== 'issued' || (nonEmpty(x.code) && x.code.startsWith('CPN-') && x.rank >= 1 && x.rank <= STOCK),
+      'coupon: done -> none pending': (x) => x === null || !done || x.status !== 'pending',
+    });
+  }
+}
+
+function warn(msg) {
+  if (warnings < WARN_PER_VU) {
+    console.warn(msg);
+  }
+  warnings++;
+}
