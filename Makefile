@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join bench bench-join migrate record-histories clean
+.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join bench bench-join bench-coupon-drain migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -72,7 +72,12 @@ loadtest: ## k6 against a running `make run` (HTML report in .data/reports/)
 loadtest-join: ## k6 join-saga load test against a running `make run`
 	loadtest/k6.sh loadtest/join.js $(K6_ARGS)
 
-bench: bench-join ## every benchmark
+# How fast a campaign's workflow drains accepted requests into PostgreSQL.
+BENCH_COUPONS ?= 50000
+bench-coupon-drain: up
+	@$(STACK_ENV); BENCH_COUPONS=$(BENCH_COUPONS) $(GO) test -count=1 -run '^$$' -bench 'BenchmarkCoupon_issue_drain' -benchtime 1x $(INTEGRATION)
+
+bench: bench-join bench-coupon-drain ## every Go benchmark
 
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
 # a bare workflow with the same seven no-op activities, in the same run.

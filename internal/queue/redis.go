@@ -28,6 +28,13 @@ func Open(ctx context.Context, url, prefix string) (*Redis, error) {
 	// and answered "already requested" to a user who never saw the first
 	// answer. Callers retry where that is safe (activities, by policy).
 	opts.MaxRetries = -1
+	// Redis runs with appendfsync always: it fsyncs once per event-loop
+	// round for every write that round, so throughput is the number of
+	// requests in flight per fsync. A large pool lets a burst share fsyncs
+	// (group commit); the default (10 per CPU) caps it at ~2k writes/s here.
+	if opts.PoolSize < 256 {
+		opts.PoolSize = 256
+	}
 	r := &Redis{Client: redis.NewClient(opts), prefix: prefix}
 	if err := r.Ping(ctx); err != nil {
 		_ = r.Client.Close()
