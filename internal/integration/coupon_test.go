@@ -189,6 +189,39 @@ func TestCoupon_burst_survives_a_worker_restart(t *testing.T) {
 	checkCampaign(t, c, answers)
 }
 
+func TestCoupon_burst_survives_a_worker_process_killed(t *testing.T) {
+	resume := stack.pauseWorkers()
+	defer resume()
+	worker, err := startWorkerProcess()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var second *exec.Cmd
+	defer func() {
+		for _, w := range []*exec.Cmd{worker, second} {
+			if w != nil && w.Process != nil {
+				_ = w.Process.Kill()
+				_ = w.Wait()
+			}
+		}
+	}()
+	c := createCampaign(t, 1234, -time.Second, time.Hour)
+	// SIGKILL the worker process while the first coupons are being issued,
+	// then start another: the activity it was running is retried elsewhere
+	// after its heartbeat times out.
+	answers := burst(t, c.ID, 20000, 5000, 600, func() {
+		if err := worker.Process.Signal(syscall.SIGKILL); err != nil {
+			t.Errorf("kill worker: %v", err)
+		}
+		_ = worker.Wait()
+		var err error
+		if second, err = startWorkerProcess(); err != nil {
+			t.Errorf("start a new worker: %v", err)
+		}
+	})
+	checkCampaign(t, c, answers)
+}
+
 func TestCoupon_burst_survives_redis_killed_and_restarted(t *testing.T) {
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	pidFile := filepath.Join(root, ".data", "redis", "redis.pid")

@@ -13,13 +13,17 @@ import (
 	"net"
 	"net/http/httptest"
 	"os"
+	"os/exec"
+	"os/signal"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sagaflow/sagaflow/internal/app"
+	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/workers"
@@ -34,10 +38,63 @@ var stack struct {
 	// restartWorkers stops the workers (letting activities in flight end)
 	// and starts new ones, as a redeploy would.
 	restartWorkers func(pause time.Duration)
+	// pauseWorkers stops the in-process workers until the returned func is
+	// called (while a worker process of its own does the work).
+	pauseWorkers func() (resume func())
 }
 
+// workerProcessEnv, when set, makes this test binary a worker process
+// instead: `sagaflow worker` against the parent's Temporal server, with the
+// parent's configuration in the environment, until it is killed.
+const workerProcessEnv = "SAGAFLOW_TEST_WORKER_PROCESS"
+
 func TestMain(m *testing.M) {
+	if os.Getenv(workerProcessEnv) != "" {
+		os.Exit(runWorkerProcess())
+	}
 	os.Exit(run(m))
+}
+
+func runWorkerProcess() int {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGTERM)
+	defer stop()
+	a, err := app.Open(ctx, cfg, telemetry.NewLogger(io.Discard, "text", slog.LevelInfo), app.Options{})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer a.Close()
+	if err := workers.Run(ctx, a.Workers()); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return 0
+}
+
+// startWorkerProcess runs this test binary as a separate worker process
+// with the stack's configuration; kill it with SIGKILL to test a crash.
+func startWorkerProcess() (*exec.Cmd, error) {
+	cfg := stack.app.Config
+	cmd := exec.Command(os.Args[0], "-test.run=^$")
+	cmd.Env = append(os.Environ(),
+		workerProcessEnv+"=1",
+		"TEMPORAL_ADDRESS="+stack.app.Dev.Address(),
+		"TEMPORAL_NAMESPACE="+cfg.TemporalNamespace,
+		"DATABASE_URL="+cfg.DatabaseURL,
+		"REDIS_URL="+cfg.RedisURL,
+		"SAGAFLOW_REDIS_PREFIX="+cfg.RedisPrefix,
+		"AMQP_URL="+cfg.AMQPURL,
+		"SAGAFLOW_PAYMENT_URL="+cfg.PaymentURL,
+		"SAGAFLOW_NOTIFY_URL="+cfg.NotifyURL,
+		"SAGAFLOW_PAYMENT_TIMEOUT="+cfg.PaymentTimeout.String(),
+	)
+	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
+	return cmd, cmd.Start()
 }
 
 func run(m *testing.M) int {
@@ -117,6 +174,16 @@ func run(m *testing.M) int {
 		}
 		time.Sleep(pause)
 		start()
+	}
+	stack.pauseWorkers = func() func() {
+		mu.Lock()
+		if err := stop(); err != nil {
+			panic(err)
+		}
+		return func() {
+			defer mu.Unlock()
+			start()
+		}
 	}
 	code := m.Run()
 	if err := stop(); err != nil {
