@@ -26,7 +26,7 @@ type FirstCome interface {
 	Issued(ctx context.Context, tenant, id string, users []string) error
 	State(ctx context.Context, tenant, id string) (queue.CampaignState, error)
 	Accepted(ctx context.Context, tenant, id string) (map[string]int64, error)
-	RemoveCampaign(ctx context.Context, tenant, id string) error
+	RemoveCampaign(ctx context.Context, tenant, id string, soldOut bool, keep time.Duration) error
 }
 
 // CampaignRef names a campaign and carries what its activities need.
@@ -156,7 +156,10 @@ func (a *Activities) Reconcile(ctx context.Context, ref CampaignRef) (ReconcileR
 		n := len(accepted)
 		c.Issued, c.Accepted = n, &n
 	}
-	if err := a.Queue.RemoveCampaign(ctx, ref.Tenant, ref.CampaignID); err != nil {
+	// Late requests are answered from a tombstone for a day after the end.
+	keep := max(time.Until(ref.EndsAt)+24*time.Hour, time.Hour)
+	soldOut := c.Issued >= ref.Stock
+	if err := a.Queue.RemoveCampaign(ctx, ref.Tenant, ref.CampaignID, soldOut, keep); err != nil {
 		return ReconcileResult{}, err
 	}
 	res := ReconcileResult{Issued: c.Issued}

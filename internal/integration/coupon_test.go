@@ -158,6 +158,11 @@ func checkCampaign(t *testing.T, c campaignDoc, answers []answer) {
 	if n, err := stack.app.Redis.Client.Exists(context.Background(), stack.app.Redis.Prefix()+"campaign:{demo:"+c.ID+"}:users").Result(); err != nil || n != 0 {
 		t.Errorf("campaign keys left in redis: %d %v", n, err)
 	}
+	// A late request is answered from Redis's tombstone: sold out.
+	var e errorDoc
+	if code := call(t, demoKey(), http.MethodPost, "/v1/campaigns/"+c.ID+"/requests", map[string]any{"user_id": "latecomer"}, &e); code != http.StatusGone || e.Error.Code != "sold_out" {
+		t.Errorf("late request = %d %+v, want 410 sold_out", code, e)
+	}
 	// The coupon lookups agree.
 	for user, rank := range holds {
 		var got struct {

@@ -14,6 +14,7 @@ import (
 // cluster keeps them on one node (Lua needs that):
 //
 //	meta   hash   starts_ms, ends_ms, stock     the window and the stock
+//	              done                         set when the campaign is over
 //	left   string units not yet taken            the atomic stock counter
 //	seq    string arrivals accepted so far       the next rank is seq+1
 //	queue  zset   user → rank                    accepted, not yet issued
@@ -97,8 +98,9 @@ func (r *Redis) OpenCampaign(ctx context.Context, c Campaign) error {
 // The window is judged by the Redis server's clock, the one clock every API
 // process shares.
 var requestScript = redis.NewScript(`
-local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms')
+local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'done')
 if not meta[1] then return {6, 0} end
+if meta[3] then return {tonumber(meta[3]), 0} end
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 if now < tonumber(meta[1]) then return {5, 0} end
@@ -244,10 +246,31 @@ func (r *Redis) Accepted(ctx context.Context, tenant, id string) (map[string]int
 	return out, nil
 }
 
-// RemoveCampaign deletes every key of the campaign.
-func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string) error {
-	if err := r.Client.Del(ctx, r.keys(tenant, id).all()...).Err(); err != nil {
+// RemoveCampaign deletes the campaign's queue, users and counters, and
+// leaves a small tombstone (its meta, marked done, expiring after keep) so
+// that late requests are still answered from Redis alone: sold out if the
+// whole stock was taken, closed otherwise. A user who was accepted and asks
+// again after this gets that answer too (their coupon is in PostgreSQL).
+func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string, soldOut bool, keep time.Duration) error {
+	k := r.keys(tenant, id)
+	final := Closed
+	if soldOut {
+		final = SoldOut
+	}
+	pipe := r.Client.TxPipeline()
+	pipe.Del(ctx, k.left, k.seq, k.queue, k.users)
+	pipe.HSet(ctx, k.meta, "done", int(final))
+	pipe.PExpire(ctx, k.meta, keep)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("queue: remove campaign %s: %w", id, err)
+	}
+	return nil
+}
+
+// DeleteCampaign deletes every key of the campaign, tombstone included.
+func (r *Redis) DeleteCampaign(ctx context.Context, tenant, id string) error {
+	if err := r.Client.Del(ctx, r.keys(tenant, id).all()...).Err(); err != nil {
+		return fmt.Errorf("queue: delete campaign %s: %w", id, err)
 	}
 	return nil
 }

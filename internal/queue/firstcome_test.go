@@ -42,7 +42,7 @@ func campaign(t *testing.T, stock int, startIn, endIn time.Duration) queue.Campa
 	if err := rdb.OpenCampaign(ctx, c); err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(func() { _ = rdb.RemoveCampaign(context.Background(), c.Tenant, c.ID) })
+	t.Cleanup(func() { _ = rdb.DeleteCampaign(context.Background(), c.Tenant, c.ID) })
 	return c
 }
 
@@ -170,5 +170,38 @@ func TestRequest_concurrent_burst_takes_exactly_the_stock_in_rank_order(t *testi
 	st, _ := rdb.State(context.Background(), c.Tenant, c.ID)
 	if st.Queued != stock-1 {
 		t.Fatalf("queued %d after one issued", st.Queued)
+	}
+}
+
+func TestRemoveCampaign_leaves_a_tombstone_that_answers_late_requests(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	sold := campaign(t, 1, -time.Second, time.Hour)
+	request(t, sold, "ann")
+	if err := rdb.RemoveCampaign(ctx, sold.Tenant, sold.ID, true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := request(t, sold, "bob"); o != queue.SoldOut {
+		t.Fatalf("after a sold-out campaign ended: %v", o)
+	}
+	if acc, _ := rdb.Accepted(ctx, sold.Tenant, sold.ID); len(acc) != 0 {
+		t.Fatalf("users left behind: %v", acc)
+	}
+	if err := rdb.OpenCampaign(ctx, queue.Campaign{Tenant: sold.Tenant, ID: sold.ID, Stock: 5, StartsAt: sold.StartsAt, EndsAt: sold.EndsAt}); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := request(t, sold, "cat"); o != queue.SoldOut {
+		t.Fatalf("a late open revived the campaign: %v", o)
+	}
+	closed := campaign(t, 5, -time.Second, time.Hour)
+	if err := rdb.RemoveCampaign(ctx, closed.Tenant, closed.ID, false, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if o, _ := request(t, closed, "dan"); o != queue.Closed {
+		t.Fatalf("after a closed campaign ended: %v", o)
+	}
+	ttl, err := rdb.Client.PTTL(ctx, rdb.Prefix()+"campaign:{"+closed.Tenant+":"+closed.ID+"}:meta").Result()
+	if err != nil || ttl <= 0 || ttl > time.Minute {
+		t.Fatalf("tombstone ttl = %v, %v", ttl, err)
 	}
 }
