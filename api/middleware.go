@@ -8,6 +8,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -24,16 +25,20 @@ const (
 )
 
 // requestContext gives each request an id (the caller's X-Request-Id if it
-// sent a sane one), a logger carrying it, and a body size limit.
+// sent a sane one, else this process's prefix and a counter: unique, and
+// cheaper than a UUID on the hot path) and a body size limit. The logger
+// that carries the id is made only when something is logged.
 func requestContext(base *slog.Logger, maxBody int64) gin.HandlerFunc {
+	prefix := uuid.NewString()[:8] + "-"
+	var seq atomic.Uint64
 	return func(c *gin.Context) {
 		id := c.GetHeader("X-Request-Id")
 		if id == "" || len(id) > 128 {
-			id = uuid.NewString()
+			id = prefix + strconv.FormatUint(seq.Add(1), 36)
 		}
 		c.Header("X-Request-Id", id)
 		c.Set(ctxRequestID, id)
-		c.Set(ctxLogger, base.With("request_id", id))
+		c.Set(ctxLogger, base)
 		if c.Request.Body != nil {
 			c.Request.Body = http.MaxBytesReader(c.Writer, c.Request.Body, maxBody)
 		}
@@ -43,9 +48,10 @@ func requestContext(base *slog.Logger, maxBody int64) gin.HandlerFunc {
 
 func requestID(c *gin.Context) string { return c.GetString(ctxRequestID) }
 
+// loggerFrom is the request's logger, with its request id.
 func loggerFrom(c *gin.Context) *slog.Logger {
 	if l, ok := c.Get(ctxLogger); ok {
-		return l.(*slog.Logger)
+		return l.(*slog.Logger).With("request_id", requestID(c))
 	}
 	return slog.Default()
 }
@@ -66,9 +72,19 @@ func accessLog(m *httpMetrics) gin.HandlerFunc {
 		if route == "/healthz" || route == "/metrics" {
 			return // probes and scrapes would drown the log
 		}
-		level := slog.LevelInfo
-		if status >= 500 {
+		// Requests are counted in the metrics; the log has the failures at
+		// info and above, and every request at debug (a burst of coupon
+		// requests would otherwise spend its CPU writing log lines).
+		level := slog.LevelDebug
+		switch {
+		case status >= 500:
 			level = slog.LevelError
+		case status == http.StatusUnauthorized || status == http.StatusBadRequest || status == http.StatusRequestEntityTooLarge:
+			level = slog.LevelInfo
+		}
+		base, _ := c.Get(ctxLogger)
+		if l, ok := base.(*slog.Logger); !ok || !l.Enabled(c.Request.Context(), level) {
+			return
 		}
 		attrs := []any{"method", c.Request.Method, "route", route, "status", status, "duration_ms", float64(elapsed.Microseconds()) / 1000}
 		if t, ok := c.Get(ctxTenant); ok {
