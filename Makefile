@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join bench bench-join bench-coupon-drain migrate record-histories clean
+.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench bench-join bench-coupon-drain migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -76,6 +76,14 @@ loadtest-join: ## k6 join-saga load test against a running `make run`
 BENCH_COUPONS ?= 50000
 bench-coupon-drain: up
 	@$(STACK_ENV); BENCH_COUPONS=$(BENCH_COUPONS) $(GO) test -count=1 -run '^$$' -bench 'BenchmarkCoupon_issue_drain' -benchtime 1x $(INTEGRATION)
+
+loadtest-coupon: ## k6 coupon hot-path load test against a running `make run`
+	loadtest/k6.sh loadtest/coupon.js $(K6_ARGS)
+
+# Coupon requests/s and p50/p99 of sagaflow (`make run` in another shell) next
+# to loadtest/bare, the same coupon.js with the same RATE and DURATION.
+bench-coupon: up
+	loadtest/bench-coupon.sh
 
 bench: bench-join bench-coupon-drain ## every Go benchmark
 
