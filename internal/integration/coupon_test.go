@@ -88,6 +88,13 @@ func burst(t *testing.T, campaignID string, requests, users, at int, midway func
 // 409/410 holds none.
 func checkCampaign(t *testing.T, c campaignDoc, answers []answer) {
 	t.Helper()
+	checkCampaignRefusals(t, c, answers, true)
+}
+
+// checkCampaignRefusals is checkCampaign; with wantRefused false it does not
+// require a user who was only refused (a long outage may leave none).
+func checkCampaignRefusals(t *testing.T, c campaignDoc, answers []answer, wantRefused bool) {
+	t.Helper()
 	var doc campaignDoc
 	eventually(t, 2*time.Minute, "campaign done", func() bool {
 		call(t, demoKey(), http.MethodGet, "/v1/campaigns/"+c.ID, nil, &doc)
@@ -151,7 +158,7 @@ func checkCampaign(t *testing.T, c campaignDoc, answers []answer) {
 			}
 		}
 	}
-	if accepted == 0 || refused == 0 {
+	if accepted == 0 || (wantRefused && refused == 0) {
 		t.Errorf("accepted %d, refused %d: the burst did not test both", accepted, refused)
 	}
 	// Redis is cleaned up.
@@ -262,7 +269,9 @@ func TestCoupon_burst_survives_redis_killed_and_restarted(t *testing.T) {
 		}
 	}
 	t.Logf("%d requests failed while redis was down", failed)
-	checkCampaign(t, c, answers)
+	// Requests that failed leave their users unconstrained; with a long
+	// outage every user not accepted may have had one.
+	checkCampaignRefusals(t, c, answers, false)
 }
 
 func TestCoupon_requests_before_the_window_and_bad_input(t *testing.T) {
