@@ -15,7 +15,6 @@ import (
 	"testing"
 	"time"
 
-	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -309,5 +308,4 @@ func TestCoupon_requests_before_the_window_and_bad_input(t *testing.T) {
 	if cp.Status != "none" {
 		t.Errorf("coupon of a user who never asked = %q", cp.Status)
 	}
-	_ = testenv.RunID
 }
