@@ -27,7 +27,7 @@
 # the figures compare the two servers on this machine, nothing more.
 #
 # Environment:
-#   RATE      requests/s after coupon.js's 10 s ramp (default 2000)
+#   RATE      requests/s after coupon.js's 10 s ramp (default 1000)
 #   DURATION  how long RATE is held (k6 duration, default 20s)
 #   BASE_URL  sagaflow (default http://127.0.0.1:8080)
 #   BARE_ADDR where the baseline listens (default 127.0.0.1:18080)
@@ -41,7 +41,7 @@ set -euo pipefail
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 
-RATE=${RATE:-2000}
+RATE=${RATE:-1000}
 DURATION=${DURATION:-20s}
 BASE_URL=${BASE_URL:-http://127.0.0.1:8080}
 BASE_URL=${BASE_URL%/}
