@@ -19,6 +19,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/outbound"
 )
 
 // ErrPermanent wraps a refusal that retrying will not change.
@@ -61,15 +63,9 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// Confirmations go out in bursts; the default of 2 idle connections per
-	// host would make most sends dial anew.
-	tr.MaxIdleConns = 200
-	tr.MaxIdleConnsPerHost = 100
-	tr.IdleConnTimeout = 90 * time.Second
 	return &Client{
 		base: strings.TrimRight(baseURL, "/"),
-		http: &http.Client{Timeout: timeout, Transport: tr},
+		http: outbound.NewHTTPClient(timeout),
 	}
 }
 

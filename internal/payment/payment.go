@@ -32,6 +32,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/outbound"
 )
 
 // The kinds of failure; see the package documentation.
@@ -106,15 +108,9 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	tr := http.DefaultTransport.(*http.Transport).Clone()
-	// Sagas charge in bursts (a popular meeting opens); the default of 2
-	// idle connections per host would make most calls dial anew.
-	tr.MaxIdleConns = 200
-	tr.MaxIdleConnsPerHost = 100
-	tr.IdleConnTimeout = 90 * time.Second
 	return &Client{
 		base: strings.TrimRight(baseURL, "/"),
-		http: &http.Client{Timeout: timeout, Transport: tr},
+		http: outbound.NewHTTPClient(timeout),
 	}
 }
 
