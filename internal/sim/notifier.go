@@ -179,31 +179,10 @@ func NewNotifier(cfg NotifyConfig, seed int64) *Notifier {
 		failed: map[string]int{},
 	}
 	n.mux.HandleFunc("POST /v1/{channel}", n.handleSend)
-	n.mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.Stats())
-	})
 	n.mux.HandleFunc("GET /deliveries", func(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusOK, n.Deliveries())
 	})
-	n.mux.HandleFunc("GET /admin/config", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, n.Config())
-	})
-	n.mux.HandleFunc("PUT /admin/config", func(w http.ResponseWriter, r *http.Request) {
-		var cfg NotifyConfig
-		if !decodeBody(w, r, &cfg) {
-			return
-		}
-		if err := n.SetConfig(cfg); err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
-		writeJSON(w, http.StatusOK, cfg)
-	})
-	n.mux.HandleFunc("POST /admin/reset", func(w http.ResponseWriter, r *http.Request) {
-		n.Reset()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	n.mux.HandleFunc("/", notFound)
+	handleAdmin(n.mux, func() any { return n.Stats() }, n.Config, n.SetConfig, n.Reset)
 	return n
 }
 

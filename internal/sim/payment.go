@@ -230,28 +230,7 @@ func NewPaymentGateway(cfg PaymentConfig, seed int64) *PaymentGateway {
 	g.mux.HandleFunc("POST /v1/charges", g.handleCharge)
 	g.mux.HandleFunc("GET /v1/charges", g.handleLookup)
 	g.mux.HandleFunc("POST /v1/charges/{id}/refund", g.handleRefund)
-	g.mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.Stats())
-	})
-	g.mux.HandleFunc("GET /admin/config", func(w http.ResponseWriter, r *http.Request) {
-		writeJSON(w, http.StatusOK, g.Config())
-	})
-	g.mux.HandleFunc("PUT /admin/config", func(w http.ResponseWriter, r *http.Request) {
-		var cfg PaymentConfig
-		if !decodeBody(w, r, &cfg) {
-			return
-		}
-		if err := g.SetConfig(cfg); err != nil {
-			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
-			return
-		}
-		writeJSON(w, http.StatusOK, cfg)
-	})
-	g.mux.HandleFunc("POST /admin/reset", func(w http.ResponseWriter, r *http.Request) {
-		g.Reset()
-		w.WriteHeader(http.StatusNoContent)
-	})
-	g.mux.HandleFunc("/", notFound)
+	handleAdmin(g.mux, func() any { return g.Stats() }, g.Config, g.SetConfig, g.Reset)
 	return g
 }
 

@@ -184,3 +184,31 @@ func parseLatency(s string) (time.Duration, error) {
 	}
 	return d, nil
 }
+
+// handleAdmin registers the routes every simulator offers operators and
+// tests: GET /stats, GET and PUT /admin/config (the whole config, validated
+// by set), POST /admin/reset, and a JSON 404 for anything else.
+func handleAdmin[C any](mux *http.ServeMux, stats func() any, get func() C, set func(C) error, reset func()) {
+	mux.HandleFunc("GET /stats", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, stats())
+	})
+	mux.HandleFunc("GET /admin/config", func(w http.ResponseWriter, r *http.Request) {
+		writeJSON(w, http.StatusOK, get())
+	})
+	mux.HandleFunc("PUT /admin/config", func(w http.ResponseWriter, r *http.Request) {
+		var cfg C
+		if !decodeBody(w, r, &cfg) {
+			return
+		}
+		if err := set(cfg); err != nil {
+			writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+			return
+		}
+		writeJSON(w, http.StatusOK, cfg)
+	})
+	mux.HandleFunc("POST /admin/reset", func(w http.ResponseWriter, r *http.Request) {
+		reset()
+		w.WriteHeader(http.StatusNoContent)
+	})
+	mux.HandleFunc("/", notFound)
+}
