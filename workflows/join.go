@@ -271,7 +271,7 @@ func (s *joinSaga) validateCancel(ctx workflow.Context) error {
 	case meeting.JoinFailed, meeting.JoinCompensated, meeting.JoinCompensating:
 		return ErrJoinEnded
 	case meeting.JoinConfirmed:
-		if s.in.CancelDeadline == nil || !workflow.Now(ctx).Before(*s.in.CancelDeadline) {
+		if !(meeting.Meeting{CancelDeadline: s.in.CancelDeadline}).CanRefundAt(workflow.Now(ctx)) {
 			return ErrCancelTooLate
 		}
 	}
