@@ -179,17 +179,6 @@ func (m *Meetings) Release(ctx context.Context, meetingID, joinID string) error 
 	return err
 }
 
-// UserConfirmed reports whether the user holds a confirmed seat.
-func (m *Meetings) UserConfirmed(ctx context.Context, meetingID, userID string) (bool, error) {
-	var ok bool
-	err := m.s.pool.QueryRow(ctx, `SELECT EXISTS (SELECT FROM `+m.table("seats")+`
-		WHERE meeting_id = $1 AND user_id = $2 AND state = 'confirmed')`, meetingID, userID).Scan(&ok)
-	if err != nil {
-		return false, fmt.Errorf("user confirmed: %w", err)
-	}
-	return ok, nil
-}
-
 // JoinStart reads the meeting, the join recorded under joinID and whether
 // the user is confirmed already. It fails with meeting.ErrNotFound.
 func (m *Meetings) JoinStart(ctx context.Context, meetingID, joinID, userID string) (meeting.JoinStart, error) {

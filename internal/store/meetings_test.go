@@ -111,7 +111,7 @@ func TestConfirm_fails_when_closed_or_user_already_in(t *testing.T) {
 	if err := ms.Confirm(ctx, m.ID, "a2"); !errors.Is(err, meeting.ErrAlreadyJoined) {
 		t.Fatalf("second confirmed seat for one user: %v", err)
 	}
-	if ok, _ := ms.UserConfirmed(ctx, m.ID, "alice"); !ok {
+	if js, _ := ms.JoinStart(ctx, m.ID, "a3", "alice"); !js.UserConfirmed {
 		t.Fatal("UserConfirmed false for a confirmed user")
 	}
 	if err := ms.Reserve(ctx, m.ID, "b1", "bob"); err != nil {
