@@ -1,0 +1,177 @@
+package catalog
+
+import (
+	"encoding/json"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+func validProduct() Product {
+	return Product{SKU: "SKU-1", Name: "Mug", Price: Money{Amount: 15000, Currency: "KRW"}, Stock: 3,
+		Attributes: map[string]string{"color": "white"}, Version: 1}
+}
+
+func TestProduct_Validate(t *testing.T) {
+	cases := []struct {
+		name    string
+		edit    func(*Product)
+		wantErr string
+	}{
+		{"valid", func(*Product) {}, ""},
+		{"sku_with_space", func(p *Product) { p.SKU = "a b" }, "sku"},
+		{"sku_too_long", func(p *Product) { p.SKU = strings.Repeat("a", 65) }, "sku"},
+		{"empty_name", func(p *Product) { p.Name = "  " }, "name must be"},
+		{"name_of_200_runes", func(p *Product) { p.Name = strings.Repeat("가", 200) }, ""},
+		{"name_of_201_runes", func(p *Product) { p.Name = strings.Repeat("가", 201) }, "name must be"},
+		{"unknown_currency", func(p *Product) { p.Price.Currency = "GBP" }, "price.currency"},
+		{"negative_amount", func(p *Product) { p.Price.Amount = -1 }, "price.amount"},
+		{"negative_stock", func(p *Product) { p.Stock = -1 }, "stock must be"},
+		{"empty_attribute_name", func(p *Product) { p.Attributes[""] = "x" }, "attribute name"},
+		{"several_problems_named_together", func(p *Product) { p.Stock, p.Price.Currency = -1, "" }, "price.currency"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			p := validProduct()
+			tc.edit(&p)
+			err := p.Validate()
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("want ErrInvalid mentioning %q, got %v", tc.wantErr, err)
+			}
+		})
+	}
+}
+
+func envelope(t *testing.T, edit func(map[string]any)) []byte {
+	t.Helper()
+	p, err := json.Marshal(validProduct())
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := map[string]any{
+		"message_id": "m-1", "tenant_id": "demo", "type": TypeProductChanged,
+		"occurred_at": time.Date(2026, 11, 22, 1, 0, 0, 0, time.UTC), "trace_id": "t-1", "payload": json.RawMessage(p),
+	}
+	edit(e)
+	b, err := json.Marshal(e)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return b
+}
+
+func TestParseChange(t *testing.T) {
+	cases := []struct {
+		name       string
+		body       func(t *testing.T) []byte
+		routingKey string
+		wantErr    string
+	}{
+		{"valid", func(t *testing.T) []byte { return envelope(t, func(map[string]any) {}) }, "product.changed.demo", ""},
+		{"not_json", func(*testing.T) []byte { return []byte("{oops") }, "product.changed.demo", "not JSON"},
+		{"routing_key_of_another_tenant", func(t *testing.T) []byte { return envelope(t, func(map[string]any) {}) }, "product.changed.acme", "does not match"},
+		{"wrong_type", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { e["type"] = "order.placed" }) }, "product.changed.demo", "type"},
+		{"no_message_id", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "message_id") }) }, "product.changed.demo", "message_id"},
+		{"no_occurred_at", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "occurred_at") }) }, "product.changed.demo", "occurred_at"},
+		{"no_payload", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "payload") }) }, "product.changed.demo", "payload is required"},
+		{"payload_not_a_product", func(t *testing.T) []byte {
+			return envelope(t, func(e map[string]any) { e["payload"] = json.RawMessage(`[1,2]`) })
+		}, "product.changed.demo", "payload is not a product"},
+		{"payload_without_version", func(t *testing.T) []byte {
+			return envelope(t, func(e map[string]any) {
+				p := validProduct()
+				p.Version = 0
+				b, _ := json.Marshal(p)
+				e["payload"] = json.RawMessage(b)
+			})
+		}, "product.changed.demo", "payload.version"},
+		{"invalid_product", func(t *testing.T) []byte {
+			return envelope(t, func(e map[string]any) {
+				p := validProduct()
+				p.Stock = -5
+				b, _ := json.Marshal(p)
+				e["payload"] = json.RawMessage(b)
+			})
+		}, "product.changed.demo", "payload: stock"},
+		{"tenant_not_a_name", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { e["tenant_id"] = "../x" }) }, "product.changed.../x", "tenant_id"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e, p, err := ParseChange(tc.body(t), tc.routingKey)
+			if tc.wantErr == "" {
+				if err != nil {
+					t.Fatalf("want valid, got %v", err)
+				}
+				if e.MessageID != "m-1" || p.SKU != "SKU-1" || p.Version != 1 {
+					t.Fatalf("parsed %+v %+v", e, p)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
+				t.Fatalf("want ErrInvalid mentioning %q, got %v", tc.wantErr, err)
+			}
+		})
+	}
+}
+
+// FuzzParseChange: no input panics, and what passes is a valid product of
+// the tenant the routing key names.
+func FuzzParseChange(f *testing.F) {
+	f.Add([]byte(`{"message_id":"m","tenant_id":"demo","type":"product.changed","occurred_at":"2026-01-01T00:00:00Z","payload":{"sku":"A","name":"n","price":{"amount":1,"currency":"KRW"},"stock":1,"version":1}}`), "product.changed.demo")
+	f.Add([]byte(`{}`), "")
+	f.Add([]byte(`null`), "product.changed.x")
+	f.Add([]byte(`{"payload":null}`), "product.changed.demo")
+	f.Fuzz(func(t *testing.T, body []byte, key string) {
+		e, p, err := ParseChange(body, key)
+		if err != nil {
+			if !errors.Is(err, ErrInvalid) {
+				t.Fatalf("error does not wrap ErrInvalid: %v", err)
+			}
+			return
+		}
+		if p.Validate() != nil || p.Version < 1 || key != RoutingKey(e.TenantID) {
+			t.Fatalf("accepted an invalid change: %+v %+v (key %q)", e, p, key)
+		}
+	})
+}
+
+func TestShard_is_stable_and_in_range(t *testing.T) {
+	counts := make([]int, 8)
+	for i := range 8000 {
+		s := Shard("SKU-"+strings.Repeat("x", i%7)+string(rune('a'+i%26))+string(rune('0'+i%10))+string(rune(i)), 8)
+		if s < 0 || s >= 8 {
+			t.Fatalf("shard %d out of range", s)
+		}
+		counts[s]++
+	}
+	if Shard("SKU-1", 8) != Shard("SKU-1", 8) || Shard("SKU-1", 1) != 0 || Shard("SKU-1", 0) != 0 {
+		t.Fatal("shard is not stable")
+	}
+	for i, n := range counts {
+		if n == 0 {
+			t.Errorf("shard %d never used: %v", i, counts)
+		}
+	}
+}
+
+func TestChannel_Validate(t *testing.T) {
+	markets := []string{"bazaar", "shopwave", "souk"}
+	ok := Channel{Market: "souk", BaseURL: "http://127.0.0.1:8094", Credentials: "tok", RateLimitPerSec: 10}
+	if err := ok.Validate(markets); err != nil {
+		t.Fatal(err)
+	}
+	bad := Channel{Market: "ebay", BaseURL: "ftp://x", Credentials: "", RateLimitPerSec: 0}
+	err := bad.Validate(markets)
+	for _, want := range []string{"market \"ebay\"", "base_url", "credentials", "rate_limit_per_sec"} {
+		if err == nil || !strings.Contains(err.Error(), want) {
+			t.Errorf("want an error naming %s, got %v", want, err)
+		}
+	}
+}

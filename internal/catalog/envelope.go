@@ -1,0 +1,123 @@
+package catalog
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"strings"
+	"time"
+	"unicode"
+)
+
+// The bus topology every sagaflow process declares (internal/rabbit):
+// changes go to a topic exchange with routing key product.changed.<tenant>,
+// are consumed from one durable quorum queue, and what cannot be parsed or
+// validated is dead-lettered with the reason in a header.
+const (
+	Exchange     = "sagaflow.catalog"
+	DeadExchange = "sagaflow.catalog.dlx"
+	IngestQueue  = "sagaflow.catalog.ingest"
+	DeadQueue    = "sagaflow.catalog.dead"
+	// ReasonHeader is the header of a dead-lettered message that says why.
+	ReasonHeader = "x-sagaflow-reason"
+	// TypeProductChanged is the one event type the ingest understands.
+	TypeProductChanged = "product.changed"
+)
+
+// RoutingKey is the routing key of a change of tenant's products.
+func RoutingKey(tenant string) string { return TypeProductChanged + "." + tenant }
+
+// Envelope is a message on the bus. Other systems may publish straight to
+// the exchange in this form (see README, "Publishing changes").
+type Envelope struct {
+	// MessageID identifies the message; redeliveries and re-publications
+	// of the same change keep it, and the ingest drops repeats.
+	MessageID string `json:"message_id"`
+	// TenantID is the tenant whose product changed; it must match the
+	// routing key's last segment.
+	TenantID string `json:"tenant_id"`
+	// Type is TypeProductChanged.
+	Type string `json:"type"`
+	// OccurredAt is when the change happened at its source.
+	OccurredAt time.Time `json:"occurred_at"`
+	// TraceID ties the message to the request that caused it (optional).
+	TraceID string `json:"trace_id,omitempty"`
+	// Payload is the Product after the change, version included.
+	Payload json.RawMessage `json:"payload"`
+}
+
+// maxEnvelopeBytes bounds a message: a product at its limits is ~20 KB.
+const maxEnvelopeBytes = 64 << 10
+
+// ParseChange decodes and validates a product.changed message that arrived
+// with routingKey. Every error wraps ErrInvalid and says what is wrong, in
+// words fit for the dead-letter header. It never panics, whatever body is.
+func ParseChange(body []byte, routingKey string) (Envelope, Product, error) {
+	var e Envelope
+	if len(body) > maxEnvelopeBytes {
+		return e, Product{}, fmt.Errorf("%w: message of %d bytes exceeds %d", ErrInvalid, len(body), maxEnvelopeBytes)
+	}
+	if err := json.Unmarshal(body, &e); err != nil {
+		return e, Product{}, fmt.Errorf("%w: envelope is not JSON: %s", ErrInvalid, err)
+	}
+	var errs []string
+	if !printableID(e.MessageID) {
+		errs = append(errs, "message_id must be 1-128 printable ASCII characters")
+	}
+	if !tenantPattern(e.TenantID) {
+		errs = append(errs, fmt.Sprintf("tenant_id %q is not a tenant name", e.TenantID))
+	} else if routingKey != RoutingKey(e.TenantID) {
+		errs = append(errs, fmt.Sprintf("routing key %q does not match tenant_id %q", routingKey, e.TenantID))
+	}
+	if e.Type != TypeProductChanged {
+		errs = append(errs, fmt.Sprintf("type %q: want %q", e.Type, TypeProductChanged))
+	}
+	if e.OccurredAt.IsZero() {
+		errs = append(errs, "occurred_at is required (RFC 3339)")
+	}
+	if e.TraceID != "" && !printableID(e.TraceID) {
+		errs = append(errs, "trace_id must be at most 128 printable ASCII characters")
+	}
+	var p Product
+	if len(bytes.TrimSpace(e.Payload)) == 0 || bytes.Equal(bytes.TrimSpace(e.Payload), []byte("null")) {
+		errs = append(errs, "payload is required")
+	} else if err := json.Unmarshal(e.Payload, &p); err != nil {
+		errs = append(errs, "payload is not a product: "+err.Error())
+	} else {
+		if err := p.Validate(); err != nil {
+			errs = append(errs, "payload: "+strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
+		}
+		if p.Version < 1 {
+			errs = append(errs, fmt.Sprintf("payload.version must be at least 1, got %d", p.Version))
+		}
+	}
+	if len(errs) > 0 {
+		return e, Product{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	}
+	return e, p, nil
+}
+
+func printableID(s string) bool {
+	if s == "" || len(s) > 128 {
+		return false
+	}
+	for _, r := range s {
+		if r > unicode.MaxASCII || !unicode.IsPrint(r) || r == ' ' {
+			return false
+		}
+	}
+	return true
+}
+
+// tenantPattern mirrors tenant.New's rule without importing it.
+func tenantPattern(s string) bool {
+	if len(s) < 2 || len(s) > 31 || s[0] < 'a' || s[0] > 'z' {
+		return false
+	}
+	for _, r := range s {
+		if (r < 'a' || r > 'z') && (r < '0' || r > '9') && r != '_' {
+			return false
+		}
+	}
+	return true
+}
