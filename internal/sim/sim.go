@@ -1,8 +1,10 @@
 // Package sim holds simulators of the systems sagaflow talks to but does not
-// own: a payment gateway (PaymentGateway) and a notification sink for email,
-// SMS and push (Notifier). Each is a real http.Handler, served by
-// `sagaflow sim`, `sagaflow dev` and the integration tests, and speaks the
-// same wire protocol as the clients in internal/payment and internal/notify.
+// own: a payment gateway (PaymentGateway), a notification sink for email,
+// SMS and push (Notifier), and marketplaces (Marketplace: shopwave, souk and
+// bazaar, each with its own wire format and rules). Each is a real
+// http.Handler, served by `sagaflow sim`, `sagaflow dev` and the integration
+// tests, and speaks the same wire protocol as its client (internal/payment,
+// internal/notify, internal/market).
 //
 // Both keep their state in memory and are safe for concurrent use. Their
 // failure knobs (latency, error and decline rates, dropped replies, channels
