@@ -1,0 +1,507 @@
+package store
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"time"
+
+	"github.com/google/uuid"
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
+)
+
+// OutboxChannel is the PostgreSQL NOTIFY channel that wakes the outbox
+// relay once a transaction that wrote an outbox row commits; the payload is
+// the schema of the tenant whose outbox has the row.
+const OutboxChannel = "sagaflow_outbox"
+
+// Catalog is the PostgreSQL adapter of one tenant's products, channels,
+// synced versions and parked items: every query names the tenant's schema,
+// so a tenant never reaches another's rows. Safe for concurrent use.
+type Catalog struct {
+	s      *Store
+	schema string
+}
+
+// Catalog returns the adapter for the tenant whose schema is schema.
+func (s *Store) Catalog(schema string) *Catalog { return &Catalog{s: s, schema: schema} }
+
+func (c *Catalog) table(name string) string { return pgx.Identifier{c.schema, name}.Sanitize() }
+
+// canonicalID returns id in the form PostgreSQL's uuid type reads, or false
+// if it is no UUID: a malformed id must be "not found", not a 22P02 error
+// (uuid.Parse also takes forms such as "urn:uuid:…" that PostgreSQL does not).
+func canonicalID(id string) (string, bool) {
+	u, err := uuid.Parse(id)
+	if err != nil {
+		return "", false
+	}
+	return u.String(), true
+}
+
+const productColumns = `sku, name, price_amount, price_currency, stock, attributes, version`
+
+// scanProduct reads productColumns; no row is catalog.ErrNotFound.
+func scanProduct(row pgx.Row) (catalog.Product, error) {
+	var p catalog.Product
+	err := row.Scan(&p.SKU, &p.Name, &p.Price.Amount, &p.Price.Currency, &p.Stock, &p.Attributes, &p.Version)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.Product{}, catalog.ErrNotFound
+	}
+	if err != nil {
+		return catalog.Product{}, err
+	}
+	if p.Attributes == nil {
+		p.Attributes = map[string]string{}
+	}
+	return p, nil
+}
+
+// sameContent reports whether a and b differ in nothing but their version.
+func sameContent(a, b catalog.Product) bool {
+	return a.Name == b.Name && a.Price == b.Price && a.Stock == b.Stock && maps.Equal(a.Attributes, b.Attributes)
+}
+
+// PutProduct stores p (its Version is ignored) as tenantName's product and
+// returns it as stored. It is an idempotent PUT: if the stored product has
+// the same content it is returned with changed=false and nothing is written.
+// Otherwise, in one transaction with the product's row locked, the product
+// gets the next version (1 for a new SKU) and an outbox row announces it:
+// a catalog.Envelope of type catalog.TypeProductChanged for catalog.Exchange
+// with routing key catalog.RoutingKey(tenantName), carrying traceID, and a
+// NOTIFY on OutboxChannel wakes the relay. Concurrent PUTs of one SKU get
+// distinct consecutive versions. An invalid p fails with catalog.ErrInvalid.
+func (c *Catalog) PutProduct(ctx context.Context, tenantName string, p catalog.Product, traceID string) (catalog.Product, bool, error) {
+	if err := p.Validate(); err != nil {
+		return catalog.Product{}, false, err
+	}
+	if p.Attributes == nil {
+		p.Attributes = map[string]string{}
+	}
+	var out catalog.Product
+	var changed bool
+	err := pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
+		stored, at, wrote, err := c.writeProduct(ctx, tx, p)
+		if err != nil || !wrote {
+			out, changed = stored, false
+			return err
+		}
+		if err := c.enqueueChange(ctx, tx, tenantName, stored, at, traceID); err != nil {
+			return err
+		}
+		out, changed = stored, true
+		return nil
+	})
+	if err != nil {
+		return catalog.Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
+	}
+	return out, changed, nil
+}
+
+// writeProduct locks the product's row and writes p over it with the next
+// version unless the content is the same; it reports whether it wrote and
+// when. A new SKU is inserted with version 1; if a concurrent PUT inserts it
+// first, the insert waits for that transaction and the loop then locks the
+// row it committed.
+func (c *Catalog) writeProduct(ctx context.Context, tx pgx.Tx, p catalog.Product) (catalog.Product, time.Time, bool, error) {
+	// Two rounds suffice (products are never deleted); the third is a guard.
+	for range 3 {
+		cur, err := scanProduct(tx.QueryRow(ctx, `SELECT `+productColumns+` FROM `+c.table("products")+`
+			WHERE sku = $1 FOR UPDATE`, p.SKU))
+		var at time.Time
+		switch {
+		case err == nil:
+			if sameContent(cur, p) {
+				return cur, time.Time{}, false, nil
+			}
+			p.Version = cur.Version + 1
+			err = tx.QueryRow(ctx, `UPDATE `+c.table("products")+` SET name = $2, price_amount = $3, price_currency = $4,
+				stock = $5, attributes = $6, version = $7, updated_at = now() WHERE sku = $1 RETURNING updated_at`,
+				p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version).Scan(&at)
+			if err != nil {
+				return catalog.Product{}, time.Time{}, false, fmt.Errorf("update: %w", err)
+			}
+			return p, at, true, nil
+		case !errors.Is(err, catalog.ErrNotFound):
+			return catalog.Product{}, time.Time{}, false, fmt.Errorf("lock: %w", err)
+		}
+		p.Version = 1
+		err = tx.QueryRow(ctx, `INSERT INTO `+c.table("products")+` (`+productColumns+`)
+			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku) DO NOTHING RETURNING updated_at`,
+			p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version).Scan(&at)
+		if err == nil {
+			return p, at, true, nil
+		}
+		if !errors.Is(err, pgx.ErrNoRows) {
+			return catalog.Product{}, time.Time{}, false, fmt.Errorf("insert: %w", err)
+		}
+	}
+	return catalog.Product{}, time.Time{}, false, errors.New("the row neither exists nor can be inserted")
+}
+
+// enqueueChange writes the outbox row announcing p and notifies the relay.
+func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName string, p catalog.Product, at time.Time, traceID string) error {
+	payload, err := json.Marshal(p)
+	if err != nil {
+		return fmt.Errorf("encode product: %w", err)
+	}
+	env := catalog.Envelope{
+		MessageID:  uuid.NewString(),
+		TenantID:   tenantName,
+		Type:       catalog.TypeProductChanged,
+		OccurredAt: at.UTC(),
+		TraceID:    traceID,
+		Payload:    payload,
+	}
+	body, err := json.Marshal(env)
+	if err != nil {
+		return fmt.Errorf("encode envelope: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `INSERT INTO `+c.table("outbox")+` (message_id, exchange, routing_key, type, payload)
+		VALUES ($1, $2, $3, $4, $5)`, env.MessageID, catalog.Exchange, catalog.RoutingKey(tenantName), env.Type, body); err != nil {
+		return fmt.Errorf("enqueue change: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, OutboxChannel, c.schema); err != nil {
+		return fmt.Errorf("notify outbox: %w", err)
+	}
+	return nil
+}
+
+// Product returns the product, or catalog.ErrNotFound.
+func (c *Catalog) Product(ctx context.Context, sku string) (catalog.Product, error) {
+	p, err := scanProduct(c.s.pool.QueryRow(ctx, `SELECT `+productColumns+` FROM `+c.table("products")+` WHERE sku = $1`, sku))
+	if err != nil {
+		return catalog.Product{}, fmt.Errorf("read product %s: %w", sku, err)
+	}
+	return p, nil
+}
+
+// Products returns the products of skus that exist, by SKU, in one query.
+func (c *Catalog) Products(ctx context.Context, skus []string) (map[string]catalog.Product, error) {
+	out := make(map[string]catalog.Product, len(skus))
+	if len(skus) == 0 {
+		return out, nil
+	}
+	rows, err := c.s.pool.Query(ctx, `SELECT `+productColumns+` FROM `+c.table("products")+` WHERE sku = ANY($1)`, skus)
+	if err != nil {
+		return nil, fmt.Errorf("read %d products: %w", len(skus), err)
+	}
+	ps, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Product, error) { return scanProduct(r) })
+	if err != nil {
+		return nil, fmt.Errorf("read %d products: %w", len(skus), err)
+	}
+	for _, p := range ps {
+		out[p.SKU] = p
+	}
+	return out, nil
+}
+
+// ApplyChanges stores products that other systems published to the bus
+// (already checked by catalog.ParseChange), each only if its version is
+// newer than the stored one, in one statement, and returns how many it
+// wrote. Of several changes to one SKU the newest wins. It writes no outbox
+// rows: the change is on the bus already.
+func (c *Catalog) ApplyChanges(ctx context.Context, ps []catalog.Product) (int, error) {
+	if len(ps) == 0 {
+		return 0, nil
+	}
+	// ON CONFLICT cannot touch a row twice in one statement: one per SKU.
+	newest := make(map[string]catalog.Product, len(ps))
+	for _, p := range ps {
+		if cur, ok := newest[p.SKU]; !ok || p.Version > cur.Version {
+			newest[p.SKU] = p
+		}
+	}
+	// Sorted, so that concurrent batches lock rows in the same order.
+	skus := slices.Sorted(maps.Keys(newest))
+	n := len(skus)
+	names, currencies, attrs := make([]string, n), make([]string, n), make([]string, n)
+	amounts, stocks, versions := make([]int64, n), make([]int64, n), make([]int64, n)
+	for i, sku := range skus {
+		p := newest[sku]
+		if p.Attributes == nil {
+			p.Attributes = map[string]string{}
+		}
+		b, err := json.Marshal(p.Attributes)
+		if err != nil {
+			return 0, fmt.Errorf("apply changes: attributes of %s: %w", sku, err)
+		}
+		names[i], currencies[i], attrs[i] = p.Name, p.Price.Currency, string(b)
+		amounts[i], stocks[i], versions[i] = p.Price.Amount, p.Stock, p.Version
+	}
+	tag, err := c.s.pool.Exec(ctx, `INSERT INTO `+c.table("products")+` AS p (`+productColumns+`)
+		SELECT sku, name, amount, currency, stock, attrs::jsonb, version
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
+			AS t(sku, name, amount, currency, stock, attrs, version)
+		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_amount = EXCLUDED.price_amount,
+			price_currency = EXCLUDED.price_currency, stock = EXCLUDED.stock, attributes = EXCLUDED.attributes,
+			version = EXCLUDED.version, updated_at = now()
+		WHERE p.version < EXCLUDED.version`, skus, names, amounts, currencies, stocks, attrs, versions)
+	if err != nil {
+		return 0, fmt.Errorf("apply %d changes: %w", n, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ApplyChanges is Catalog(schema).ApplyChanges, so that the ingest
+// (internal/ingest.Products) can take the Store itself.
+func (s *Store) ApplyChanges(ctx context.Context, schema string, ps []catalog.Product) (int, error) {
+	return s.Catalog(schema).ApplyChanges(ctx, ps)
+}
+
+const channelColumns = `id, market, base_url, credentials, rate_limit_per_sec, created_at`
+
+func scanChannel(row pgx.Row) (catalog.Channel, error) {
+	var ch catalog.Channel
+	var id uuid.UUID
+	err := row.Scan(&id, &ch.Market, &ch.BaseURL, &ch.Credentials, &ch.RateLimitPerSec, &ch.CreatedAt)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.Channel{}, catalog.ErrNotFound
+	}
+	if err != nil {
+		return catalog.Channel{}, err
+	}
+	ch.ID = id.String()
+	return ch, nil
+}
+
+// CreateChannel stores a new channel with a fresh id and returns it. The
+// caller validates it (catalog.Channel.Validate).
+func (c *Catalog) CreateChannel(ctx context.Context, ch catalog.Channel) (catalog.Channel, error) {
+	ch.ID = uuid.NewString()
+	err := c.s.pool.QueryRow(ctx, `INSERT INTO `+c.table("channels")+` (id, market, base_url, credentials, rate_limit_per_sec)
+		VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, ch.ID, ch.Market, ch.BaseURL, ch.Credentials, ch.RateLimitPerSec).Scan(&ch.CreatedAt)
+	if err != nil {
+		return catalog.Channel{}, fmt.Errorf("create %s channel: %w", ch.Market, err)
+	}
+	return ch, nil
+}
+
+// Channels lists the channels, oldest first, credentials included.
+func (c *Catalog) Channels(ctx context.Context) ([]catalog.Channel, error) {
+	rows, err := c.s.pool.Query(ctx, `SELECT `+channelColumns+` FROM `+c.table("channels")+` ORDER BY created_at, id`)
+	if err != nil {
+		return nil, fmt.Errorf("list channels: %w", err)
+	}
+	chs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Channel, error) { return scanChannel(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list channels: %w", err)
+	}
+	return chs, nil
+}
+
+// Channel returns the channel, credentials included, or catalog.ErrNotFound
+// (also for an id that is not a UUID).
+func (c *Catalog) Channel(ctx context.Context, id string) (catalog.Channel, error) {
+	uid, ok := canonicalID(id)
+	if !ok {
+		return catalog.Channel{}, fmt.Errorf("read channel %q: %w", id, catalog.ErrNotFound)
+	}
+	ch, err := scanChannel(c.s.pool.QueryRow(ctx, `SELECT `+channelColumns+` FROM `+c.table("channels")+` WHERE id = $1`, uid))
+	if err != nil {
+		return catalog.Channel{}, fmt.Errorf("read channel %s: %w", id, err)
+	}
+	return ch, nil
+}
+
+// DeleteChannel deletes the channel with its synced versions and parked
+// items, or fails with catalog.ErrNotFound.
+func (c *Catalog) DeleteChannel(ctx context.Context, id string) error {
+	uid, ok := canonicalID(id)
+	if !ok {
+		return fmt.Errorf("delete channel %q: %w", id, catalog.ErrNotFound)
+	}
+	// channel_products and parked_items go with it (ON DELETE CASCADE).
+	tag, err := c.s.pool.Exec(ctx, `DELETE FROM `+c.table("channels")+` WHERE id = $1`, uid)
+	if err != nil {
+		return fmt.Errorf("delete channel %s: %w", id, err)
+	}
+	if tag.RowsAffected() == 0 {
+		return fmt.Errorf("delete channel %s: %w", id, catalog.ErrNotFound)
+	}
+	return nil
+}
+
+// channelGone translates the foreign-key violation of a write for a channel
+// that does not exist (or was deleted meanwhile) into catalog.ErrNotFound.
+func channelGone(err error) error {
+	var pgErr *pgconn.PgError
+	if errors.As(err, &pgErr) && pgErr.Code == "23503" {
+		return catalog.ErrNotFound
+	}
+	return err
+}
+
+// SyncedVersions returns, of skus, the version the channel has applied of
+// each SKU it has applied at all. An unknown channel (or an id that is not a
+// UUID) has applied nothing.
+func (c *Catalog) SyncedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error) {
+	out := make(map[string]int64, len(skus))
+	uid, ok := canonicalID(channelID)
+	if !ok || len(skus) == 0 {
+		return out, nil
+	}
+	rows, err := c.s.pool.Query(ctx, `SELECT sku, version FROM `+c.table("channel_products")+`
+		WHERE channel_id = $1 AND sku = ANY($2)`, uid, skus)
+	if err != nil {
+		return nil, fmt.Errorf("read synced versions of channel %s: %w", channelID, err)
+	}
+	var sku string
+	var v int64
+	if _, err := pgx.ForEachRow(rows, []any{&sku, &v}, func() error { out[sku] = v; return nil }); err != nil {
+		return nil, fmt.Errorf("read synced versions of channel %s: %w", channelID, err)
+	}
+	return out, nil
+}
+
+// MarkSynced records, in one statement, that the channel applied these
+// versions (SKU → version). A version never goes down: marking an older one
+// than recorded does nothing. It fails with catalog.ErrNotFound if the
+// channel does not exist (it may have been deleted meanwhile).
+func (c *Catalog) MarkSynced(ctx context.Context, channelID string, versions map[string]int64) error {
+	if len(versions) == 0 {
+		return nil
+	}
+	uid, ok := canonicalID(channelID)
+	if !ok {
+		return fmt.Errorf("mark synced on channel %q: %w", channelID, catalog.ErrNotFound)
+	}
+	// Sorted, so that concurrent marks lock rows in the same order.
+	skus := slices.Sorted(maps.Keys(versions))
+	vs := make([]int64, len(skus))
+	for i, sku := range skus {
+		vs[i] = versions[sku]
+	}
+	_, err := c.s.pool.Exec(ctx, `INSERT INTO `+c.table("channel_products")+` AS cp (channel_id, sku, version)
+		SELECT $1, sku, version FROM unnest($2::text[], $3::bigint[]) AS t(sku, version)
+		ON CONFLICT (channel_id, sku) DO UPDATE SET version = EXCLUDED.version, synced_at = now()
+		WHERE cp.version < EXCLUDED.version`, uid, skus, vs)
+	if err != nil {
+		return fmt.Errorf("mark %d synced on channel %s: %w", len(skus), channelID, channelGone(err))
+	}
+	return nil
+}
+
+// SyncedByChannel returns the version of sku each channel has applied, by
+// channel id; channels that never applied it are absent.
+func (c *Catalog) SyncedByChannel(ctx context.Context, sku string) (map[string]int64, error) {
+	rows, err := c.s.pool.Query(ctx, `SELECT channel_id, version FROM `+c.table("channel_products")+` WHERE sku = $1`, sku)
+	if err != nil {
+		return nil, fmt.Errorf("read synced versions of %s: %w", sku, err)
+	}
+	out := map[string]int64{}
+	var id uuid.UUID
+	var v int64
+	if _, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { out[id.String()] = v; return nil }); err != nil {
+		return nil, fmt.Errorf("read synced versions of %s: %w", sku, err)
+	}
+	return out, nil
+}
+
+const parkedColumns = `id, channel_id, sku, market, version, error, attempts, since, workflow_id`
+
+func scanParked(row pgx.Row) (catalog.ParkedItem, error) {
+	var it catalog.ParkedItem
+	var id, channelID uuid.UUID
+	err := row.Scan(&id, &channelID, &it.SKU, &it.Market, &it.Version, &it.Error, &it.Attempts, &it.Since, &it.WorkflowID)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return catalog.ParkedItem{}, catalog.ErrNotFound
+	}
+	if err != nil {
+		return catalog.ParkedItem{}, err
+	}
+	it.ID, it.ChannelID = id.String(), channelID.String()
+	return it, nil
+}
+
+// Park puts the change in the parking lot and returns it as stored, with its
+// id. It is idempotent per (channel, SKU): parking again keeps the one row,
+// its id and its Since (it.Since, or now when zero, the first time), and
+// updates the rest; the version never goes down. It fails with
+// catalog.ErrNotFound if the channel does not exist.
+func (c *Catalog) Park(ctx context.Context, it catalog.ParkedItem) (catalog.ParkedItem, error) {
+	channelID, ok := canonicalID(it.ChannelID)
+	if !ok {
+		return catalog.ParkedItem{}, fmt.Errorf("park %s on channel %q: %w", it.SKU, it.ChannelID, catalog.ErrNotFound)
+	}
+	var since *time.Time
+	if !it.Since.IsZero() {
+		since = &it.Since
+	}
+	out, err := scanParked(c.s.pool.QueryRow(ctx, `INSERT INTO `+c.table("parked_items")+` AS pi (`+parkedColumns+`)
+		VALUES ($1, $2, $3, $4, $5, $6, $7, COALESCE($8::timestamptz, now()), $9)
+		ON CONFLICT (channel_id, sku) DO UPDATE SET market = EXCLUDED.market, version = GREATEST(pi.version, EXCLUDED.version),
+			error = EXCLUDED.error, attempts = EXCLUDED.attempts, workflow_id = EXCLUDED.workflow_id
+		RETURNING `+parkedColumns, uuid.NewString(), channelID, it.SKU, it.Market, it.Version, it.Error, it.Attempts, since, it.WorkflowID))
+	if err != nil {
+		return catalog.ParkedItem{}, fmt.Errorf("park %s on channel %s: %w", it.SKU, it.ChannelID, channelGone(err))
+	}
+	return out, nil
+}
+
+// Unpark removes the item from the parking lot. Idempotent: an item that is
+// gone already (or an id that is not a UUID) is no error.
+func (c *Catalog) Unpark(ctx context.Context, id string) error {
+	uid, ok := canonicalID(id)
+	if !ok {
+		return nil
+	}
+	if _, err := c.s.pool.Exec(ctx, `DELETE FROM `+c.table("parked_items")+` WHERE id = $1`, uid); err != nil {
+		return fmt.Errorf("unpark %s: %w", id, err)
+	}
+	return nil
+}
+
+// ParkedItems lists at most limit parked items (all when limit <= 0),
+// oldest first.
+func (c *Catalog) ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedItem, error) {
+	var lim *int
+	if limit > 0 {
+		lim = &limit
+	}
+	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
+		ORDER BY since, id LIMIT $1`, lim)
+	if err != nil {
+		return nil, fmt.Errorf("list parked items: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParked(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list parked items: %w", err)
+	}
+	return items, nil
+}
+
+// ParkedBySKU lists the parked items of sku (at most one per channel),
+// oldest first; for the sync status of a product.
+func (c *Catalog) ParkedBySKU(ctx context.Context, sku string) ([]catalog.ParkedItem, error) {
+	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
+		WHERE sku = $1 ORDER BY since, id`, sku)
+	if err != nil {
+		return nil, fmt.Errorf("list parked items of %s: %w", sku, err)
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParked(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list parked items of %s: %w", sku, err)
+	}
+	return items, nil
+}
+
+// ParkedItem returns the parked item, or catalog.ErrNotFound (also for an
+// id that is not a UUID).
+func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem, error) {
+	uid, ok := canonicalID(id)
+	if !ok {
+		return catalog.ParkedItem{}, fmt.Errorf("read parked item %q: %w", id, catalog.ErrNotFound)
+	}
+	it, err := scanParked(c.s.pool.QueryRow(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+` WHERE id = $1`, uid))
+	if err != nil {
+		return catalog.ParkedItem{}, fmt.Errorf("read parked item %s: %w", id, err)
+	}
+	return it, nil
+}
