@@ -1,0 +1,494 @@
+// Package ingest consumes product changes from the bus (catalog.IngestQueue)
+// and hands them to Temporal in batches.
+//
+// A consumer buffers deliveries and flushes them together: it
+// dead-letters what it cannot ingest (with the reason in
+// catalog.ReasonHeader), drops message IDs it delivered before (Redis keys),
+// keeps only the highest version per (tenant, SKU), upserts the products into
+// each tenant's schema and delivers the changes to a Sink. Only once the Sink
+// accepted them does it remember the message IDs and ack the batch; if
+// anything fails, the batch goes back to the queue and comes again. So a
+// change is delivered at least once, and a redelivered or republished
+// message (same message ID) is delivered once, except when two copies are
+// in flight at the same time or the consumer dies (or Redis fails) between
+// the Sink's acceptance and recording the message ID.
+//
+// Every failed attempt spends one of the queue's rabbit.DeliveryLimit
+// deliveries of each message in the batch; past it the broker moves the
+// message to the dead queue. With the default backoff that is about six
+// minutes of a failing store or Sink; raise MaxBackoff to ride out longer
+// outages.
+package ingest
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"slices"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/redis/go-redis/v9"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/queue"
+	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+)
+
+// Change is one product change handed to Temporal.
+type Change struct {
+	Tenant    string
+	Schema    string
+	Product   catalog.Product
+	MessageID string
+}
+
+// Sink hands a batch of coalesced changes (at most one per (tenant, SKU):
+// the highest version) to Temporal; it returns only once Temporal accepted
+// them all. A batch it failed comes again, possibly split or merged with
+// others differently, so it must be idempotent per (tenant, SKU, version).
+// Consumers call it concurrently.
+type Sink interface {
+	Deliver(ctx context.Context, changes []Change) error
+}
+
+// Tenants looks tenants up by name; store.Store implements it. It returns
+// tenant.ErrNotFound for an unknown name; any other error counts as
+// transient.
+type Tenants interface {
+	Tenant(ctx context.Context, name string) (tenant.Tenant, error)
+}
+
+// Products upserts products into a tenant's schema, each only if its
+// version is newer than the stored one, and returns how many it changed.
+// Consumers call it concurrently; each call's products are sorted by SKU.
+type Products interface {
+	ApplyChanges(ctx context.Context, schema string, ps []catalog.Product) (int, error)
+}
+
+// Options tune a Consumer. The zero value of each field has a default.
+type Options struct {
+	// Consumers is how many competing consumers run, each on its own
+	// channel (default 2).
+	Consumers int
+	// Prefetch is how many unacked deliveries the broker gives one consumer
+	// (default 2000).
+	Prefetch int
+	// FlushEvery is how long a consumer buffers before it flushes (default
+	// 200ms), counted from the first delivery of the batch.
+	FlushEvery time.Duration
+	// MaxBatch flushes early when this many deliveries are buffered
+	// (default 2000; at most Prefetch, as no more can be unacked).
+	MaxBatch int
+	// DedupeTTL is how long a delivered message ID is remembered (default 24h).
+	DedupeTTL time.Duration
+	// MaxBackoff bounds the wait after a failed batch or a lost channel
+	// (default 30s).
+	MaxBackoff time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Consumers <= 0 {
+		o.Consumers = 2
+	}
+	if o.Prefetch <= 0 {
+		o.Prefetch = 2000
+	}
+	if o.FlushEvery <= 0 {
+		o.FlushEvery = 200 * time.Millisecond
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = 2000
+	}
+	o.MaxBatch = min(o.MaxBatch, o.Prefetch)
+	if o.DedupeTTL <= 0 {
+		o.DedupeTTL = 24 * time.Hour
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+}
+
+// confirmTimeout bounds the wait for the broker to confirm dead letters.
+const confirmTimeout = 30 * time.Second
+
+// Stats are a Consumer's counters since New.
+type Stats struct {
+	// Received counts deliveries, redeliveries included.
+	Received int64
+	// DeadLettered counts copies confirmed in the dead queue.
+	DeadLettered int64
+	// Duplicates counts deliveries dropped for a message ID seen before.
+	Duplicates int64
+	// Delivered counts changes the Sink accepted (again after a redelivery
+	// if the ack of their batch failed).
+	Delivered int64
+	// Batches counts flushes that ended in an ack.
+	Batches int64
+	// Failures counts flushes that failed and went back to the queue.
+	Failures int64
+}
+
+// Consumer consumes catalog.IngestQueue. Run it once; Stats is safe for
+// concurrent use.
+type Consumer struct {
+	conn     *rabbit.Conn
+	rdb      *queue.Redis
+	tenants  Tenants
+	products Products
+	sink     Sink
+	log      *slog.Logger
+	opts     Options
+
+	received, deadLettered, duplicates, delivered, batches, failures atomic.Int64
+}
+
+// New returns a Consumer. Its dedupe keys are rdb.Key("ingest", "msg", id).
+func New(conn *rabbit.Conn, rdb *queue.Redis, tenants Tenants, products Products, sink Sink, log *slog.Logger, o Options) *Consumer {
+	o.setDefaults()
+	return &Consumer{conn: conn, rdb: rdb, tenants: tenants, products: products, sink: sink, log: log, opts: o}
+}
+
+// Stats returns the counters.
+func (c *Consumer) Stats() Stats {
+	return Stats{
+		Received:     c.received.Load(),
+		DeadLettered: c.deadLettered.Load(),
+		Duplicates:   c.duplicates.Load(),
+		Delivered:    c.delivered.Load(),
+		Batches:      c.batches.Load(),
+		Failures:     c.failures.Load(),
+	}
+}
+
+// Run declares the topology (rabbit.DeclareTopology) and consumes until ctx
+// ends, reconnecting with backoff whenever the broker drops a channel or
+// the connection. It returns nil when ctx ends, or an error if the broker
+// holds the topology with other arguments (PRECONDITION_FAILED), which no
+// retry can fix.
+func (c *Consumer) Run(ctx context.Context) error {
+	if err := c.declare(ctx); err != nil {
+		return err
+	}
+	var wg sync.WaitGroup
+	for i := range c.opts.Consumers {
+		wg.Go(func() { c.consume(ctx, i) })
+	}
+	wg.Wait()
+	return nil
+}
+
+func (c *Consumer) declare(ctx context.Context) error {
+	for attempt := 1; ; attempt++ {
+		ch, err := c.conn.Channel(ctx)
+		if err == nil {
+			err = rabbit.DeclareTopology(ch)
+			_ = ch.Close()
+		}
+		if err == nil || ctx.Err() != nil {
+			return nil
+		}
+		if amqpErr := (*amqp.Error)(nil); errors.As(err, &amqpErr) && amqpErr.Code == amqp.PreconditionFailed {
+			return fmt.Errorf("ingest: %w", err)
+		}
+		wait := c.backoff(attempt)
+		c.log.Warn("ingest: declare topology failed; retrying", "retry_in", wait, "error", err)
+		if !sleep(ctx, wait) {
+			return nil
+		}
+	}
+}
+
+// consume runs one competing consumer: a session per channel, a new one
+// after the broker closes the last.
+func (c *Consumer) consume(ctx context.Context, n int) {
+	attempt := 0
+	for ctx.Err() == nil {
+		err := c.session(ctx, func() { attempt = 0 })
+		if ctx.Err() != nil {
+			return
+		}
+		attempt++
+		wait := c.backoff(attempt)
+		c.log.Warn("ingest: consumer lost its channel; reconnecting", "consumer", n, "retry_in", wait, "error", err)
+		sleep(ctx, wait)
+	}
+}
+
+// session consumes on one channel until it closes or ctx ends. Unacked
+// deliveries go back to the queue when the channel closes.
+func (c *Consumer) session(ctx context.Context, consuming func()) error {
+	ch, err := c.conn.Channel(ctx)
+	if err != nil {
+		return err
+	}
+	defer func() { _ = ch.Close() }()
+	if err := rabbit.DeclareTopology(ch); err != nil {
+		return err
+	}
+	if err := ch.Qos(c.opts.Prefetch, 0, false); err != nil {
+		return fmt.Errorf("ingest: qos: %w", err)
+	}
+	if err := ch.Confirm(false); err != nil { // for dead letters
+		return fmt.Errorf("ingest: confirm mode: %w", err)
+	}
+	deliveries, err := ch.Consume(catalog.IngestQueue, "", false, false, false, false, nil)
+	if err != nil {
+		return fmt.Errorf("ingest: consume %s: %w", catalog.IngestQueue, err)
+	}
+	consuming()
+
+	var (
+		buf    []amqp.Delivery
+		timer  = time.NewTimer(time.Hour)
+		failed int // consecutive failed flushes
+	)
+	timer.Stop()
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case d, ok := <-deliveries:
+			if !ok {
+				return errors.New("ingest: deliveries ended (channel closed or consumer cancelled)")
+			}
+			c.received.Add(1)
+			buf = append(buf, d)
+			if len(buf) == 1 {
+				timer.Reset(c.opts.FlushEvery)
+			}
+			if len(buf) < c.opts.MaxBatch {
+				continue
+			}
+			timer.Stop()
+		case <-timer.C:
+		}
+		if err := c.flush(ctx, ch, buf, &failed); err != nil {
+			return err
+		}
+		clear(buf)
+		buf = buf[:0]
+	}
+}
+
+// flush handles one batch: every delivery on ch so far that is not acked.
+// It returns an error only when the channel is unusable; a batch that
+// failed otherwise has been nacked back to the queue.
+func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delivery, failed *int) error {
+	if len(ds) == 0 {
+		return nil
+	}
+	if ch.IsClosed() {
+		return errors.New("ingest: channel closed")
+	}
+	es := parse(ds)
+	if err := c.resolveTenants(ctx, es); err != nil {
+		return c.retryLater(ctx, ch, es, failed, err)
+	}
+	fresh := markRepeats(es)
+	c.markSeen(ctx, fresh)
+	if err := c.deadLetter(ctx, ch, es); err != nil {
+		return err
+	}
+	changes, bySchema := coalesce(es)
+	for _, schema := range slices.Sorted(maps.Keys(bySchema)) {
+		if _, err := c.products.ApplyChanges(ctx, schema, bySchema[schema]); err != nil {
+			return c.retryLater(ctx, ch, es, failed, fmt.Errorf("apply changes to %s: %w", schema, err))
+		}
+	}
+	if len(changes) > 0 {
+		if err := c.sink.Deliver(ctx, changes); err != nil {
+			return c.retryLater(ctx, ch, es, failed, fmt.Errorf("deliver %d changes: %w", len(changes), err))
+		}
+		c.delivered.Add(int64(len(changes)))
+	}
+	c.remember(ctx, fresh)
+	if err := ch.Ack(ds[len(ds)-1].DeliveryTag, true); err != nil {
+		return fmt.Errorf("ingest: ack: %w", err)
+	}
+	*failed = 0
+	dups := 0
+	for i := range es {
+		if es[i].state == repeated || es[i].state == seen {
+			dups++
+		}
+	}
+	c.duplicates.Add(int64(dups))
+	c.batches.Add(1)
+	return nil
+}
+
+// resolveTenants looks up the tenant of every valid entry; an unknown one
+// makes the entry invalid. Other errors fail the batch.
+func (c *Consumer) resolveTenants(ctx context.Context, es []entry) error {
+	type result struct {
+		t       tenant.Tenant
+		unknown bool
+	}
+	known := map[string]result{}
+	for i := range es {
+		e := &es[i]
+		if e.state != valid {
+			continue
+		}
+		name := e.env.TenantID
+		r, ok := known[name]
+		if !ok {
+			t, err := c.tenants.Tenant(ctx, name)
+			if err != nil && !errors.Is(err, tenant.ErrNotFound) {
+				return fmt.Errorf("look up tenant %s: %w", name, err)
+			}
+			r = result{t: t, unknown: err != nil}
+			known[name] = r
+		}
+		if r.unknown {
+			e.state, e.reason = invalid, "unknown tenant "+name
+			continue
+		}
+		e.tenant = r.t
+	}
+	return nil
+}
+
+func (c *Consumer) key(messageID string) string { return c.rdb.Key("ingest", "msg", messageID) }
+
+// markSeen marks the entries whose message ID was delivered before, in one
+// round trip. If Redis fails it marks none: dedupe saves work, and the
+// versions keep a repeat harmless.
+func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
+	if len(fresh) == 0 {
+		return
+	}
+	pipe := c.rdb.Client.Pipeline()
+	cmds := make([]*redis.IntCmd, len(fresh))
+	for i, e := range fresh {
+		cmds[i] = pipe.Exists(ctx, c.key(e.env.MessageID))
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		c.log.Warn("ingest: dedupe check failed; treating the batch as new", "error", err)
+		return
+	}
+	for i, e := range fresh {
+		if cmds[i].Val() > 0 {
+			e.state = seen
+		}
+	}
+}
+
+// remember records the delivered message IDs, in one round trip. A failure
+// is logged, not returned: the changes are accepted, and a repeat of them
+// is harmless.
+func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
+	pipe := c.rdb.Client.Pipeline()
+	n := 0
+	for _, e := range fresh {
+		if e.state == valid {
+			pipe.Set(ctx, c.key(e.env.MessageID), 1, c.opts.DedupeTTL)
+			n++
+		}
+	}
+	if n == 0 {
+		return
+	}
+	if _, err := pipe.Exec(ctx); err != nil {
+		c.log.Warn("ingest: recording delivered message ids failed", "error", err)
+	}
+}
+
+// deadLetter publishes a copy of every invalid entry to the dead exchange
+// and waits for the broker's confirms. Any failure means the channel is
+// unusable.
+func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry) error {
+	var dead []*entry
+	var confirms []*amqp.DeferredConfirmation
+	for i := range es {
+		e := &es[i]
+		if e.state != invalid {
+			continue
+		}
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.DeadExchange, e.d.RoutingKey, false, false, deadCopy(e.d, e.reason))
+		if err != nil {
+			return fmt.Errorf("ingest: dead-letter: %w", err)
+		}
+		dead = append(dead, e)
+		confirms = append(confirms, dc)
+	}
+	if len(dead) == 0 {
+		return nil
+	}
+	wctx, cancel := context.WithTimeout(ctx, confirmTimeout)
+	defer cancel()
+	for _, dc := range confirms {
+		acked, err := dc.WaitContext(wctx)
+		if err != nil {
+			return fmt.Errorf("ingest: dead-letter confirm: %w", err)
+		}
+		if !acked {
+			return errors.New("ingest: dead-letter not confirmed (nacked or channel closed)")
+		}
+	}
+	for _, e := range dead {
+		e.state = deadLettered
+	}
+	c.log.Info("ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
+		"first_reason", truncate(dead[0].reason, maxReasonBytes))
+	c.deadLettered.Add(int64(len(dead)))
+	return nil
+}
+
+// retryLater fails a batch: it acks the entries that are done with (dead
+// letters, known repeats), holds the rest for a backoff that doubles with
+// each consecutive failure (they stay unacked, so no other consumer takes
+// them and they do not spend the queue's delivery limit faster), then
+// requeues them.
+func (c *Consumer) retryLater(ctx context.Context, ch *amqp.Channel, es []entry, failed *int, cause error) error {
+	c.failures.Add(1)
+	*failed++
+	wait := c.backoff(*failed)
+	c.log.Warn("ingest: batch failed; it will come again", "deliveries", len(es), "retry_in", wait, "error", cause)
+	var last uint64
+	for i := range es {
+		if !es[i].handled() {
+			last = es[i].d.DeliveryTag
+			continue
+		}
+		if err := ch.Ack(es[i].d.DeliveryTag, false); err != nil {
+			return fmt.Errorf("ingest: ack: %w", err)
+		}
+		if es[i].state == seen {
+			c.duplicates.Add(1)
+		}
+	}
+	if !sleep(ctx, wait) {
+		return ctx.Err()
+	}
+	if last == 0 {
+		return nil
+	}
+	if err := ch.Nack(last, true, true); err != nil {
+		return fmt.Errorf("ingest: nack: %w", err)
+	}
+	return nil
+}
+
+func (c *Consumer) backoff(attempt int) time.Duration {
+	return min(100*time.Millisecond<<min(max(attempt-1, 0), 16), c.opts.MaxBackoff)
+}
+
+// sleep waits d or until ctx ends; it reports whether it waited d.
+func sleep(ctx context.Context, d time.Duration) bool {
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return false
+	case <-t.C:
+		return true
+	}
+}

@@ -1,0 +1,315 @@
+package ingest_test
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/uuid"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/rabbit"
+)
+
+func TestConsumer_dead_letters_what_it_cannot_ingest_with_the_reason(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	ok := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	wrongType := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	wrongType.body = []byte(strings.Replace(string(wrongType.body), `"type":"product.changed"`, `"type":"product.deleted"`, 1))
+	mismatch := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	mismatch.key = catalog.RoutingKey("someone_else")
+	invalidProduct := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	invalidProduct.body = []byte(strings.Replace(string(invalidProduct.body), `"currency":"KRW"`, `"currency":"XXX"`, 1))
+	cases := map[string]struct {
+		msg    msg
+		reason string
+	}{
+		"malformed_json":    {msg{key: catalog.RoutingKey(tn.Name), body: []byte(`{"message_id": "m1", `), id: "malformed"}, "not JSON"},
+		"wrong_type":        {wrongType, `want "product.changed"`},
+		"routing_mismatch":  {mismatch, "does not match tenant_id"},
+		"unknown_tenant":    {change("nobody_here", "SKU-1", 1, uuid.NewString()), "unknown tenant nobody_here"},
+		"invalid_product":   {invalidProduct, `price.currency "XXX"`},
+		"version_below_one": {change(tn.Name, "SKU-2", 0, uuid.NewString()), "payload.version must be at least 1"},
+	}
+	byID := map[string]string{}
+	var msgs []msg
+	for name, c := range cases {
+		msgs = append(msgs, c.msg)
+		byID[c.msg.id] = name
+	}
+	msgs = append(msgs, ok)
+
+	c := f.consumer(ingest.Options{Consumers: 1})
+	run(t, c)
+	f.publish(t, msgs...)
+	eventually(t, 20*time.Second, "the valid change delivered", func() bool { return f.sink.acceptedIDs()[ok.id] == 1 })
+	eventually(t, 20*time.Second, "every invalid message dead-lettered", func() bool { return c.Stats().DeadLettered == int64(len(cases)) })
+
+	for _, d := range f.get(t, catalog.DeadQueue, len(cases)) {
+		name, found := byID[d.MessageId]
+		if !found {
+			t.Errorf("unexpected dead letter %q: %s", d.MessageId, d.Body)
+			continue
+		}
+		delete(byID, d.MessageId)
+		want := cases[name]
+		reason, _ := d.Headers[catalog.ReasonHeader].(string)
+		if !strings.Contains(reason, want.reason) {
+			t.Errorf("%s: reason %q, want it to contain %q", name, reason, want.reason)
+		}
+		if got := d.Headers[ingest.OriginalRoutingKeyHeader]; got != want.msg.key {
+			t.Errorf("%s: original routing key %v, want %q", name, got, want.msg.key)
+		}
+		if string(d.Body) != string(want.msg.body) || d.Headers["x-test"] != "yes" {
+			t.Errorf("%s: the dead letter is not a copy of the message (body %q, headers %v)", name, d.Body, d.Headers)
+		}
+	}
+	if len(byID) > 0 {
+		t.Errorf("not dead-lettered: %v", byID)
+	}
+	if s := c.Stats(); s.Delivered != 1 || s.Failures != 0 {
+		t.Errorf("stats = %+v", s)
+	}
+	eventually(t, 10*time.Second, "the ingest queue empty", func() bool { return f.ready(t, catalog.IngestQueue) == 0 })
+}
+
+func TestConsumer_delivers_a_message_id_once(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	c := f.consumer(ingest.Options{Consumers: 1})
+	run(t, c)
+
+	m1 := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	f.publish(t, m1, m1) // the same batch, most likely
+	eventually(t, 20*time.Second, "m1 delivered", func() bool { return f.sink.acceptedIDs()[m1.id] > 0 })
+	m2 := change(tn.Name, "SKU-2", 1, uuid.NewString())
+	f.publish(t, m1) // a later batch
+	f.publish(t, m2)
+	eventually(t, 20*time.Second, "m2 delivered", func() bool { return f.sink.acceptedIDs()[m2.id] > 0 })
+	eventually(t, 20*time.Second, "every copy handled", func() bool { return c.Stats().Duplicates == 2 })
+
+	ids := f.sink.acceptedIDs()
+	if ids[m1.id] != 1 || ids[m2.id] != 1 {
+		t.Errorf("deliveries per message ID = %v, want one each", ids)
+	}
+	if s := c.Stats(); s.Received != 4 || s.Delivered != 2 {
+		t.Errorf("stats = %+v", s)
+	}
+}
+
+func TestConsumer_coalesces_changes_to_the_highest_version_per_sku(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	a, b := f.tenant(t), f.tenant(t)
+	var msgs []msg
+	for v := range int64(200) {
+		msgs = append(msgs, change(a.Name, "SKU-1", v+1, uuid.NewString()))
+		if v < 50 {
+			msgs = append(msgs, change(b.Name, "SKU-1", v+1, uuid.NewString()))
+		}
+		if v < 3 {
+			msgs = append(msgs, change(a.Name, "SKU-2", v+1, uuid.NewString()))
+		}
+	}
+	// Shuffled, as competing publishers and redeliveries leave them.
+	rand.Shuffle(len(msgs), func(i, j int) { msgs[i], msgs[j] = msgs[j], msgs[i] })
+	f.publish(t, msgs...)
+
+	// All in the queue before the consumer starts, and MaxBatch = all:
+	// one batch unless the broker is very slow.
+	c := f.consumer(ingest.Options{Consumers: 1, MaxBatch: len(msgs), FlushEvery: 5 * time.Second})
+	run(t, c)
+	latest := func(tenantName, sku string) int64 {
+		var v int64
+		for _, ch := range f.sink.accepted() {
+			if ch.Tenant == tenantName && ch.Product.SKU == sku {
+				v = max(v, ch.Product.Version)
+			}
+		}
+		return v
+	}
+	eventually(t, 30*time.Second, "the highest versions delivered", func() bool {
+		return latest(a.Name, "SKU-1") == 200 && latest(b.Name, "SKU-1") == 50 && latest(a.Name, "SKU-2") == 3
+	})
+
+	got := f.sink.accepted()
+	t.Logf("%d messages became %d delivered changes in %d batches", len(msgs), len(got), c.Stats().Batches)
+	if len(got) > 15 {
+		t.Errorf("%d changes delivered for 3 SKUs; coalescing does not work", len(got))
+	}
+	f.sink.mu.Lock()
+	for _, batch := range f.sink.batches {
+		seen := map[string]bool{}
+		for _, ch := range batch {
+			k := ch.Tenant + "/" + ch.Product.SKU
+			if seen[k] {
+				t.Errorf("batch holds %s twice", k)
+			}
+			seen[k] = true
+			if ch.Schema != "tenant_"+ch.Tenant {
+				t.Errorf("change of %s carries schema %s", ch.Tenant, ch.Schema)
+			}
+		}
+	}
+	f.sink.mu.Unlock()
+	if v := f.products.version(a.Schema, "SKU-1"); v != 200 {
+		t.Errorf("stored version of %s/SKU-1 = %d, want 200", a.Name, v)
+	}
+	if v := f.products.version(b.Schema, "SKU-1"); v != 50 {
+		t.Errorf("stored version of %s/SKU-1 = %d, want 50", b.Name, v)
+	}
+}
+
+func TestConsumer_redelivers_until_the_store_and_the_sink_accept(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	f.products.failFirst = 2
+	f.sink.failFirst = 3
+	var msgs []msg
+	for i := range 50 {
+		msgs = append(msgs, change(tn.Name, fmt.Sprintf("SKU-%d", i), 1, uuid.NewString()))
+	}
+	// One poison message among them goes to the dead queue on the first
+	// try, and is not retried with the failed batches.
+	msgs = append(msgs, msg{key: catalog.RoutingKey(tn.Name), body: []byte("not json"), id: "poison"})
+	c := f.consumer(ingest.Options{Consumers: 1, MaxBackoff: 50 * time.Millisecond})
+	stop := run(t, c)
+	f.publish(t, msgs...)
+
+	eventually(t, 30*time.Second, "every change delivered", func() bool { return len(f.sink.acceptedIDs()) == 50 })
+	stop()
+	ids := f.sink.acceptedIDs()
+	for _, m := range msgs[:50] {
+		if ids[m.id] != 1 {
+			t.Errorf("message %s delivered %d times", m.id, ids[m.id])
+		}
+	}
+	s := c.Stats()
+	if s.Failures < 5 || s.DeadLettered != 1 {
+		t.Errorf("stats = %+v, want at least 5 failures and 1 dead letter", s)
+	}
+	if n := f.ready(t, catalog.IngestQueue); n != 0 {
+		t.Errorf("%d messages left in the ingest queue", n)
+	}
+	if n := f.ready(t, catalog.DeadQueue); n != 1 {
+		t.Errorf("%d messages in the dead queue, want 1", n)
+	}
+}
+
+func TestConsumer_competing_consumers_lose_nothing_across_a_broker_drop(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	a, b := f.tenant(t), f.tenant(t)
+	// Two processes with two consumers each, small batches so all take part.
+	opts := ingest.Options{Consumers: 2, Prefetch: 100, MaxBatch: 50, FlushEvery: 20 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}
+	c1, c2 := f.consumer(opts), f.consumer(opts)
+	run(t, c1)
+	run(t, c2)
+
+	want := map[string]bool{}
+	publish := func(n int) {
+		var msgs []msg
+		for i := range n {
+			tn := a
+			if i%2 == 1 {
+				tn = b
+			}
+			m := change(tn.Name, fmt.Sprintf("SKU-%s", uuid.NewString()[:8]), 1, uuid.NewString())
+			want[m.id] = true
+			msgs = append(msgs, m)
+		}
+		f.publish(t, msgs...)
+	}
+	publish(1000)
+	eventually(t, 30*time.Second, "consumption under way", func() bool { return c1.Stats().Batches+c2.Stats().Batches > 0 })
+	names := f.connections(t)
+	publish(1000)
+	closeConnections(t, names)
+	publish(1000)
+
+	eventually(t, 60*time.Second, "every change delivered", func() bool {
+		ids := f.sink.acceptedIDs()
+		for id := range want {
+			if ids[id] == 0 {
+				return false
+			}
+		}
+		return true
+	})
+	s1, s2 := c1.Stats(), c2.Stats()
+	t.Logf("consumer 1: %+v; consumer 2: %+v", s1, s2)
+	if s1.Delivered+s2.Delivered < int64(len(want)) {
+		t.Errorf("delivered %d in all, want at least %d", s1.Delivered+s2.Delivered, len(want))
+	}
+}
+
+func TestConsumer_survives_random_bytes(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	rng := rand.New(rand.NewPCG(1, 2))
+	valid := change(tn.Name, "SKU-1", 1, "template").body
+	var msgs []msg
+	for i := range 300 {
+		var body []byte
+		switch i % 3 {
+		case 0: // noise
+			body = make([]byte, rng.IntN(2048))
+			for j := range body {
+				body[j] = byte(rng.UintN(256))
+			}
+		case 1: // a valid envelope with a few bytes changed
+			body = []byte(strings.Replace(string(valid), "template", fmt.Sprintf("m%d", i), 1))
+			for range 1 + rng.IntN(4) {
+				body[rng.IntN(len(body))] = byte(rng.UintN(256))
+			}
+		case 2: // truncated
+			body = valid[:rng.IntN(len(valid))]
+		}
+		msgs = append(msgs, msg{key: catalog.RoutingKey(tn.Name), body: body, id: fmt.Sprintf("r%d", i)})
+	}
+	sentinel := change(tn.Name, "SKU-LAST", 1, uuid.NewString())
+	msgs = append(msgs, sentinel)
+
+	c := f.consumer(ingest.Options{Consumers: 2})
+	run(t, c)
+	f.publish(t, msgs...)
+	eventually(t, 30*time.Second, "every message handled", func() bool {
+		s := c.Stats()
+		return s.Received == int64(len(msgs)) && f.sink.acceptedIDs()[sentinel.id] == 1 && f.ready(t, catalog.IngestQueue) == 0
+	})
+	s := c.Stats()
+	t.Logf("stats: %+v", s)
+	if s.Failures != 0 || s.DeadLettered < 250 {
+		t.Errorf("stats = %+v, want no failures and most dead-lettered", s)
+	}
+}
+
+func TestConsumer_a_change_that_never_gets_through_ends_in_the_dead_queue(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	f.sink.failFirst = 1 << 30
+	c := f.consumer(ingest.Options{Consumers: 1, MaxBackoff: 10 * time.Millisecond})
+	run(t, c)
+	m := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	f.publish(t, m)
+
+	d := f.get(t, catalog.DeadQueue, 1)[0]
+	if d.MessageId != m.id {
+		t.Fatalf("dead letter %q, want %q", d.MessageId, m.id)
+	}
+	if _, ok := d.Headers["x-death"]; !ok {
+		t.Errorf("headers %v: want the broker's x-death", d.Headers)
+	}
+	if s := c.Stats(); s.Failures < rabbit.DeliveryLimit || s.Delivered != 0 {
+		t.Errorf("stats = %+v, want at least %d failures and nothing delivered", s, rabbit.DeliveryLimit)
+	}
+}

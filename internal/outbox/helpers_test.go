@@ -1,0 +1,195 @@
+package outbox_test
+
+import (
+	"context"
+	"encoding/json"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"os"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+)
+
+// fixture is one test's own database, vhost and tenants.
+type fixture struct {
+	env   *testenv.Env
+	store *store.Store
+	conn  *rabbit.Conn
+	log   *slog.Logger
+	warns *atomic.Int64 // log records at Warn and above
+}
+
+func setup(t *testing.T) *fixture {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	env, err := testenv.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(env.Close)
+	s, err := store.Open(ctx, env.Config.DatabaseURL, 10)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Close)
+	if err := s.Migrate(ctx); err != nil {
+		t.Fatal(err)
+	}
+	conn, err := rabbit.Dial(ctx, env.Config.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	warns := new(atomic.Int64)
+	log := slog.New(slog.NewTextHandler(testWriter{t, warns}, &slog.HandlerOptions{Level: slog.LevelWarn}))
+	return &fixture{env: env, store: s, conn: conn, log: log, warns: warns}
+}
+
+func (f *fixture) tenant(t *testing.T) tenant.Tenant {
+	t.Helper()
+	tn, err := tenant.New("t" + testenv.RunID())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.store.CreateTenant(context.Background(), tn); err != nil {
+		t.Fatal(err)
+	}
+	return tn
+}
+
+// testWriter sends log lines to t.Log, so they show only for failed tests,
+// and counts them.
+type testWriter struct {
+	t     *testing.T
+	lines *atomic.Int64
+}
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.lines.Add(1)
+	w.t.Log(strings.TrimSpace(string(p)))
+	return len(p), nil
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, timeout time.Duration, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+}
+
+// connections waits until the management API lists client connections of
+// the test's vhost (it learns of new ones with a delay) and returns their
+// names.
+func connections(t *testing.T, amqpURL string) []string {
+	t.Helper()
+	u, err := url.Parse(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	vhost := strings.TrimPrefix(u.Path, "/")
+	var names []string
+	eventually(t, 15*time.Second, "connections listed in the management API", func() bool {
+		resp := management(t, http.MethodGet, "/api/vhosts/"+url.PathEscape(vhost)+"/connections")
+		defer resp.Body.Close()
+		var conns []struct {
+			Name string `json:"name"`
+		}
+		if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
+			t.Fatal(err)
+		}
+		names = names[:0]
+		for _, c := range conns {
+			names = append(names, c.Name)
+		}
+		return len(names) > 0
+	})
+	return names
+}
+
+// closeConnections makes the broker close the named connections, as a
+// broker restart would.
+func closeConnections(t *testing.T, names []string) {
+	t.Helper()
+	for _, n := range names {
+		resp := management(t, http.MethodDelete, "/api/connections/"+url.PathEscape(n))
+		resp.Body.Close()
+		if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
+			t.Fatalf("close connection %s: %s", n, resp.Status)
+		}
+	}
+}
+
+func management(t *testing.T, method, path string) *http.Response {
+	t.Helper()
+	base := os.Getenv("RABBITMQ_MANAGEMENT_URL")
+	if base == "" {
+		base = "http://guest:guest@127.0.0.1:56730"
+	}
+	req, err := http.NewRequest(method, strings.TrimSuffix(base, "/")+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Reason", "test: simulated broker restart")
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return resp
+}
+
+// drain reads queue until want returns true or the deadline passes, and
+// returns what it read.
+func drain(t *testing.T, amqpURL, queue string, timeout time.Duration, done func([]amqp.Delivery) bool) []amqp.Delivery {
+	t.Helper()
+	conn, err := amqp.Dial(amqpURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := ch.Qos(1000, 0, false); err != nil {
+		t.Fatal(err)
+	}
+	ds, err := ch.Consume(queue, "", true, false, false, false, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var got []amqp.Delivery
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for !done(got) {
+		select {
+		case d := <-ds:
+			got = append(got, d)
+		case <-timer.C:
+			t.Fatalf("timed out draining %s: got %d messages", queue, len(got))
+		}
+	}
+	return got
+}
+
+func must(t *testing.T, err error) {
+	t.Helper()
+	if err != nil {
+		t.Fatal(err)
+	}
+}

@@ -1,0 +1,429 @@
+// Package outbox relays the messages that tenants' transactions leave in
+// their schema's outbox table to RabbitMQ. It is the transactional outbox of
+// the bus: a change and the message announcing it commit together, and the
+// relay publishes the message afterwards, so a crash or a broker outage
+// between the two only delays the message.
+//
+// Delivery is at least once. A row is marked sent only after the broker
+// confirmed it (publisher confirms), in the transaction that claimed it;
+// a crash between the confirm and the commit publishes the row again, so
+// consumers must drop repeats by message ID (internal/ingest does).
+//
+// Several relays (one per process) share the tables safely: each claims
+// rows with FOR UPDATE SKIP LOCKED. One relay publishes a schema's rows in
+// id order; with several, batches of one schema may interleave, so
+// consumers must not rely on order (product changes carry versions).
+package outbox
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/sagaflow/sagaflow/internal/rabbit"
+)
+
+// Channel is the PostgreSQL NOTIFY channel that wakes the relays; the
+// payload is the name of the tenant schema that has new rows.
+const Channel = "sagaflow_outbox"
+
+// Options tune a Relay. The zero value of each field has a default.
+type Options struct {
+	// Batch is how many rows one transaction claims and publishes (default 500).
+	Batch int
+	// Poll is how often every tenant's outbox is read without a
+	// notification (default 1s).
+	Poll time.Duration
+	// Retain is how long sent rows are kept before they are deleted
+	// (default 24h), for inspection and replay.
+	Retain time.Duration
+	// MaxBackoff bounds the wait before retrying after a failed round
+	// (default 30s).
+	MaxBackoff time.Duration
+	// ConfirmTimeout bounds the wait for the broker's confirms of one batch
+	// (default 30s); past it the batch is rolled back and retried.
+	ConfirmTimeout time.Duration
+}
+
+func (o *Options) setDefaults() {
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.Poll <= 0 {
+		o.Poll = time.Second
+	}
+	if o.Retain <= 0 {
+		o.Retain = 24 * time.Hour
+	}
+	if o.MaxBackoff <= 0 {
+		o.MaxBackoff = 30 * time.Second
+	}
+	if o.ConfirmTimeout <= 0 {
+		o.ConfirmTimeout = 30 * time.Second
+	}
+}
+
+// cleanEvery is how often sent rows past Retain are deleted: rarely, as a
+// late delete costs only disk.
+const cleanEvery = 10 * time.Minute
+
+// turn is how many batches of one schema a round relays before it moves on
+// to the next schema (and comes back): a busy tenant must not starve the rest.
+const turn = 20
+
+// cleanChunk bounds the rows one DELETE removes, so a large backlog of sent
+// rows never makes one long transaction.
+const cleanChunk = 10_000
+
+// errBroker marks failures of the broker (no channel, publish failed, no
+// confirm): they hit every schema alike, so a round stops at the first.
+var errBroker = errors.New("broker")
+
+// Relay publishes outbox rows. Run it once per process; Published is safe
+// for concurrent use.
+type Relay struct {
+	pool *pgxpool.Pool
+	conn *rabbit.Conn
+	log  *slog.Logger
+	opts Options
+
+	published atomic.Int64
+
+	wake    chan struct{}
+	mu      sync.Mutex
+	pending map[string]struct{} // schemas to relay in the next round, beyond the poll
+
+	// Owned by Run's goroutine.
+	ch        *amqp.Channel // confirm-mode channel, reused while it works
+	known     map[string]bool
+	lastClean time.Time
+}
+
+// New returns a Relay that reads tenants' outboxes through pool and
+// publishes through conn.
+func New(pool *pgxpool.Pool, conn *rabbit.Conn, log *slog.Logger, o Options) *Relay {
+	o.setDefaults()
+	return &Relay{pool: pool, conn: conn, log: log, opts: o, wake: make(chan struct{}, 1), pending: map[string]struct{}{}}
+}
+
+// Published is how many rows this relay has published and marked sent.
+func (r *Relay) Published() int64 { return r.published.Load() }
+
+// Run relays until ctx ends: a notified schema at once, every tenant's
+// schema every Poll. A failed round is logged and retried after a backoff
+// that doubles up to MaxBackoff. It returns nil when ctx ends.
+func (r *Relay) Run(ctx context.Context) error {
+	var wg sync.WaitGroup
+	wg.Go(func() { r.listen(ctx) })
+	defer wg.Wait()
+	defer r.dropChannel()
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	failures := 0
+	for {
+		all := false
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-r.wake:
+		case <-timer.C:
+			all = true
+		}
+		err := r.round(ctx, all)
+		if ctx.Err() != nil {
+			return nil
+		}
+		if err == nil {
+			failures = 0
+			if all {
+				timer.Reset(r.opts.Poll)
+			}
+			continue
+		}
+		failures++
+		wait := min(100*time.Millisecond<<min(failures-1, 16), r.opts.MaxBackoff)
+		r.log.Warn("outbox: round failed; retrying", "retry_in", wait, "error", err)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		timer.Reset(0) // retry everything, not only what was notified
+	}
+}
+
+// listen turns NOTIFYs into pending schemas, reconnecting when the
+// connection drops.
+func (r *Relay) listen(ctx context.Context) {
+	for ctx.Err() == nil {
+		err := func() error {
+			conn, err := r.pool.Acquire(ctx)
+			if err != nil {
+				return err
+			}
+			defer conn.Release()
+			if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
+				return err
+			}
+			defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN "+Channel) }()
+			for {
+				n, err := conn.Conn().WaitForNotification(ctx)
+				if err != nil {
+					return err
+				}
+				r.schedule(n.Payload)
+			}
+		}()
+		if ctx.Err() != nil {
+			return
+		}
+		r.log.Warn("outbox: listen failed; polling until it is back", "error", err)
+		select {
+		case <-ctx.Done():
+		case <-time.After(r.opts.Poll):
+		}
+	}
+}
+
+// schedule makes the next round relay schema.
+func (r *Relay) schedule(schema string) {
+	r.mu.Lock()
+	r.pending[schema] = struct{}{}
+	r.mu.Unlock()
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
+}
+
+// round relays the notified schemas, or every tenant's schema if all.
+func (r *Relay) round(ctx context.Context, all bool) error {
+	r.mu.Lock()
+	pending := r.pending
+	r.pending = map[string]struct{}{}
+	r.mu.Unlock()
+
+	refresh := all || r.known == nil
+	for s := range pending {
+		refresh = refresh || !r.known[s]
+	}
+	if refresh {
+		if err := r.loadSchemas(ctx); err != nil {
+			return err
+		}
+	}
+	var schemas []string
+	if all {
+		for s := range r.known {
+			schemas = append(schemas, s)
+		}
+	} else {
+		for s := range pending {
+			if r.known[s] {
+				schemas = append(schemas, s)
+			} else {
+				r.log.Debug("outbox: notification for a schema that is no tenant's", "schema", s)
+			}
+		}
+	}
+	var errs []error
+	for _, s := range schemas {
+		err := r.drain(ctx, s)
+		if err == nil {
+			continue
+		}
+		errs = append(errs, err)
+		if errors.Is(err, errBroker) || ctx.Err() != nil {
+			break
+		}
+	}
+	if all && len(errs) == 0 && time.Since(r.lastClean) >= cleanEvery {
+		r.lastClean = time.Now()
+		for _, s := range schemas {
+			if err := r.clean(ctx, s); err != nil && ctx.Err() == nil {
+				r.log.Warn("outbox: delete of sent rows failed", "schema", s, "error", err)
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func (r *Relay) loadSchemas(ctx context.Context) error {
+	rows, err := r.pool.Query(ctx, `SELECT schema_name FROM sagaflow.tenants`)
+	if err != nil {
+		return fmt.Errorf("outbox: list tenant schemas: %w", err)
+	}
+	names, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return fmt.Errorf("outbox: list tenant schemas: %w", err)
+	}
+	r.known = make(map[string]bool, len(names))
+	for _, n := range names {
+		r.known[n] = true
+	}
+	return nil
+}
+
+// drain relays batches of schema until one comes back short, or for one
+// turn, after which it schedules schema again.
+func (r *Relay) drain(ctx context.Context, schema string) error {
+	for range turn {
+		n, err := r.RunOnce(ctx, schema)
+		if err != nil {
+			return err
+		}
+		if n < r.opts.Batch {
+			return nil
+		}
+	}
+	r.schedule(schema)
+	return nil
+}
+
+// message is one outbox row.
+type message struct {
+	id         int64
+	messageID  string
+	exchange   string
+	routingKey string
+	typ        string
+	payload    []byte
+	createdAt  time.Time
+}
+
+// RunOnce claims up to Batch unsent rows of schema's outbox, publishes them
+// and marks them sent once the broker confirmed every one; on any failure
+// it marks none. It returns how many rows it claimed. Not safe for
+// concurrent use with Run.
+func (r *Relay) RunOnce(ctx context.Context, schema string) (int, error) {
+	table := pgx.Identifier{schema, "outbox"}.Sanitize()
+	var claimed int
+	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, message_id::text, exchange, routing_key, type, payload, created_at
+			FROM `+table+` WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.opts.Batch)
+		if err != nil {
+			return err
+		}
+		msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (message, error) {
+			var m message
+			err := row.Scan(&m.id, &m.messageID, &m.exchange, &m.routingKey, &m.typ, &m.payload, &m.createdAt)
+			return m, err
+		})
+		if err != nil {
+			return err
+		}
+		claimed = len(msgs)
+		if claimed == 0 {
+			return nil
+		}
+		if err := r.publish(ctx, msgs); err != nil {
+			return err
+		}
+		ids := make([]int64, len(msgs))
+		for i, m := range msgs {
+			ids[i] = m.id
+		}
+		_, err = tx.Exec(ctx, `UPDATE `+table+` SET sent_at = now() WHERE id = ANY($1)`, ids)
+		return err
+	})
+	if err != nil {
+		return claimed, fmt.Errorf("outbox: relay %s: %w", schema, err)
+	}
+	r.published.Add(int64(claimed))
+	return claimed, nil
+}
+
+// publish sends msgs in order and waits until the broker confirmed all.
+// After any failure the channel is dropped, so the next batch opens a fresh
+// one (redialling if the connection is gone).
+func (r *Relay) publish(ctx context.Context, msgs []message) error {
+	ch, err := r.channel(ctx)
+	if err != nil {
+		return fmt.Errorf("%w: %w", errBroker, err)
+	}
+	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	for _, m := range msgs {
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.routingKey, false, false, amqp.Publishing{
+			ContentType:  "application/json",
+			DeliveryMode: amqp.Persistent,
+			MessageId:    m.messageID,
+			Type:         m.typ,
+			Timestamp:    m.createdAt,
+			Body:         m.payload,
+		})
+		if err != nil {
+			r.dropChannel()
+			return fmt.Errorf("%w: publish %s: %w", errBroker, m.messageID, err)
+		}
+		confirms = append(confirms, dc)
+	}
+	wctx, cancel := context.WithTimeout(ctx, r.opts.ConfirmTimeout)
+	defer cancel()
+	for i, dc := range confirms {
+		acked, err := dc.WaitContext(wctx)
+		if err != nil {
+			r.dropChannel()
+			return fmt.Errorf("%w: confirm of %s: %w", errBroker, msgs[i].messageID, err)
+		}
+		if !acked {
+			// A nack, or the channel closed before the confirm arrived.
+			r.dropChannel()
+			return fmt.Errorf("%w: %s not confirmed (nacked or channel closed)", errBroker, msgs[i].messageID)
+		}
+	}
+	return nil
+}
+
+// channel returns the confirm-mode channel, opening one (with the catalog
+// topology declared, so the exchange exists) if there is none or it closed.
+func (r *Relay) channel(ctx context.Context) (*amqp.Channel, error) {
+	if r.ch != nil && !r.ch.IsClosed() {
+		return r.ch, nil
+	}
+	r.dropChannel()
+	ch, err := r.conn.Channel(ctx)
+	if err != nil {
+		return nil, err
+	}
+	if err := rabbit.DeclareTopology(ch); err != nil {
+		_ = ch.Close()
+		return nil, err
+	}
+	if err := ch.Confirm(false); err != nil {
+		_ = ch.Close()
+		return nil, fmt.Errorf("outbox: confirm mode: %w", err)
+	}
+	r.ch = ch
+	return ch, nil
+}
+
+func (r *Relay) dropChannel() {
+	if r.ch != nil {
+		_ = r.ch.Close()
+		r.ch = nil
+	}
+}
+
+// clean deletes schema's rows sent longer than Retain ago.
+func (r *Relay) clean(ctx context.Context, schema string) error {
+	table := pgx.Identifier{schema, "outbox"}.Sanitize()
+	for {
+		tag, err := r.pool.Exec(ctx, `DELETE FROM `+table+` WHERE id IN (
+			SELECT id FROM `+table+` WHERE sent_at < now() - make_interval(secs => $1) ORDER BY id LIMIT $2)`,
+			r.opts.Retain.Seconds(), cleanChunk)
+		if err != nil {
+			return err
+		}
+		if tag.RowsAffected() < cleanChunk {
+			return nil
+		}
+	}
+}
