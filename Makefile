@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench bench-join bench-coupon-drain migrate record-histories clean
+.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -50,7 +50,7 @@ test-integration: up
 # Re-record the histories the replay tests use (after an intended change to
 # a workflow; commit the new files with it).
 record-histories: up
-	@$(STACK_ENV); SAGAFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestProbe_runs|TestJoin_through|TestJoin_cancel_before|TestCoupon_burst_issues' ./internal/integration/
+	@$(STACK_ENV); SAGAFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestProbe_runs|TestJoin_through|TestJoin_cancel_before|TestCoupon_burst_issues|TestSync_parks' ./internal/integration/
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
@@ -63,7 +63,7 @@ lint-fast: vet
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
 lint: lint-fast
-	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.3.0 ./workflows/...
+	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 ./workflows/...
 
 LOADTEST_SCRIPT ?= loadtest/smoke.js
 loadtest: ## k6 against a running `make run` (HTML report in .data/reports/)
@@ -85,7 +85,15 @@ loadtest-coupon: ## k6 coupon hot-path load test against a running `make run`
 bench-coupon: up
 	loadtest/bench-coupon.sh
 
-bench: bench-join bench-coupon-drain ## every Go benchmark
+bench: bench-join bench-coupon-drain bench-sync ## every Go benchmark
+
+# Marketplace sync events/s from publish to applied at every market, sustained
+# for BENCH_SYNC_SECONDS at BENCH_SYNC_RATE, next to the raw RabbitMQ rate
+# (confirms, manual acks, same message size) measured in the same run.
+BENCH_SYNC_RATE ?= 2500
+BENCH_SYNC_SECONDS ?= 60
+bench-sync: up
+	@$(STACK_ENV); BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
 
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
 # a bare workflow with the same seven no-op activities, in the same run.

@@ -7,6 +7,7 @@ package activities
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -42,6 +43,12 @@ type Activities struct {
 	// Campaigns returns the campaign store of the tenant whose schema it is.
 	Campaigns func(schema string) CampaignStore
 	Queue     FirstCome
+	// Catalog returns the catalog store of the tenant whose schema it is.
+	Catalog     func(schema string) CatalogStore
+	Markets     Markets
+	SyncMetrics SyncMetrics
+	// Log receives the alerts activities raise; nil means slog.Default.
+	Log *slog.Logger
 }
 
 // CheckInput names the dependency to check and, for PostgreSQL, the tenant

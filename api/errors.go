@@ -6,11 +6,13 @@ import (
 	"io"
 	"net"
 	"net/http"
+	"strings"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
 	"go.temporal.io/api/serviceerror"
 
+	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/meeting"
 )
@@ -59,6 +61,10 @@ func fail(c *gin.Context, err error) {
 		abort(c, http.StatusNotFound, "not_found", "no such meeting")
 	case errors.Is(err, coupon.ErrNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such campaign")
+	case errors.Is(err, catalog.ErrInvalid):
+		abort(c, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), catalog.ErrInvalid.Error()+": "))
+	case errors.Is(err, catalog.ErrNotFound):
+		abort(c, http.StatusNotFound, "not_found", "no such resource")
 	case errors.Is(err, meeting.ErrJoinNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such join")
 	case errors.As(err, &maxBytes):

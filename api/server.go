@@ -14,6 +14,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/workflows"
 )
 
 // TenantResolver finds the tenant owning an API key, by the key's hash.
@@ -31,6 +32,9 @@ type Deps struct {
 	Meetings     func(schema string) MeetingStore
 	Campaigns    func(schema string) CampaignStore
 	Queue        FirstCome
+	Catalog      func(schema string) CatalogStore
+	Markets      []MarketInfo
+	Sync         SyncConfig
 	Checks       map[string]Check
 	Metrics      *telemetry.Metrics
 	Logger       *slog.Logger
@@ -74,5 +78,15 @@ func NewHandler(d Deps) http.Handler {
 	v1.GET("/campaigns/:id", s.getCampaign)
 	v1.POST("/campaigns/:id/requests", s.requestCoupon)
 	v1.GET("/campaigns/:id/coupons/:user_id", s.getCoupon)
+	v1.PUT("/products/:sku", s.putProduct)
+	v1.GET("/products/:sku", s.getProduct)
+	v1.GET("/products/:sku/sync", s.getProductSync)
+	v1.GET("/markets", s.listMarkets)
+	v1.POST("/channels", s.createChannel)
+	v1.GET("/channels", s.listChannels)
+	v1.DELETE("/channels/:id", s.deleteChannel)
+	v1.GET("/dlq", s.listParked)
+	v1.POST("/dlq/:id/retry", s.parkedAction(workflows.ParkingRetry))
+	v1.POST("/dlq/:id/discard", s.parkedAction(workflows.ParkingDiscard))
 	return r
 }

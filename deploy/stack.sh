@@ -5,6 +5,8 @@
 #   deploy/stack.sh down    stop what this script started
 #   deploy/stack.sh status  one line per service
 #   deploy/stack.sh env     the connection URLs, as shell exports
+#   deploy/stack.sh restart postgres|redis|rabbitmq
+#                           stop one server gracefully and start it again (tests of restarts)
 #
 # Each server runs as a private instance on its own loopback port with its
 # data under .data/ (nothing is shared with a system-wide install, nothing
@@ -291,5 +293,12 @@ case "${1:-}" in
   down) down ;;
   status) check_installs || true; status ;;
   env) print_env ;;
-  *) echo "usage: $0 up|down|status|env" >&2; exit 2 ;;
+  restart)
+    case "${2:-}" in
+      postgres) pg_down; pg_up ;;
+      redis) redis_down; redis_up ;;
+      rabbitmq) rabbit_down; rabbit_up ;;
+      *) echo "usage: $0 restart postgres|redis|rabbitmq" >&2; exit 2 ;;
+    esac ;;
+  *) echo "usage: $0 up|down|status|env|restart SERVICE" >&2; exit 2 ;;
 esac

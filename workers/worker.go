@@ -47,7 +47,12 @@ func New(c client.Client, acts *activities.Activities, o Options) map[string]wor
 	campaigns := worker.New(c, workflows.TaskQueueCoupon, opts)
 	campaigns.RegisterWorkflowWithOptions(workflows.Campaign, workflow.RegisterOptions{Name: workflows.CampaignWorkflowType})
 	campaigns.RegisterActivity(acts)
-	return map[string]worker.Worker{workflows.TaskQueueOps: ops, workflows.TaskQueueJoin: join, workflows.TaskQueueCoupon: campaigns}
+	sync := worker.New(c, workflows.TaskQueueSync, opts)
+	sync.RegisterWorkflowWithOptions(workflows.CatalogSync, workflow.RegisterOptions{Name: workflows.CatalogSyncWorkflowType})
+	sync.RegisterActivity(acts)
+	return map[string]worker.Worker{
+		workflows.TaskQueueOps: ops, workflows.TaskQueueJoin: join, workflows.TaskQueueCoupon: campaigns, workflows.TaskQueueSync: sync,
+	}
 }
 
 // Run starts the workers and stops them when ctx ends. Stop waits for the

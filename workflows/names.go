@@ -19,6 +19,8 @@ const (
 	TaskQueueJoin = "sagaflow-join"
 	// TaskQueueCoupon runs the first-come coupon campaigns.
 	TaskQueueCoupon = "sagaflow-coupon"
+	// TaskQueueSync runs the marketplace sync.
+	TaskQueueSync = "sagaflow-sync"
 )
 
 // QueryStatus is the query every sagaflow workflow answers with its state.
@@ -36,6 +38,7 @@ var SearchAttributeTenant = temporal.NewSearchAttributeKeyKeyword("SagaflowTenan
 func SearchAttributes() map[string]enumspb.IndexedValueType {
 	return map[string]enumspb.IndexedValueType{
 		SearchAttributeTenant.GetName(): enumspb.INDEXED_VALUE_TYPE_KEYWORD,
+		SearchAttributeParked.GetName(): enumspb.INDEXED_VALUE_TYPE_INT,
 	}
 }
 

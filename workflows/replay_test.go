@@ -24,6 +24,7 @@ func TestReplay_recorded_histories(t *testing.T) {
 	r.RegisterWorkflowWithOptions(Probe, workflow.RegisterOptions{Name: ProbeWorkflowType})
 	r.RegisterWorkflowWithOptions(Join, workflow.RegisterOptions{Name: JoinWorkflowType})
 	r.RegisterWorkflowWithOptions(Campaign, workflow.RegisterOptions{Name: CampaignWorkflowType})
+	r.RegisterWorkflowWithOptions(CatalogSync, workflow.RegisterOptions{Name: CatalogSyncWorkflowType})
 	for _, f := range files {
 		t.Run(filepath.Base(f), func(t *testing.T) {
 			if err := r.ReplayWorkflowHistoryFromJSONFile(nil, f); err != nil {

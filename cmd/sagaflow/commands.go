@@ -52,6 +52,8 @@ func (c *cli) devCmd() *cobra.Command {
 			g.Go(func() error { return sims.Serve(gctx, c.cfg, log) })
 			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
 			g.Go(func() error { return a.Starter().Run(gctx) })
+			g.Go(func() error { return a.Relay().Run(gctx) })
+			g.Go(func() error { return a.Ingest().Run(gctx) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
 			c.banner(a, l.Addr(), time.Since(start))
 			err = g.Wait()
@@ -76,6 +78,7 @@ func (c *cli) banner(a *app.App, apiAddr net.Addr, took time.Duration) {
 		fmt.Fprintf(w, "  Temporal      %s   (external, namespace %s)\n", c.cfg.TemporalHostPort(), c.cfg.TemporalNamespace)
 	}
 	fmt.Fprintf(w, "  Simulators    payment gateway http://%s, notifications http://%s   (GET /stats, PUT /admin/config)\n", c.cfg.SimPaymentAddr, c.cfg.SimNotifyAddr)
+	fmt.Fprintf(w, "  Marketplaces  shopwave http://%s, souk http://%s, bazaar http://%s   (GET /stats, GET /admin/listings?account=)\n", c.cfg.SimShopwaveAddr, c.cfg.SimSoukAddr, c.cfg.SimBazaarAddr)
 	for _, t := range []struct{ name, key string }{{"demo", c.cfg.DemoKey}, {"acme", c.cfg.AcmeKey}} {
 		if t.key != "" {
 			fmt.Fprintf(w, "  tenant %-6s Authorization: Bearer %s\n", t.name, t.key)
@@ -104,6 +107,7 @@ func (c *cli) apiCmd() *cobra.Command {
 			log.Info("api listening", "addr", l.Addr().String(), "temporal", c.cfg.TemporalHostPort())
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return a.Starter().Run(gctx) })
+			g.Go(func() error { return a.Relay().Run(gctx) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
 			return g.Wait()
 		},
@@ -124,6 +128,7 @@ func (c *cli) workerCmd() *cobra.Command {
 			defer a.Close()
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
+			g.Go(func() error { return a.Ingest().Run(gctx) })
 			if c.cfg.WorkerHTTPAddr != "" {
 				l, err := net.Listen("tcp", c.cfg.WorkerHTTPAddr)
 				if err != nil {

@@ -24,8 +24,11 @@ import (
 	"github.com/sagaflow/sagaflow/activities"
 	"github.com/sagaflow/sagaflow/api"
 	"github.com/sagaflow/sagaflow/internal/config"
+	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/market"
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/notify"
+	"github.com/sagaflow/sagaflow/internal/outbox"
 	"github.com/sagaflow/sagaflow/internal/payment"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
@@ -50,6 +53,8 @@ type App struct {
 	Temporal client.Client
 	Payments *payment.Client
 	Notifier *notify.Client
+	Markets  *market.Client
+	Sync     *telemetry.SyncMetrics
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -116,6 +121,12 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	a.closers = append(a.closers, func() { _ = a.Rabbit.Close() })
 	a.Payments = payment.NewClient(cfg.PaymentURL, cfg.PaymentTimeout)
 	a.Notifier = notify.NewClient(cfg.NotifyURL, 10*time.Second)
+	rates := map[string]float64{}
+	for _, m := range market.Names() {
+		rates[m] = cfg.MarketRate
+	}
+	a.Markets = market.NewClient(market.Options{Timeout: cfg.MarketTimeout, MarketRatePerSec: rates})
+	a.Sync = telemetry.NewSyncMetrics(a.Metrics)
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
 		HostPort:  cfg.TemporalHostPort(),
@@ -158,11 +169,15 @@ func (a *App) Close() {
 func (a *App) Activities() *activities.Activities {
 	return &activities.Activities{
 		Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit,
-		Meetings:  func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
-		Payments:  a.Payments,
-		Notifier:  a.Notifier,
-		Campaigns: func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
-		Queue:     a.Redis,
+		Meetings:    func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
+		Payments:    a.Payments,
+		Notifier:    a.Notifier,
+		Campaigns:   func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
+		Queue:       a.Redis,
+		Catalog:     func(schema string) activities.CatalogStore { return a.Store.Catalog(schema) },
+		Markets:     a.Markets,
+		SyncMetrics: a.Sync,
+		Log:         a.Log,
 	}
 }
 
@@ -185,6 +200,9 @@ func (a *App) Handler() http.Handler {
 		Meetings:  func(schema string) api.MeetingStore { return a.Store.Meetings(schema) },
 		Campaigns: func(schema string) api.CampaignStore { return a.Store.Campaigns(schema) },
 		Queue:     a.Redis,
+		Catalog:   func(schema string) api.CatalogStore { return a.Store.Catalog(schema) },
+		Markets:   MarketInfos(a.Config),
+		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config)},
 		Checks: map[string]api.Check{
 			"temporal": func(ctx context.Context) error {
 				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
@@ -252,6 +270,8 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, timeout time.Dur
 type Simulators struct {
 	Payments *sim.PaymentGateway
 	Notifier *sim.Notifier
+	// Markets are the marketplaces, by name.
+	Markets map[string]*sim.Marketplace
 }
 
 // NewSimulators builds the simulators with the knobs of cfg.
@@ -271,12 +291,29 @@ func NewSimulators(cfg config.Config) (*Simulators, error) {
 		return nil, err
 	}
 	seed := time.Now().UnixNano()
-	return &Simulators{Payments: sim.NewPaymentGateway(pc, seed), Notifier: sim.NewNotifier(nc, seed+1)}, nil
+	sims := &Simulators{Payments: sim.NewPaymentGateway(pc, seed), Notifier: sim.NewNotifier(nc, seed+1), Markets: map[string]*sim.Marketplace{}}
+	mc := sim.MarketConfig{Latency: cfg.SimLatency, ErrorRate: cfg.SimMarketErrorRate, ThrottleRate: cfg.SimMarketThrottleRate}
+	for i, name := range market.Names() {
+		m, err := sim.NewMarketplace(name, mc, seed+2+int64(i))
+		if err != nil {
+			return nil, err
+		}
+		sims.Markets[name] = m
+	}
+	return sims, nil
+}
+
+// MarketAddrs are the addresses the marketplace simulators serve on.
+func MarketAddrs(cfg config.Config) map[string]string {
+	return map[string]string{market.Shopwave: cfg.SimShopwaveAddr, market.Souk: cfg.SimSoukAddr, market.Bazaar: cfg.SimBazaarAddr}
 }
 
 // Serve serves the simulators on the configured addresses until ctx ends.
 func (s *Simulators) Serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
 	handlers := map[string]http.Handler{cfg.SimPaymentAddr: s.Payments, cfg.SimNotifyAddr: s.Notifier}
+	for name, addr := range MarketAddrs(cfg) {
+		handlers[addr] = s.Markets[name]
+	}
 	listeners := map[string]net.Listener{}
 	for addr := range handlers {
 		l, err := net.Listen("tcp", addr)
@@ -323,4 +360,17 @@ func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) err
 		return nil // it ran already: a start is sent at most once in effect
 	}
 	return err
+}
+
+// Relay publishes the tenants' outbox rows (product changes) to RabbitMQ;
+// run it in every process that serves the API.
+func (a *App) Relay() *outbox.Relay {
+	return outbox.New(a.Store.Pool(), a.Rabbit, a.Log, outbox.Options{})
+}
+
+// Ingest consumes the product changes from RabbitMQ and hands them to the
+// sync workflows; run it in every worker process (competing consumers).
+func (a *App) Ingest() *ingest.Consumer {
+	return ingest.New(a.Rabbit, a.Redis, a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
+		ingest.Options{Consumers: a.Config.IngestConsumers, Prefetch: a.Config.IngestPrefetch, FlushEvery: a.Config.IngestFlush})
 }

@@ -56,6 +56,25 @@ type Config struct {
 	SimTimeoutAfterCommit float64       `env:"SAGAFLOW_SIM_TIMEOUT_AFTER_COMMIT_RATE" envDefault:"0" help:"share of new charges the simulator applies but never answers (0..1)"`
 	SimNotifyFailRate     float64       `env:"SAGAFLOW_SIM_NOTIFY_FAIL_RATE" envDefault:"0" help:"share of notifications the sink fails with 503 (0..1)"`
 
+	SimShopwaveAddr       string  `env:"SAGAFLOW_SIM_SHOPWAVE_ADDR" envDefault:"127.0.0.1:8093" help:"address of the shopwave marketplace simulator ('sim' and 'dev')"`
+	SimSoukAddr           string  `env:"SAGAFLOW_SIM_SOUK_ADDR" envDefault:"127.0.0.1:8094" help:"address of the souk marketplace simulator ('sim' and 'dev')"`
+	SimBazaarAddr         string  `env:"SAGAFLOW_SIM_BAZAAR_ADDR" envDefault:"127.0.0.1:8095" help:"address of the bazaar marketplace simulator ('sim' and 'dev')"`
+	SimMarketErrorRate    float64 `env:"SAGAFLOW_SIM_MARKET_ERROR_RATE" envDefault:"0" help:"share of marketplace calls the simulators answer 5xx (0..1)"`
+	SimMarketThrottleRate float64 `env:"SAGAFLOW_SIM_MARKET_THROTTLE_RATE" envDefault:"0" help:"share of marketplace calls the simulators answer 429 with Retry-After (0..1)"`
+
+	ShopwaveURL   string        `env:"SAGAFLOW_MARKET_SHOPWAVE_URL" envDefault:"http://127.0.0.1:8093" help:"default base URL of shopwave channels (the simulator in dev)"`
+	SoukURL       string        `env:"SAGAFLOW_MARKET_SOUK_URL" envDefault:"http://127.0.0.1:8094" help:"default base URL of souk channels (the simulator in dev)"`
+	BazaarURL     string        `env:"SAGAFLOW_MARKET_BAZAAR_URL" envDefault:"http://127.0.0.1:8095" help:"default base URL of bazaar channels (the simulator in dev)"`
+	MarketTimeout time.Duration `env:"SAGAFLOW_MARKET_TIMEOUT" envDefault:"10s" help:"how long one call to a marketplace may take"`
+	MarketRate    float64       `env:"SAGAFLOW_MARKET_RATE" envDefault:"0" help:"calls per second one process makes to each market, over all channels (0: no limit beyond each channel's)"`
+
+	SyncShards      int           `env:"SAGAFLOW_SYNC_SHARDS" envDefault:"8" help:"sync workflows per tenant; a SKU always maps to the same one"`
+	SyncMaxAttempts int           `env:"SAGAFLOW_SYNC_MAX_ATTEMPTS" envDefault:"12" help:"attempts of a push to a channel before its items are parked (backoff 1s doubling to 30s, with jitter)"`
+	SyncBatch       int           `env:"SAGAFLOW_SYNC_BATCH" envDefault:"500" help:"most SKUs one push to a channel carries"`
+	IngestConsumers int           `env:"SAGAFLOW_INGEST_CONSUMERS" envDefault:"2" help:"competing consumers of the ingest queue per worker process"`
+	IngestPrefetch  int           `env:"SAGAFLOW_INGEST_PREFETCH" envDefault:"2000" help:"unacknowledged messages each ingest consumer may hold"`
+	IngestFlush     time.Duration `env:"SAGAFLOW_INGEST_FLUSH" envDefault:"200ms" help:"how long the ingest gathers changes before handing them to Temporal"`
+
 	WorkflowPollers       int `env:"SAGAFLOW_WORKER_WORKFLOW_POLLERS" envDefault:"8" help:"workflow task pollers per task queue"`
 	ActivityPollers       int `env:"SAGAFLOW_WORKER_ACTIVITY_POLLERS" envDefault:"8" help:"activity task pollers per task queue"`
 	MaxConcurrentActivity int `env:"SAGAFLOW_WORKER_MAX_ACTIVITIES" envDefault:"200" help:"activities one worker runs at once per task queue"`
@@ -191,7 +210,20 @@ func (c Config) Validate() error {
 	if c.PaymentTimeout <= 0 {
 		bad("SAGAFLOW_PAYMENT_TIMEOUT", "must be positive")
 	}
-	for key, addr := range map[string]string{"SAGAFLOW_SIM_PAYMENT_ADDR": c.SimPaymentAddr, "SAGAFLOW_SIM_NOTIFY_ADDR": c.SimNotifyAddr} {
+	checkURL("SAGAFLOW_MARKET_SHOPWAVE_URL", c.ShopwaveURL, "http", "https")
+	checkURL("SAGAFLOW_MARKET_SOUK_URL", c.SoukURL, "http", "https")
+	checkURL("SAGAFLOW_MARKET_BAZAAR_URL", c.BazaarURL, "http", "https")
+	if c.MarketTimeout <= 0 {
+		bad("SAGAFLOW_MARKET_TIMEOUT", "must be positive")
+	}
+	if c.MarketRate < 0 {
+		bad("SAGAFLOW_MARKET_RATE", "must not be negative")
+	}
+	if c.IngestFlush <= 0 {
+		bad("SAGAFLOW_INGEST_FLUSH", "must be positive")
+	}
+	for key, addr := range map[string]string{"SAGAFLOW_SIM_PAYMENT_ADDR": c.SimPaymentAddr, "SAGAFLOW_SIM_NOTIFY_ADDR": c.SimNotifyAddr,
+		"SAGAFLOW_SIM_SHOPWAVE_ADDR": c.SimShopwaveAddr, "SAGAFLOW_SIM_SOUK_ADDR": c.SimSoukAddr, "SAGAFLOW_SIM_BAZAAR_ADDR": c.SimBazaarAddr} {
 		if _, _, err := net.SplitHostPort(addr); err != nil {
 			bad(key, "want host:port, got %q", addr)
 		}
@@ -201,6 +233,8 @@ func (c Config) Validate() error {
 		"SAGAFLOW_SIM_ERROR_RATE":                c.SimErrorRate,
 		"SAGAFLOW_SIM_TIMEOUT_AFTER_COMMIT_RATE": c.SimTimeoutAfterCommit,
 		"SAGAFLOW_SIM_NOTIFY_FAIL_RATE":          c.SimNotifyFailRate,
+		"SAGAFLOW_SIM_MARKET_ERROR_RATE":         c.SimMarketErrorRate,
+		"SAGAFLOW_SIM_MARKET_THROTTLE_RATE":      c.SimMarketThrottleRate,
 	} {
 		if r < 0 || r > 1 {
 			bad(key, "must be between 0 and 1, got %v", r)
@@ -214,6 +248,11 @@ func (c Config) Validate() error {
 		"SAGAFLOW_WORKER_ACTIVITY_POLLERS":   c.ActivityPollers,
 		"SAGAFLOW_WORKER_MAX_ACTIVITIES":     c.MaxConcurrentActivity,
 		"SAGAFLOW_WORKER_MAX_WORKFLOW_TASKS": c.MaxConcurrentWorkflow,
+		"SAGAFLOW_SYNC_SHARDS":               c.SyncShards,
+		"SAGAFLOW_SYNC_MAX_ATTEMPTS":         c.SyncMaxAttempts,
+		"SAGAFLOW_SYNC_BATCH":                c.SyncBatch,
+		"SAGAFLOW_INGEST_CONSUMERS":          c.IngestConsumers,
+		"SAGAFLOW_INGEST_PREFETCH":           c.IngestPrefetch,
 	} {
 		if n < 1 {
 			bad(key, "must be at least 1, got %d", n)

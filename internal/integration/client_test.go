@@ -12,13 +12,13 @@ import (
 
 // call sends a request to the API as the holder of key ("" for none) and
 // decodes a JSON answer into out (when not nil). It returns the status.
-func call(t *testing.T, key, method, path string, body any, out any) int {
+func call(t testing.TB, key, method, path string, body any, out any) int {
 	t.Helper()
 	return callWithHeaders(t, key, method, path, body, out, nil)
 }
 
 // callWithHeaders is call with extra request headers.
-func callWithHeaders(t *testing.T, key, method, path string, body any, out any, headers map[string]string) int {
+func callWithHeaders(t testing.TB, key, method, path string, body any, out any, headers map[string]string) int {
 	t.Helper()
 	code, err := rawCall(key, method, path, body, out, headers)
 	if err != nil {

@@ -16,6 +16,7 @@ import (
 	"os/exec"
 	"os/signal"
 	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -24,6 +25,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/app"
 	"github.com/sagaflow/sagaflow/internal/config"
+	"github.com/sagaflow/sagaflow/internal/ingest"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/workers"
@@ -41,6 +43,13 @@ var stack struct {
 	// pauseWorkers stops the in-process workers until the returned func is
 	// called (while a worker process of its own does the work).
 	pauseWorkers func() (resume func())
+	// marketURLs are the marketplace simulators' base URLs, by market.
+	marketURLs map[string]string
+	// restartIngest stops the ingest consumer and starts a new one, as a
+	// redeploy of the worker would.
+	restartIngest func()
+	// ingestStats are the running ingest consumer's counters.
+	ingestStats func() ingest.Stats
 }
 
 // workerProcessEnv, when set, makes this test binary a worker process
@@ -126,6 +135,13 @@ func run(m *testing.M) int {
 	defer paySrv.Close()
 	defer sims.Payments.Close() // releases replies held by "timeout after commit"
 	cfg.PaymentURL, cfg.NotifyURL = paySrv.URL, notifySrv.URL
+	stack.marketURLs = map[string]string{}
+	for name, m := range sims.Markets {
+		srv := httptest.NewServer(m)
+		defer srv.Close()
+		stack.marketURLs[name] = srv.URL
+	}
+	cfg.ShopwaveURL, cfg.SoukURL, cfg.BazaarURL = stack.marketURLs["shopwave"], stack.marketURLs["souk"], stack.marketURLs["bazaar"]
 	var logw io.Writer = io.Discard
 	if os.Getenv("SAGAFLOW_TEST_LOG") != "" {
 		logw = os.Stderr
@@ -166,6 +182,32 @@ func run(m *testing.M) int {
 	starterDone := make(chan error, 1)
 	go func() { starterDone <- a.Starter().Run(starterCtx) }()
 	defer func() { stopStarter(); <-starterDone }()
+	relayDone := make(chan error, 1)
+	go func() { relayDone <- a.Relay().Run(starterCtx) }()
+	defer func() { stopStarter(); <-relayDone }()
+	var ingestMu sync.Mutex
+	var stopIngest context.CancelFunc
+	var consumer atomic.Pointer[ingest.Consumer]
+	ingestDone := make(chan error, 1)
+	startIngest := func() {
+		var ictx context.Context
+		ictx, stopIngest = context.WithCancel(ctx)
+		c := a.Ingest()
+		consumer.Store(c)
+		go func() { ingestDone <- c.Run(ictx) }()
+	}
+	stack.ingestStats = func() ingest.Stats { return consumer.Load().Stats() }
+	startIngest()
+	defer func() { stopIngest(); <-ingestDone }()
+	stack.restartIngest = func() {
+		ingestMu.Lock()
+		defer ingestMu.Unlock()
+		stopIngest()
+		if err := <-ingestDone; err != nil {
+			panic(err)
+		}
+		startIngest()
+	}
 	stack.restartWorkers = func(pause time.Duration) {
 		mu.Lock()
 		defer mu.Unlock()

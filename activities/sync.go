@@ -1,0 +1,322 @@
+package activities
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/activity"
+	"go.temporal.io/sdk/temporal"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/market"
+)
+
+// CatalogStore is one tenant's products, channels, synced versions and
+// parked items (internal/store).
+type CatalogStore interface {
+	Products(ctx context.Context, skus []string) (map[string]catalog.Product, error)
+	Channel(ctx context.Context, id string) (catalog.Channel, error)
+	Channels(ctx context.Context) ([]catalog.Channel, error)
+	SyncedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error)
+	MarkSynced(ctx context.Context, channelID string, versions map[string]int64) error
+	Park(ctx context.Context, it catalog.ParkedItem) (catalog.ParkedItem, error)
+	Unpark(ctx context.Context, id string) error
+}
+
+// Markets calls the marketplaces (internal/market): translation, per-channel
+// and per-market rate limits and the per-market circuit breaker live there.
+type Markets interface {
+	Push(ctx context.Context, t market.Target, items []market.Item) ([]market.Result, error)
+}
+
+// SyncMetrics counts what the sync does, for dashboards and alerts.
+type SyncMetrics interface {
+	Pushed(market string, outcome string, n int)
+	Parked(market string, n int)
+}
+
+// Error types of the sync activities the workflow tells apart.
+const (
+	// ErrTypeChannelGone: the channel was deleted; its work is dropped.
+	ErrTypeChannelGone = "ChannelGone"
+	// ErrTypeMarketRejected: the market refused the whole call (4xx); retrying
+	// cannot help, so the items are parked at once.
+	ErrTypeMarketRejected = "MarketRejected"
+)
+
+// Retry timing of a push: exponential from syncBackoffBase, capped, with
+// jitter so that the channels of a market that comes back do not all call it
+// in the same second.
+const (
+	syncBackoffBase = time.Second
+	syncBackoffMax  = 30 * time.Second
+)
+
+// SKUVersion is one SKU at the version a change brought.
+type SKUVersion struct {
+	SKU     string `json:"sku"`
+	Version int64  `json:"version"`
+}
+
+// ChannelRef is what the sync workflow keeps of a channel.
+type ChannelRef struct {
+	ID     string `json:"id"`
+	Market string `json:"market"`
+}
+
+// LoadChannels lists the tenant's channels (a local activity).
+func (a *Activities) LoadChannels(ctx context.Context, schema string) ([]ChannelRef, error) {
+	chs, err := a.Catalog(schema).Channels(ctx)
+	if err != nil {
+		return nil, err
+	}
+	refs := make([]ChannelRef, 0, len(chs))
+	for _, c := range chs {
+		refs = append(refs, ChannelRef{ID: c.ID, Market: c.Market})
+	}
+	slices.SortFunc(refs, func(x, y ChannelRef) int { return cmpString(x.ID, y.ID) })
+	return refs, nil
+}
+
+func cmpString(x, y string) int {
+	switch {
+	case x < y:
+		return -1
+	case x > y:
+		return 1
+	}
+	return 0
+}
+
+// PushInput is a batch of SKUs for one channel.
+type PushInput struct {
+	Tenant    string       `json:"tenant"`
+	Schema    string       `json:"schema"`
+	ChannelID string       `json:"channel_id"`
+	Items     []SKUVersion `json:"items"`
+}
+
+// Rejection is an item the market (or its translator) refused for good.
+type Rejection struct {
+	SKU     string `json:"sku"`
+	Version int64  `json:"version"`
+	Reason  string `json:"reason"`
+}
+
+// PushResult says where each item of a push ended.
+type PushResult struct {
+	// Synced is, per SKU, the version the market now holds: applied now,
+	// applied before (a duplicate key), or synced by an earlier push.
+	Synced map[string]int64 `json:"synced"`
+	// Rejected items are parked by the workflow.
+	Rejected []Rejection `json:"rejected,omitempty"`
+	// Missing SKUs have no product (yet): nothing to send.
+	Missing []string `json:"missing,omitempty"`
+}
+
+// PushProducts sends the current version of each SKU to the channel's
+// market, idempotently: the key of an item is (channel, sku, version), and a
+// version the channel holds already is not sent again. It always sends the
+// newest version PostgreSQL has, so a retry never sends an older one than the
+// attempt before it.
+//
+// A whole-call failure is retried by Temporal with exponential backoff and
+// jitter (the activity sets the next delay), after a 429 no sooner than the
+// market asked; a 4xx of the whole call is not retried (ErrTypeMarketRejected),
+// nor is a deleted channel (ErrTypeChannelGone). What the market applied
+// before a failure is recorded all the same.
+func (a *Activities) PushProducts(ctx context.Context, in PushInput) (PushResult, error) {
+	res := PushResult{Synced: map[string]int64{}}
+	store := a.Catalog(in.Schema)
+	ch, err := store.Channel(ctx, in.ChannelID)
+	if errors.Is(err, catalog.ErrNotFound) {
+		return res, temporal.NewNonRetryableApplicationError("channel "+in.ChannelID+" was deleted", ErrTypeChannelGone, err)
+	}
+	if err != nil {
+		return res, err
+	}
+	skus := make([]string, 0, len(in.Items))
+	for _, it := range in.Items {
+		skus = append(skus, it.SKU)
+	}
+	products, err := store.Products(ctx, skus)
+	if err != nil {
+		return res, err
+	}
+	synced, err := store.SyncedVersions(ctx, ch.ID, skus)
+	if err != nil {
+		return res, err
+	}
+	var items []market.Item
+	for _, sku := range skus {
+		p, ok := products[sku]
+		switch {
+		case !ok:
+			res.Missing = append(res.Missing, sku)
+		case synced[sku] >= p.Version:
+			res.Synced[sku] = synced[sku]
+		default:
+			items = append(items, market.Item{Product: p, Key: fmt.Sprintf("%s:%s:%d", ch.ID, sku, p.Version)})
+		}
+	}
+	if len(items) == 0 {
+		return res, nil
+	}
+	results, pushErr := a.pushThroughBreaker(ctx, ch, items)
+	applied := map[string]int64{}
+	counts := map[market.Outcome]int{}
+	for _, r := range results {
+		counts[r.Outcome]++
+		switch r.Outcome {
+		case market.Applied, market.Duplicate:
+			applied[r.SKU] = r.Version
+			res.Synced[r.SKU] = r.Version
+		case market.Rejected:
+			res.Rejected = append(res.Rejected, Rejection{SKU: r.SKU, Version: r.Version, Reason: r.Reason})
+		}
+	}
+	if a.SyncMetrics != nil {
+		for o, n := range counts {
+			a.SyncMetrics.Pushed(ch.Market, string(o), n)
+		}
+	}
+	if len(applied) > 0 {
+		// Recorded even when the call failed later: those versions are applied.
+		if err := store.MarkSynced(ctx, ch.ID, applied); err != nil {
+			return res, err
+		}
+	}
+	if pushErr != nil {
+		return res, classifyPushError(ctx, ch, pushErr)
+	}
+	return res, nil
+}
+
+// breakerWait is how long one attempt waits, in all, for a market's open
+// circuit breaker before it gives up and lets Temporal retry: an open
+// breaker says the market is resting, not that this push failed, so it
+// should not use up the push's attempts.
+const breakerWait = time.Minute
+
+// pushThroughBreaker pushes items; while the market's breaker is open it
+// waits (1-3 s at a time, with jitter, so the channels of a recovering
+// market do not probe it together) and pushes what was not sent, until
+// breakerWait is spent or the attempt's deadline nears.
+func (a *Activities) pushThroughBreaker(ctx context.Context, ch catalog.Channel, items []market.Item) ([]market.Result, error) {
+	target := market.Target{ChannelID: ch.ID, Market: ch.Market, BaseURL: ch.BaseURL, Credentials: ch.Credentials, RateLimitPerSec: ch.RateLimitPerSec}
+	var done []market.Result
+	giveUp := time.Now().Add(breakerWait)
+	if d, ok := ctx.Deadline(); ok && d.Add(-15*time.Second).Before(giveUp) {
+		giveUp = d.Add(-15 * time.Second)
+	}
+	for {
+		results, err := a.Markets.Push(ctx, target, items)
+		if !errors.Is(err, market.ErrCircuitOpen) || time.Now().After(giveUp) {
+			return append(done, results...), err
+		}
+		var unsent []market.Item
+		for i, r := range results {
+			if r.Outcome == market.Unknown {
+				unsent = append(unsent, items[i])
+			} else {
+				done = append(done, r)
+			}
+		}
+		items = unsent
+		select {
+		case <-ctx.Done():
+			return done, ctx.Err()
+		case <-time.After(time.Second + time.Duration(rand.Int64N(int64(2*time.Second)))):
+		}
+	}
+}
+
+// classifyPushError turns a market error into what Temporal should do.
+func classifyPushError(ctx context.Context, ch catalog.Channel, err error) error {
+	msg := fmt.Sprintf("%s channel %s: %v", ch.Market, ch.ID, err)
+	if market.IsPermanent(err) {
+		return temporal.NewNonRetryableApplicationError(msg, ErrTypeMarketRejected, err)
+	}
+	delay := jitteredBackoff(activity.GetInfo(ctx).Attempt)
+	if after, ok := market.RetryAfter(err); ok {
+		// The market said when; a little jitter on top spreads the channels.
+		delay = after + time.Duration(rand.Int64N(int64(after/4)+1))
+	}
+	return temporal.NewApplicationErrorWithOptions(msg, "MarketUnavailable", temporal.ApplicationErrorOptions{
+		Cause: err, NextRetryDelay: delay,
+	})
+}
+
+// jitteredBackoff is the wait after the attempt-th failure: base·2^(n-1),
+// capped, times a random factor in [0.5, 1.5).
+func jitteredBackoff(attempt int32) time.Duration {
+	d := syncBackoffBase
+	for i := int32(1); i < attempt && d < syncBackoffMax; i++ {
+		d *= 2
+	}
+	d = min(d, syncBackoffMax)
+	return time.Duration(float64(d) * (0.5 + rand.Float64()))
+}
+
+// ParkInput parks items of one channel.
+type ParkInput struct {
+	Tenant     string               `json:"tenant"`
+	Schema     string               `json:"schema"`
+	WorkflowID string               `json:"workflow_id"`
+	Channel    ChannelRef           `json:"channel"`
+	Items      []catalog.ParkedItem `json:"items"`
+}
+
+// ParkItems records parked items in the tenant's parking lot (GET /v1/dlq
+// lists it) and raises the alert: a log line at warn and a metric. Idempotent
+// per (channel, sku). It returns the items with their IDs.
+func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.ParkedItem, error) {
+	store := a.Catalog(in.Schema)
+	out := make([]catalog.ParkedItem, 0, len(in.Items))
+	for _, it := range in.Items {
+		it.ChannelID, it.Market, it.WorkflowID = in.Channel.ID, in.Channel.Market, in.WorkflowID
+		parked, err := store.Park(ctx, it)
+		if errors.Is(err, catalog.ErrNotFound) {
+			continue // the channel was deleted meanwhile: nothing to park
+		}
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, parked)
+		a.logger().Warn("sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
+			"channel", in.Channel.ID, "sku", it.SKU, "version", it.Version, "attempts", it.Attempts, "error", it.Error, "parked_id", parked.ID)
+	}
+	if a.SyncMetrics != nil {
+		a.SyncMetrics.Parked(in.Channel.Market, len(out))
+	}
+	return out, nil
+}
+
+// UnparkInput removes parked items (retried, discarded or superseded).
+type UnparkInput struct {
+	Schema string   `json:"schema"`
+	IDs    []string `json:"ids"`
+}
+
+// UnparkItems removes the items from the parking lot; idempotent.
+func (a *Activities) UnparkItems(ctx context.Context, in UnparkInput) error {
+	store := a.Catalog(in.Schema)
+	for _, id := range in.IDs {
+		if err := store.Unpark(ctx, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+func (a *Activities) logger() *slog.Logger {
+	if a.Log != nil {
+		return a.Log
+	}
+	return slog.Default()
+}

@@ -1,0 +1,231 @@
+package integration
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	amqp "github.com/rabbitmq/amqp091-go"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/testenv"
+)
+
+// envInt reads a positive integer from the environment, or def.
+func envInt(name string, def int) int {
+	if v, err := strconv.Atoi(os.Getenv(name)); err == nil && v > 0 {
+		return v
+	}
+	return def
+}
+
+// BenchmarkSync_end_to_end measures the marketplace sync from publish to
+// applied: BENCH_SYNC_RATE change events a second (default 2500) for
+// BENCH_SYNC_SECONDS (default 60), published with confirms straight to the
+// exchange for 2 tenants × 2,000 SKUs, each tenant connected to the three
+// markets. The figure is events per second from the first publish until
+// every market holds the last version of every SKU, and the catch-up: how
+// long after the last publish that took (small means the sync kept pace).
+// In the same run it measures the raw RabbitMQ rate: the same number of
+// messages of the same size, published with confirms to a quorum queue and
+// consumed with manual acks. Run it with `make bench-sync`.
+func BenchmarkSync_end_to_end(b *testing.B) {
+	rate := envInt("BENCH_SYNC_RATE", 2500)
+	seconds := envInt("BENCH_SYNC_SECONDS", 60)
+	const skus = 2000
+	for range b.N {
+		markets := []string{"bazaar", "shopwave", "souk"}
+		var tenants []*syncTenant
+		for _, tag := range []string{"ba", "bb"} {
+			tenants = append(tenants, newSyncTenant(b, syncTenantName(tag), markets...))
+		}
+		// Versions go round the SKUs: event i of a tenant is SKU i%skus at
+		// version i/skus+1.
+		total := rate * seconds
+		perTenant := total / len(tenants)
+		event := func(i int) busEvent {
+			st := tenants[i%len(tenants)]
+			n := i / len(tenants)
+			sku, v := n%skus, int64(n/skus+1)
+			p := catalog.Product{SKU: fmt.Sprintf("SKU-%04d", sku), Name: fmt.Sprintf("%s product %d v%d", st.t.Name, sku, v),
+				Price: catalog.Money{Amount: int64(1000 + 10*(n%1000)), Currency: "KRW"}, Stock: int64(n % 500),
+				Attributes: map[string]string{"color": "red", "tenant": st.t.Name}, Version: v}
+			return changeEvent(b, st.t.Name, p)
+		}
+		size := len(event(0).body)
+
+		start := time.Now()
+		published := publishPaced(b, total, rate, event)
+		pubDone := time.Since(start)
+		lastVersion := func(sku int) int64 {
+			// the highest n < perTenant with n%skus == sku
+			if perTenant <= sku {
+				return 0
+			}
+			return int64((perTenant-1-sku)/skus + 1)
+		}
+		deadline := time.Now().Add(10 * time.Minute)
+		for {
+			behind := 0
+			for _, st := range tenants {
+				for _, m := range markets {
+					ls := stack.sims.Markets[m].Listings(credentials(st.t.Name, m))
+					for sku := range skus {
+						if ls[fmt.Sprintf("SKU-%04d", sku)].Version < lastVersion(sku) {
+							behind++
+						}
+					}
+				}
+			}
+			if behind == 0 {
+				break
+			}
+			if time.Now().After(deadline) {
+				b.Fatalf("not applied after 10 minutes: %d (tenant, market, SKU) behind", behind)
+			}
+			time.Sleep(200 * time.Millisecond)
+		}
+		applied := time.Since(start)
+		for _, m := range markets {
+			if s := stack.sims.Markets[m].Stats(); s.StaleWrites != 0 {
+				b.Fatalf("%s applied %d stale writes", m, s.StaleWrites)
+			}
+		}
+		e2e := float64(published) / applied.Seconds()
+		raw := rawRabbitRate(b, total, size)
+		b.ReportMetric(e2e, "events/s")
+		b.ReportMetric(raw, "raw-msg/s")
+		fmt.Printf("sync: %d events of %d bytes offered at %d/s for %ds: published in %s (%.0f/s); all applied at every market after %s: %.0f events/s end to end (target >= 2000), catch-up after the last publish %s\n",
+			published, size, rate, seconds, pubDone.Round(time.Millisecond), float64(published)/pubDone.Seconds(),
+			applied.Round(time.Millisecond), e2e, (applied - pubDone).Round(time.Millisecond))
+		fmt.Printf("raw rabbitmq, same run: %d messages of %d bytes, confirms + manual acks, quorum queue: %.0f msg/s; sync/raw = %.2f\n",
+			total, size, raw, e2e/raw)
+		fmt.Printf("ingest: %+v\n", stack.ingestStats())
+	}
+}
+
+// publishPaced publishes n events at rate a second (in 10 ms slices) with
+// publisher confirms, 2,000 at most unconfirmed, and returns how many.
+func publishPaced(b *testing.B, n, rate int, event func(int) busEvent) int {
+	conn, err := amqp.Dial(stack.app.Config.AMQPURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := ch.Confirm(false); err != nil {
+		b.Fatal(err)
+	}
+	ctx := context.Background()
+	inflight := make(chan *amqp.DeferredConfirmation, 2000)
+	var nacked atomic.Int64
+	var wg sync.WaitGroup
+	wg.Go(func() {
+		for c := range inflight {
+			if ok, err := c.WaitContext(ctx); err != nil || !ok {
+				nacked.Add(1)
+			}
+		}
+	})
+	start := time.Now()
+	for i := range n {
+		if due := start.Add(time.Duration(i) * time.Second / time.Duration(rate)); time.Until(due) > 10*time.Millisecond {
+			time.Sleep(time.Until(due))
+		}
+		e := event(i)
+		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.Exchange, e.key, false, false, amqp.Publishing{
+			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: e.id, Body: e.body,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		inflight <- c
+	}
+	close(inflight)
+	wg.Wait()
+	if n := nacked.Load(); n > 0 {
+		b.Fatalf("%d publishes not confirmed", n)
+	}
+	return n
+}
+
+// rawRabbitRate publishes n messages of size bytes to a fresh quorum queue
+// with confirms (2,000 unconfirmed at most) while a consumer (prefetch 2000,
+// manual acks) takes them, and returns messages a second end to end.
+func rawRabbitRate(b *testing.B, n, size int) float64 {
+	conn, err := amqp.Dial(stack.app.Config.AMQPURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer conn.Close()
+	pub, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	q := "bench-raw-" + testenv.RunID()
+	if _, err := pub.QueueDeclare(q, true, false, false, false, amqp.Table{"x-queue-type": "quorum"}); err != nil {
+		b.Fatal(err)
+	}
+	defer func() { _, _ = pub.QueueDelete(q, false, false, false) }()
+	if err := pub.Confirm(false); err != nil {
+		b.Fatal(err)
+	}
+	cons, err := conn.Channel()
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := cons.Qos(2000, 0, false); err != nil {
+		b.Fatal(err)
+	}
+	deliveries, err := cons.Consume(q, "", false, false, false, false, nil)
+	if err != nil {
+		b.Fatal(err)
+	}
+	body := make([]byte, size)
+	for i := range body {
+		body[i] = 'x'
+	}
+	ctx := context.Background()
+	start := time.Now()
+	done := make(chan struct{})
+	go func() {
+		got := 0
+		for d := range deliveries {
+			_ = d.Ack(false)
+			if got++; got == n {
+				close(done)
+				return
+			}
+		}
+	}()
+	inflight := make(chan *amqp.DeferredConfirmation, 2000)
+	go func() {
+		for c := range inflight {
+			_, _ = c.WaitContext(ctx)
+		}
+	}()
+	for i := range n {
+		c, err := pub.PublishWithDeferredConfirmWithContext(ctx, "", q, false, false, amqp.Publishing{
+			DeliveryMode: amqp.Persistent, MessageId: strconv.Itoa(i), Body: body,
+		})
+		if err != nil {
+			b.Fatal(err)
+		}
+		inflight <- c
+	}
+	close(inflight)
+	select {
+	case <-done:
+	case <-time.After(10 * time.Minute):
+		b.Fatal("raw consumer did not get every message")
+	}
+	return float64(n) / time.Since(start).Seconds()
+}

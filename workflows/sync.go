@@ -1,0 +1,554 @@
+package workflows
+
+import (
+	"errors"
+	"fmt"
+	"slices"
+	"time"
+
+	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/internal/catalog"
+)
+
+// Signals and queries of the catalog sync workflow.
+const (
+	// SignalChanges carries []activities.SKUVersion: products that changed.
+	SignalChanges = "changes"
+	// SignalParking carries a ParkingAction: an operator's retry or discard
+	// of a parked item.
+	SignalParking = "parking"
+	// SignalChannels says the tenant's channels changed: reload them.
+	SignalChannels = "channels"
+	// QuerySync takes a SKU and returns its []ChannelSync.
+	QuerySync = "sync"
+)
+
+// Parking actions.
+const (
+	ParkingRetry   = "retry"
+	ParkingDiscard = "discard"
+)
+
+// SearchAttributeParked is how many items a sync workflow holds parked;
+// operators find the workflows that wait for them with SagaflowParked > 0.
+var SearchAttributeParked = temporal.NewSearchAttributeKeyInt64("SagaflowParked")
+
+// CatalogSyncWorkflowType is the registered name of CatalogSync.
+const CatalogSyncWorkflowType = "CatalogSync"
+
+// CatalogSyncWorkflowID is the ID of the sync workflow of shard of tenant's
+// SKUs (catalog.Shard).
+func CatalogSyncWorkflowID(tenant string, shard int) string {
+	return workflowID(tenant, "sync", fmt.Sprintf("%03d", shard))
+}
+
+// SyncOptions tune the sync workflow; the zero value of a field means its
+// default.
+type SyncOptions struct {
+	// MaxAttempts of a push before its items are parked (default 12: the
+	// activity backs off from 1 s doubling to 30 s, with jitter, so about
+	// three minutes; a market down for a minute parks nothing).
+	MaxAttempts int32 `json:"max_attempts,omitempty"`
+	// Batch is the most SKUs one push carries (default 500).
+	Batch int `json:"batch,omitempty"`
+	// MaxHistory is the history length after which the workflow continues
+	// as new (default 10,000 events).
+	MaxHistory int `json:"max_history,omitempty"`
+}
+
+func (o SyncOptions) withDefaults() SyncOptions {
+	if o.MaxAttempts <= 0 {
+		o.MaxAttempts = 12
+	}
+	if o.Batch <= 0 {
+		o.Batch = 500
+	}
+	if o.MaxHistory <= 0 {
+		o.MaxHistory = 10_000
+	}
+	return o
+}
+
+// SyncInput starts (or continues) the sync of one shard of a tenant's SKUs.
+type SyncInput struct {
+	Tenant  string      `json:"tenant"`
+	Schema  string      `json:"schema"`
+	Shard   int         `json:"shard"`
+	Options SyncOptions `json:"options"`
+	// Channels is the work carried across continue-as-new, by channel ID.
+	Channels map[string]*ChannelWork `json:"channels,omitempty"`
+	Runs     int                     `json:"runs,omitempty"`
+}
+
+// ChannelWork is what one channel still has to do.
+type ChannelWork struct {
+	Market string `json:"market"`
+	// Want is the version each SKU must reach on this channel.
+	Want map[string]int64 `json:"want,omitempty"`
+	// Parked holds the items waiting for an operator, by SKU.
+	Parked map[string]catalog.ParkedItem `json:"parked,omitempty"`
+
+	// in flight, never carried across continue-as-new
+	inflight   map[string]int64
+	activityID string
+}
+
+// ParkingAction is an operator's decision on a parked item.
+type ParkingAction struct {
+	ID        string `json:"id"`
+	ChannelID string `json:"channel_id"`
+	SKU       string `json:"sku"`
+	Action    string `json:"action"` // retry | discard
+}
+
+// ChannelSync is where one SKU stands on one channel, as the workflow sees
+// it. Status is pending, in_flight or parked; a SKU the workflow has no work
+// for is absent (the API reads its synced version from PostgreSQL).
+type ChannelSync struct {
+	ChannelID  string `json:"channel_id"`
+	Market     string `json:"market"`
+	Status     string `json:"status"`
+	Version    int64  `json:"version"`
+	Error      string `json:"error,omitempty"`
+	ParkedID   string `json:"parked_id,omitempty"`
+	ActivityID string `json:"activity_id,omitempty"`
+}
+
+// SyncStatus is the status query's answer.
+type SyncStatus struct {
+	Tenant   string                 `json:"tenant"`
+	Shard    int                    `json:"shard"`
+	Runs     int                    `json:"runs"`
+	Channels map[string]ChannelLoad `json:"channels"`
+}
+
+// ChannelLoad counts a channel's work.
+type ChannelLoad struct {
+	Market   string `json:"market"`
+	Pending  int    `json:"pending"`
+	InFlight int    `json:"in_flight"`
+	Parked   int    `json:"parked"`
+}
+
+// CatalogSync keeps one shard of a tenant's SKUs in sync with every channel
+// of the tenant. It lives long: the ingest signals changes into it
+// (signal-with-start), and it continues as new when its history grows.
+//
+// Per channel it runs one push at a time, of up to Options.Batch SKUs, so a
+// slow or failing market holds up only its own channels, and a SKU is never
+// in two pushes to the same channel at once (no older version can overtake a
+// newer one). A push that runs out of retries, or items the market refuses,
+// are parked: recorded in the parking lot, counted in SagaflowParked, and
+// kept until an operator's retry or discard, or a newer version of the SKU.
+// It ends only when cancelled (pushes in flight are cancelled with it).
+func CatalogSync(ctx workflow.Context, in SyncInput) error {
+	s := &syncRun{in: in, opts: in.Options.withDefaults(), channels: in.Channels}
+	if s.channels == nil {
+		s.channels = map[string]*ChannelWork{}
+	}
+	if err := workflow.SetQueryHandler(ctx, QueryStatus, s.status); err != nil {
+		return err
+	}
+	if err := workflow.SetQueryHandler(ctx, QuerySync, s.sync); err != nil {
+		return err
+	}
+	return s.run(ctx)
+}
+
+type syncRun struct {
+	in       SyncInput
+	opts     SyncOptions
+	channels map[string]*ChannelWork
+	seq      int
+	parked   int64 // the search attribute's last value
+}
+
+func (s *syncRun) status() (SyncStatus, error) {
+	st := SyncStatus{Tenant: s.in.Tenant, Shard: s.in.Shard, Runs: s.in.Runs, Channels: map[string]ChannelLoad{}}
+	for _, id := range sortedKeys(s.channels) {
+		cw := s.channels[id]
+		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: len(cw.Parked)}
+	}
+	return st, nil
+}
+
+func (s *syncRun) sync(sku string) ([]ChannelSync, error) {
+	var out []ChannelSync
+	for _, id := range sortedKeys(s.channels) {
+		cw := s.channels[id]
+		cs := ChannelSync{ChannelID: id, Market: cw.Market}
+		if v, ok := cw.inflight[sku]; ok {
+			cs.Status, cs.Version, cs.ActivityID = "in_flight", max(v, cw.Want[sku]), cw.activityID
+		} else if v, ok := cw.Want[sku]; ok {
+			cs.Status, cs.Version = catalog.SyncPending, v
+		} else if p, ok := cw.Parked[sku]; ok {
+			cs.Status, cs.Version, cs.Error, cs.ParkedID = catalog.SyncParked, p.Version, p.Error, p.ID
+		} else {
+			continue
+		}
+		out = append(out, cs)
+	}
+	return out, nil
+}
+
+func (s *syncRun) run(ctx workflow.Context) error {
+	changes := workflow.GetSignalChannel(ctx, SignalChanges)
+	parking := workflow.GetSignalChannel(ctx, SignalParking)
+	reload := workflow.GetSignalChannel(ctx, SignalChannels)
+	if err := s.loadChannels(ctx); err != nil {
+		return err
+	}
+	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: 2 * time.Minute,
+		RetryPolicy: &temporal.RetryPolicy{
+			// The activity sets each next delay itself (backoff with jitter,
+			// Retry-After); these are the bounds when it does not.
+			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
+			MaximumAttempts:        s.opts.MaxAttempts,
+			NonRetryableErrorTypes: []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected},
+		},
+	})
+	futures := map[string]workflow.Future{}
+	var reloadWanted bool
+	var failure error
+	for {
+		if failure != nil {
+			return failure
+		}
+		if reloadWanted && len(futures) == 0 {
+			reloadWanted = false
+			if err := s.loadChannels(ctx); err != nil {
+				return err
+			}
+		}
+		draining := s.historyFull(ctx)
+		if draining && len(futures) == 0 {
+			return s.continueAsNew(ctx, changes, parking, reload)
+		}
+		if !draining && !reloadWanted {
+			for _, id := range sortedKeys(s.channels) {
+				if _, busy := futures[id]; !busy {
+					if f := s.startPush(pushCtx, id); f != nil {
+						futures[id] = f
+					}
+				}
+			}
+		}
+		sel := workflow.NewSelector(ctx)
+		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { failure = ctx.Err() })
+		sel.AddReceive(changes, func(c workflow.ReceiveChannel, _ bool) {
+			var batch []activities.SKUVersion
+			c.Receive(ctx, &batch)
+			s.addChanges(batch)
+		})
+		sel.AddReceive(parking, func(c workflow.ReceiveChannel, _ bool) {
+			var act ParkingAction
+			c.Receive(ctx, &act)
+			failure = s.onParking(ctx, act)
+		})
+		sel.AddReceive(reload, func(c workflow.ReceiveChannel, _ bool) {
+			c.Receive(ctx, nil)
+			reloadWanted = true
+		})
+		for _, id := range sortedKeys(futures) {
+			sel.AddFuture(futures[id], func(f workflow.Future) {
+				delete(futures, id)
+				failure = s.onPushDone(ctx, id, f)
+			})
+		}
+		sel.Select(ctx)
+		// Take every change already here before the next pushes start, so a
+		// storm of signals becomes one push per channel, not one per signal.
+		for {
+			var batch []activities.SKUVersion
+			if !changes.ReceiveAsync(&batch) {
+				break
+			}
+			s.addChanges(batch)
+		}
+	}
+}
+
+// historyFull says the run should hand over to a new one.
+func (s *syncRun) historyFull(ctx workflow.Context) bool {
+	info := workflow.GetInfo(ctx)
+	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= s.opts.MaxHistory
+}
+
+func (s *syncRun) loadChannels(ctx workflow.Context) error {
+	var refs []activities.ChannelRef
+	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+	if err := workflow.ExecuteLocalActivity(lctx, a.LoadChannels, s.in.Schema).Get(ctx, &refs); err != nil {
+		return err
+	}
+	seen := map[string]bool{}
+	for _, r := range refs {
+		seen[r.ID] = true
+		if cw, ok := s.channels[r.ID]; ok {
+			cw.Market = r.Market
+			continue
+		}
+		s.channels[r.ID] = &ChannelWork{Market: r.Market}
+	}
+	for _, id := range sortedKeys(s.channels) {
+		if !seen[id] {
+			delete(s.channels, id) // deleted: its parked rows went with it
+		}
+	}
+	return s.updateParked(ctx)
+}
+
+func (s *syncRun) addChanges(batch []activities.SKUVersion) {
+	for _, id := range sortedKeys(s.channels) {
+		cw := s.channels[id]
+		for _, c := range batch {
+			if p, ok := cw.Parked[c.SKU]; ok && c.Version <= p.Version {
+				continue // parked at this version or newer: wait for the operator
+			}
+			if c.Version > cw.Want[c.SKU] {
+				if cw.Want == nil {
+					cw.Want = map[string]int64{}
+				}
+				cw.Want[c.SKU] = c.Version
+			}
+		}
+	}
+}
+
+// startPush sends the next batch of channel id's work, or returns nil.
+func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
+	cw := s.channels[id]
+	if len(cw.Want) == 0 {
+		return nil
+	}
+	skus := sortedKeys(cw.Want)
+	if len(skus) > s.opts.Batch {
+		skus = skus[:s.opts.Batch]
+	}
+	in := activities.PushInput{Tenant: s.in.Tenant, Schema: s.in.Schema, ChannelID: id}
+	cw.inflight = make(map[string]int64, len(skus))
+	for _, sku := range skus {
+		in.Items = append(in.Items, activities.SKUVersion{SKU: sku, Version: cw.Want[sku]})
+		cw.inflight[sku] = cw.Want[sku]
+	}
+	s.seq++
+	cw.activityID = fmt.Sprintf("push:%s:%d", id, s.seq)
+	ctx = workflow.WithActivityOptions(ctx, withActivityID(workflow.GetActivityOptions(ctx), cw.activityID))
+	return workflow.ExecuteActivity(ctx, a.PushProducts, in)
+}
+
+func withActivityID(o workflow.ActivityOptions, id string) workflow.ActivityOptions {
+	o.ActivityID = id
+	return o
+}
+
+// onPushDone settles a finished push: synced SKUs leave the work unless a
+// newer version arrived meanwhile; refused ones and, when the push gave up,
+// all of them are parked.
+func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future) error {
+	cw := s.channels[id]
+	sent := cw.inflight
+	cw.inflight, cw.activityID = nil, ""
+	var res activities.PushResult
+	err := f.Get(ctx, &res)
+	if err != nil {
+		var appErr *temporal.ApplicationError
+		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeChannelGone {
+			delete(s.channels, id)
+			return s.updateParked(ctx)
+		}
+		attempts := s.opts.MaxAttempts
+		if errors.As(err, &appErr) && appErr.NonRetryable() {
+			attempts = 1
+		}
+		var park []catalog.ParkedItem
+		for _, sku := range sortedKeys(sent) {
+			if v, ok := res.Synced[sku]; ok && v >= cw.Want[sku] {
+				delete(cw.Want, sku)
+				continue
+			}
+			park = append(park, catalog.ParkedItem{SKU: sku, Version: cw.Want[sku], Error: rootMessage(err), Attempts: int(attempts)})
+		}
+		return s.park(ctx, id, park)
+	}
+	var superseded []string
+	for _, sku := range sortedKeys(res.Synced) {
+		v := res.Synced[sku]
+		if v >= cw.Want[sku] {
+			delete(cw.Want, sku)
+		}
+		if p, ok := cw.Parked[sku]; ok && p.Version <= v {
+			// A newer version went through: the parked one is moot.
+			delete(cw.Parked, sku)
+			superseded = append(superseded, p.ID)
+		}
+	}
+	if len(superseded) > 0 {
+		if err := s.unpark(ctx, superseded); err != nil {
+			return err
+		}
+	}
+	for _, sku := range res.Missing {
+		if cw.Want[sku] <= sent[sku] {
+			delete(cw.Want, sku)
+		}
+	}
+	var park []catalog.ParkedItem
+	for _, r := range res.Rejected {
+		if cw.Want[r.SKU] > r.Version {
+			continue // a newer version is on its way; try that instead
+		}
+		park = append(park, catalog.ParkedItem{SKU: r.SKU, Version: r.Version, Error: r.Reason, Attempts: 1})
+	}
+	return s.park(ctx, id, park)
+}
+
+func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.ParkedItem) error {
+	if len(items) == 0 {
+		return nil
+	}
+	cw := s.channels[channelID]
+	now := workflow.Now(ctx)
+	for i := range items {
+		items[i].Since = now
+	}
+	var parked []catalog.ParkedItem
+	err := workflow.ExecuteLocalActivity(localCtx(ctx), a.ParkItems, activities.ParkInput{
+		Tenant: s.in.Tenant, Schema: s.in.Schema, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
+		Channel: activities.ChannelRef{ID: channelID, Market: cw.Market}, Items: items,
+	}).Get(ctx, &parked)
+	if err != nil {
+		return err
+	}
+	if cw.Parked == nil {
+		cw.Parked = map[string]catalog.ParkedItem{}
+	}
+	for _, p := range parked {
+		cw.Parked[p.SKU] = p
+		delete(cw.Want, p.SKU)
+	}
+	return s.updateParked(ctx)
+}
+
+func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
+	cw, ok := s.channels[act.ChannelID]
+	if ok {
+		if p, ok := cw.Parked[act.SKU]; ok && p.ID == act.ID {
+			delete(cw.Parked, act.SKU)
+			if act.Action == ParkingRetry && p.Version > cw.Want[act.SKU] {
+				if cw.Want == nil {
+					cw.Want = map[string]int64{}
+				}
+				cw.Want[act.SKU] = p.Version
+			}
+		}
+	}
+	// Removed from the parking lot whatever the workflow knew of it: the
+	// operator's word is final, and a stale row must not linger.
+	return s.unpark(ctx, []string{act.ID})
+}
+
+// unpark removes items from the parking lot and updates the count.
+func (s *syncRun) unpark(ctx workflow.Context, ids []string) error {
+	err := workflow.ExecuteLocalActivity(localCtx(ctx), a.UnparkItems, activities.UnparkInput{Schema: s.in.Schema, IDs: ids}).Get(ctx, nil)
+	if err != nil {
+		return err
+	}
+	return s.updateParked(ctx)
+}
+
+// rootMessage is what the activity said (market, channel, error), without
+// Temporal's wrapping; or what timed out.
+func rootMessage(err error) string {
+	var appErr *temporal.ApplicationError
+	if errors.As(err, &appErr) {
+		return appErr.Message()
+	}
+	var timeout *temporal.TimeoutError
+	if errors.As(err, &timeout) {
+		return "timed out: " + timeout.Message()
+	}
+	return err.Error()
+}
+
+// updateParked keeps the SagaflowParked search attribute true.
+func (s *syncRun) updateParked(ctx workflow.Context) error {
+	var n int64
+	for _, id := range sortedKeys(s.channels) {
+		n += int64(len(s.channels[id].Parked))
+	}
+	if n == s.parked {
+		return nil
+	}
+	s.parked = n
+	return workflow.UpsertTypedSearchAttributes(ctx, SearchAttributeParked.ValueSet(n))
+}
+
+func (s *syncRun) continueAsNew(ctx workflow.Context, chans ...workflow.ReceiveChannel) error {
+	// Nothing signalled may be lost: take what is buffered into the state.
+	for _, c := range chans {
+		for {
+			ok := false
+			switch c.Name() {
+			case SignalChanges:
+				var batch []activities.SKUVersion
+				if ok = c.ReceiveAsync(&batch); ok {
+					s.addChanges(batch)
+				}
+			case SignalParking:
+				var act ParkingAction
+				if ok = c.ReceiveAsync(&act); ok {
+					if err := s.onParking(ctx, act); err != nil {
+						return err
+					}
+				}
+			default:
+				ok = c.ReceiveAsync(nil)
+			}
+			if !ok {
+				break
+			}
+		}
+	}
+	next := s.in
+	next.Channels, next.Runs = s.channels, s.in.Runs+1
+	return workflow.NewContinueAsNewError(ctx, CatalogSync, next)
+}
+
+func localCtx(ctx workflow.Context) workflow.Context {
+	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
+		StartToCloseTimeout: 10 * time.Second,
+		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+}
+
+// sortedKeys is the one place workflow code ranges over a map: the order
+// of the result does not depend on the map's.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	//workflowcheck:ignore
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
+
+// CatalogSyncStart is how every caller (the ingest, the API) reaches a
+// shard's workflow: signal-with-start, so the first change of a shard starts
+// it and a finished or never-started one comes back with the signal.
+func CatalogSyncStart(tenant, schema string, shard int, o SyncOptions) (client.StartWorkflowOptions, SyncInput) {
+	return client.StartWorkflowOptions{
+		ID:        CatalogSyncWorkflowID(tenant, shard),
+		TaskQueue: TaskQueueSync,
+		TypedSearchAttributes: temporal.NewSearchAttributes(
+			SearchAttributeTenant.ValueSet(tenant), SearchAttributeParked.ValueSet(0)),
+	}, SyncInput{Tenant: tenant, Schema: schema, Shard: shard, Options: o}
+}

@@ -1,0 +1,295 @@
+package workflows
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/mock"
+	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/converter"
+	"go.temporal.io/sdk/temporal"
+	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/workflow"
+
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/internal/catalog"
+)
+
+// syncTest drives one CatalogSync with mocked activities: channels c1
+// (shopwave) and c2 (souk).
+type syncTest struct {
+	t   *testing.T
+	env *testsuite.TestWorkflowEnvironment
+	in  SyncInput
+}
+
+func newSyncTest(t *testing.T) *syncTest {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	st := &syncTest{t: t, env: env, in: SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3}}
+	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{
+		{ID: "c1", Market: "shopwave"}, {ID: "c2", Market: "souk"},
+	}, nil).Maybe()
+	return st
+}
+
+// at runs f after d of workflow time.
+func (st *syncTest) at(d time.Duration, f func()) { st.env.RegisterDelayedCallback(f, d) }
+
+func (st *syncTest) signal(d time.Duration, changes ...activities.SKUVersion) {
+	st.at(d, func() { st.env.SignalWorkflow(SignalChanges, changes) })
+}
+
+func (st *syncTest) query(sku string) []ChannelSync {
+	v, err := st.env.QueryWorkflow(QuerySync, sku)
+	require.NoError(st.t, err)
+	var out []ChannelSync
+	require.NoError(st.t, v.Get(&out))
+	return out
+}
+
+// run executes the workflow, cancelling it after d.
+func (st *syncTest) run(d time.Duration) {
+	st.at(d, st.env.CancelWorkflow)
+	st.env.ExecuteWorkflow(CatalogSync, st.in)
+	err := st.env.GetWorkflowError()
+	var canceled *temporal.CanceledError
+	require.True(st.t, errors.As(err, &canceled), "want cancelled, got %v", err)
+}
+
+// mu guards the counters the mocked activities (which run on their own
+// goroutines) share with the test.
+var mu sync.Mutex
+
+func locked(f func()) {
+	mu.Lock()
+	defer mu.Unlock()
+	f()
+}
+
+func syncAll(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
+	res := activities.PushResult{Synced: map[string]int64{}}
+	for _, it := range in.Items {
+		res.Synced[it.SKU] = it.Version
+	}
+	return res, nil
+}
+
+func TestCatalogSync_pushes_each_change_to_every_channel(t *testing.T) {
+	st := newSyncTest(t)
+	var pushed []activities.PushInput
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushed = append(pushed, in) })
+		return syncAll(ctx, in)
+	})
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1}, activities.SKUVersion{SKU: "B", Version: 4})
+	st.at(time.Minute, func() { require.Empty(t, st.query("A"), "synced SKUs leave the workflow's work") })
+	st.run(2 * time.Minute)
+
+	require.Len(t, pushed, 2)
+	byChannel := map[string][]activities.SKUVersion{}
+	for _, p := range pushed {
+		byChannel[p.ChannelID] = p.Items
+	}
+	want := []activities.SKUVersion{{SKU: "A", Version: 1}, {SKU: "B", Version: 4}}
+	require.Equal(t, map[string][]activities.SKUVersion{"c1": want, "c2": want}, byChannel)
+	st.env.AssertNotCalled(t, "ParkItems", mock.Anything, mock.Anything)
+}
+
+func TestCatalogSync_coalesces_a_storm_of_changes_into_the_latest_version(t *testing.T) {
+	st := newSyncTest(t)
+	var pushed []activities.PushInput
+	// The first push takes 10s; the storm arrives meanwhile.
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushed = append(pushed, in) })
+		return syncAll(ctx, in)
+	})
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
+	st.at(2*time.Second, func() {
+		for v := int64(2); v <= 50; v++ {
+			st.env.SignalWorkflow(SignalChanges, []activities.SKUVersion{{SKU: "A", Version: v}})
+		}
+		st.env.SignalWorkflow(SignalChanges, []activities.SKUVersion{{SKU: "A", Version: 7}}) // late and older
+	})
+	st.run(time.Minute)
+
+	require.Len(t, pushed, 4, "two pushes per channel for 51 changes")
+	versions := map[string][]int64{}
+	for _, p := range pushed {
+		require.Len(t, p.Items, 1)
+		versions[p.ChannelID] = append(versions[p.ChannelID], p.Items[0].Version)
+	}
+	require.Equal(t, map[string][]int64{"c1": {1, 50}, "c2": {1, 50}}, versions)
+}
+
+func TestCatalogSync_a_failing_market_slows_only_its_own_channel(t *testing.T) {
+	st := newSyncTest(t)
+	var c1Pushes, c2Pushes int
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		if in.ChannelID == "c1" {
+			locked(func() { c1Pushes++ })
+			return activities.PushResult{}, temporal.NewApplicationError("shopwave is down", "MarketUnavailable")
+		}
+		locked(func() { c2Pushes++ })
+		return syncAll(ctx, in)
+	})
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
+	st.signal(10*time.Second, activities.SKUVersion{SKU: "B", Version: 1})
+	st.signal(20*time.Second, activities.SKUVersion{SKU: "C", Version: 1})
+	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Maybe()
+	st.at(30*time.Second, func() {
+		// c1 is still retrying its first push; c2 went on with B and C.
+		require.Equal(t, 3, c2Pushes)
+		got := st.query("A")
+		require.Len(t, got, 1)
+		require.Equal(t, "c1", got[0].ChannelID)
+		require.Equal(t, "in_flight", got[0].Status)
+	})
+	st.run(time.Minute)
+	require.Less(t, c1Pushes, 10, "the retry policy spaces c1's attempts")
+}
+
+func parkAll(_ context.Context, in activities.ParkInput) ([]catalog.ParkedItem, error) {
+	out := make([]catalog.ParkedItem, 0, len(in.Items))
+	for _, it := range in.Items {
+		it.ID, it.ChannelID, it.Market = "p-"+in.Channel.ID+"-"+it.SKU, in.Channel.ID, in.Channel.Market
+		out = append(out, it)
+	}
+	return out, nil
+}
+
+func TestCatalogSync_parks_after_the_last_attempt_and_retries_on_signal(t *testing.T) {
+	st := newSyncTest(t)
+	st.in.Options.MaxAttempts = 3
+	c1Fails := true
+	var c1Pushes int
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		if in.ChannelID == "c1" {
+			locked(func() { c1Pushes++ })
+			if c1Fails {
+				return activities.PushResult{}, temporal.NewApplicationError("shopwave channel c1: 503 unavailable", "MarketUnavailable")
+			}
+		}
+		return syncAll(ctx, in)
+	})
+	var parked []activities.ParkInput
+	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ParkInput) ([]catalog.ParkedItem, error) {
+		locked(func() { parked = append(parked, in) })
+		return parkAll(ctx, in)
+	})
+	var unparked []string
+	st.env.OnActivity(a.UnparkItems, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UnparkInput) error {
+		locked(func() { unparked = append(unparked, in.IDs...) })
+		return nil
+	})
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 7})
+	st.at(10*time.Minute, func() {
+		require.Equal(t, 3, c1Pushes, "parked after MaxAttempts")
+		require.Len(t, parked, 1)
+		require.Equal(t, "c1", parked[0].Channel.ID)
+		require.Equal(t, []catalog.ParkedItem{{SKU: "A", Version: 7, Error: "shopwave channel c1: 503 unavailable", Attempts: 3, Since: parked[0].Items[0].Since}}, parked[0].Items)
+		got := st.query("A")
+		require.Equal(t, []ChannelSync{{ChannelID: "c1", Market: "shopwave", Status: catalog.SyncParked, Version: 7, Error: "shopwave channel c1: 503 unavailable", ParkedID: "p-c1-A"}}, got)
+		c1Fails = false
+		st.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-c1-A", ChannelID: "c1", SKU: "A", Action: ParkingRetry})
+	})
+	st.at(20*time.Minute, func() { require.Empty(t, st.query("A")) })
+	st.run(30 * time.Minute)
+	require.Equal(t, 4, c1Pushes)
+	require.Equal(t, []string{"p-c1-A"}, unparked)
+}
+
+func TestCatalogSync_parks_refused_items_at_once_and_discards_on_signal(t *testing.T) {
+	st := newSyncTest(t)
+	var pushes int
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushes++ })
+		if in.ChannelID == "c2" {
+			return activities.PushResult{Synced: map[string]int64{"B": 1}, Rejected: []activities.Rejection{{SKU: "A", Version: 1, Reason: "souk sells only in USD and EUR"}}}, nil
+		}
+		return activities.PushResult{Synced: map[string]int64{"A": 1, "B": 1}}, nil
+	})
+	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Once()
+	st.env.OnActivity(a.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-c2-A"}}).Return(nil).Once()
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1}, activities.SKUVersion{SKU: "B", Version: 1})
+	st.at(time.Minute, func() {
+		require.Equal(t, catalog.SyncParked, st.query("A")[0].Status)
+		st.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-c2-A", ChannelID: "c2", SKU: "A", Action: ParkingDiscard})
+	})
+	st.at(2*time.Minute, func() {
+		require.Empty(t, st.query("A"))
+		v, err := st.env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		var status SyncStatus
+		require.NoError(t, v.Get(&status))
+		require.Equal(t, ChannelLoad{Market: "souk"}, status.Channels["c2"])
+	})
+	st.run(3 * time.Minute)
+	require.Equal(t, 2, pushes, "a discarded item is not pushed again")
+	st.env.AssertExpectations(t)
+}
+
+func TestCatalogSync_a_newer_version_supersedes_a_parked_one(t *testing.T) {
+	st := newSyncTest(t)
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		if in.ChannelID == "c2" && in.Items[0].Version == 1 {
+			return activities.PushResult{Synced: map[string]int64{}, Rejected: []activities.Rejection{{SKU: "A", Version: 1, Reason: "bad currency"}}}, nil
+		}
+		return syncAll(ctx, in)
+	})
+	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Once()
+	st.env.OnActivity(a.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-c2-A"}}).Return(nil).Once()
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
+	st.signal(time.Minute, activities.SKUVersion{SKU: "A", Version: 2})
+	st.at(2*time.Minute, func() { require.Empty(t, st.query("A")) })
+	st.run(3 * time.Minute)
+	st.env.AssertExpectations(t)
+}
+
+func TestCatalogSync_drops_the_work_of_a_deleted_channel(t *testing.T) {
+	st := newSyncTest(t)
+	var pushes int
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushes++ })
+		if in.ChannelID == "c1" {
+			return activities.PushResult{}, temporal.NewNonRetryableApplicationError("channel c1 was deleted", activities.ErrTypeChannelGone, nil)
+		}
+		return syncAll(ctx, in)
+	})
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
+	st.signal(time.Minute, activities.SKUVersion{SKU: "B", Version: 1})
+	st.run(2 * time.Minute)
+	require.Equal(t, 3, pushes, "c1 once, c2 twice; c1 not again")
+	st.env.AssertNotCalled(t, "ParkItems", mock.Anything, mock.Anything)
+}
+
+func TestCatalogSync_continues_as_new_with_its_work(t *testing.T) {
+	st := newSyncTest(t)
+	st.at(15*time.Second+time.Millisecond, func() { st.env.SetContinueAsNewSuggested(true) })
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		if in.ChannelID == "c2" {
+			return activities.PushResult{Synced: map[string]int64{}, Rejected: []activities.Rejection{{SKU: in.Items[0].SKU, Version: in.Items[0].Version, Reason: "no"}}}, nil
+		}
+		return syncAll(ctx, in)
+	})
+	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll)
+	for i := range 20 {
+		st.signal(time.Duration(i+1)*time.Second, activities.SKUVersion{SKU: "S" + string(rune('A'+i)), Version: 1})
+	}
+	st.env.ExecuteWorkflow(CatalogSync, st.in)
+
+	var can *workflow.ContinueAsNewError
+	require.True(t, errors.As(st.env.GetWorkflowError(), &can), "got %v", st.env.GetWorkflowError())
+	var next SyncInput
+	require.NoError(t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	require.Equal(t, 1, next.Runs)
+	require.Equal(t, "souk", next.Channels["c2"].Market)
+	require.NotEmpty(t, next.Channels["c2"].Parked, "parked items are carried over")
+	for sku, p := range next.Channels["c2"].Parked {
+		require.Equal(t, "p-c2-"+sku, p.ID)
+	}
+}
