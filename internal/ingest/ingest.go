@@ -6,18 +6,17 @@
 // catalog.ReasonHeader), drops message IDs it delivered before (Redis keys),
 // keeps only the highest version per (tenant, SKU), upserts the products into
 // each tenant's schema and delivers the changes to a Sink. Only once the Sink
-// accepted them does it remember the message IDs and ack the batch; if
-// anything fails, the batch goes back to the queue and comes again. So a
-// change is delivered at least once, and a redelivered or republished
-// message (same message ID) is delivered once, except when two copies are
-// in flight at the same time or the consumer dies (or Redis fails) between
-// the Sink's acceptance and recording the message ID.
-//
-// Every failed attempt spends one of the queue's rabbit.DeliveryLimit
-// deliveries of each message in the batch; past it the broker moves the
-// message to the dead queue. With the default backoff that is about six
-// minutes of a failing store or Sink; raise MaxBackoff to ride out longer
-// outages.
+// accepted them does it remember the message IDs and ack the batch; while
+// PostgreSQL or the Sink fails, it holds the batch unacked and tries again
+// with a backoff, however long the outage (a requeue would spend one of the
+// queue's rabbit.DeliveryLimit deliveries each time, and a long Temporal
+// outage would end in the dead queue). If the consumer dies meanwhile, the
+// broker redelivers. So a change is delivered at least once, and a
+// redelivered or republished message (same message ID) is delivered once,
+// except when two copies are in flight at the same time or the consumer dies
+// (or Redis fails) between the Sink's acceptance and recording the message
+// ID. Only messages that kill the consumer again and again reach the
+// delivery limit and the dead queue.
 package ingest
 
 import (
@@ -278,8 +277,12 @@ func (c *Consumer) session(ctx context.Context, consuming func()) error {
 }
 
 // flush handles one batch: every delivery on ch so far that is not acked.
-// It returns an error only when the channel is unusable; a batch that
-// failed otherwise has been nacked back to the queue.
+// It returns an error only when the channel is unusable or ctx ends. When
+// PostgreSQL or Temporal fails, it keeps the batch unacked and tries again
+// with a backoff, for as long as it takes: the messages neither go back to
+// the queue (each requeue spends one of the queue's deliveries, and a long
+// Temporal outage would push good changes into the dead queue) nor are lost
+// (if this process dies, the broker redelivers them).
 func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delivery, failed *int) error {
 	if len(ds) == 0 {
 		return nil
@@ -288,8 +291,8 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 		return errors.New("ingest: channel closed")
 	}
 	es := parse(ds)
-	if err := c.resolveTenants(ctx, es); err != nil {
-		return c.retryLater(ctx, ch, es, failed, err)
+	if err := c.untilDone(ctx, ch, len(ds), failed, func() error { return c.resolveTenants(ctx, es) }); err != nil {
+		return err
 	}
 	fresh := markRepeats(es)
 	c.markSeen(ctx, fresh)
@@ -297,17 +300,24 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 		return err
 	}
 	changes, bySchema := coalesce(es)
-	for _, schema := range slices.Sorted(maps.Keys(bySchema)) {
-		if _, err := c.products.ApplyChanges(ctx, schema, bySchema[schema]); err != nil {
-			return c.retryLater(ctx, ch, es, failed, fmt.Errorf("apply changes to %s: %w", schema, err))
+	err := c.untilDone(ctx, ch, len(ds), failed, func() error {
+		for _, schema := range slices.Sorted(maps.Keys(bySchema)) {
+			if _, err := c.products.ApplyChanges(ctx, schema, bySchema[schema]); err != nil {
+				return fmt.Errorf("apply changes to %s: %w", schema, err)
+			}
 		}
-	}
-	if len(changes) > 0 {
+		if len(changes) == 0 {
+			return nil
+		}
 		if err := c.sink.Deliver(ctx, changes); err != nil {
-			return c.retryLater(ctx, ch, es, failed, fmt.Errorf("deliver %d changes: %w", len(changes), err))
+			return fmt.Errorf("deliver %d changes: %w", len(changes), err)
 		}
-		c.delivered.Add(int64(len(changes)))
+		return nil
+	})
+	if err != nil {
+		return err
 	}
+	c.delivered.Add(int64(len(changes)))
 	c.remember(ctx, fresh)
 	if err := ch.Ack(ds[len(ds)-1].DeliveryTag, true); err != nil {
 		return fmt.Errorf("ingest: ack: %w", err)
@@ -322,6 +332,28 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	c.duplicates.Add(int64(dups))
 	c.batches.Add(1)
 	return nil
+}
+
+// untilDone runs step until it succeeds, backing off (doubling up to
+// MaxBackoff) after each failure; it gives up only when ctx ends or the
+// channel closes (the broker then redelivers the batch).
+func (c *Consumer) untilDone(ctx context.Context, ch *amqp.Channel, deliveries int, failed *int, step func() error) error {
+	for {
+		err := step()
+		if err == nil {
+			return nil
+		}
+		c.failures.Add(1)
+		*failed++
+		wait := c.backoff(*failed)
+		c.log.Warn("ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
+		if !sleep(ctx, wait) {
+			return ctx.Err()
+		}
+		if ch.IsClosed() {
+			return errors.New("ingest: channel closed")
+		}
+	}
 }
 
 // resolveTenants looks up the tenant of every valid entry; an unknown one
@@ -439,41 +471,6 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 	c.log.Info("ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
 		"first_reason", truncate(dead[0].reason, maxReasonBytes))
 	c.deadLettered.Add(int64(len(dead)))
-	return nil
-}
-
-// retryLater fails a batch: it acks the entries that are done with (dead
-// letters, known repeats), holds the rest for a backoff that doubles with
-// each consecutive failure (they stay unacked, so no other consumer takes
-// them and they do not spend the queue's delivery limit faster), then
-// requeues them.
-func (c *Consumer) retryLater(ctx context.Context, ch *amqp.Channel, es []entry, failed *int, cause error) error {
-	c.failures.Add(1)
-	*failed++
-	wait := c.backoff(*failed)
-	c.log.Warn("ingest: batch failed; it will come again", "deliveries", len(es), "retry_in", wait, "error", cause)
-	var last uint64
-	for i := range es {
-		if !es[i].handled() {
-			last = es[i].d.DeliveryTag
-			continue
-		}
-		if err := ch.Ack(es[i].d.DeliveryTag, false); err != nil {
-			return fmt.Errorf("ingest: ack: %w", err)
-		}
-		if es[i].state == seen {
-			c.duplicates.Add(1)
-		}
-	}
-	if !sleep(ctx, wait) {
-		return ctx.Err()
-	}
-	if last == 0 {
-		return nil
-	}
-	if err := ch.Nack(last, true, true); err != nil {
-		return fmt.Errorf("ingest: nack: %w", err)
-	}
 	return nil
 }
 
