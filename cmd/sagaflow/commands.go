@@ -52,7 +52,7 @@ func (c *cli) devCmd() *cobra.Command {
 			g.Go(func() error { return sims.Serve(gctx, c.cfg, log) })
 			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
 			g.Go(func() error { return a.Starter().Run(gctx) })
-			g.Go(func() error { return a.Relay().Run(gctx) })
+			g.Go(func() error { return a.RunRelay(gctx) })
 			g.Go(func() error { return a.Ingest().Run(gctx) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
 			c.banner(a, l.Addr(), time.Since(start))
@@ -107,7 +107,7 @@ func (c *cli) apiCmd() *cobra.Command {
 			log.Info("api listening", "addr", l.Addr().String(), "temporal", c.cfg.TemporalHostPort())
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return a.Starter().Run(gctx) })
-			g.Go(func() error { return a.Relay().Run(gctx) })
+			g.Go(func() error { return a.RunRelay(gctx) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
 			return g.Wait()
 		},

@@ -363,9 +363,25 @@ func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) err
 }
 
 // Relay publishes the tenants' outbox rows (product changes) to RabbitMQ;
-// run it in every process that serves the API.
-func (a *App) Relay() *outbox.Relay {
-	return outbox.New(a.Store.Pool(), a.Rabbit, a.Log, outbox.Options{})
+// run it in every process that serves the API. It publishes on a connection
+// of its own: the broker's flow control throttles a publishing connection,
+// and must not hold up the acks of the ingest's consumers on the shared one.
+func (a *App) Relay(ctx context.Context) (*outbox.Relay, error) {
+	conn, err := rabbit.Dial(ctx, a.Config.AMQPURL)
+	if err != nil {
+		return nil, err
+	}
+	a.closers = append(a.closers, func() { _ = conn.Close() })
+	return outbox.New(a.Store.Pool(), conn, a.Log, outbox.Options{}), nil
+}
+
+// RunRelay runs Relay until ctx ends.
+func (a *App) RunRelay(ctx context.Context) error {
+	r, err := a.Relay(ctx)
+	if err != nil {
+		return err
+	}
+	return r.Run(ctx)
 }
 
 // Ingest consumes the product changes from RabbitMQ and hands them to the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"time"
 
 	"go.temporal.io/sdk/client"
 	"golang.org/x/sync/errgroup"
@@ -42,6 +43,9 @@ type syncSink struct {
 	opts   workflows.SyncOptions
 }
 
+// deliverTimeout bounds one signal-with-start.
+const deliverTimeout = 30 * time.Second
+
 type shardKey struct {
 	tenant, schema string
 	shard          int
@@ -59,7 +63,11 @@ func (s syncSink) Deliver(ctx context.Context, changes []ingest.Change) error {
 		slices.SortFunc(batch, func(a, b activities.SKUVersion) int { return compareStrings(a.SKU, b.SKU) })
 		g.Go(func() error {
 			opts, in := workflows.CatalogSyncStart(k.tenant, k.schema, k.shard, s.opts)
-			if _, err := s.c.SignalWithStartWorkflow(gctx, opts.ID, workflows.SignalChanges, batch, opts, workflows.CatalogSyncWorkflowType, in); err != nil {
+			// A hung call must not hold the batch for ever: the ingest
+			// retries the whole delivery (signals are idempotent in effect).
+			sctx, cancel := context.WithTimeout(gctx, deliverTimeout)
+			defer cancel()
+			if _, err := s.c.SignalWithStartWorkflow(sctx, opts.ID, workflows.SignalChanges, batch, opts, workflows.CatalogSyncWorkflowType, in); err != nil {
 				return fmt.Errorf("signal %s: %w", opts.ID, err)
 			}
 			return nil

@@ -183,7 +183,7 @@ func run(m *testing.M) int {
 	go func() { starterDone <- a.Starter().Run(starterCtx) }()
 	defer func() { stopStarter(); <-starterDone }()
 	relayDone := make(chan error, 1)
-	go func() { relayDone <- a.Relay().Run(starterCtx) }()
+	go func() { relayDone <- a.RunRelay(starterCtx) }()
 	defer func() { stopStarter(); <-relayDone }()
 	var ingestMu sync.Mutex
 	var stopIngest context.CancelFunc

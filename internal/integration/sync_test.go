@@ -737,3 +737,61 @@ func TestSync_bad_input_is_refused_with_reasons(t *testing.T) {
 		t.Fatalf("markets: %d %+v", code, markets)
 	}
 }
+
+// TestSync_status_shows_retrying_while_a_market_is_down: a push to a market
+// that is down is retried (its attempts and last error shown), and synced
+// once the market is back, with nothing parked.
+func TestSync_status_shows_retrying_while_a_market_is_down(t *testing.T) {
+	st := newSyncTenant(t, syncTenantName("d"), "souk", "shopwave")
+	m := stack.sims.Markets["souk"]
+	cfg := m.Config()
+	cfg.Down = true
+	if err := m.SetConfig(cfg); err != nil {
+		t.Fatal(err)
+	}
+	up := func() {
+		cfg := m.Config()
+		cfg.Down = false
+		_ = m.SetConfig(cfg)
+	}
+	t.Cleanup(up)
+	body := map[string]any{"name": "Kettle", "price": map[string]any{"amount": 4990, "currency": "EUR"}, "stock": 2}
+	if code := call(t, st.key, http.MethodPut, "/v1/products/KETTLE-1", body, nil); code != http.StatusCreated {
+		t.Fatalf("put: %d", code)
+	}
+	statusOf := func(market string) (string, string, int64) {
+		var doc struct {
+			Channels []struct {
+				Market    string `json:"market"`
+				Status    string `json:"status"`
+				LastError string `json:"last_error"`
+				Attempts  int64  `json:"attempts"`
+			}
+		}
+		if code := call(t, st.key, http.MethodGet, "/v1/products/KETTLE-1/sync", nil, &doc); code != http.StatusOK {
+			t.Fatalf("sync: %d", code)
+		}
+		for _, c := range doc.Channels {
+			if c.Market == market {
+				return c.Status, c.LastError, c.Attempts
+			}
+		}
+		return "", "", 0
+	}
+	eventually(t, 30*time.Second, "souk shows retrying with its last error", func() bool {
+		status, lastErr, attempts := statusOf("souk")
+		return status == catalog.SyncRetrying && strings.Contains(lastErr, "unavailable") && attempts >= 1
+	})
+	if status, _, _ := statusOf("shopwave"); status != catalog.SyncSynced {
+		t.Fatalf("shopwave, which is up, is %s: a down market must slow only its own channels", status)
+	}
+	up()
+	eventually(t, time.Minute, "souk synced once it is back", func() bool {
+		status, _, _ := statusOf("souk")
+		return status == catalog.SyncSynced
+	})
+	var dlq struct{ Items []parkedDoc }
+	if call(t, st.key, http.MethodGet, "/v1/dlq", nil, &dlq); len(dlq.Items) != 0 {
+		t.Fatalf("parked: %+v", dlq.Items)
+	}
+}
