@@ -26,7 +26,17 @@
 # requests/s, and sagaflow shares the rest with Redis, PostgreSQL and Temporal:
 # the figures compare the two servers on this machine, nothing more.
 #
+# With RATES set (make bench-coupon-ceiling) it searches each server's
+# ceiling instead: it runs coupon.js at each rate of RATES in turn, against
+# the bare baseline and then against sagaflow, and stops for a server at the
+# first rate it does not hold — k6's thresholds fail (p99 >= 20 ms, or fewer
+# than 99.9% of requests answered 202/409/410) or more than 1% of the
+# iterations are dropped. It prints every run, each server's highest rate
+# held with its p50/p99, and the ratio of the two rates (the issue's target:
+# sagaflow's at least half the bare endpoint's, with p99 under 20 ms).
+#
 # Environment:
+#   RATES     e.g. "500 1000 1500 2000 3000": search the ceilings (see above)
 #   RATE      requests/s after coupon.js's 10 s ramp (default 1000)
 #   DURATION  how long RATE is held (k6 duration, default 20s)
 #   BASE_URL  sagaflow (default http://127.0.0.1:8080)
@@ -124,12 +134,6 @@ run() {
   return "$rc"
 }
 
-bare_rc=0
-run bare "$BARE_URL" "$bare_json" || bare_rc=$?
-stop_bare
-saga_rc=0
-run sagaflow "$BASE_URL" "$saga_json" || saga_rc=$?
-
 # figures JSON -> "count p50 p99 dropped" (n/a for what is missing).
 figures() {
   if [ ! -s "$1" ]; then
@@ -154,6 +158,53 @@ print(v("http_reqs{name:coupon_request,phase:hold}", "count"),
 EOF
   fi
 }
+
+# search LABEL URL: coupon.js at each rate of RATES until one is not held;
+# prints one line per run and sets best_LABEL to "rate p50 p99" of the
+# highest rate held ("0 n/a n/a" if none).
+search() {
+  local label=$1 url=$2 r rc json count p50 p99 drop held best="0 n/a n/a"
+  for r in $RATES; do
+    json=$REPORT_DIR/coupon-$label-$r-$stamp.json
+    rc=0
+    RATE=$r run "$label" "$url" "$json" || rc=$?
+    read -r count p50 p99 drop <<<"$(figures "$json")"
+    held=$(awk -v rc="$rc" -v d="$drop" -v r="$r" -v h="$hold" 'BEGIN { print (rc == 0 && d + 0 <= 0.01 * r * h) ? "held" : "not held" }')
+    printf '%-10s rate %5s/s: served %8s/s  p50 %8s ms  p99 %8s ms  dropped %6s  k6 rc %3s  -> %s\n' \
+      "$label" "$r" "$(awk -v c="$count" -v h="$hold" 'BEGIN { printf (c ~ /^[0-9.]+$/) ? "%.0f" : "n/a", c / h }')" \
+      "$(printf '%.2f' "$p50" 2>/dev/null || echo n/a)" "$(printf '%.2f' "$p99" 2>/dev/null || echo n/a)" "$drop" "$rc" "$held" | tee -a "$summary"
+    [ "$held" = held ] || break
+    best="$r $p50 $p99"
+  done
+  printf -v "best_$label" '%s' "$best"
+}
+
+if [ -n "${RATES:-}" ]; then
+  for r in $RATES; do [[ $r =~ ^[1-9][0-9]*$ ]] || die "RATES=$RATES: want positive integers (requests/s)"; done
+  summary=$REPORT_DIR/coupon-ceiling-$stamp.txt
+  : >"$summary"
+  search bare "$BARE_URL"
+  stop_bare
+  search sagaflow "$BASE_URL"
+  read -r br b50 b99 <<<"$best_bare"
+  read -r sr s50 s99 <<<"$best_sagaflow"
+  awk -v br="$br" -v b50="$b50" -v b99="$b99" -v sr="$sr" -v s50="$s50" -v s99="$s99" -v dur="$DURATION" 'BEGIN {
+    printf "\nhighest coupon request rate held (p99 < 20 ms, >= 99.9%% answered, <= 1%% dropped; each rate held %s after a 10 s ramp)\n", dur
+    printf "%-16s %8s %10s %10s\n", "", "rate/s", "p50 ms", "p99 ms"
+    printf "%-16s %8s %10.2f %10.2f\n", "bare", br, b50, b99
+    printf "%-16s %8s %10.2f %10.2f\n", "sagaflow", sr, s50, s99
+    printf "%-16s %8.2f   (target >= 0.50)\n", "sagaflow/bare", (br > 0 ? sr / br : 0)
+  }' | tee -a "$summary"
+  log "runs: $summary"
+  awk -v br="$br" -v sr="$sr" 'BEGIN { exit !(br > 0 && sr / br >= 0.5) }'
+  exit $?
+fi
+
+bare_rc=0
+run bare "$BARE_URL" "$bare_json" || bare_rc=$?
+stop_bare
+saga_rc=0
+run sagaflow "$BASE_URL" "$saga_json" || saga_rc=$?
 
 read -r b_count b_p50 b_p99 b_drop <<<"$(figures "$bare_json")"
 read -r s_count s_p50 s_p99 s_drop <<<"$(figures "$saga_json")"
