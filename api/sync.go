@@ -369,7 +369,7 @@ func (s *Server) parkedAction(action string) gin.HandlerFunc {
 			fail(c, err)
 			return
 		}
-		act := workflows.ParkingAction{ID: it.ID, ChannelID: it.ChannelID, SKU: it.SKU, Action: action}
+		act := workflows.ParkingAction{ID: it.ID, ChannelID: it.ChannelID, SKU: it.SKU, Version: it.Version, Action: action}
 		if err := s.signalShard(ctx, t, catalog.Shard(it.SKU, s.deps.Sync.Shards), workflows.SignalParking, act); err != nil {
 			fail(c, fmt.Errorf("signal %s of parked item %s: %w", action, it.ID, err))
 			return

@@ -28,8 +28,9 @@
 #
 # With RATES set (make bench-coupon-ceiling) it searches each server's
 # ceiling instead: it runs coupon.js at each rate of RATES in turn, against
-# the bare baseline and then against sagaflow, and stops for a server at the
-# first rate it does not hold — k6's thresholds fail (p99 >= 20 ms, or fewer
+# the bare baseline and against sagaflow one after the other (so both meet
+# the same moment of a noisy machine), and stops for a server at the first
+# rate it does not hold — k6's thresholds fail (p99 >= 20 ms, or fewer
 # than 99.9% of requests answered 202/409/410) or more than 1% of the
 # iterations are dropped. It prints every run, each server's highest rate
 # held with its p50/p99, and the ratio of the two rates (the issue's target:
@@ -159,33 +160,38 @@ EOF
   fi
 }
 
-# search LABEL URL: coupon.js at each rate of RATES until one is not held;
-# prints one line per run and sets best_LABEL to "rate p50 p99" of the
-# highest rate held ("0 n/a n/a" if none).
-search() {
-  local label=$1 url=$2 r rc json count p50 p99 drop held best="0 n/a n/a"
-  for r in $RATES; do
-    json=$REPORT_DIR/coupon-$label-$r-$stamp.json
-    rc=0
-    RATE=$r run "$label" "$url" "$json" || rc=$?
-    read -r count p50 p99 drop <<<"$(figures "$json")"
-    held=$(awk -v rc="$rc" -v d="$drop" -v r="$r" -v h="$hold" 'BEGIN { print (rc == 0 && d + 0 <= 0.01 * r * h) ? "held" : "not held" }')
-    printf '%-10s rate %5s/s: served %8s/s  p50 %8s ms  p99 %8s ms  dropped %6s  k6 rc %3s  -> %s\n' \
-      "$label" "$r" "$(awk -v c="$count" -v h="$hold" 'BEGIN { printf (c ~ /^[0-9.]+$/) ? "%.0f" : "n/a", c / h }')" \
-      "$(printf '%.2f' "$p50" 2>/dev/null || echo n/a)" "$(printf '%.2f' "$p99" 2>/dev/null || echo n/a)" "$drop" "$rc" "$held" | tee -a "$summary"
-    [ "$held" = held ] || break
-    best="$r $p50 $p99"
-  done
-  printf -v "best_$label" '%s' "$best"
+# try LABEL URL RATE: coupon.js against URL at RATE; prints one line and
+# returns 0 when the rate was held.
+try() {
+  local label=$1 url=$2 r=$3 rc=0 json count p50 p99 drop held
+  json=$REPORT_DIR/coupon-$label-$r-$stamp.json
+  RATE=$r run "$label" "$url" "$json" || rc=$?
+  read -r count p50 p99 drop <<<"$(figures "$json")"
+  held=$(awk -v rc="$rc" -v d="$drop" -v r="$r" -v h="$hold" 'BEGIN { print (rc == 0 && d + 0 <= 0.01 * r * h) ? "held" : "not held" }')
+  printf '%-10s rate %5s/s: served %8s/s  p50 %8s ms  p99 %8s ms  dropped %6s  k6 rc %3s  -> %s\n' \
+    "$label" "$r" "$(awk -v c="$count" -v h="$hold" 'BEGIN { printf (c ~ /^[0-9.]+$/) ? "%.0f" : "n/a", c / h }')" \
+    "$(printf '%.2f' "$p50" 2>/dev/null || echo n/a)" "$(printf '%.2f' "$p99" 2>/dev/null || echo n/a)" "$drop" "$rc" "$held" | tee -a "$summary"
+  last="$r $p50 $p99"
+  [ "$held" = held ]
 }
 
 if [ -n "${RATES:-}" ]; then
   for r in $RATES; do [[ $r =~ ^[1-9][0-9]*$ ]] || die "RATES=$RATES: want positive integers (requests/s)"; done
   summary=$REPORT_DIR/coupon-ceiling-$stamp.txt
   : >"$summary"
-  search bare "$BARE_URL"
+  # Rate by rate, the baseline then sagaflow, so that both meet the same
+  # moment of this shared machine; each stops at its first rate not held.
+  best_bare="0 n/a n/a" best_sagaflow="0 n/a n/a" bare_on=1 saga_on=1
+  for r in $RATES; do
+    [ $bare_on = 1 ] || [ $saga_on = 1 ] || break
+    if [ $bare_on = 1 ]; then
+      if try bare "$BARE_URL" "$r"; then best_bare=$last; else bare_on=0; fi
+    fi
+    if [ $saga_on = 1 ]; then
+      if try sagaflow "$BASE_URL" "$r"; then best_sagaflow=$last; else saga_on=0; fi
+    fi
+  done
   stop_bare
-  search sagaflow "$BASE_URL"
   read -r br b50 b99 <<<"$best_bare"
   read -r sr s50 s99 <<<"$best_sagaflow"
   awk -v br="$br" -v b50="$b50" -v b99="$b99" -v sr="$sr" -v s50="$s50" -v s99="$s99" -v dur="$DURATION" 'BEGIN {

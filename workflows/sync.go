@@ -102,7 +102,11 @@ type ParkingAction struct {
 	ID        string `json:"id"`
 	ChannelID string `json:"channel_id"`
 	SKU       string `json:"sku"`
-	Action    string `json:"action"` // retry | discard
+	// Version is the parked version, as the parking lot has it: a retry
+	// reaches a run that no longer holds the item (terminated and started
+	// again) all the same.
+	Version int64  `json:"version"`
+	Action  string `json:"action"` // retry | discard
 }
 
 // ChannelSync is where one SKU stands on one channel, as the workflow sees
@@ -438,16 +442,17 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 }
 
 func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
-	cw, ok := s.channels[act.ChannelID]
-	if ok {
+	if cw, ok := s.channels[act.ChannelID]; ok {
+		version := act.Version
 		if p, ok := cw.Parked[act.SKU]; ok && p.ID == act.ID {
 			delete(cw.Parked, act.SKU)
-			if act.Action == ParkingRetry && p.Version > cw.Want[act.SKU] {
-				if cw.Want == nil {
-					cw.Want = map[string]int64{}
-				}
-				cw.Want[act.SKU] = p.Version
+			version = max(version, p.Version)
+		}
+		if act.Action == ParkingRetry && version > cw.Want[act.SKU] {
+			if cw.Want == nil {
+				cw.Want = map[string]int64{}
 			}
+			cw.Want[act.SKU] = version
 		}
 	}
 	// Removed from the parking lot whatever the workflow knew of it: the

@@ -293,3 +293,20 @@ func TestCatalogSync_continues_as_new_with_its_work(t *testing.T) {
 		require.Equal(t, "p-c2-"+sku, p.ID)
 	}
 }
+
+func TestCatalogSync_a_retry_reaches_a_run_that_lost_the_parked_item(t *testing.T) {
+	st := newSyncTest(t)
+	var pushed []activities.PushInput
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushed = append(pushed, in) })
+		return syncAll(ctx, in)
+	})
+	st.env.OnActivity(a.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-old"}}).Return(nil).Once()
+	// A fresh run: the item was parked by a run that was terminated.
+	st.at(time.Second, func() {
+		st.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-old", ChannelID: "c2", SKU: "A", Version: 4, Action: ParkingRetry})
+	})
+	st.run(time.Minute)
+	require.Equal(t, []activities.PushInput{{Tenant: "demo", Schema: "tenant_demo", ChannelID: "c2", Items: []activities.SKUVersion{{SKU: "A", Version: 4}}}}, pushed)
+	st.env.AssertExpectations(t)
+}
