@@ -6,9 +6,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"net/http"
-	"net/url"
-	"os"
 	"slices"
 	"strings"
 	"sync"
@@ -313,64 +310,4 @@ func eventually(t *testing.T, timeout time.Duration, what string, cond func() bo
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
-}
-
-// connections waits until the management API lists client connections of
-// the test's vhost (it learns of new ones with a delay) and returns their
-// names.
-func (f *fixture) connections(t *testing.T) []string {
-	t.Helper()
-	u, err := url.Parse(f.env.Config.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	vhost := strings.TrimPrefix(u.Path, "/")
-	var names []string
-	eventually(t, 15*time.Second, "connections listed in the management API", func() bool {
-		resp := management(t, http.MethodGet, "/api/vhosts/"+url.PathEscape(vhost)+"/connections")
-		defer resp.Body.Close()
-		var conns []struct {
-			Name string `json:"name"`
-		}
-		if err := json.NewDecoder(resp.Body).Decode(&conns); err != nil {
-			t.Fatal(err)
-		}
-		names = names[:0]
-		for _, c := range conns {
-			names = append(names, c.Name)
-		}
-		return len(names) > 0
-	})
-	return names
-}
-
-// closeConnections makes the broker close the named connections, as a
-// broker restart would.
-func closeConnections(t *testing.T, names []string) {
-	t.Helper()
-	for _, n := range names {
-		resp := management(t, http.MethodDelete, "/api/connections/"+url.PathEscape(n))
-		resp.Body.Close()
-		if resp.StatusCode >= 300 && resp.StatusCode != http.StatusNotFound {
-			t.Fatalf("close connection %s: %s", n, resp.Status)
-		}
-	}
-}
-
-func management(t *testing.T, method, path string) *http.Response {
-	t.Helper()
-	base := os.Getenv("RABBITMQ_MANAGEMENT_URL")
-	if base == "" {
-		base = "http://guest:guest@127.0.0.1:56730"
-	}
-	req, err := http.NewRequest(method, strings.TrimSuffix(base, "/")+path, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	req.Header.Set("X-Reason", "test: simulated broker restart")
-	resp, err := http.DefaultClient.Do(req)
-	if err != nil {
-		t.Fatal(err)
-	}
-	return resp
 }

@@ -1,6 +1,7 @@
 package ingest_test
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"strings"
@@ -229,9 +230,15 @@ func TestConsumer_competing_consumers_lose_nothing_across_a_broker_drop(t *testi
 	}
 	publish(1000)
 	eventually(t, 30*time.Second, "consumption under way", func() bool { return c1.Stats().Batches+c2.Stats().Batches > 0 })
-	names := f.connections(t)
+	ctx := context.Background()
+	names, err := f.env.Connections(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
 	publish(1000)
-	closeConnections(t, names)
+	if err := f.env.CloseConnections(ctx, names); err != nil {
+		t.Fatal(err)
+	}
 	publish(1000)
 
 	eventually(t, 60*time.Second, "every change delivered", func() bool {

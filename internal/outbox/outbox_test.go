@@ -175,12 +175,17 @@ func TestRelay_loses_nothing_when_the_broker_drops_it_or_it_restarts(t *testing.
 		want = append(want, f.insert(t, a, 1)...)
 		before := relay.Published()
 		eventually(t, 20*time.Second, "the relay connected", func() bool { return relay.Published() > before })
-		names := connections(t, f.env.Config.AMQPURL)
+		names, err := f.env.Connections(context.Background())
+		if err != nil {
+			t.Fatal(err)
+		}
 		want = append(want, f.insert(t, a, 1000)...)
 		want = append(want, f.insert(t, b, 1000)...)
 		before = relay.Published()
 		eventually(t, 20*time.Second, "progress", func() bool { return relay.Published() > before })
-		closeConnections(t, names)
+		if err := f.env.CloseConnections(context.Background(), names); err != nil {
+			t.Fatal(err)
+		}
 	}
 	eventually(t, 60*time.Second, "every row sent after the drops", func() bool { return f.unsent(t, a, b) == 0 })
 

@@ -11,6 +11,8 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -32,6 +34,8 @@ const (
 type Env struct {
 	Config  config.Config
 	cleanup []func()
+	// mgmt and vhostName locate the run's virtual host in the management API.
+	mgmt, vhostName string
 }
 
 // RunID is a short random name for this run's resources.
@@ -103,6 +107,7 @@ func (e *Env) vhost(ctx context.Context, amqpURL, name string) (string, error) {
 	if mgmt == "" {
 		mgmt = defaultManagementURL
 	}
+	e.mgmt, e.vhostName = mgmt, name
 	au, err := url.Parse(amqpURL)
 	if err != nil {
 		return "", err
@@ -111,23 +116,67 @@ func (e *Env) vhost(ctx context.Context, amqpURL, name string) (string, error) {
 	if user == "" {
 		user = "guest"
 	}
-	if err := management(ctx, mgmt, http.MethodPut, "/api/vhosts/"+url.PathEscape(name), `{}`); err != nil {
+	if err := management(ctx, mgmt, http.MethodPut, "/api/vhosts/"+url.PathEscape(name), `{}`, nil); err != nil {
 		return "", err
 	}
 	e.cleanup = append(e.cleanup, func() {
 		ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
 		defer cancel()
-		_ = management(ctx, mgmt, http.MethodDelete, "/api/vhosts/"+url.PathEscape(name), "")
+		_ = management(ctx, mgmt, http.MethodDelete, "/api/vhosts/"+url.PathEscape(name), "", nil)
 	})
 	perm := `{"configure":".*","write":".*","read":".*"}`
-	if err := management(ctx, mgmt, http.MethodPut, "/api/permissions/"+url.PathEscape(name)+"/"+url.PathEscape(user), perm); err != nil {
+	if err := management(ctx, mgmt, http.MethodPut, "/api/permissions/"+url.PathEscape(name)+"/"+url.PathEscape(user), perm, nil); err != nil {
 		return "", err
 	}
 	au.Path = "/" + name
 	return au.String(), nil
 }
 
-func management(ctx context.Context, base, method, path, body string) error {
+// Connections waits (up to 15 s: the management API learns of new
+// connections with a delay) until the run's virtual host has client
+// connections, and returns their names.
+func (e *Env) Connections(ctx context.Context) ([]string, error) {
+	ctx, cancel := context.WithTimeout(ctx, 15*time.Second)
+	defer cancel()
+	for {
+		var conns []struct {
+			Name string `json:"name"`
+		}
+		if err := management(ctx, e.mgmt, http.MethodGet, "/api/vhosts/"+url.PathEscape(e.vhostName)+"/connections", "", &conns); err != nil {
+			return nil, err
+		}
+		if len(conns) > 0 {
+			names := make([]string, len(conns))
+			for i, c := range conns {
+				names[i] = c.Name
+			}
+			return names, nil
+		}
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("testenv: no connections to vhost %s listed: %w", e.vhostName, ctx.Err())
+		case <-time.After(20 * time.Millisecond):
+		}
+	}
+}
+
+// CloseConnections makes the broker close the named connections, as a
+// broker restart would; one already gone is no error.
+func (e *Env) CloseConnections(ctx context.Context, names []string) error {
+	for _, n := range names {
+		err := management(ctx, e.mgmt, http.MethodDelete, "/api/connections/"+url.PathEscape(n), "", nil)
+		if err != nil && !errors.Is(err, errNotFound) {
+			return err
+		}
+	}
+	return nil
+}
+
+var errNotFound = errors.New("404 not found")
+
+// management calls the management API and decodes a JSON answer into out
+// (when not nil).
+func management(ctx context.Context, base, method, path, body string, out any) error {
 	// The client sends the URL's user info as basic auth.
 	req, err := http.NewRequestWithContext(ctx, method, strings.TrimSuffix(base, "/")+path, bytes.NewBufferString(body))
 	if err != nil {
@@ -139,8 +188,16 @@ func management(ctx context.Context, base, method, path, body string) error {
 		return fmt.Errorf("testenv: rabbitmq management at %s not reachable (run `make up`): %w", redact(base), err)
 	}
 	defer resp.Body.Close()
+	if resp.StatusCode == http.StatusNotFound {
+		return fmt.Errorf("testenv: rabbitmq management %s %s: %w", method, path, errNotFound)
+	}
 	if resp.StatusCode >= 300 {
 		return fmt.Errorf("testenv: rabbitmq management %s %s: %s", method, path, resp.Status)
+	}
+	if out != nil {
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			return fmt.Errorf("testenv: rabbitmq management %s %s: %w", method, path, err)
+		}
 	}
 	return nil
 }
