@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/activity"
@@ -79,18 +80,8 @@ func (a *Activities) LoadChannels(ctx context.Context, schema string) ([]Channel
 	for _, c := range chs {
 		refs = append(refs, ChannelRef{ID: c.ID, Market: c.Market})
 	}
-	slices.SortFunc(refs, func(x, y ChannelRef) int { return cmpString(x.ID, y.ID) })
+	slices.SortFunc(refs, func(x, y ChannelRef) int { return strings.Compare(x.ID, y.ID) })
 	return refs, nil
-}
-
-func cmpString(x, y string) int {
-	switch {
-	case x < y:
-		return -1
-	case x > y:
-		return 1
-	}
-	return 0
 }
 
 // PushInput is a batch of SKUs for one channel.

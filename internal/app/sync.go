@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"go.temporal.io/sdk/client"
@@ -60,7 +61,7 @@ func (s syncSink) Deliver(ctx context.Context, changes []ingest.Change) error {
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)
 	for k, batch := range groups {
-		slices.SortFunc(batch, func(a, b activities.SKUVersion) int { return compareStrings(a.SKU, b.SKU) })
+		slices.SortFunc(batch, func(a, b activities.SKUVersion) int { return strings.Compare(a.SKU, b.SKU) })
 		g.Go(func() error {
 			opts, in := workflows.CatalogSyncStart(k.tenant, k.schema, k.shard, s.opts)
 			// A hung call must not hold the batch for ever: the ingest
@@ -74,14 +75,4 @@ func (s syncSink) Deliver(ctx context.Context, changes []ingest.Change) error {
 		})
 	}
 	return g.Wait()
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"maps"
 	"net/http"
 	"slices"
 	"strconv"
@@ -68,7 +69,7 @@ func (o Options) Validate() error {
 	if o.BreakerOpenFor < 0 {
 		return fmt.Errorf("market: options: breaker open time must be >= 0, got %s", o.BreakerOpenFor)
 	}
-	for _, name := range sortedKeys(o.MarketRatePerSec) {
+	for _, name := range slices.Sorted(maps.Keys(o.MarketRatePerSec)) {
 		if _, ok := specs[name]; !ok {
 			return fmt.Errorf("market: options: rate for %w %q (want one of %s)", ErrUnknownMarket, name, strings.Join(Names(), ", "))
 		}
@@ -429,13 +430,4 @@ func statusText(status int) string {
 		return t
 	}
 	return "status"
-}
-
-func sortedKeys[V any](m map[string]V) []string {
-	keys := make([]string, 0, len(m))
-	for k := range m {
-		keys = append(keys, k)
-	}
-	slices.Sort(keys)
-	return keys
 }
