@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"os"
-	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -20,10 +18,7 @@ import (
 // figure is coupons per second from the first request to the campaign done
 // (Redis cleaned up). Run it with `make bench-coupon-drain`.
 func BenchmarkCoupon_issue_drain(b *testing.B) {
-	n := 50000
-	if v, err := strconv.Atoi(os.Getenv("BENCH_COUPONS")); err == nil && v > 0 {
-		n = v
-	}
+	n := envInt("BENCH_COUPONS", 50000)
 	ctx := context.Background()
 	for range b.N {
 		var c campaignDoc

@@ -5,9 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"os"
 	"slices"
-	"strconv"
 	"sync"
 	"testing"
 	"time"
@@ -100,10 +98,7 @@ func measure(b *testing.B, n, concurrency int, op func(i int) (time.Duration, er
 // to a bare workflow with the same activities doing nothing, in the same
 // run. Run it with `make bench-join` (BENCH_JOINS sets the count).
 func BenchmarkJoin_vs_bare(b *testing.B) {
-	n := 400
-	if v, err := strconv.Atoi(os.Getenv("BENCH_JOINS")); err == nil && v > 0 {
-		n = v
-	}
+	n := envInt("BENCH_JOINS", 400)
 	const concurrency = 50
 	ctx := context.Background()
 	tc := stack.app.Temporal
