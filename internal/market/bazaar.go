@@ -98,18 +98,15 @@ var bazaarSpec = &codec[bazaarProduct]{
 		}
 		out := make([]answer, len(r.Items))
 		for i, it := range r.Items {
-			out[i] = answer{sku: it.ProductCode, reason: it.Message}
-			switch it.Result {
-			case "OK":
-				out[i].outcome = Applied
-			case "DUPLICATE":
-				out[i].outcome = Duplicate
-			case "FAIL":
-				out[i].outcome = Rejected
-			default:
-				return nil, fmt.Errorf("decode bazaar reply: item %d: unknown result %q", i, it.Result)
+			a, err := bazaarWords.answer("bazaar", i, it.ProductCode, it.Result, it.Message)
+			if err != nil {
+				return nil, err
 			}
+			out[i] = a
 		}
 		return out, nil
 	},
 }
+
+// bazaarWords are the words the market answers an item with.
+var bazaarWords = statusWords{"OK": Applied, "DUPLICATE": Duplicate, "FAIL": Rejected}

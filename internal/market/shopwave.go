@@ -89,18 +89,15 @@ var shopwaveSpec = &codec[shopwaveListing]{
 		}
 		out := make([]answer, len(r.Results))
 		for i, res := range r.Results {
-			out[i] = answer{sku: res.SKU, reason: res.Error}
-			switch res.Status {
-			case "applied":
-				out[i].outcome = Applied
-			case "duplicate":
-				out[i].outcome = Duplicate
-			case "invalid":
-				out[i].outcome = Rejected
-			default:
-				return nil, fmt.Errorf("decode shopwave reply: result %d: unknown status %q", i, res.Status)
+			a, err := shopwaveWords.answer("shopwave", i, res.SKU, res.Status, res.Error)
+			if err != nil {
+				return nil, err
 			}
+			out[i] = a
 		}
 		return out, nil
 	},
 }
+
+// shopwaveWords are the words the market answers an item with.
+var shopwaveWords = statusWords{"applied": Applied, "duplicate": Duplicate, "invalid": Rejected}

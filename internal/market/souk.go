@@ -118,18 +118,15 @@ var soukSpec = &codec[soukItem]{
 		}
 		out := make([]answer, len(r.Results))
 		for i, res := range r.Results {
-			out[i] = answer{sku: res.Ref, reason: res.Reason}
-			switch res.Status {
-			case "applied":
-				out[i].outcome = Applied
-			case "duplicate":
-				out[i].outcome = Duplicate
-			case "invalid":
-				out[i].outcome = Rejected
-			default:
-				return nil, fmt.Errorf("decode souk reply: result %d: unknown status %q", i, res.Status)
+			a, err := soukWords.answer("souk", i, res.Ref, res.Status, res.Reason)
+			if err != nil {
+				return nil, err
 			}
+			out[i] = a
 		}
 		return out, nil
 	},
 }
+
+// soukWords are the words the market answers an item with.
+var soukWords = statusWords{"applied": Applied, "duplicate": Duplicate, "invalid": Rejected}

@@ -17,6 +17,19 @@ type answer struct {
 	reason  string
 }
 
+// statusWords maps the words a market answers an item with to outcomes.
+type statusWords map[string]Outcome
+
+// answer is the i-th item's answer of market's reply, or an error naming a
+// word the market should not have said.
+func (w statusWords) answer(market string, i int, sku, word, reason string) (answer, error) {
+	o, ok := w[word]
+	if !ok {
+		return answer{}, fmt.Errorf("decode %s reply: item %d: unknown status %q", market, i, word)
+	}
+	return answer{sku: sku, outcome: o, reason: reason}, nil
+}
+
 // spec is what the client knows of one market: its rules, its wire format
 // and how it authenticates.
 type spec interface {
