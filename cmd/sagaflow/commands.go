@@ -151,7 +151,7 @@ func (c *cli) workerCmd() *cobra.Command {
 func (c *cli) simCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "sim",
-		Short: "Serve the simulators of the systems sagaflow calls: payment gateway, notification sink",
+		Short: "Serve the simulators of the systems sagaflow calls: payment gateway, notification sink, marketplaces",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			log := c.logger()
@@ -159,7 +159,8 @@ func (c *cli) simCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			log.Info("simulators running", "payment", c.cfg.SimPaymentAddr, "notify", c.cfg.SimNotifyAddr)
+			log.Info("simulators running", "payment", c.cfg.SimPaymentAddr, "notify", c.cfg.SimNotifyAddr,
+				"shopwave", c.cfg.SimShopwaveAddr, "souk", c.cfg.SimSoukAddr, "bazaar", c.cfg.SimBazaarAddr)
 			return sims.Serve(cmd.Context(), c.cfg, log)
 		},
 	}
