@@ -14,13 +14,15 @@ import (
 )
 
 // gateway runs the payment simulator with cfg and returns activities that
-// call it through the real client, with a short timeout.
+// call it through the real client. The timeout is short enough for the
+// timeout-after-commit case, long enough that a loaded machine does not turn
+// an ordinary call into an unknown outcome.
 func gateway(t *testing.T, cfg sim.PaymentConfig) (*Activities, *sim.PaymentGateway) {
 	t.Helper()
 	g := sim.NewPaymentGateway(cfg, 1)
 	srv := httptest.NewServer(g)
 	t.Cleanup(func() { g.Close(); srv.Close() })
-	return &Activities{Payments: payment.NewClient(srv.URL, 200*time.Millisecond)}, g
+	return &Activities{Payments: payment.NewClient(srv.URL, 2*time.Second)}, g
 }
 
 func isNonRetryable(err error, typ string) bool {

@@ -208,7 +208,8 @@ func testDown(t *testing.T, f fixture) {
 
 func testBreakerOpens(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{Down: true})
-	c := market.NewClient(market.Options{BreakerFailures: 3, BreakerOpenFor: 100 * time.Millisecond})
+	// Open long enough that a stalled test cannot see it half-open early.
+	c := market.NewClient(market.Options{BreakerFailures: 3, BreakerOpenFor: 2 * time.Second})
 	items := f.items("ch1", 1, 1)
 	for i := range 3 {
 		_, err := c.Push(context.Background(), f.target(url, "ch1"), items)
@@ -233,10 +234,10 @@ func testBreakerOpens(t *testing.T, f fixture) {
 	if err := m.SetConfig(sim.MarketConfig{}); err != nil {
 		t.Fatal(err)
 	}
-	deadline := time.Now().Add(5 * time.Second)
+	deadline := time.Now().Add(15 * time.Second)
 	for c.BreakerState(f.market) == "open" {
 		if time.Now().After(deadline) {
-			t.Fatal("breaker still open after 5s")
+			t.Fatal("breaker still open after 15s")
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
