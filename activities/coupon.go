@@ -54,6 +54,10 @@ type IssueInput struct {
 	Campaign CampaignRef   `json:"campaign"`
 	Max      int           `json:"max"`
 	Wait     time.Duration `json:"wait"`
+	// Linger is how long the activity goes on issuing what trickles in
+	// after its first coupons, up to Max, before it reports back. Zero
+	// reports after the first write (the behaviour before Linger).
+	Linger time.Duration `json:"linger,omitempty"`
 }
 
 // IssueResult says what a batch did.
@@ -63,55 +67,90 @@ type IssueResult struct {
 	Finished bool `json:"finished"` // nothing more can arrive: sold out or window over, queue empty
 }
 
-// IssueNext issues the next batch of accepted requests, lowest ranks first:
-// it writes their coupons to PostgreSQL (idempotently) and only then takes
-// them off the Redis queue, so a crash in between issues nothing twice and
-// loses nothing. With the queue empty it waits, up to in.Wait, for requests
-// to arrive, and reports Finished once none can (sold out, or the window
-// over, with the queue empty).
+// issuePoll is how often an idle IssueNext looks at the queue again.
+const issuePoll = 20 * time.Millisecond
+
+// IssueNext issues the next accepted requests, lowest ranks first, up to
+// in.Max: it writes their coupons to PostgreSQL (idempotently) and only then
+// takes them off the Redis queue, so a crash in between issues nothing twice
+// and loses nothing. With the queue empty it waits, up to in.Wait, for
+// requests to arrive, and reports Finished once none can (sold out, or the
+// window over, with the queue empty).
+//
+// Once it has issued something it goes on for in.Linger, writing what
+// arrives every issuePoll, so a steady stream of requests costs one
+// activity (and one workflow task) per Linger rather than one per poll: on
+// the embedded server those round trips, not the writes, are what an
+// ongoing campaign would otherwise spend its CPU on, next to the API that
+// answers the requests. Progress is heartbeated after every write, so a
+// retried attempt goes on from there.
 func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult, error) {
 	ref := in.Campaign
+	var res IssueResult
+	if activity.HasHeartbeatDetails(ctx) {
+		_ = activity.GetHeartbeatDetails(ctx, &res) // a failed attempt's committed progress
+	}
 	deadline := time.Now().Add(in.Wait)
+	var lingerUntil time.Time
 	for {
-		entries, err := a.Queue.Pending(ctx, ref.Tenant, ref.CampaignID, in.Max)
+		if res.Issued >= in.Max {
+			return res, nil
+		}
+		entries, err := a.Queue.Pending(ctx, ref.Tenant, ref.CampaignID, in.Max-res.Issued)
 		if err != nil {
 			return IssueResult{}, err
 		}
 		if len(entries) > 0 {
-			coupons := make([]coupon.Coupon, len(entries))
-			users := make([]string, len(entries))
-			for i, e := range entries {
-				coupons[i] = coupon.Coupon{UserID: e.User, Rank: e.Rank, Code: coupon.Code(ref.Tenant, ref.CampaignID, e.User, e.Rank)}
-				users[i] = e.User
-			}
-			if _, err := a.Campaigns(ref.Schema).Issue(ctx, ref.CampaignID, coupons); err != nil {
+			if err := a.issue(ctx, ref, entries); err != nil {
 				return IssueResult{}, err
 			}
-			if err := a.Queue.Issued(ctx, ref.Tenant, ref.CampaignID, users); err != nil {
+			res.Issued += len(entries)
+			res.LastRank = int(entries[len(entries)-1].Rank)
+			activity.RecordHeartbeat(ctx, res)
+			if lingerUntil.IsZero() {
+				lingerUntil = time.Now().Add(in.Linger)
+			}
+			if res.Issued >= in.Max || !time.Now().Before(lingerUntil) {
+				return res, nil
+			}
+		} else {
+			st, err := a.Queue.State(ctx, ref.Tenant, ref.CampaignID)
+			if err != nil {
 				return IssueResult{}, err
 			}
-			return IssueResult{Issued: len(entries), LastRank: int(entries[len(entries)-1].Rank)}, nil
+			if !st.Exists {
+				return IssueResult{}, fmt.Errorf("campaign %s is not in redis", ref.CampaignID)
+			}
+			if st.Queued == 0 && (st.Left <= 0 || !st.ServerNow.Before(st.EndsAt)) {
+				res.Finished = true
+				return res, nil
+			}
+			now := time.Now()
+			if now.After(deadline) || (!lingerUntil.IsZero() && !now.Before(lingerUntil)) {
+				return res, nil
+			}
+			activity.RecordHeartbeat(ctx, res)
 		}
-		st, err := a.Queue.State(ctx, ref.Tenant, ref.CampaignID)
-		if err != nil {
-			return IssueResult{}, err
-		}
-		if !st.Exists {
-			return IssueResult{}, fmt.Errorf("campaign %s is not in redis", ref.CampaignID)
-		}
-		if st.Queued == 0 && (st.Left <= 0 || !st.ServerNow.Before(st.EndsAt)) {
-			return IssueResult{Finished: true}, nil
-		}
-		if time.Now().After(deadline) {
-			return IssueResult{}, nil
-		}
-		activity.RecordHeartbeat(ctx)
 		select {
 		case <-ctx.Done():
 			return IssueResult{}, ctx.Err()
-		case <-time.After(20 * time.Millisecond):
+		case <-time.After(issuePoll):
 		}
 	}
+}
+
+// issue writes entries' coupons, then takes them off the queue.
+func (a *Activities) issue(ctx context.Context, ref CampaignRef, entries []queue.Entry) error {
+	coupons := make([]coupon.Coupon, len(entries))
+	users := make([]string, len(entries))
+	for i, e := range entries {
+		coupons[i] = coupon.Coupon{UserID: e.User, Rank: e.Rank, Code: coupon.Code(ref.Tenant, ref.CampaignID, e.User, e.Rank)}
+		users[i] = e.User
+	}
+	if _, err := a.Campaigns(ref.Schema).Issue(ctx, ref.CampaignID, coupons); err != nil {
+		return err
+	}
+	return a.Queue.Issued(ctx, ref.Tenant, ref.CampaignID, users)
 }
 
 // ReconcileResult is a finished campaign's account.

@@ -34,6 +34,10 @@ const (
 	// campaignWait is how long one activity waits for requests to arrive
 	// before it reports back (it heartbeats meanwhile).
 	campaignWait = 10 * time.Second
+	// campaignLinger is how long one activity goes on issuing a trickle of
+	// requests before it reports back: a steady stream then costs one
+	// activity a second, not one per poll.
+	campaignLinger = time.Second
 	// campaignBatchesPerRun bounds the history of one run; then it continues
 	// as new with its counters, so any stock fits.
 	campaignBatchesPerRun = 200
@@ -66,7 +70,7 @@ func Campaign(ctx workflow.Context, in CampaignInput) (CampaignState, error) {
 		}
 		var res activities.IssueResult
 		err := workflow.ExecuteActivity(ctx, a.IssueNext, activities.IssueInput{
-			Campaign: in.Campaign, Max: campaignBatch, Wait: campaignWait,
+			Campaign: in.Campaign, Max: campaignBatch, Wait: campaignWait, Linger: campaignLinger,
 		}).Get(ctx, &res)
 		if err != nil {
 			return state, err
