@@ -19,8 +19,8 @@ import (
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
-// The coupon activities run against the real PostgreSQL and Redis of the
-// local stack (a database and key prefix of their own per run).
+// The coupon and backfill activities run against the real PostgreSQL and
+// Redis of the local stack (a database and key prefix of their own per run).
 var infra struct {
 	once  sync.Once
 	err   error
@@ -39,9 +39,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// couponActivities returns activities on the real stores and a tenant of
+// storeActivities returns activities on the real stores and a tenant of
 // their own, opening the stack on first use.
-func couponActivities(t *testing.T) (*Activities, tenant.Tenant) {
+func storeActivities(t *testing.T) (*Activities, tenant.Tenant) {
 	t.Helper()
 	infra.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -69,6 +69,7 @@ func couponActivities(t *testing.T) (*Activities, tenant.Tenant) {
 	}
 	return &Activities{
 		Campaigns: func(schema string) CampaignStore { return infra.store.Campaigns(schema) },
+		Catalog:   func(schema string) CatalogStore { return infra.store.Catalog(schema) },
 		Queue:     infra.queue,
 	}, tn
 }
@@ -154,7 +155,7 @@ func users(prefix string, from, to int) []string {
 // lingers, not one activity per poll: here the second wave arrives after the
 // first was written, and the same call issues it.
 func TestIssueNext_lingers_over_a_trickle(t *testing.T) {
-	a, tn := couponActivities(t)
+	a, tn := storeActivities(t)
 	ref := openCampaign(t, a, tn, 100)
 	first, second := users("u", 1, 5), users("u", 6, 10)
 	requestCoupons(t, ref, first...)
@@ -203,7 +204,7 @@ func TestIssueNext_lingers_over_a_trickle(t *testing.T) {
 
 // Without a linger it reports after its first write, as before.
 func TestIssueNext_without_linger_reports_after_its_first_write(t *testing.T) {
-	a, tn := couponActivities(t)
+	a, tn := storeActivities(t)
 	ref := openCampaign(t, a, tn, 100)
 	requestCoupons(t, ref, users("u", 1, 3)...)
 	res := mustIssueNext(t, activityEnv(a), a, IssueInput{Campaign: ref, Max: 1000, Wait: time.Minute})
@@ -215,7 +216,7 @@ func TestIssueNext_without_linger_reports_after_its_first_write(t *testing.T) {
 // A retried attempt counts what the failed one had written (its heartbeat)
 // and issues the rest.
 func TestIssueNext_goes_on_from_a_failed_attempts_heartbeat(t *testing.T) {
-	a, tn := couponActivities(t)
+	a, tn := storeActivities(t)
 	ref := openCampaign(t, a, tn, 100)
 	all := users("u", 1, 5)
 	requestCoupons(t, ref, all...)
@@ -240,7 +241,7 @@ func TestIssueNext_goes_on_from_a_failed_attempts_heartbeat(t *testing.T) {
 
 // Lingering ends as soon as nothing more can arrive: sold out, queue empty.
 func TestIssueNext_reports_finished_while_lingering(t *testing.T) {
-	a, tn := couponActivities(t)
+	a, tn := storeActivities(t)
 	ref := openCampaign(t, a, tn, 2)
 	requestCoupons(t, ref, "u1", "u2")
 	if out, _, err := infra.queue.Request(context.Background(), ref.Tenant, ref.CampaignID, "u3"); err != nil || out != queue.SoldOut {

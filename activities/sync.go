@@ -24,6 +24,7 @@ type CatalogStore interface {
 	Channel(ctx context.Context, id string) (catalog.Channel, error)
 	Channels(ctx context.Context) ([]catalog.Channel, error)
 	SyncedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error)
+	Unsynced(ctx context.Context, channelID, after string, limit int) ([]catalog.HeldVersion, error)
 	MarkSynced(ctx context.Context, channelID string, versions map[string]int64) error
 	Park(ctx context.Context, it catalog.ParkedItem) (catalog.ParkedItem, error)
 	Unpark(ctx context.Context, id string) error
@@ -82,6 +83,67 @@ func (a *Activities) LoadChannels(ctx context.Context, schema string) ([]Channel
 	}
 	slices.SortFunc(refs, func(x, y ChannelRef) int { return strings.Compare(x.ID, y.ID) })
 	return refs, nil
+}
+
+// BackfillInput asks for the next page of a shard's products that a
+// channel lacks.
+type BackfillInput struct {
+	Schema    string `json:"schema"`
+	ChannelID string `json:"channel_id"`
+	Shard     int    `json:"shard"`
+	Shards    int    `json:"shards"`
+	// After is the last SKU the previous page looked at ("" to start).
+	After string `json:"after"`
+	// Max is the most items a page returns.
+	Max int `json:"max"`
+}
+
+// BackfillPage is one page of a channel's catch-up.
+type BackfillPage struct {
+	Items []SKUVersion `json:"items,omitempty"`
+	After string       `json:"after"`
+	Done  bool         `json:"done"` // the whole catalogue was looked at
+}
+
+// Tuning of BackfillPage: rows read per query, and at most per call, so
+// one call stays short however few of the rows belong to the shard.
+const (
+	backfillRead    = 2000
+	backfillMaxScan = 50_000
+)
+
+// BackfillPage reads, in SKU order from in.After, the products of the
+// workflow's shard whose current version the channel does not hold, up to
+// in.Max. A newly connected channel catches up with the existing catalogue
+// this way; what it holds already (channel_products) is skipped, so reading
+// the catalogue again is harmless.
+func (a *Activities) BackfillPage(ctx context.Context, in BackfillInput) (BackfillPage, error) {
+	if in.Shards <= 0 || in.Max <= 0 {
+		return BackfillPage{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("backfill: shards %d and max %d must be positive", in.Shards, in.Max), "BadInput", nil)
+	}
+	page := BackfillPage{After: in.After}
+	for scanned := 0; scanned < backfillMaxScan; {
+		rows, err := a.Catalog(in.Schema).Unsynced(ctx, in.ChannelID, page.After, backfillRead)
+		if err != nil {
+			return BackfillPage{}, err
+		}
+		for _, r := range rows {
+			page.After = r.SKU
+			if r.Held < r.Version && catalog.Shard(r.SKU, in.Shards) == in.Shard {
+				page.Items = append(page.Items, SKUVersion{SKU: r.SKU, Version: r.Version})
+				if len(page.Items) == in.Max {
+					return page, nil
+				}
+			}
+		}
+		if len(rows) < backfillRead {
+			page.Done = true
+			return page, nil
+		}
+		scanned += len(rows)
+		activity.RecordHeartbeat(ctx, page.After)
+	}
+	return page, nil
 }
 
 // PushInput is a batch of SKUs for one channel.

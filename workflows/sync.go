@@ -58,6 +58,11 @@ type SyncOptions struct {
 	// MaxHistory is the history length after which the workflow continues
 	// as new (default 10,000 events).
 	MaxHistory int `json:"max_history,omitempty"`
+	// Shards is how many shards the tenant's SKUs are spread over
+	// (catalog.Shard). A channel new to the workflow catches up with the
+	// existing catalogue of its shard only when it is known (no default:
+	// workflows started before it was carried have none).
+	Shards int `json:"shards,omitempty"`
 }
 
 func (o SyncOptions) withDefaults() SyncOptions {
@@ -91,10 +96,19 @@ type ChannelWork struct {
 	Want map[string]int64 `json:"want,omitempty"`
 	// Parked holds the items waiting for an operator, by SKU.
 	Parked map[string]catalog.ParkedItem `json:"parked,omitempty"`
+	// Backfill is where the channel's catch-up with the catalogue that
+	// existed before the workflow knew the channel stands; nil when there
+	// is none to do.
+	Backfill *Backfill `json:"backfill,omitempty"`
 
 	// in flight, never carried across continue-as-new
 	inflight   map[string]int64
 	activityID string
+}
+
+// Backfill is a channel's catch-up: the pages read so far end at After.
+type Backfill struct {
+	After string `json:"after"`
 }
 
 // ParkingAction is an operator's decision on a parked item.
@@ -136,6 +150,8 @@ type ChannelLoad struct {
 	Pending  int    `json:"pending"`
 	InFlight int    `json:"in_flight"`
 	Parked   int    `json:"parked"`
+	// Backfilling: the channel is still catching up with the catalogue.
+	Backfilling bool `json:"backfilling,omitempty"`
 }
 
 // CatalogSync keeps one shard of a tenant's SKUs in sync with every channel
@@ -175,7 +191,7 @@ func (s *syncRun) status() (SyncStatus, error) {
 	st := SyncStatus{Tenant: s.in.Tenant, Shard: s.in.Shard, Runs: s.in.Runs, Channels: map[string]ChannelLoad{}}
 	for _, id := range sortedKeys(s.channels) {
 		cw := s.channels[id]
-		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: len(cw.Parked)}
+		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: len(cw.Parked), Backfilling: cw.Backfill != nil}
 	}
 	return st, nil
 }
@@ -216,21 +232,29 @@ func (s *syncRun) run(ctx workflow.Context) error {
 			NonRetryableErrorTypes: []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected},
 		},
 	})
-	futures := map[string]workflow.Future{}
+	pageCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
+		StartToCloseTimeout: time.Minute,
+		HeartbeatTimeout:    20 * time.Second,
+		// PostgreSQL may be away for a while: no attempt limit.
+		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+	})
+	futures := map[string]workflow.Future{} // pushes, by channel
+	pages := map[string]workflow.Future{}   // backfill pages, by channel
 	var reloadWanted bool
 	var failure error
 	for {
 		if failure != nil {
 			return failure
 		}
-		if reloadWanted && len(futures) == 0 {
+		idle := len(futures) == 0 && len(pages) == 0
+		if reloadWanted && idle {
 			reloadWanted = false
 			if err := s.loadChannels(ctx); err != nil {
 				return err
 			}
 		}
 		draining := s.historyFull(ctx)
-		if draining && len(futures) == 0 {
+		if draining && idle {
 			return s.continueAsNew(ctx, changes, parking, reload)
 		}
 		if !draining && !reloadWanted {
@@ -238,6 +262,11 @@ func (s *syncRun) run(ctx workflow.Context) error {
 				if _, busy := futures[id]; !busy {
 					if f := s.startPush(pushCtx, id); f != nil {
 						futures[id] = f
+					}
+				}
+				if _, busy := pages[id]; !busy {
+					if f := s.startBackfill(pageCtx, id); f != nil {
+						pages[id] = f
 					}
 				}
 			}
@@ -262,6 +291,12 @@ func (s *syncRun) run(ctx workflow.Context) error {
 			sel.AddFuture(futures[id], func(f workflow.Future) {
 				delete(futures, id)
 				failure = s.onPushDone(ctx, id, f)
+			})
+		}
+		for _, id := range sortedKeys(pages) {
+			sel.AddFuture(pages[id], func(f workflow.Future) {
+				delete(pages, id)
+				failure = s.onBackfillPage(ctx, id, f)
 			})
 		}
 		sel.Select(ctx)
@@ -299,7 +334,7 @@ func (s *syncRun) loadChannels(ctx workflow.Context) error {
 			cw.Market = r.Market
 			continue
 		}
-		s.channels[r.ID] = &ChannelWork{Market: r.Market}
+		s.channels[r.ID] = &ChannelWork{Market: r.Market, Backfill: s.newBackfill(ctx)}
 	}
 	for _, id := range sortedKeys(s.channels) {
 		if !seen[id] {
@@ -309,21 +344,72 @@ func (s *syncRun) loadChannels(ctx workflow.Context) error {
 	return s.updateParked(ctx)
 }
 
+// newBackfill is the catch-up of a channel the workflow has not known
+// before: connected since the last load, or present when the workflow
+// started. Workflows recorded before backfills existed (or without the shard
+// count) take none.
+func (s *syncRun) newBackfill(ctx workflow.Context) *Backfill {
+	if workflow.GetVersion(ctx, "channel-backfill", workflow.DefaultVersion, 1) == workflow.DefaultVersion || s.opts.Shards <= 0 {
+		return nil
+	}
+	return &Backfill{}
+}
+
 func (s *syncRun) addChanges(batch []activities.SKUVersion) {
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		for _, c := range batch {
-			if p, ok := cw.Parked[c.SKU]; ok && c.Version <= p.Version {
-				continue // parked at this version or newer: wait for the operator
+		s.want(s.channels[id], batch)
+	}
+}
+
+// want adds versions to a channel's work, unless it wants a newer one or
+// holds the SKU parked at that version or newer.
+func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
+	for _, c := range items {
+		if p, ok := cw.Parked[c.SKU]; ok && c.Version <= p.Version {
+			continue // parked at this version or newer: wait for the operator
+		}
+		if c.Version > cw.Want[c.SKU] {
+			if cw.Want == nil {
+				cw.Want = map[string]int64{}
 			}
-			if c.Version > cw.Want[c.SKU] {
-				if cw.Want == nil {
-					cw.Want = map[string]int64{}
-				}
-				cw.Want[c.SKU] = c.Version
-			}
+			cw.Want[c.SKU] = c.Version
 		}
 	}
+}
+
+// startBackfill reads the next page of channel id's catch-up, when it has
+// one and its work is short of a batch (so the pending work stays bounded
+// however large the catalogue); or returns nil.
+func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future {
+	cw := s.channels[id]
+	if cw.Backfill == nil || len(cw.Want) >= s.opts.Batch {
+		return nil
+	}
+	s.seq++
+	ctx = workflow.WithActivityOptions(ctx, withActivityID(workflow.GetActivityOptions(ctx), fmt.Sprintf("backfill:%s:%d", id, s.seq)))
+	return workflow.ExecuteActivity(ctx, a.BackfillPage, activities.BackfillInput{
+		Schema: s.in.Schema, ChannelID: id, Shard: s.in.Shard, Shards: s.opts.Shards,
+		After: cw.Backfill.After, Max: s.opts.Batch,
+	})
+}
+
+// onBackfillPage adds a page of catch-up to the channel's work.
+func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Future) error {
+	var page activities.BackfillPage
+	if err := f.Get(ctx, &page); err != nil {
+		return err // retried without limit: only a cancellation ends it
+	}
+	cw, ok := s.channels[id]
+	if !ok || cw.Backfill == nil {
+		return nil // deleted meanwhile
+	}
+	s.want(cw, page.Items)
+	if page.Done {
+		cw.Backfill = nil
+	} else {
+		cw.Backfill.After = page.After
+	}
+	return nil
 }
 
 // startPush sends the next batch of channel id's work, or returns nil.

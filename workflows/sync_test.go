@@ -310,3 +310,84 @@ func TestCatalogSync_a_retry_reaches_a_run_that_lost_the_parked_item(t *testing.
 	require.Equal(t, []activities.PushInput{{Tenant: "demo", Schema: "tenant_demo", ChannelID: "c2", Items: []activities.SKUVersion{{SKU: "A", Version: 4}}}}, pushed)
 	st.env.AssertExpectations(t)
 }
+
+// A channel the workflow has not known (connected later, or there when it
+// started) catches up with the shard's existing catalogue page by page, each
+// page read only once the channel's work is short of a batch; a channel with
+// nothing to catch up gets no push.
+func TestCatalogSync_a_new_channel_catches_up_with_the_catalogue(t *testing.T) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	in := SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3, Options: SyncOptions{Shards: 8, Batch: 2}}
+	var loads int
+	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return(func(context.Context, string) ([]activities.ChannelRef, error) {
+		var n int
+		locked(func() { loads++; n = loads })
+		if n == 1 {
+			return []activities.ChannelRef{{ID: "c1", Market: "shopwave"}}, nil
+		}
+		return []activities.ChannelRef{{ID: "c1", Market: "shopwave"}, {ID: "c2", Market: "souk"}}, nil
+	})
+	var pages []activities.BackfillInput
+	env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+		locked(func() { pages = append(pages, in) })
+		switch {
+		case in.ChannelID == "c1": // holds everything already
+			return activities.BackfillPage{After: "Z", Done: true}, nil
+		case in.After == "":
+			return activities.BackfillPage{Items: []activities.SKUVersion{{SKU: "A", Version: 1}, {SKU: "B", Version: 2}}, After: "B"}, nil
+		default:
+			return activities.BackfillPage{Items: []activities.SKUVersion{{SKU: "C", Version: 3}}, After: "C", Done: true}, nil
+		}
+	})
+	var pushed []activities.PushInput
+	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).After(time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushed = append(pushed, in) })
+		return syncAll(ctx, in)
+	})
+	var during, after SyncStatus
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalChannels, nil) }, time.Minute)
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&during))
+	}, time.Minute+500*time.Millisecond) // while A and B are pushed, before the second page
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&after))
+	}, 3*time.Minute)
+	env.RegisterDelayedCallback(env.CancelWorkflow, 4*time.Minute)
+	env.ExecuteWorkflow(CatalogSync, in)
+	var canceled *temporal.CanceledError
+	require.True(t, errors.As(env.GetWorkflowError(), &canceled), "got %v", env.GetWorkflowError())
+
+	require.Equal(t, []activities.BackfillInput{
+		{Schema: "tenant_demo", ChannelID: "c1", Shard: 3, Shards: 8, After: "", Max: 2},
+		{Schema: "tenant_demo", ChannelID: "c2", Shard: 3, Shards: 8, After: "", Max: 2},
+		{Schema: "tenant_demo", ChannelID: "c2", Shard: 3, Shards: 8, After: "B", Max: 2},
+	}, pages)
+	var items [][]activities.SKUVersion
+	for _, p := range pushed {
+		require.Equal(t, "c2", p.ChannelID, "c1 had nothing to catch up")
+		items = append(items, p.Items)
+	}
+	require.Equal(t, [][]activities.SKUVersion{
+		{{SKU: "A", Version: 1}, {SKU: "B", Version: 2}},
+		{{SKU: "C", Version: 3}},
+	}, items)
+	require.True(t, during.Channels["c2"].Backfilling, "status while catching up: %+v", during)
+	require.False(t, after.Channels["c2"].Backfilling, "status after: %+v", after)
+	require.False(t, after.Channels["c1"].Backfilling)
+}
+
+// Workflows whose options carry no shard count (started before backfills
+// existed) read no catalogue.
+func TestCatalogSync_without_a_shard_count_reads_no_catalogue(t *testing.T) {
+	st := newSyncTest(t)
+	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(syncAll)
+	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
+	st.run(time.Minute)
+	st.env.AssertNotCalled(t, "BackfillPage", mock.Anything, mock.Anything)
+}

@@ -21,7 +21,7 @@ import (
 
 // SyncOptions are the sync workflows' options from the configuration.
 func SyncOptions(cfg config.Config) workflows.SyncOptions {
-	return workflows.SyncOptions{MaxAttempts: int32(cfg.SyncMaxAttempts), Batch: cfg.SyncBatch}
+	return workflows.SyncOptions{MaxAttempts: int32(cfg.SyncMaxAttempts), Batch: cfg.SyncBatch, Shards: cfg.SyncShards}
 }
 
 // MarketInfos are the markets with their default base URLs.

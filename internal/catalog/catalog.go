@@ -59,6 +59,14 @@ type Product struct {
 	Version    int64             `json:"version"`
 }
 
+// HeldVersion is a product's current version next to the version one
+// channel holds of it (0: none).
+type HeldVersion struct {
+	SKU     string
+	Version int64
+	Held    int64
+}
+
 // Validate checks the product's content (not its version), naming every
 // problem.
 func (p Product) Validate() error {

@@ -811,3 +811,68 @@ func TestSync_status_shows_retrying_while_a_market_is_down(t *testing.T) {
 		t.Fatalf("parked: %+v", dlq.Items)
 	}
 }
+
+// A channel connected after the products exist catches up with them: each
+// shard's workflow reads the catalogue page by page and pushes what the new
+// channel lacks. Later changes reach both channels as before.
+func TestSync_a_channel_connected_later_gets_the_existing_catalogue(t *testing.T) {
+	st := newSyncTenant(t, syncTenantName("b"), "shopwave")
+	const n = 40
+	put := func(sku string, amount int64) {
+		body := map[string]any{"name": "Lamp " + sku, "price": map[string]any{"amount": amount, "currency": "KRW"}, "stock": 3}
+		if code := call(t, st.key, http.MethodPut, "/v1/products/"+sku, body, nil); code != http.StatusCreated && code != http.StatusOK {
+			t.Fatalf("put %s: %d", sku, code)
+		}
+	}
+	skus := make([]string, n)
+	for i := range skus {
+		skus[i] = fmt.Sprintf("BF-%02d", i)
+		put(skus[i], 15000)
+	}
+	// holds says market m has every SKU, and the first at version v or newer.
+	holds := func(m string, v int64) func() bool {
+		return func() bool {
+			l := stack.sims.Markets[m].Listings(credentials(st.t.Name, m))
+			for _, sku := range skus {
+				if l[sku].Version < 1 {
+					return false
+				}
+			}
+			return l[skus[0]].Version >= v
+		}
+	}
+	eventually(t, time.Minute, "shopwave holds the catalogue", holds("shopwave", 1))
+	if l := stack.sims.Markets["bazaar"].Listings(credentials(st.t.Name, "bazaar")); len(l) != 0 {
+		t.Fatalf("bazaar holds %d listings before it is connected", len(l))
+	}
+
+	var ch channelDoc
+	body := map[string]any{"market": "bazaar", "credentials": credentials(st.t.Name, "bazaar"), "rate_limit_per_sec": 1000}
+	if code := call(t, st.key, http.MethodPost, "/v1/channels", body, &ch); code != http.StatusCreated {
+		t.Fatalf("connect bazaar: %d", code)
+	}
+	eventually(t, time.Minute, "bazaar, connected later, holds the whole catalogue", holds("bazaar", 1))
+
+	put(skus[0], 17000)
+	eventually(t, time.Minute, "a later change reaches both", func() bool {
+		return holds("shopwave", 2)() && holds("bazaar", 2)()
+	})
+	if l := stack.sims.Markets["bazaar"].Listings(credentials(st.t.Name, "bazaar"))[skus[0]]; l.Version != 2 || l.AmountMinor != 17000 {
+		t.Fatalf("bazaar listing of %s: %+v", skus[0], l)
+	}
+	if s := stack.sims.Markets["bazaar"].Stats(); s.StaleWrites != 0 {
+		t.Fatalf("bazaar stats %+v", s)
+	}
+
+	// Cancelled, its history is complete for the replay test.
+	ctx := context.Background()
+	wfID := workflows.CatalogSyncWorkflowID(st.t.Name, catalog.Shard(skus[0], stack.app.Config.SyncShards))
+	if err := stack.app.Temporal.CancelWorkflow(ctx, wfID, ""); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 30*time.Second, "the cancelled sync workflow closes", func() bool {
+		desc, err := stack.app.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+		return err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED
+	})
+	recordHistory(t, started{WorkflowID: wfID}, "sync_backfill.json")
+}

@@ -360,6 +360,30 @@ func (c *Catalog) SyncedVersions(ctx context.Context, channelID string, skus []s
 	return out, nil
 }
 
+// Unsynced reads up to limit products in SKU order after the SKU after
+// (from the start when after is ""), each with the version the channel
+// holds of it (0 for none). The caller keeps those the channel lacks: it is
+// how a newly connected channel catches up with the existing catalogue, page
+// by page.
+func (c *Catalog) Unsynced(ctx context.Context, channelID, after string, limit int) ([]catalog.HeldVersion, error) {
+	uid, ok := canonicalID(channelID)
+	if !ok {
+		return nil, fmt.Errorf("read the catalogue for channel %q: %w", channelID, catalog.ErrNotFound)
+	}
+	rows, err := c.s.pool.Query(ctx, `SELECT p.sku, p.version, coalesce(cp.version, 0)
+		FROM `+c.table("products")+` p LEFT JOIN `+c.table("channel_products")+` cp ON cp.channel_id = $1 AND cp.sku = p.sku
+		WHERE p.sku > $2 ORDER BY p.sku LIMIT $3`, uid, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("read the catalogue for channel %s: %w", channelID, err)
+	}
+	var out []catalog.HeldVersion
+	var h catalog.HeldVersion
+	if _, err := pgx.ForEachRow(rows, []any{&h.SKU, &h.Version, &h.Held}, func() error { out = append(out, h); return nil }); err != nil {
+		return nil, fmt.Errorf("read the catalogue for channel %s: %w", channelID, err)
+	}
+	return out, nil
+}
+
 // MarkSynced records, in one statement, that the channel applied these
 // versions (SKU → version). A version never goes down: marking an older one
 // than recorded does nothing. It fails with catalog.ErrNotFound if the
