@@ -253,13 +253,5 @@ func TestIssueNext_reports_finished_while_lingering(t *testing.T) {
 	}
 }
 
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
-}
+// eventually waits for cond (testenv.Eventually).
+var eventually = testenv.Eventually

@@ -7,7 +7,8 @@ import (
 	"io"
 	"net/http"
 	"testing"
-	"time"
+
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // call sends a request to the API as the holder of key ("" for none) and
@@ -68,14 +69,5 @@ func rawCall(key, method, path string, body any, out any, headers map[string]str
 func demoKey() string { return stack.app.Config.DemoKey }
 func acmeKey() string { return stack.app.Config.AcmeKey }
 
-// eventually polls cond every 100 ms until it holds or the deadline passes.
-func eventually(t *testing.T, within time.Duration, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(within)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("not within %s: %s", within, what)
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-}
+// eventually waits for cond (testenv.Eventually).
+var eventually = testenv.Eventually

@@ -695,10 +695,15 @@ func TestSync_parks_refused_items_and_operators_recover_them(t *testing.T) {
 		t.Fatalf("bazaar got %d more items after the discard", after-before)
 	}
 
-	// Cancelling ends a sync workflow cleanly (its history is complete for
-	// the replay test).
+	cancelAndRecord(t, p1.t.Name, "CUP-1", "sync_parked_retried_fixed.json")
+}
+
+// cancelAndRecord cancels the sync workflow of sku's shard, which ends it
+// cleanly, and records its now complete history for the replay test.
+func cancelAndRecord(t *testing.T, tenantName, sku, file string) {
+	t.Helper()
 	ctx := context.Background()
-	wfID := workflows.CatalogSyncWorkflowID(p1.t.Name, catalog.Shard("CUP-1", stack.app.Config.SyncShards))
+	wfID := workflows.CatalogSyncWorkflowID(tenantName, catalog.Shard(sku, stack.app.Config.SyncShards))
 	if err := stack.app.Temporal.CancelWorkflow(ctx, wfID, ""); err != nil {
 		t.Fatal(err)
 	}
@@ -706,7 +711,7 @@ func TestSync_parks_refused_items_and_operators_recover_them(t *testing.T) {
 		desc, err := stack.app.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
 		return err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED
 	})
-	recordHistory(t, started{WorkflowID: wfID}, "sync_parked_retried_fixed.json")
+	recordHistory(t, started{WorkflowID: wfID}, file)
 }
 
 // TestSync_bad_input_is_refused_with_reasons covers the API's 4xx answers.
@@ -864,15 +869,5 @@ func TestSync_a_channel_connected_later_gets_the_existing_catalogue(t *testing.T
 		t.Fatalf("bazaar stats %+v", s)
 	}
 
-	// Cancelled, its history is complete for the replay test.
-	ctx := context.Background()
-	wfID := workflows.CatalogSyncWorkflowID(st.t.Name, catalog.Shard(skus[0], stack.app.Config.SyncShards))
-	if err := stack.app.Temporal.CancelWorkflow(ctx, wfID, ""); err != nil {
-		t.Fatal(err)
-	}
-	eventually(t, 30*time.Second, "the cancelled sync workflow closes", func() bool {
-		desc, err := stack.app.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
-		return err == nil && desc.GetWorkflowExecutionInfo().GetStatus() == enumspb.WORKFLOW_EXECUTION_STATUS_CANCELED
-	})
-	recordHistory(t, started{WorkflowID: wfID}, "sync_backfill.json")
+	cancelAndRecord(t, st.t.Name, skus[0], "sync_backfill.json")
 }
