@@ -82,16 +82,22 @@ const issuePoll = 20 * time.Millisecond
 // activity (and one workflow task) per Linger rather than one per poll: on
 // the embedded server those round trips, not the writes, are what an
 // ongoing campaign would otherwise spend its CPU on, next to the API that
-// answers the requests. Progress is heartbeated after every write, so a
-// retried attempt goes on from there.
+// answers the requests. Progress is heartbeated after every write, and a
+// retried attempt starts its count from the last heartbeat that reached the
+// server (heartbeats are throttled, so after a crash the count can be short
+// of what was written; it is the query's progress figure only, and the
+// campaign's own count is PostgreSQL's).
 func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult, error) {
 	ref := in.Campaign
 	var res IssueResult
+	var lingerUntil time.Time
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &res) // a failed attempt's committed progress
+		if res.Issued > 0 {
+			lingerUntil = time.Now().Add(in.Linger) // report it without waiting out Wait
+		}
 	}
 	deadline := time.Now().Add(in.Wait)
-	var lingerUntil time.Time
 	for {
 		if res.Issued >= in.Max {
 			return res, nil

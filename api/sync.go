@@ -318,7 +318,8 @@ func (s *Server) deleteChannel(c *gin.Context) {
 func (s *Server) reloadChannels(c *gin.Context) {
 	t := tenantFrom(c)
 	for shard := range s.deps.Sync.Shards {
-		if err := s.signalShard(c.Request.Context(), t, shard, workflows.SignalChannels, nil); err != nil {
+		msg := workflows.ChannelsChanged{Shards: s.deps.Sync.Shards}
+		if err := s.signalShard(c.Request.Context(), t, shard, workflows.SignalChannels, msg); err != nil {
 			loggerFrom(c).Warn("signal channel reload failed", "shard", shard, "error", err)
 		}
 	}

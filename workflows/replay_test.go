@@ -11,7 +11,10 @@ import (
 // TestReplay_recorded_histories replays every history recorded from a real
 // server (testdata/*.json, written by the integration tests with
 // SAGAFLOW_RECORD_HISTORY=1) against today's workflow code: a change that
-// would break running workflows fails here.
+// would break running workflows fails here. Files that `make
+// record-histories` does not write are frozen on purpose: they keep a
+// history of an older version of a workflow (sync_parked_before_backfill.json:
+// CatalogSync before channels were backfilled).
 func TestReplay_recorded_histories(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.json")
 	if err != nil {

@@ -21,11 +21,19 @@ const (
 	// SignalParking carries a ParkingAction: an operator's retry or discard
 	// of a parked item.
 	SignalParking = "parking"
-	// SignalChannels says the tenant's channels changed: reload them.
+	// SignalChannels says the tenant's channels changed: reload them. It
+	// carries a ChannelsChanged (or nothing, from older senders).
 	SignalChannels = "channels"
 	// QuerySync takes a SKU and returns its []ChannelSync.
 	QuerySync = "sync"
 )
+
+// ChannelsChanged is the payload of SignalChannels.
+type ChannelsChanged struct {
+	// Shards is the sender's shard count: a workflow started before its
+	// options carried one learns it here, and backfills from then on.
+	Shards int `json:"shards,omitempty"`
+}
 
 // Parking actions.
 const (
@@ -109,6 +117,14 @@ type ChannelWork struct {
 // Backfill is a channel's catch-up: the pages read so far end at After.
 type Backfill struct {
 	After string `json:"after"`
+	// Paused: the channel's last push failed as a whole (out of retries,
+	// or refused outright: bad credentials, say). No more of the catalogue
+	// is read until a push to it goes through, so a broken channel parks
+	// one batch, not its whole shard.
+	Paused bool `json:"paused,omitempty"`
+	// Discarded holds the versions an operator discarded while the
+	// catch-up ran: reaching them, it does not bring them back.
+	Discarded map[string]int64 `json:"discarded,omitempty"`
 }
 
 // ParkingAction is an operator's decision on a parked item.
@@ -150,8 +166,11 @@ type ChannelLoad struct {
 	Pending  int    `json:"pending"`
 	InFlight int    `json:"in_flight"`
 	Parked   int    `json:"parked"`
-	// Backfilling: the channel is still catching up with the catalogue.
-	Backfilling bool `json:"backfilling,omitempty"`
+	// Backfilling: the channel is still catching up with the catalogue;
+	// BackfillPaused: and waits, for a push to it to go through or for its
+	// parked items to be dealt with.
+	Backfilling    bool `json:"backfilling,omitempty"`
+	BackfillPaused bool `json:"backfill_paused,omitempty"`
 }
 
 // CatalogSync keeps one shard of a tenant's SKUs in sync with every channel
@@ -191,7 +210,8 @@ func (s *syncRun) status() (SyncStatus, error) {
 	st := SyncStatus{Tenant: s.in.Tenant, Shard: s.in.Shard, Runs: s.in.Runs, Channels: map[string]ChannelLoad{}}
 	for _, id := range sortedKeys(s.channels) {
 		cw := s.channels[id]
-		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: len(cw.Parked), Backfilling: cw.Backfill != nil}
+		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: len(cw.Parked),
+			Backfilling: cw.Backfill != nil, BackfillPaused: s.backfillHeld(cw)}
 	}
 	return st, nil
 }
@@ -284,7 +304,9 @@ func (s *syncRun) run(ctx workflow.Context) error {
 			failure = s.onParking(ctx, act)
 		})
 		sel.AddReceive(reload, func(c workflow.ReceiveChannel, _ bool) {
-			c.Receive(ctx, nil)
+			var msg ChannelsChanged
+			c.Receive(ctx, &msg)
+			s.learnShards(msg)
 			reloadWanted = true
 		})
 		for _, id := range sortedKeys(futures) {
@@ -344,6 +366,14 @@ func (s *syncRun) loadChannels(ctx workflow.Context) error {
 	return s.updateParked(ctx)
 }
 
+// learnShards takes the shard count a channels signal carries, when the
+// workflow's options have none.
+func (s *syncRun) learnShards(msg ChannelsChanged) {
+	if s.opts.Shards <= 0 && msg.Shards > 0 {
+		s.opts.Shards, s.in.Options.Shards = msg.Shards, msg.Shards
+	}
+}
+
 // newBackfill is the catch-up of a channel the workflow has not known
 // before: connected since the last load, or present when the workflow
 // started. Workflows recorded before backfills existed (or without the shard
@@ -382,7 +412,7 @@ func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
 // however large the catalogue); or returns nil.
 func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future {
 	cw := s.channels[id]
-	if cw.Backfill == nil || len(cw.Want) >= s.opts.Batch {
+	if cw.Backfill == nil || s.backfillHeld(cw) || len(cw.Want) >= s.opts.Batch {
 		return nil
 	}
 	s.seq++
@@ -391,6 +421,14 @@ func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future
 		Schema: s.in.Schema, ChannelID: id, Shard: s.in.Shard, Shards: s.opts.Shards,
 		After: cw.Backfill.After, Max: s.opts.Batch,
 	})
+}
+
+// backfillHeld says a channel's catch-up waits: its last push failed as a
+// whole, or it holds a batch or more parked (a market that refuses every
+// item one by one, such as bazaar for a catalogue priced in USD). Either
+// way reading on would park the channel's whole shard, item by item.
+func (s *syncRun) backfillHeld(cw *ChannelWork) bool {
+	return cw.Backfill != nil && (cw.Backfill.Paused || len(cw.Parked) >= s.opts.Batch)
 }
 
 // onBackfillPage adds a page of catch-up to the channel's work.
@@ -403,7 +441,13 @@ func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Fut
 	if !ok || cw.Backfill == nil {
 		return nil // deleted meanwhile
 	}
-	s.want(cw, page.Items)
+	items := page.Items
+	if len(cw.Backfill.Discarded) > 0 {
+		items = slices.DeleteFunc(slices.Clone(items), func(it activities.SKUVersion) bool {
+			return it.Version <= cw.Backfill.Discarded[it.SKU]
+		})
+	}
+	s.want(cw, items)
 	if page.Done {
 		cw.Backfill = nil
 	} else {
@@ -454,6 +498,9 @@ func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future)
 			delete(s.channels, id)
 			return s.updateParked(ctx)
 		}
+		if cw.Backfill != nil {
+			cw.Backfill.Paused = true
+		}
 		attempts := s.opts.MaxAttempts
 		if errors.As(err, &appErr) && appErr.NonRetryable() {
 			attempts = 1
@@ -467,6 +514,9 @@ func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future)
 			park = append(park, catalog.ParkedItem{SKU: sku, Version: cw.Want[sku], Error: rootMessage(err), Attempts: int(attempts)})
 		}
 		return s.park(ctx, id, park)
+	}
+	if cw.Backfill != nil {
+		cw.Backfill.Paused = false
 	}
 	var superseded []string
 	for _, sku := range sortedKeys(res.Synced) {
@@ -540,6 +590,12 @@ func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
 			}
 			cw.Want[act.SKU] = version
 		}
+		if act.Action == ParkingDiscard && cw.Backfill != nil && version > cw.Backfill.Discarded[act.SKU] {
+			if cw.Backfill.Discarded == nil {
+				cw.Backfill.Discarded = map[string]int64{}
+			}
+			cw.Backfill.Discarded[act.SKU] = version
+		}
 	}
 	// Removed from the parking lot whatever the workflow knew of it: the
 	// operator's word is final, and a stale row must not linger.
@@ -600,8 +656,11 @@ func (s *syncRun) continueAsNew(ctx workflow.Context, chans ...workflow.ReceiveC
 						return err
 					}
 				}
-			default:
-				ok = c.ReceiveAsync(nil)
+			default: // channels: the next run loads them anyway
+				var msg ChannelsChanged
+				if ok = c.ReceiveAsync(&msg); ok {
+					s.learnShards(msg)
+				}
 			}
 			if !ok {
 				break

@@ -3,6 +3,7 @@ package workflows
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"testing"
 	"time"
@@ -390,4 +391,113 @@ func TestCatalogSync_without_a_shard_count_reads_no_catalogue(t *testing.T) {
 	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
 	st.run(time.Minute)
 	st.env.AssertNotCalled(t, "BackfillPage", mock.Anything, mock.Anything)
+}
+
+// backfillTest is a workflow whose channels (load; by default the one
+// channel c1) are new to it at start and catch up from a catalogue of pages
+// (BackfillPage mocked: page i holds SKUs P<i>a and P<i>b at version 1; the
+// last page is Done).
+func backfillTest(t *testing.T, pages int, opts SyncOptions, load func(context.Context, string) ([]activities.ChannelRef, error)) (*testsuite.TestWorkflowEnvironment, SyncInput, *[]activities.BackfillInput) {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	if load == nil {
+		load = func(context.Context, string) ([]activities.ChannelRef, error) {
+			return []activities.ChannelRef{{ID: "c1", Market: "bazaar"}}, nil
+		}
+	}
+	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return(load)
+	var read []activities.BackfillInput
+	env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+		var i int
+		locked(func() { read = append(read, in); i = len(read) })
+		p := fmt.Sprintf("P%d", i)
+		return activities.BackfillPage{Items: []activities.SKUVersion{{SKU: p + "a", Version: 1}, {SKU: p + "b", Version: 1}}, After: p + "b", Done: i == pages}, nil
+	})
+	env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Maybe()
+	env.OnActivity(a.UnparkItems, mock.Anything, mock.Anything).Return(nil).Maybe()
+	return env, SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 0, Options: opts}, &read
+}
+
+func runCancelled(t *testing.T, env *testsuite.TestWorkflowEnvironment, in SyncInput, after time.Duration) {
+	t.Helper()
+	env.RegisterDelayedCallback(env.CancelWorkflow, after)
+	env.ExecuteWorkflow(CatalogSync, in)
+	var canceled *temporal.CanceledError
+	require.True(t, errors.As(env.GetWorkflowError(), &canceled), "got %v", env.GetWorkflowError())
+}
+
+// A channel whose pushes fail as a whole (bad credentials: 401) parks one
+// batch and reads no more of the catalogue until a push goes through.
+func TestCatalogSync_a_broken_channel_pauses_its_backfill(t *testing.T) {
+	env, in, read := backfillTest(t, 5, SyncOptions{Shards: 8, Batch: 2}, nil)
+	broken := true
+	var pushed [][]activities.SKUVersion
+	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		var b bool
+		locked(func() { pushed = append(pushed, in.Items); b = broken })
+		if b {
+			return activities.PushResult{}, temporal.NewNonRetryableApplicationError("bazaar: 401 unauthorized", activities.ErrTypeMarketRejected, nil)
+		}
+		return syncAll(ctx, in)
+	})
+	var paused SyncStatus
+	env.RegisterDelayedCallback(func() {
+		v, err := env.QueryWorkflow(QueryStatus)
+		require.NoError(t, err)
+		require.NoError(t, v.Get(&paused))
+		locked(func() { broken = false })
+		// The operator retries one parked item: the push goes through.
+		env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-c1-P1a", ChannelID: "c1", SKU: "P1a", Version: 1, Action: ParkingRetry})
+	}, time.Minute)
+	runCancelled(t, env, in, 2*time.Minute)
+
+	require.True(t, paused.Channels["c1"].Backfilling && paused.Channels["c1"].BackfillPaused, "status while broken: %+v", paused)
+	require.Equal(t, 2, paused.Channels["c1"].Parked, "one batch parked, not the shard")
+	require.Len(t, *read, 5, "the catch-up went on once a push went through")
+	require.Equal(t, []activities.SKUVersion{{SKU: "P1a", Version: 1}, {SKU: "P1b", Version: 1}}, pushed[0])
+	require.Equal(t, []activities.SKUVersion{{SKU: "P1a", Version: 1}}, pushed[1], "the retried item")
+}
+
+// An item discarded while the catch-up runs is not brought back when the
+// catch-up reaches it.
+func TestCatalogSync_a_backfill_does_not_bring_back_a_discarded_item(t *testing.T) {
+	env, in, read := backfillTest(t, 3, SyncOptions{Shards: 8, Batch: 2}, nil)
+	var pushed []string
+	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		for _, it := range in.Items {
+			locked(func() { pushed = append(pushed, it.SKU) })
+		}
+		return syncAll(ctx, in)
+	})
+	// P3a, on the last page, was refused earlier, parked, and is discarded
+	// before the catch-up reaches it.
+	env.RegisterDelayedCallback(func() {
+		env.SignalWorkflow(SignalParking, ParkingAction{ID: "old", ChannelID: "c1", SKU: "P3a", Version: 1, Action: ParkingDiscard})
+	}, time.Second)
+	runCancelled(t, env, in, 2*time.Minute)
+
+	require.Len(t, *read, 3)
+	require.Equal(t, []string{"P1a", "P1b", "P2a", "P2b", "P3b"}, pushed)
+}
+
+// A workflow started without a shard count learns it from a channels
+// signal, and backfills the channel that signal announces.
+func TestCatalogSync_learns_the_shard_count_from_a_channels_signal(t *testing.T) {
+	var loads int
+	env, in, read := backfillTest(t, 1, SyncOptions{Batch: 2}, func(context.Context, string) ([]activities.ChannelRef, error) {
+		var n int
+		locked(func() { loads++; n = loads })
+		if n == 1 {
+			return []activities.ChannelRef{{ID: "c0", Market: "shopwave"}}, nil
+		}
+		return []activities.ChannelRef{{ID: "c0", Market: "shopwave"}, {ID: "c1", Market: "bazaar"}}, nil
+	})
+	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(syncAll)
+	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalChannels, ChannelsChanged{Shards: 8}) }, time.Minute)
+	runCancelled(t, env, in, 2*time.Minute)
+
+	require.Len(t, *read, 1, "c0, there at the start without a shard count, gets none; c1 does")
+	require.Equal(t, "c1", (*read)[0].ChannelID)
+	require.Equal(t, 8, (*read)[0].Shards)
 }
