@@ -33,6 +33,7 @@ import (
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
 
+	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
@@ -197,7 +198,7 @@ func (c *Consumer) declare(ctx context.Context) error {
 		}
 		wait := c.backoff(attempt)
 		c.log.Warn("ingest: declare topology failed; retrying", "retry_in", wait, "error", err)
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
 	}
@@ -215,7 +216,7 @@ func (c *Consumer) consume(ctx context.Context, n int) {
 		attempt++
 		wait := c.backoff(attempt)
 		c.log.Warn("ingest: consumer lost its channel; reconnecting", "consumer", n, "retry_in", wait, "error", err)
-		sleep(ctx, wait)
+		backoff.Sleep(ctx, wait)
 	}
 }
 
@@ -347,7 +348,7 @@ func (c *Consumer) untilDone(ctx context.Context, ch *amqp.Channel, deliveries i
 		*failed++
 		wait := c.backoff(*failed)
 		c.log.Warn("ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
-		if !sleep(ctx, wait) {
+		if !backoff.Sleep(ctx, wait) {
 			return ctx.Err()
 		}
 		if ch.IsClosed() {
@@ -475,17 +476,5 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 }
 
 func (c *Consumer) backoff(attempt int) time.Duration {
-	return min(100*time.Millisecond<<min(max(attempt-1, 0), 16), c.opts.MaxBackoff)
-}
-
-// sleep waits d or until ctx ends; it reports whether it waited d.
-func sleep(ctx context.Context, d time.Duration) bool {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return false
-	case <-t.C:
-		return true
-	}
+	return backoff.Exp(attempt, 100*time.Millisecond, c.opts.MaxBackoff)
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
 
+	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 )
 
@@ -149,12 +150,10 @@ func (r *Relay) Run(ctx context.Context) error {
 			continue
 		}
 		failures++
-		wait := min(100*time.Millisecond<<min(failures-1, 16), r.opts.MaxBackoff)
+		wait := backoff.Exp(failures, 100*time.Millisecond, r.opts.MaxBackoff)
 		r.log.Warn("outbox: round failed; retrying", "retry_in", wait, "error", err)
-		select {
-		case <-ctx.Done():
+		if !backoff.Sleep(ctx, wait) {
 			return nil
-		case <-time.After(wait):
 		}
 		timer.Reset(0) // retry everything, not only what was notified
 	}

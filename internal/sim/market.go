@@ -459,20 +459,6 @@ func (m *Marketplace) apply(account string, items []marketItem) []itemAnswer {
 	return answers
 }
 
-// sleepCtx waits d, and reports false if the client gave up meanwhile.
-func sleepCtx(r *http.Request, d time.Duration) bool {
-	ctx := r.Context()
-	if d > 0 {
-		t := time.NewTimer(d)
-		defer t.Stop()
-		select {
-		case <-ctx.Done():
-		case <-t.C:
-		}
-	}
-	return ctx.Err() == nil
-}
-
 // checkCommon checks what every market requires of an item; it returns the
 // reason the item is invalid, or "".
 func checkCommon(key, sku string, version int64, versionField string) string {

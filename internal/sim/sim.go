@@ -125,6 +125,11 @@ func delay(w http.ResponseWriter, r *http.Request, d time.Duration) ([]byte, boo
 	if !ok {
 		return nil, false
 	}
+	return b, sleepCtx(r, d)
+}
+
+// sleepCtx waits d, and reports false if the client gave up meanwhile.
+func sleepCtx(r *http.Request, d time.Duration) bool {
 	ctx := r.Context()
 	if d > 0 {
 		t := time.NewTimer(d)
@@ -134,7 +139,7 @@ func delay(w http.ResponseWriter, r *http.Request, d time.Duration) ([]byte, boo
 		case <-t.C:
 		}
 	}
-	return b, ctx.Err() == nil
+	return ctx.Err() == nil
 }
 
 // newRand returns the deterministic source both simulators draw from.

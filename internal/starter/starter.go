@@ -21,6 +21,8 @@ import (
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/sagaflow/sagaflow/internal/backoff"
 )
 
 // Channel is the PostgreSQL NOTIFY channel that wakes the starters.
@@ -184,10 +186,10 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 				done = append(done, st.ID)
 				continue
 			}
-			backoff := min(time.Duration(1<<min(st.Attempts, 10))*250*time.Millisecond, s.opts.MaxBackoff)
-			s.log.Warn("workflow start failed; will retry", "workflow_id", st.WorkflowID, "attempt", st.Attempts+1, "retry_in", backoff, "error", errs[i])
+			wait := backoff.Exp(st.Attempts+1, 250*time.Millisecond, s.opts.MaxBackoff)
+			s.log.Warn("workflow start failed; will retry", "workflow_id", st.WorkflowID, "attempt", st.Attempts+1, "retry_in", wait, "error", errs[i])
 			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts SET attempts = attempts + 1, last_error = $2,
-				next_attempt = now() + $3::interval WHERE id = $1`, st.ID, errs[i].Error(), backoff.String()); err != nil {
+				next_attempt = now() + $3::interval WHERE id = $1`, st.ID, errs[i].Error(), wait.String()); err != nil {
 				return err
 			}
 		}
