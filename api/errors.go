@@ -15,6 +15,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 // errorBody is the JSON every error response carries:
@@ -26,6 +27,8 @@ type errorBody struct {
 type errorDetail struct {
 	Code    string `json:"code"`
 	Message string `json:"message"`
+	// Fields names each bad field of a 400 (code "bad_request").
+	Fields []valid.Problem `json:"fields,omitempty"`
 }
 
 // httpError is an error with the status and code to answer it with.
@@ -54,7 +57,10 @@ func fail(c *gin.Context, err error) {
 	var notFoundErr *serviceerror.NotFound
 	var unavailable *serviceerror.Unavailable
 	var netErr *net.OpError
+	var verr *valid.Error
 	switch {
+	case errors.As(err, &verr):
+		c.AbortWithStatusJSON(http.StatusBadRequest, errorBody{Error: errorDetail{Code: "bad_request", Message: verr.Error(), Fields: verr.Problems}})
 	case errors.As(err, &he):
 		abort(c, he.status, he.code, he.message)
 	case errors.Is(err, meeting.ErrNotFound):

@@ -11,14 +11,17 @@ import (
 	"regexp"
 	"strings"
 	"unicode/utf8"
+
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 var (
 	// ErrNotFound means no such product (or channel, or parked item).
 	ErrNotFound = errors.New("not found")
 	// ErrInvalid wraps every validation error of this package, so the edge
-	// can answer 400 for all of them in one place.
-	ErrInvalid = errors.New("invalid")
+	// can answer 400 for all of them in one place. It is valid.ErrInvalid:
+	// one sentinel for bad input in every package.
+	ErrInvalid = valid.ErrInvalid
 )
 
 // Limits of a product, as every market accepts at least these.
