@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: chaos run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -46,6 +46,21 @@ test-unit:
 
 test-integration: up
 	@$(STACK_ENV); $(GO) test -race -count=1 -timeout 15m -v ./internal/integration/
+
+# Every fault and bad-input case of the hardening work against the real
+# stack (it stops and starts the private PostgreSQL, restarts RabbitMQ, kills
+# redis-server and worker processes), then one table: case | outcome |
+# invariant | held. Each test that is a case writes its row through
+# testenv.Chaos; SAGAFLOW_OUTAGE sets the length of the outages (60s).
+CHAOS_REPORT := .data/chaos.tsv
+CHAOS_RUN ?= Chaos|Outage|Poison|Hostile|TestJoin_500|TestCoupon_burst_survives|TestSync_50k_changes_survive
+chaos: up
+	@mkdir -p .data; rm -f $(CHAOS_REPORT)
+	@$(STACK_ENV); rc=0; \
+	  SAGAFLOW_CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) $(GO) test -p 1 -count=1 -timeout 30m -run '$(CHAOS_RUN)' ./... || rc=$$?; \
+	  echo; echo "| case | outcome | invariant | held |"; echo "|---|---|---|---|"; \
+	  [ -f $(CHAOS_REPORT) ] && awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $$1, $$2, $$3, $$4}' $(CHAOS_REPORT); \
+	  exit $$rc
 
 # Re-record the histories the replay tests use (after an intended change to
 # a workflow; commit the new files with it).

@@ -7,6 +7,9 @@
 #   deploy/stack.sh env     the connection URLs, as shell exports
 #   deploy/stack.sh restart postgres|redis|rabbitmq
 #                           stop one server gracefully and start it again (tests of restarts)
+#   deploy/stack.sh stop postgres|redis|rabbitmq
+#   deploy/stack.sh start postgres|redis|rabbitmq
+#                           stop one server, or start it again (tests of outages)
 #
 # Each server runs as a private instance on its own loopback port with its
 # data under .data/ (nothing is shared with a system-wide install, nothing
@@ -59,9 +62,15 @@ wait_port() { # wait_port PORT SECONDS
 # ---------- installation ----------
 
 need_pkgs=()
+
+# find_pg_bin sets PG_BIN to the newest installed PostgreSQL's binaries.
+find_pg_bin() {
+  PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+}
+
 check_installs() {
   if [ -z "${DATABASE_URL:-}" ]; then
-    PG_BIN=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n1 || true)
+    find_pg_bin
     [ -n "$PG_BIN" ] && [ -x "$PG_BIN/postgres" ] || need_pkgs+=(postgresql)
   fi
   if [ -z "${REDIS_URL:-}" ]; then
@@ -293,12 +302,21 @@ case "${1:-}" in
   down) down ;;
   status) check_installs || true; status ;;
   env) print_env ;;
-  restart)
-    case "${2:-}" in
-      postgres) pg_down; pg_up ;;
-      redis) redis_down; redis_up ;;
-      rabbitmq) rabbit_down; rabbit_up ;;
-      *) echo "usage: $0 restart postgres|redis|rabbitmq" >&2; exit 2 ;;
+  restart | stop | start)
+    # These act on the private servers only, whatever DATABASE_URL & co say:
+    # a test that calls them has checked that it runs against those.
+    find_pg_bin
+    case "$1:${2:-}" in
+      restart:postgres) pg_down; pg_up ;;
+      restart:redis) redis_down; redis_up ;;
+      restart:rabbitmq) rabbit_down; rabbit_up ;;
+      stop:postgres) pg_down ;;
+      stop:redis) redis_down ;;
+      stop:rabbitmq) rabbit_down ;;
+      start:postgres) pg_up ;;
+      start:redis) redis_up ;;
+      start:rabbitmq) rabbit_up ;;
+      *) echo "usage: $0 $1 postgres|redis|rabbitmq" >&2; exit 2 ;;
     esac ;;
-  *) echo "usage: $0 up|down|status|env|restart SERVICE" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|restart|stop|start SERVICE" >&2; exit 2 ;;
 esac
