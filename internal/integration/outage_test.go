@@ -181,6 +181,15 @@ func TestOutage_postgres_down_a_minute_every_saga_converges(t *testing.T) {
 
 	// Joins: every accepted join terminal, then seats and money exact.
 	statuses := map[string]string{}
+	defer func() {
+		if t.Failed() {
+			counts := map[string]int{}
+			for _, s := range statuses {
+				counts[s]++
+			}
+			t.Logf("joins by status in PostgreSQL: %v (of %d accepted)", counts, len(joins))
+		}
+	}()
 	testenv.Eventually(t, 4*time.Minute, "every accepted join terminal", func() bool {
 		rows, err := stack.app.Store.Pool().Query(ctx, `SELECT id, status FROM tenant_demo.joins WHERE idempotency_key LIKE $1`, "out-"+run+"-%")
 		if err != nil {
