@@ -8,10 +8,10 @@ import (
 	"net"
 	"net/http"
 	"net/netip"
-	"net/url"
-	"strings"
 	"syscall"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
 )
 
 // ErrAddressRefused means a base URL's host resolved to an address that is
@@ -101,27 +101,13 @@ func newHTTPClient(timeout time.Duration, allowPrivate bool) *http.Client {
 	}
 }
 
-// CheckBaseURL checks the form of a channel's base URL: http or https, a
-// host and an optional port, and nothing else (no user info, no path but
-// "/", no query, no fragment). It says nothing of which hosts are allowed:
-// catalog.Channel.Validate decides that at creation.
+// CheckBaseURL checks the form of a channel's base URL with the rule the
+// API applies at creation (catalog.BaseURLProblem): http or https, a host
+// and an optional port, nothing else. Which hosts are allowed is decided at
+// creation (catalog.Channel.Validate); which addresses, at dial time.
 func CheckBaseURL(raw string) error {
-	u, err := url.Parse(raw)
-	switch {
-	case err != nil:
-		return fmt.Errorf("%w: base URL does not parse", ErrInvalidTarget)
-	case u.Scheme != "http" && u.Scheme != "https":
-		return fmt.Errorf("%w: base URL scheme must be http or https", ErrInvalidTarget)
-	case u.Opaque != "" || u.Host == "" || u.Hostname() == "":
-		return fmt.Errorf("%w: base URL must name a host", ErrInvalidTarget)
-	case u.User != nil:
-		return fmt.Errorf("%w: base URL must not carry user info", ErrInvalidTarget)
-	case u.Path != "" && u.Path != "/", u.RawPath != "":
-		return fmt.Errorf("%w: base URL must not have a path", ErrInvalidTarget)
-	case u.RawQuery != "" || u.ForceQuery || strings.Contains(raw, "?"):
-		return fmt.Errorf("%w: base URL must not have a query", ErrInvalidTarget)
-	case u.Fragment != "" || strings.Contains(raw, "#"):
-		return fmt.Errorf("%w: base URL must not have a fragment", ErrInvalidTarget)
+	if msg := catalog.BaseURLProblem(raw); msg != "" {
+		return fmt.Errorf("%w: base URL %s", ErrInvalidTarget, msg)
 	}
 	return nil
 }
