@@ -56,6 +56,34 @@ func TestBreaker_dead_base_url_of_one_tenant_does_not_stop_another(t *testing.T)
 	}
 }
 
+// Two tenants share the real endpoint; the market answers 503 to tenant
+// A's account only (its shard is down). A's breaker opens; B's, for the
+// same host and port, stays closed. This is why a breaker is keyed by
+// channel and not by endpoint.
+func TestBreaker_one_accounts_5xx_at_a_shared_endpoint_stay_its_own(t *testing.T) {
+	t.Parallel()
+	f := fixtures[1]
+	m, url := f.start(t, sim.MarketConfig{DownAccount: "tok-tenant-a"})
+	c := newClient(market.Options{BreakerFailures: 2, BreakerOpenFor: time.Hour})
+	items := f.items("x", 1, 1)
+	for range 3 {
+		if _, err := c.Push(context.Background(), f.target(url, "tenant-a"), items); !errors.Is(err, market.ErrTransient) {
+			t.Fatalf("tenant A: %v, want transient", err)
+		}
+	}
+	if st := c.BreakerState("tenant-a"); st != "open" {
+		t.Fatalf("breaker of A %s, want open", st)
+	}
+	for i := range 3 {
+		if _, err := c.Push(context.Background(), f.target(url, "tenant-b"), f.items("x", 1, int64(i+1))); err != nil {
+			t.Fatalf("tenant B, push %d: %v", i, err)
+		}
+	}
+	if s := m.Stats(); s.DownRejections != 2 || s.Applied != 3 {
+		t.Fatalf("stats %+v, want 2 rejections of A (then its breaker held) and B's 3 applied", s)
+	}
+}
+
 // The state of channels the client no longer sees goes away: at most
 // MaxChannels are kept, and none idle past ChannelIdle.
 func TestClient_channel_state_is_bounded(t *testing.T) {
