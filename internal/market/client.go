@@ -434,7 +434,11 @@ func (c *Client) post(ctx context.Context, ep *endpoint, t Target, body []byte, 
 	case st >= 300 && st < 500:
 		return nil, &RejectedError{Market: ep.name, Status: st, Message: rejectionReason(st)}
 	default: // 5xx, and anything unexpected
-		return nil, &StatusError{Market: ep.name, Status: st, Reason: "server error"}
+		reason := "server error"
+		if t := http.StatusText(st); t != "" && st >= 500 {
+			reason = strings.ToLower(t)
+		}
+		return nil, &StatusError{Market: ep.name, Status: st, Reason: reason}
 	}
 }
 

@@ -492,7 +492,7 @@ func TestPush_classifies_replies(t *testing.T) {
 		{name: "408_is_transient", status: 408, transient: true},
 		{name: "400_is_permanent", status: 400, body: `{"error":{"code":"bad_request","message":"listings: want an array"}}`, permanent: true, reason: "market shopwave answered 400 (bad request)"},
 		{name: "403_is_permanent", status: 403, body: `forbidden`, permanent: true, reason: "answered 403 (forbidden; check the channel's credentials)"},
-		{name: "503_names_status_and_class", status: 503, body: `upstream pool exhausted`, transient: true, reason: "market shopwave answered 503 (server error, transient)"},
+		{name: "503_names_status_and_class", status: 503, body: `upstream pool exhausted`, transient: true, reason: "market shopwave answered 503 (service unavailable, transient)"},
 		{name: "redirect_is_permanent", status: 302, header: map[string]string{"Location": "http://example.com/"}, permanent: true, reason: "answered 302 (redirect refused"},
 		{name: "429_with_seconds", status: 429, header: map[string]string{"Retry-After": "12"}, after: 12 * time.Second},
 		{name: "429_with_http_date", status: 429, header: map[string]string{"Retry-After": soon}, after: time.Hour},

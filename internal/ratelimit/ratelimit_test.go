@@ -160,3 +160,30 @@ func TestRedis_key_has_a_hash_tag(t *testing.T) {
 		t.Fatalf("key %q", k)
 	}
 }
+
+// BenchmarkRedis_Reserve is the cost of one shared reservation (one
+// EVALSHA, a write); each key a fresh channel so nothing waits.
+func BenchmarkRedis_Reserve(b *testing.B) {
+	cfg, err := config.FromEnv()
+	if err != nil {
+		b.Fatal(err)
+	}
+	opts, err := redis.ParseURL(cfg.RedisURL)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c := redis.NewClient(opts)
+	defer c.Close()
+	lim := ratelimit.NewRedis(c, "sagaflow-bench-"+testenv.RunID()+":", quiet)
+	ctx := context.Background()
+	b.SetParallelism(16) // 32 callers: pushes of many channels at once
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, ok, err := lim.Reserve(ctx, fmt.Sprintf("ch%d", i%64), 1_000_000, time.Second); err != nil || !ok {
+				b.Fatal(err, ok)
+			}
+		}
+	})
+}
