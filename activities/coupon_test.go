@@ -49,7 +49,7 @@ func storeActivities(t *testing.T) (*Activities, tenant.Tenant) {
 		if infra.env, infra.err = testenv.New(ctx); infra.err != nil {
 			return
 		}
-		if infra.store, infra.err = store.Open(ctx, infra.env.Config.DatabaseURL, 10); infra.err != nil {
+		if infra.store, infra.err = store.Open(ctx, infra.env.Config.DatabaseURL, 10, store.WithDevSecrets()); infra.err != nil {
 			return
 		}
 		if infra.err = infra.store.Migrate(ctx); infra.err != nil {

@@ -31,7 +31,9 @@ type CatalogStore interface {
 }
 
 // Markets calls the marketplaces (internal/market): translation, per-channel
-// and per-market rate limits and the per-market circuit breaker live there.
+// (shared across workers) and per-market rate limits and the per-channel
+// circuit breakers live there. Its error texts carry a status and a
+// classified reason, never a market's reply, so they may be recorded.
 type Markets interface {
 	Push(ctx context.Context, t market.Target, items []market.Item) ([]market.Result, error)
 }
@@ -250,13 +252,13 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (PushResult
 	return res, nil
 }
 
-// breakerWait is how long one attempt waits, in all, for a market's open
+// breakerWait is how long one attempt waits, in all, for the channel's open
 // circuit breaker before it gives up and lets Temporal retry: an open
 // breaker says the market is resting, not that this push failed, so it
 // should not use up the push's attempts.
 const breakerWait = time.Minute
 
-// pushThroughBreaker pushes items; while the market's breaker is open it
+// pushThroughBreaker pushes items; while the channel's breaker is open it
 // waits (1-3 s at a time, with jitter, so the channels of a recovering
 // market do not probe it together) and pushes what was not sent, until
 // breakerWait is spent or the attempt's deadline nears.

@@ -44,6 +44,8 @@ type SyncConfig struct {
 	// Shards is how many sync workflows share a tenant's SKUs.
 	Shards  int
 	Options workflows.SyncOptions
+	// Channels says which base URLs a new channel may have.
+	Channels catalog.ChannelPolicy
 }
 
 // defaultChannelRate is a channel's rate limit when the request names none:
@@ -252,7 +254,9 @@ type channelBody struct {
 }
 
 // createChannel connects the tenant to a market; base_url defaults to the
-// market's (the simulator's, in dev). The sync workflows learn of it at once.
+// market's (the simulator's, in dev) and must be scheme, host and port of a
+// host allowed for the market (https only outside dev). 409 when the tenant
+// has SAGAFLOW_MAX_CHANNELS_PER_TENANT channels already. The sync workflows learn of it at once.
 // Changes made from now on reach it; earlier ones are not replayed.
 func (s *Server) createChannel(c *gin.Context) {
 	var body channelBody
@@ -271,11 +275,16 @@ func (s *Server) createChannel(c *gin.Context) {
 			ch.BaseURL = m.BaseURL
 		}
 	}
-	if err := ch.Validate(names); err != nil {
+	if err := ch.Validate(names, s.deps.Sync.Channels); err != nil {
 		fail(c, err)
 		return
 	}
 	saved, err := s.catalog(c).CreateChannel(c.Request.Context(), ch)
+	var tooMany *catalog.ChannelLimitError
+	if errors.As(err, &tooMany) {
+		c.AbortWithStatusJSON(http.StatusConflict, gin.H{"error": gin.H{"code": "too_many_channels", "message": tooMany.Error(), "limit": tooMany.Limit}})
+		return
+	}
 	if err != nil {
 		fail(c, err)
 		return

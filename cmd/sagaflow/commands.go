@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/sagaflow/sagaflow/internal/app"
+	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/temporalclient"
@@ -32,6 +33,7 @@ func (c *cli) devCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log, start := cmd.Context(), c.logger(), time.Now()
+			c.cfg.Env = config.EnvDev // simulators on loopback, the dev secret key
 			a, err := app.Open(ctx, c.cfg, log, app.Options{EmbedTemporal: true, Migrate: true})
 			if err != nil {
 				return err

@@ -23,6 +23,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/activities"
 	"github.com/sagaflow/sagaflow/api"
+	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/ingest"
 	"github.com/sagaflow/sagaflow/internal/market"
@@ -32,6 +33,8 @@ import (
 	"github.com/sagaflow/sagaflow/internal/payment"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/ratelimit"
+	"github.com/sagaflow/sagaflow/internal/secret"
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/store"
@@ -102,13 +105,25 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		a.closers = append(a.closers, a.Dev.Stop)
 	}
 
-	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns); err != nil {
+	keys, err := SecretKeys(cfg, log)
+	if err != nil {
+		return nil, err
+	}
+	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns,
+		store.WithSecrets(keys), store.WithMaxChannels(cfg.MaxChannelsPerTenant)); err != nil {
 		return nil, err
 	}
 	a.closers = append(a.closers, a.Store.Close)
 	if o.Migrate {
 		if err = a.Store.Migrate(ctx); err != nil {
 			return nil, err
+		}
+		// Channels written before credentials were sealed, or under an
+		// older key, are sealed under the newest one.
+		if n, err := a.Store.ReencryptChannels(ctx); err != nil {
+			return nil, err
+		} else if n > 0 {
+			log.Info("channel credentials re-encrypted", "channels", n, "key", keys.Primary())
 		}
 	}
 	if a.Redis, err = queue.Open(ctx, cfg.RedisURL, cfg.RedisPrefix); err != nil {
@@ -125,7 +140,14 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	for _, m := range market.Names() {
 		rates[m] = cfg.MarketRate
 	}
-	a.Markets = market.NewClient(market.Options{Timeout: cfg.MarketTimeout, MarketRatePerSec: rates})
+	a.Markets = market.NewClient(market.Options{
+		Timeout:          cfg.MarketTimeout,
+		MarketRatePerSec: rates,
+		// Each channel's rate holds across every worker process.
+		Limiter: ratelimit.NewRedis(a.Redis.Client, cfg.RedisPrefix, log),
+		// Only dev's simulators live on loopback.
+		AllowPrivateNetworks: cfg.Dev(),
+	})
 	a.Sync = telemetry.NewSyncMetrics(a.Metrics)
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
@@ -143,6 +165,26 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		}
 	}
 	return a, nil
+}
+
+// SecretKeys is the keyring that seals channel credentials:
+// SAGAFLOW_SECRET_KEYS, or in dev, when that is empty, the fixed public dev
+// key (with a warning). Outside dev it is required.
+func SecretKeys(cfg config.Config, log *slog.Logger) (*secret.Keyring, error) {
+	if cfg.SecretKeys == "" {
+		if !cfg.Dev() {
+			return nil, errors.New("config: SAGAFLOW_SECRET_KEYS is required outside dev: channel credentials are encrypted at rest (see README, Secrets)")
+		}
+		log.Warn("SAGAFLOW_SECRET_KEYS is empty: channel credentials are sealed with the public dev key; never run like this outside dev")
+		return secret.Parse(secret.DevKeys)
+	}
+	return secret.Parse(cfg.SecretKeys)
+}
+
+// ChannelPolicy is which base URLs a new channel may have: outside dev
+// https only; always a host allowed for the market (config.MarketHosts).
+func ChannelPolicy(cfg config.Config) catalog.ChannelPolicy {
+	return catalog.ChannelPolicy{AllowHTTP: cfg.Dev(), Hosts: cfg.MarketHosts()}
 }
 
 // PrepareNamespace registers the namespace (when register is set: the
@@ -202,7 +244,7 @@ func (a *App) Handler() http.Handler {
 		Queue:     a.Redis,
 		Catalog:   func(schema string) api.CatalogStore { return a.Store.Catalog(schema) },
 		Markets:   MarketInfos(a.Config),
-		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config)},
+		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config), Channels: ChannelPolicy(a.Config)},
 		Checks: map[string]api.Check{
 			"temporal": func(ctx context.Context) error {
 				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})

@@ -6,6 +6,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 func validProduct() Product {
@@ -163,15 +165,90 @@ func TestShard_is_stable_and_in_range(t *testing.T) {
 
 func TestChannel_Validate(t *testing.T) {
 	markets := []string{"bazaar", "shopwave", "souk"}
+	dev := ChannelPolicy{AllowHTTP: true, Hosts: map[string][]string{"souk": {"127.0.0.1:8094"}}}
 	ok := Channel{Market: "souk", BaseURL: "http://127.0.0.1:8094", Credentials: "tok", RateLimitPerSec: 10}
-	if err := ok.Validate(markets); err != nil {
+	if err := ok.Validate(markets, dev); err != nil {
 		t.Fatal(err)
 	}
 	bad := Channel{Market: "ebay", BaseURL: "ftp://x", Credentials: "", RateLimitPerSec: 0}
-	err := bad.Validate(markets)
-	for _, want := range []string{"market \"ebay\"", "base_url", "credentials", "rate_limit_per_sec"} {
-		if err == nil || !strings.Contains(err.Error(), want) {
+	err := bad.Validate(markets, dev)
+	for _, want := range []string{"market", "base_url", "credentials", "rate_limit_per_sec"} {
+		if !hasField(err, want) {
 			t.Errorf("want an error naming %s, got %v", want, err)
 		}
+	}
+}
+
+func hasField(err error, field string) bool {
+	ps, _ := valid.Problems(err)
+	for _, p := range ps {
+		if p.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// Every base_url that is more than scheme, host and port, or names a host
+// the market does not allow, or is http outside dev, is a 400 naming
+// base_url.
+func TestChannel_Validate_base_url(t *testing.T) {
+	markets := []string{"bazaar", "shopwave", "souk"}
+	prod := ChannelPolicy{Hosts: map[string][]string{"shopwave": {"api.shopwave.example", "eu.shopwave.example:8443"}}}
+	dev := ChannelPolicy{AllowHTTP: true, Hosts: map[string][]string{"shopwave": {"127.0.0.1:8093"}}}
+	tests := []struct {
+		name   string
+		policy ChannelPolicy
+		url    string
+		ok     bool
+	}{
+		{"https_allowed_host", prod, "https://api.shopwave.example", true},
+		{"https_allowed_host_slash", prod, "https://api.shopwave.example/", true},
+		{"https_allowed_host_default_port", prod, "https://api.shopwave.example:443", true},
+		{"https_allowed_host_case", prod, "https://API.Shopwave.example", true},
+		{"https_allowed_host_port", prod, "https://eu.shopwave.example:8443", true},
+		{"dev_simulator", dev, "http://127.0.0.1:8093", true},
+		{"empty", prod, "", false},
+		{"http_outside_dev", prod, "http://api.shopwave.example", false},
+		{"host_not_allowed", prod, "https://evil.example", false},
+		{"allowed_host_other_port", prod, "https://api.shopwave.example:8443", false},
+		{"port_of_another_entry", prod, "https://eu.shopwave.example", false},
+		{"loopback_outside_dev", prod, "https://127.0.0.1", false},
+		{"metadata_ip", prod, "https://169.254.169.254", false},
+		{"private_ip", prod, "https://10.0.0.1", false},
+		{"ipv6_loopback", prod, "https://[::1]:443", false},
+		{"dev_other_host", dev, "http://10.1.2.3:8093", false},
+		{"dev_other_port", dev, "http://127.0.0.1:22", false},
+		{"path", prod, "https://api.shopwave.example/v2", false},
+		{"path_with_question_mark", prod, "https://api.shopwave.example/x?", false},
+		{"empty_query", prod, "https://api.shopwave.example?", false},
+		{"query", prod, "https://api.shopwave.example/?a=b", false},
+		{"fragment", prod, "https://api.shopwave.example#x", false},
+		{"userinfo", prod, "https://user:pw@api.shopwave.example", false},
+		{"user_only", prod, "https://user@api.shopwave.example", false},
+		{"ftp", prod, "ftp://api.shopwave.example", false},
+		{"no_scheme", prod, "api.shopwave.example", false},
+		{"no_host", prod, "https://", false},
+		{"port_only", prod, "https://:443", false},
+		{"bad_port", prod, "https://api.shopwave.example:99999", false},
+		{"encoded_path", prod, "https://api.shopwave.example/%2e%2e", false},
+		{"opaque", prod, "https:api.shopwave.example", false},
+		{"control_char", prod, "https://api.shopwave.example/\n", false},
+		{"backslash_trick", prod, "https://api.shopwave.example\\@evil.example", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			ch := Channel{Market: "shopwave", BaseURL: tt.url, Credentials: "tok", RateLimitPerSec: 10}
+			err := ch.Validate(markets, tt.policy)
+			if tt.ok {
+				if err != nil {
+					t.Fatalf("Validate(%q) = %v", tt.url, err)
+				}
+				return
+			}
+			if !errors.Is(err, ErrInvalid) || !hasField(err, "base_url") {
+				t.Fatalf("Validate(%q) = %v, want a problem with base_url", tt.url, err)
+			}
+		})
 	}
 }

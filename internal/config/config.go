@@ -17,6 +17,8 @@ import (
 	"time"
 
 	"github.com/caarlos0/env/v11"
+
+	"github.com/sagaflow/sagaflow/internal/secret"
 )
 
 // Config is the whole configuration of every sagaflow process. The defaults
@@ -67,6 +69,13 @@ type Config struct {
 	BazaarURL     string        `env:"SAGAFLOW_MARKET_BAZAAR_URL" envDefault:"http://127.0.0.1:8095" help:"default base URL of bazaar channels (the simulator in dev)"`
 	MarketTimeout time.Duration `env:"SAGAFLOW_MARKET_TIMEOUT" envDefault:"10s" help:"how long one call to a marketplace may take"`
 	MarketRate    float64       `env:"SAGAFLOW_MARKET_RATE" envDefault:"0" help:"calls per second one process makes to each market, over all channels (0: no limit beyond each channel's)"`
+
+	Env                  string `env:"SAGAFLOW_ENV" envDefault:"production" help:"production or dev; 'sagaflow dev' is always dev. Outside dev channels take only https base URLs of allowed hosts at public addresses, and SAGAFLOW_SECRET_KEYS is required"`
+	MarketHostsShopwave  string `env:"SAGAFLOW_MARKET_HOSTS_SHOPWAVE" help:"hosts (host or host:port, comma-separated) a shopwave channel's base_url may name, besides SAGAFLOW_MARKET_SHOPWAVE_URL's"`
+	MarketHostsSouk      string `env:"SAGAFLOW_MARKET_HOSTS_SOUK" help:"hosts a souk channel's base_url may name, besides SAGAFLOW_MARKET_SOUK_URL's"`
+	MarketHostsBazaar    string `env:"SAGAFLOW_MARKET_HOSTS_BAZAAR" help:"hosts a bazaar channel's base_url may name, besides SAGAFLOW_MARKET_BAZAAR_URL's"`
+	MaxChannelsPerTenant int    `env:"SAGAFLOW_MAX_CHANNELS_PER_TENANT" envDefault:"50" help:"most channels one tenant may have"`
+	SecretKeys           string `env:"SAGAFLOW_SECRET_KEYS" help:"keys that encrypt channel credentials at rest: id:base64(32 bytes),... newest first; the first encrypts, all decrypt (dev uses a fixed public key when empty)"`
 
 	SyncShards      int           `env:"SAGAFLOW_SYNC_SHARDS" envDefault:"8" help:"sync workflows per tenant; a SKU always maps to the same one"`
 	SyncMaxAttempts int           `env:"SAGAFLOW_SYNC_MAX_ATTEMPTS" envDefault:"12" help:"attempts of a push to a channel before its items are parked (backoff 1s doubling to 30s, with jitter)"`
@@ -219,6 +228,26 @@ func (c Config) Validate() error {
 	if c.MarketRate < 0 {
 		bad("SAGAFLOW_MARKET_RATE", "must not be negative")
 	}
+	if c.Env != EnvProduction && c.Env != EnvDev {
+		bad("SAGAFLOW_ENV", "want %s or %s, got %q", EnvProduction, EnvDev, c.Env)
+	}
+	if c.SecretKeys != "" {
+		if _, err := secret.Parse(c.SecretKeys); err != nil {
+			// The error names the key's id or position, never its bytes.
+			bad("SAGAFLOW_SECRET_KEYS", "%v", err)
+		}
+	}
+	for key, list := range map[string]string{"SAGAFLOW_MARKET_HOSTS_SHOPWAVE": c.MarketHostsShopwave,
+		"SAGAFLOW_MARKET_HOSTS_SOUK": c.MarketHostsSouk, "SAGAFLOW_MARKET_HOSTS_BAZAAR": c.MarketHostsBazaar} {
+		for _, h := range splitList(list) {
+			if !validHostEntry(h) {
+				bad(key, "want host or host:port, got %q", h)
+			}
+		}
+	}
+	if c.MaxChannelsPerTenant < 1 {
+		bad("SAGAFLOW_MAX_CHANNELS_PER_TENANT", "must be at least 1, got %d", c.MaxChannelsPerTenant)
+	}
 	if c.IngestFlush <= 0 {
 		bad("SAGAFLOW_INGEST_FLUSH", "must be positive")
 	}
@@ -312,6 +341,58 @@ func (c Config) TemporalHostPort() string {
 		return c.TemporalAddress
 	}
 	return net.JoinHostPort(c.DevBindIP, strconv.Itoa(c.DevTemporalPort))
+}
+
+// The values of SAGAFLOW_ENV.
+const (
+	EnvProduction = "production"
+	EnvDev        = "dev"
+)
+
+// Dev reports whether the process runs as dev: simulators on loopback,
+// http base URLs, and a fixed secret key are allowed.
+func (c Config) Dev() bool { return c.Env == EnvDev }
+
+// MarketHosts are, per market, the hosts ("host" or "host:port", lower
+// case) a channel's base_url may name: the configured list, the host of the
+// market's default URL, and in dev the simulator's address.
+func (c Config) MarketHosts() map[string][]string {
+	out := map[string][]string{}
+	for _, m := range []struct{ name, list, url, sim string }{
+		{"shopwave", c.MarketHostsShopwave, c.ShopwaveURL, c.SimShopwaveAddr},
+		{"souk", c.MarketHostsSouk, c.SoukURL, c.SimSoukAddr},
+		{"bazaar", c.MarketHostsBazaar, c.BazaarURL, c.SimBazaarAddr},
+	} {
+		hosts := splitList(m.list)
+		if u, err := url.Parse(m.url); err == nil && u.Host != "" {
+			hosts = append(hosts, u.Host)
+		}
+		if c.Dev() {
+			hosts = append(hosts, m.sim)
+		}
+		for i := range hosts {
+			hosts[i] = strings.ToLower(hosts[i])
+		}
+		slices.Sort(hosts)
+		out[m.name] = slices.Compact(hosts)
+	}
+	return out
+}
+
+func splitList(s string) []string {
+	var out []string
+	for _, p := range strings.Split(s, ",") {
+		if p = strings.TrimSpace(p); p != "" {
+			out = append(out, p)
+		}
+	}
+	return out
+}
+
+// validHostEntry: a host name or IP, optionally with a port, nothing else.
+func validHostEntry(h string) bool {
+	u, err := url.Parse("https://" + h)
+	return err == nil && u.Host == h && u.Hostname() != "" && u.User == nil && u.Path == "" && !strings.ContainsAny(h, "/?#@")
 }
 
 // redact hides the password of a URL in error messages.

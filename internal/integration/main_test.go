@@ -92,6 +92,7 @@ func startWorkerProcess() (*exec.Cmd, error) {
 	cmd := exec.Command(os.Args[0], "-test.run=^$")
 	cmd.Env = append(os.Environ(),
 		workerProcessEnv+"=1",
+		"SAGAFLOW_ENV="+config.EnvDev,
 		"TEMPORAL_ADDRESS="+stack.app.Dev.Address(),
 		"TEMPORAL_NAMESPACE="+cfg.TemporalNamespace,
 		"DATABASE_URL="+cfg.DatabaseURL,
@@ -122,6 +123,7 @@ func run(m *testing.M) int {
 	cfg.DevUIPort = 0
 	cfg.DemoKey, cfg.AcmeKey = "demo-"+testenv.RunID(), "acme-"+testenv.RunID()
 	cfg.APIKeyCacheTTL = 0
+	cfg.Env = config.EnvDev // the simulators listen on loopback
 	// A short gateway timeout makes "timeout after commit" cost little.
 	cfg.PaymentTimeout = 300 * time.Millisecond
 	sims, err := app.NewSimulators(cfg)

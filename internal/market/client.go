@@ -3,8 +3,6 @@ package market
 import (
 	"bytes"
 	"context"
-	"encoding/json"
-	"encoding/xml"
 	"errors"
 	"fmt"
 	"io"
@@ -13,13 +11,10 @@ import (
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/sony/gobreaker/v2"
 	"golang.org/x/time/rate"
-
-	"github.com/sagaflow/sagaflow/internal/outbound"
 )
 
 // Defaults of Options.
@@ -27,6 +22,12 @@ const (
 	DefaultTimeout         = 10 * time.Second
 	DefaultBreakerFailures = 5
 	DefaultBreakerOpenFor  = 5 * time.Second
+	// DefaultMaxChannels bounds the channels whose breaker and local
+	// limiter a client keeps; the least recently used go first.
+	DefaultMaxChannels = 10_000
+	// DefaultChannelIdle is how long a channel's breaker and local limiter
+	// are kept after its last push (a deleted channel's go away then).
+	DefaultChannelIdle = 15 * time.Minute
 )
 
 const (
@@ -36,28 +37,60 @@ const (
 	// maxResponseBytes bounds what is read of a reply: 500 results of a
 	// few hundred bytes each, with room to spare.
 	maxResponseBytes = 4 << 20
-	// maxMessageLen bounds the market's text quoted in a RejectedError.
+	// maxMessageLen bounds a market's reason for refusing one item.
 	maxMessageLen = 300
+	// maxWaitWithoutDeadline bounds the rate-limit wait of a push whose
+	// context has no deadline.
+	maxWaitWithoutDeadline = time.Minute
 )
 
+// RateLimiter is a per-channel rate limit shared by every process that
+// pushes to the channel (internal/ratelimit implements it in Redis), so that
+// several workers together hold the channel's rate. Implementations are safe
+// for concurrent use.
+type RateLimiter interface {
+	// Reserve claims the next call slot of key at perSec calls per second,
+	// with a burst of perSec, unless waiting for that slot would take longer
+	// than maxWait. It returns how long to wait before calling and whether a
+	// slot was claimed; not claimed, wait is how long the wait would be. An
+	// error means the shared limit is out of reach: the client then falls
+	// back to a local limiter at the same rate.
+	Reserve(ctx context.Context, key string, perSec int, maxWait time.Duration) (wait time.Duration, ok bool, err error)
+}
+
 // Options configures a Client. The zero value is usable: DefaultTimeout, no
-// market-wide rate limits, and breakers that open for DefaultBreakerOpenFor
-// after DefaultBreakerFailures consecutive transient failures.
+// market-wide rate limits, per-process channel rate limits, breakers that
+// open for DefaultBreakerOpenFor after DefaultBreakerFailures consecutive
+// transient failures, and calls only to public addresses.
 type Options struct {
 	// Timeout bounds each HTTP call, reading the reply included; zero means
 	// DefaultTimeout. The context of Push can end it sooner.
 	Timeout time.Duration
 	// MarketRatePerSec bounds, per market name, the requests per second of
-	// all channels together; absent or 0 means unlimited.
+	// all channels together in this process; absent or 0 means unlimited.
 	MarketRatePerSec map[string]float64
 	// BreakerFailures is how many consecutive transient failures (5xx,
-	// timeouts, connection errors; never 4xx nor 429) open a market's
-	// breaker; zero means DefaultBreakerFailures.
+	// timeouts, connection errors; never 4xx nor 429) of a channel open
+	// that channel's breaker; zero means DefaultBreakerFailures.
 	BreakerFailures uint32
 	// BreakerOpenFor is how long an open breaker refuses calls before it
 	// lets one through to probe the market; zero means
 	// DefaultBreakerOpenFor.
 	BreakerOpenFor time.Duration
+	// Limiter, when set, holds each channel's RateLimitPerSec across
+	// processes; nil means each process holds it on its own.
+	Limiter RateLimiter
+	// AllowPrivateNetworks lets calls reach loopback, private, link-local
+	// and other non-public addresses: for dev and its simulators only.
+	// Without it a base URL whose host resolves to such an address fails
+	// with ErrInvalidTarget before any byte is sent.
+	AllowPrivateNetworks bool
+	// MaxChannels bounds the channels whose state (breaker, local limiter)
+	// is kept; zero means DefaultMaxChannels.
+	MaxChannels int
+	// ChannelIdle is how long an unused channel's state is kept; zero
+	// means DefaultChannelIdle.
+	ChannelIdle time.Duration
 }
 
 // Validate reports the first option out of range or naming an unknown
@@ -68,6 +101,9 @@ func (o Options) Validate() error {
 	}
 	if o.BreakerOpenFor < 0 {
 		return fmt.Errorf("market: options: breaker open time must be >= 0, got %s", o.BreakerOpenFor)
+	}
+	if o.MaxChannels < 0 || o.ChannelIdle < 0 {
+		return fmt.Errorf("market: options: max channels and channel idle time must be >= 0")
 	}
 	for _, name := range slices.Sorted(maps.Keys(o.MarketRatePerSec)) {
 		if _, ok := specs[name]; !ok {
@@ -90,31 +126,36 @@ func (o *Options) setDefaults() {
 	if o.BreakerOpenFor == 0 {
 		o.BreakerOpenFor = DefaultBreakerOpenFor
 	}
+	if o.MaxChannels == 0 {
+		o.MaxChannels = DefaultMaxChannels
+	}
+	if o.ChannelIdle == 0 {
+		o.ChannelIdle = DefaultChannelIdle
+	}
 }
 
 // Client pushes listings to the markets. Build one per process and share
 // it: it is safe for concurrent use, keeps connections alive between calls,
-// and holds the per-channel and per-market rate limiters and the per-market
-// circuit breakers, which only work if everyone shares them.
+// and holds the per-market rate limiters and, per channel, a circuit breaker
+// and a local rate limiter, which only work if everyone shares them.
+//
+// A breaker belongs to one channel (one tenant's account at one base URL),
+// never to a market: a tenant whose channels point at a dead base URL, or
+// whose account the market answers with 5xx, opens only its own channels'
+// breakers. When a market itself is down, each channel finds out after
+// BreakerFailures calls.
 type Client struct {
-	http    *http.Client
-	markets map[string]*endpoint
-
-	mu       sync.Mutex // guards channels
-	channels map[string]*channelLimiter
+	http     *http.Client
+	markets  map[string]*endpoint
+	opts     Options
+	channels *channelCache
 }
 
-// endpoint is a market with its shared limiter and breaker.
+// endpoint is a market with its shared limiter.
 type endpoint struct {
+	name    string
 	spec    spec
 	limiter *rate.Limiter // nil: no market-wide limit
-	breaker *gobreaker.CircuitBreaker[[]answer]
-}
-
-// channelLimiter is a channel's limiter and the rate it was built for.
-type channelLimiter struct {
-	perSec  int
-	limiter *rate.Limiter
 }
 
 // NewClient returns a client with options o. It panics if o is invalid:
@@ -125,49 +166,58 @@ func NewClient(o Options) *Client {
 	}
 	o.setDefaults()
 	c := &Client{
-		http:     outbound.NewHTTPClient(o.Timeout),
+		http:     newHTTPClient(o.Timeout, o.AllowPrivateNetworks),
 		markets:  make(map[string]*endpoint, len(specs)),
-		channels: map[string]*channelLimiter{},
+		opts:     o,
+		channels: newChannelCache(o.MaxChannels, o.ChannelIdle),
 	}
 	for name, s := range specs {
-		ep := &endpoint{spec: s}
+		ep := &endpoint{name: name, spec: s}
 		if r := o.MarketRatePerSec[name]; r > 0 {
 			ep.limiter = rate.NewLimiter(rate.Limit(r), max(1, int(r)))
 		}
-		failures := o.BreakerFailures
-		ep.breaker = gobreaker.NewCircuitBreaker[[]answer](gobreaker.Settings{
-			Name:        name,
-			MaxRequests: 1, // one probe while half-open
-			Timeout:     o.BreakerOpenFor,
-			ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
-			// A 4xx or 429 is an answer: the market is up.
-			IsSuccessful: func(err error) bool { return !errors.Is(err, ErrTransient) },
-			// A caller that gave up says nothing about the market.
-			IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
-		})
 		c.markets[name] = ep
 	}
 	return c
 }
 
+// newBreaker is the breaker of one channel.
+func (c *Client) newBreaker(channelID string) *gobreaker.CircuitBreaker[[]answer] {
+	failures := c.opts.BreakerFailures
+	return gobreaker.NewCircuitBreaker[[]answer](gobreaker.Settings{
+		Name:        channelID,
+		MaxRequests: 1, // one probe while half-open
+		Timeout:     c.opts.BreakerOpenFor,
+		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		// A 4xx or 429 is an answer: the market is up.
+		IsSuccessful: func(err error) bool { return !errors.Is(err, ErrTransient) },
+		// A caller that gave up says nothing about the market.
+		IsExcluded: func(err error) bool { return errors.Is(err, context.Canceled) },
+	})
+}
+
 // CloseIdleConnections closes the connections kept alive for later calls.
 func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
 
-// BreakerState returns the state of market's circuit breaker: "closed",
-// "half-open" or "open" ("" for an unknown market). For metrics and tests.
-func (c *Client) BreakerState(market string) string {
-	ep, ok := c.markets[market]
-	if !ok {
-		return ""
+// BreakerState returns the state of the channel's circuit breaker:
+// "closed", "half-open" or "open" ("closed" for a channel the client holds
+// no state of). For metrics and tests.
+func (c *Client) BreakerState(channelID string) string {
+	st := c.channels.peek(channelID)
+	if st == nil {
+		return gobreaker.StateClosed.String()
 	}
-	return ep.breaker.State().String()
+	return st.breaker.State().String()
 }
+
+// TrackedChannels is how many channels' state the client holds now.
+func (c *Client) TrackedChannels() int { return c.channels.len() }
 
 // Push lists items on the channel t. Each item is translated with the
 // market's translator: those that cannot be are Rejected without being sent.
 // The rest go in requests of at most the market's MaxBatch items, one after
 // the other, each waiting for the channel's and the market's rate limiters
-// and passing the market's circuit breaker.
+// and passing the channel's circuit breaker.
 //
 // With a nil error, Push returns one Result per item, in input order. When a
 // request fails, Push stops there and returns the error (see the package
@@ -183,6 +233,9 @@ func (c *Client) Push(ctx context.Context, t Target, items []Item) ([]Result, er
 	}
 	if t.BaseURL == "" || t.Credentials == "" {
 		return nil, fmt.Errorf("market: push to channel %s: %w: base URL and credentials are required", t.ChannelID, ErrInvalidTarget)
+	}
+	if err := CheckBaseURL(t.BaseURL); err != nil {
+		return nil, fmt.Errorf("market: push to channel %s: %w", t.ChannelID, err)
 	}
 	results := make([]Result, len(items))
 	var send []int // indexes of the items to send
@@ -231,23 +284,25 @@ func translateItem(s spec, it Item) (any, error) {
 	return s.translate(it.Product, it.Key)
 }
 
-// send makes one batch request through the limiters and the breaker and
-// returns the market's answers, one per listing, checked against skus.
+// send makes one batch request through the limiters and the channel's
+// breaker and returns the market's answers, one per listing, checked
+// against skus.
 func (c *Client) send(ctx context.Context, ep *endpoint, t Target, listings []any, skus []string) ([]answer, error) {
+	st := c.channels.get(t, c.newBreaker)
 	// Checked before the limiters, so that an open breaker neither waits
 	// nor spends a token.
-	if ep.breaker.State() == gobreaker.StateOpen {
+	if st.breaker.State() == gobreaker.StateOpen {
 		return nil, ErrCircuitOpen
 	}
-	if err := wait(ctx, c.channelLimiter(t), ep.limiter); err != nil {
+	if err := c.wait(ctx, ep, st, t); err != nil {
 		return nil, err
 	}
 	body, err := ep.spec.encode(listings)
 	if err != nil {
 		return nil, fmt.Errorf("encode request: %w", err)
 	}
-	answers, err := ep.breaker.Execute(func() ([]answer, error) {
-		return c.post(ctx, ep.spec, t, body, skus)
+	answers, err := st.breaker.Execute(func() ([]answer, error) {
+		return c.post(ctx, ep, t, body, skus)
 	})
 	if errors.Is(err, gobreaker.ErrOpenState) || errors.Is(err, gobreaker.ErrTooManyRequests) {
 		return nil, ErrCircuitOpen
@@ -255,50 +310,71 @@ func (c *Client) send(ctx context.Context, ep *endpoint, t Target, listings []an
 	return answers, err
 }
 
-// channelLimiter returns the limiter of t's channel, built anew when the
-// channel's rate changed; nil when the channel has no limit.
-func (c *Client) channelLimiter(t Target) *rate.Limiter {
-	if t.RateLimitPerSec <= 0 {
-		return nil
-	}
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	cl := c.channels[t.ChannelID]
-	if cl == nil || cl.perSec != t.RateLimitPerSec {
-		cl = &channelLimiter{perSec: t.RateLimitPerSec, limiter: rate.NewLimiter(rate.Limit(t.RateLimitPerSec), max(1, t.RateLimitPerSec))}
-		c.channels[t.ChannelID] = cl
-	}
-	return cl.limiter
-}
-
-// wait takes a token from each limiter (nil ones are skipped) and waits
-// until all allow the call. If that would outlast ctx's deadline it takes
-// nothing and returns a *ThrottledError saying how long the wait would be.
-func wait(ctx context.Context, limiters ...*rate.Limiter) error {
+// wait takes a slot of the market's limiter (this process's) and of the
+// channel's (shared through Options.Limiter, or else this process's) and
+// waits until both allow the call. If that would outlast ctx's deadline it
+// takes nothing it can give back and returns a *ThrottledError saying how
+// long the wait would be. A shared limiter that fails (Redis down) is
+// replaced by the local one at the same rate: never unlimited, and never a
+// failed push for want of Redis.
+func (c *Client) wait(ctx context.Context, ep *endpoint, st *channelState, t Target) error {
 	now := time.Now()
+	maxWait := maxWaitWithoutDeadline
+	if deadline, ok := ctx.Deadline(); ok {
+		maxWait = deadline.Sub(now)
+	}
 	var held []*rate.Reservation
 	release := func() {
 		for _, r := range held {
 			r.CancelAt(now)
 		}
 	}
-	var d time.Duration
-	for _, l := range limiters {
-		if l == nil {
-			continue
-		}
+	reserve := func(l *rate.Limiter) (time.Duration, error) {
 		r := l.ReserveN(now, 1)
 		if !r.OK() { // cannot happen: every burst is at least 1
-			release()
-			return fmt.Errorf("%w: rate limiter refused a reservation", ErrTransient)
+			return 0, fmt.Errorf("%w: rate limiter refused a reservation", ErrTransient)
 		}
 		held = append(held, r)
-		d = max(d, r.DelayFrom(now))
+		return r.DelayFrom(now), nil
+	}
+	var d time.Duration
+	if ep.limiter != nil {
+		md, err := reserve(ep.limiter)
+		if err != nil {
+			release()
+			return err
+		}
+		d = md
+	}
+	if d > maxWait {
+		release()
+		return fmt.Errorf("market rate limit: %w", &ThrottledError{RetryAfter: d})
+	}
+	if t.RateLimitPerSec > 0 {
+		shared := false
+		if c.opts.Limiter != nil {
+			cd, ok, err := c.opts.Limiter.Reserve(ctx, t.ChannelID, t.RateLimitPerSec, maxWait)
+			switch {
+			case err == nil && !ok:
+				release()
+				return fmt.Errorf("channel rate limit: %w", &ThrottledError{RetryAfter: cd})
+			case err == nil:
+				shared, d = true, max(d, cd)
+			}
+		}
+		if !shared {
+			cd, err := reserve(st.limiter(t.RateLimitPerSec))
+			if err != nil {
+				release()
+				return err
+			}
+			d = max(d, cd)
+		}
 	}
 	if d == 0 {
 		return nil
 	}
-	if deadline, ok := ctx.Deadline(); ok && deadline.Sub(now) < d {
+	if d > maxWait {
 		release()
 		return fmt.Errorf("local rate limit: %w", &ThrottledError{RetryAfter: d})
 	}
@@ -313,8 +389,11 @@ func wait(ctx context.Context, limiters ...*rate.Limiter) error {
 	}
 }
 
-// post sends one batch and classifies the reply.
-func (c *Client) post(ctx context.Context, s spec, t Target, body []byte, skus []string) ([]answer, error) {
+// post sends one batch and classifies the reply. No byte of the reply
+// other than a 2xx's per-item answers reaches the error: only the status
+// and what it means.
+func (c *Client) post(ctx context.Context, ep *endpoint, t Target, body []byte, skus []string) ([]answer, error) {
+	s := ep.spec
 	url := strings.TrimRight(t.BaseURL, "/") + s.path()
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, url, bytes.NewReader(body))
 	if err != nil {
@@ -325,37 +404,57 @@ func (c *Client) post(ctx context.Context, s spec, t Target, body []byte, skus [
 	s.authorize(req.Header, t.Credentials)
 	resp, err := c.http.Do(req)
 	if err != nil {
-		return nil, fmt.Errorf("%w: %w", ErrTransient, err)
+		return nil, transportError(ep.name, err)
 	}
 	defer resp.Body.Close()
 	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
 	if err != nil {
-		return nil, fmt.Errorf("%w: read %d reply: %w", ErrTransient, resp.StatusCode, err)
+		return nil, &StatusError{Market: ep.name, Status: resp.StatusCode, Reason: "reply cut short"}
 	}
 	switch st := resp.StatusCode; {
 	case st >= 200 && st < 300:
 		answers, err := s.decode(b)
 		if err != nil {
 			// The batch may well have been applied; a retry gets duplicates.
-			return nil, fmt.Errorf("%w: %w", ErrTransient, err)
+			return nil, &StatusError{Market: ep.name, Status: st, Reason: "reply does not decode"}
 		}
 		if len(answers) != len(skus) {
 			return nil, errReplyMismatch("%d answers for %d items", len(answers), len(skus))
 		}
 		for i, a := range answers {
 			if a.sku != skus[i] {
-				return nil, errReplyMismatch("answer %d is for %q, not %q", i, a.sku, skus[i])
+				return nil, errReplyMismatch("answer %d is for another item", i)
 			}
 		}
 		return answers, nil
 	case st == http.StatusTooManyRequests:
 		return nil, &ThrottledError{RetryAfter: parseRetryAfter(resp.Header.Get("Retry-After"), time.Now())}
 	case st == http.StatusRequestTimeout:
-		return nil, fmt.Errorf("%w: %d %s: %s", ErrTransient, st, statusText(st), replyMessage(b))
-	case st >= 400 && st < 500:
-		return nil, &RejectedError{Status: st, Message: replyMessage(b)}
+		return nil, &StatusError{Market: ep.name, Status: st, Reason: "request timeout"}
+	case st >= 300 && st < 500:
+		return nil, &RejectedError{Market: ep.name, Status: st, Message: rejectionReason(st)}
 	default: // 5xx, and anything unexpected
-		return nil, fmt.Errorf("%w: %d %s: %s", ErrTransient, st, statusText(st), replyMessage(b))
+		reason := "server error"
+		if t := http.StatusText(st); t != "" && st >= 500 {
+			reason = strings.ToLower(t)
+		}
+		return nil, &StatusError{Market: ep.name, Status: st, Reason: reason}
+	}
+}
+
+// rejectionReason is what a refusal of the whole request means, by status.
+func rejectionReason(status int) string {
+	switch {
+	case status >= 300 && status < 400:
+		return "redirect refused; check the channel's base_url"
+	case status == http.StatusUnauthorized:
+		return "unauthorized; check the channel's credentials"
+	case status == http.StatusForbidden:
+		return "forbidden; check the channel's credentials"
+	case status == http.StatusNotFound || status == http.StatusMethodNotAllowed:
+		return "no batch endpoint there; check the channel's base_url"
+	default:
+		return strings.ToLower(statusText(status))
 	}
 }
 
@@ -377,52 +476,6 @@ func parseRetryAfter(v string, now time.Time) time.Duration {
 		return max(0, at.Sub(now))
 	}
 	return defaultRetryAfter
-}
-
-// replyMessage extracts a market's explanation from an error reply: the
-// house JSON error ({"error":{"code","message"}}), a Souk XML error
-// (<error code="...">message</error>), or else the body itself, shortened.
-func replyMessage(b []byte) string {
-	var j struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(b, &j) == nil && (j.Error.Code != "" || j.Error.Message != "") {
-		return joinCode(j.Error.Code, j.Error.Message)
-	}
-	var x struct {
-		XMLName xml.Name `xml:"error"`
-		Code    string   `xml:"code,attr"`
-		Message string   `xml:",chardata"`
-	}
-	if xml.Unmarshal(b, &x) == nil {
-		return joinCode(x.Code, strings.TrimSpace(x.Message))
-	}
-	s := strings.TrimSpace(string(b))
-	if s == "" {
-		return "no details"
-	}
-	return shorten(s)
-}
-
-func joinCode(code, msg string) string {
-	switch {
-	case code == "":
-		return shorten(msg)
-	case msg == "":
-		return code
-	default:
-		return code + ": " + shorten(msg)
-	}
-}
-
-func shorten(s string) string {
-	if len(s) > maxMessageLen {
-		return truncate(s, maxMessageLen)
-	}
-	return s
 }
 
 func statusText(status int) string {

@@ -99,6 +99,13 @@ func wantOutcomes(t *testing.T, results []market.Result, items []market.Item, wa
 	}
 }
 
+// newClient is market.NewClient allowed to reach the simulators, which
+// listen on loopback.
+func newClient(o market.Options) *market.Client {
+	o.AllowPrivateNetworks = true
+	return market.NewClient(o)
+}
+
 // TestPush_contract runs the same suite against each market's simulator.
 func TestPush_contract(t *testing.T) {
 	t.Parallel()
@@ -133,7 +140,7 @@ func TestPush_contract(t *testing.T) {
 
 func testAppliesThenDuplicates(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	items := append(f.items("ch1", 3, 1), f.unsupportedItem("ch1"))
 
 	res, err := c.Push(context.Background(), f.target(url, "ch1"), items)
@@ -173,7 +180,7 @@ func testAppliesThenDuplicates(t *testing.T, f fixture) {
 
 func testThrottled(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{ThrottleRate: 1, RetryAfterSeconds: 7})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	items := f.items("ch1", 2, 1)
 	res, err := c.Push(context.Background(), f.target(url, "ch1"), items)
 	var throttled *market.ThrottledError
@@ -191,7 +198,7 @@ func testThrottled(t *testing.T, f fixture) {
 
 func testDown(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{Down: true})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	items := f.items("ch1", 2, 1)
 	res, err := c.Push(context.Background(), f.target(url, "ch1"), items)
 	if !errors.Is(err, market.ErrTransient) || errors.Is(err, market.ErrCircuitOpen) || market.IsPermanent(err) {
@@ -209,7 +216,7 @@ func testDown(t *testing.T, f fixture) {
 func testBreakerOpens(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{Down: true})
 	// Open long enough that a stalled test cannot see it half-open early.
-	c := market.NewClient(market.Options{BreakerFailures: 3, BreakerOpenFor: 2 * time.Second})
+	c := newClient(market.Options{BreakerFailures: 3, BreakerOpenFor: 2 * time.Second})
 	items := f.items("ch1", 1, 1)
 	for i := range 3 {
 		_, err := c.Push(context.Background(), f.target(url, "ch1"), items)
@@ -217,8 +224,7 @@ func testBreakerOpens(t *testing.T, f fixture) {
 			t.Fatalf("push %d: %v, want a transient failure from the market", i, err)
 		}
 	}
-	// Another channel of the same market: the breaker is the market's.
-	res, err := c.Push(context.Background(), f.target(url, "ch2"), items)
+	res, err := c.Push(context.Background(), f.target(url, "ch1"), items)
 	if !errors.Is(err, market.ErrCircuitOpen) || !errors.Is(err, market.ErrTransient) || market.IsPermanent(err) {
 		t.Fatalf("push with the breaker open: %v, want ErrCircuitOpen", err)
 	}
@@ -226,7 +232,11 @@ func testBreakerOpens(t *testing.T, f fixture) {
 	if s := m.Stats(); s.Requests != 3 {
 		t.Fatalf("%d requests reached the market, want 3 (none while open)", s.Requests)
 	}
-	if st := c.BreakerState(f.market); st != "open" {
+	// Another channel of the same market has a breaker of its own.
+	if st := c.BreakerState("ch2"); st != "closed" {
+		t.Fatalf("breaker of ch2 %s, want closed", st)
+	}
+	if st := c.BreakerState("ch1"); st != "open" {
 		t.Fatalf("breaker %s, want open", st)
 	}
 
@@ -235,7 +245,7 @@ func testBreakerOpens(t *testing.T, f fixture) {
 		t.Fatal(err)
 	}
 	deadline := time.Now().Add(15 * time.Second)
-	for c.BreakerState(f.market) == "open" {
+	for c.BreakerState("ch1") == "open" {
 		if time.Now().After(deadline) {
 			t.Fatal("breaker still open after 15s")
 		}
@@ -244,14 +254,14 @@ func testBreakerOpens(t *testing.T, f fixture) {
 	if _, err := c.Push(context.Background(), f.target(url, "ch1"), items); err != nil {
 		t.Fatalf("probe: %v", err)
 	}
-	if st := c.BreakerState(f.market); st != "closed" {
+	if st := c.BreakerState("ch1"); st != "closed" {
 		t.Fatalf("breaker %s after a good probe, want closed", st)
 	}
 }
 
 func testBreakerIgnoresAnswers(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{ThrottleRate: 1})
-	c := market.NewClient(market.Options{BreakerFailures: 2, BreakerOpenFor: time.Hour})
+	c := newClient(market.Options{BreakerFailures: 2, BreakerOpenFor: time.Hour})
 	items := f.items("ch1", 1, 1)
 	for i := range 3 {
 		if _, err := c.Push(context.Background(), f.target(url, "ch1"), items); !errors.As(err, new(*market.ThrottledError)) {
@@ -268,7 +278,7 @@ func testBreakerIgnoresAnswers(t *testing.T, f fixture) {
 			t.Fatalf("push %d: %v, want rejected", i, err)
 		}
 	}
-	if st := c.BreakerState(f.market); st != "closed" {
+	if st := c.BreakerState("ch1"); st != "closed" {
 		t.Fatalf("breaker %s, want closed: 429 and 4xx are answers", st)
 	}
 	if s := m.Stats(); s.Requests != 6 {
@@ -278,7 +288,7 @@ func testBreakerIgnoresAnswers(t *testing.T, f fixture) {
 
 func testUnauthorized(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	tg := f.target(url, "ch1")
 	tg.Credentials = " "
 	items := f.items("ch1", 2, 1)
@@ -311,7 +321,7 @@ func testUnauthorized(t *testing.T, f fixture) {
 
 func testStaleWrite(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	for _, v := range []int64{2, 1} {
 		if _, err := c.Push(context.Background(), f.target(url, "ch1"), f.items("ch1", 1, v)); err != nil {
 			t.Fatal(err)
@@ -327,7 +337,7 @@ func testStaleWrite(t *testing.T, f fixture) {
 
 func testChunking(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	n := f.maxBatch(t)
 	items := f.items("ch1", 2*n+1, 1)
 	// A rejected item in the middle is not sent and does not shift the
@@ -349,7 +359,7 @@ func testChunking(t *testing.T, f fixture) {
 
 func testChannelRateLimit(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	slow := f.target(url, "slow")
 	slow.RateLimitPerSec = 1 // one request now, the next a second later
 	if _, err := c.Push(context.Background(), slow, f.items("slow", 1, 1)); err != nil {
@@ -388,7 +398,7 @@ func testChannelRateLimit(t *testing.T, f fixture) {
 func testMarketRateLimit(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
 	// One request per 1000 s for the whole market, whatever the channel.
-	c := market.NewClient(market.Options{MarketRatePerSec: map[string]float64{f.market: 0.001}})
+	c := newClient(market.Options{MarketRatePerSec: map[string]float64{f.market: 0.001}})
 	n := f.maxBatch(t)
 	items := f.items("ch1", 2*n, 1)
 
@@ -414,7 +424,7 @@ func testMarketRateLimit(t *testing.T, f fixture) {
 
 func testConcurrentPushes(t *testing.T, f fixture) {
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	const channels, perChannel = 8, 150
 	var wg sync.WaitGroup
 	errs := make(chan error, channels)
@@ -480,8 +490,10 @@ func TestPush_classifies_replies(t *testing.T) {
 		{name: "500_is_transient", status: 500, body: `oops`, transient: true},
 		{name: "502_is_transient", status: 502, transient: true},
 		{name: "408_is_transient", status: 408, transient: true},
-		{name: "400_is_permanent", status: 400, body: `{"error":{"code":"bad_request","message":"listings: want an array"}}`, permanent: true, reason: "bad_request: listings: want an array"},
-		{name: "403_is_permanent", status: 403, body: `forbidden`, permanent: true, reason: "forbidden"},
+		{name: "400_is_permanent", status: 400, body: `{"error":{"code":"bad_request","message":"listings: want an array"}}`, permanent: true, reason: "market shopwave answered 400 (bad request)"},
+		{name: "403_is_permanent", status: 403, body: `forbidden`, permanent: true, reason: "answered 403 (forbidden; check the channel's credentials)"},
+		{name: "503_names_status_and_class", status: 503, body: `upstream pool exhausted`, transient: true, reason: "market shopwave answered 503 (service unavailable, transient)"},
+		{name: "redirect_is_permanent", status: 302, header: map[string]string{"Location": "http://example.com/"}, permanent: true, reason: "answered 302 (redirect refused"},
 		{name: "429_with_seconds", status: 429, header: map[string]string{"Retry-After": "12"}, after: 12 * time.Second},
 		{name: "429_with_http_date", status: 429, header: map[string]string{"Retry-After": soon}, after: time.Hour},
 		{name: "429_without_header_means_1s", status: 429, after: time.Second},
@@ -500,7 +512,7 @@ func TestPush_classifies_replies(t *testing.T) {
 				_, _ = w.Write([]byte(tt.body))
 			}))
 			t.Cleanup(srv.Close)
-			c := market.NewClient(market.Options{})
+			c := newClient(market.Options{})
 			f := fixtures[0]
 			items := f.items("ch", 1, 1)
 			res, err := c.Push(context.Background(), market.Target{ChannelID: "ch", Market: market.Shopwave, BaseURL: srv.URL + "/", Credentials: "tok"}, items)
@@ -537,7 +549,7 @@ func TestPush_connection_refused_is_transient(t *testing.T) {
 	srv := httptest.NewServer(http.NotFoundHandler())
 	url := srv.URL
 	srv.Close()
-	c := market.NewClient(market.Options{Timeout: time.Second})
+	c := newClient(market.Options{Timeout: time.Second})
 	_, err := c.Push(context.Background(), fixtures[1].target(url, "ch"), fixtures[1].items("ch", 1, 1))
 	if !errors.Is(err, market.ErrTransient) || market.IsPermanent(err) {
 		t.Fatalf("error %v, want transient", err)
@@ -548,7 +560,7 @@ func TestPush_timeout_is_transient(t *testing.T) {
 	t.Parallel()
 	f := fixtures[2]
 	_, url := f.start(t, sim.MarketConfig{Latency: 2 * time.Second})
-	c := market.NewClient(market.Options{Timeout: 50 * time.Millisecond})
+	c := newClient(market.Options{Timeout: 50 * time.Millisecond})
 	_, err := c.Push(context.Background(), f.target(url, "ch"), f.items("ch", 1, 1))
 	if !errors.Is(err, market.ErrTransient) || market.IsPermanent(err) {
 		t.Fatalf("error %v, want transient", err)
@@ -559,7 +571,7 @@ func TestPush_without_items_calls_nothing(t *testing.T) {
 	t.Parallel()
 	f := fixtures[0]
 	m, url := f.start(t, sim.MarketConfig{})
-	c := market.NewClient(market.Options{})
+	c := newClient(market.Options{})
 	for _, items := range [][]market.Item{nil, {f.unsupportedItem("ch")}, {{Product: f.product("P0", 1), Key: ""}}} {
 		res, err := c.Push(context.Background(), f.target(url, "ch"), items)
 		if err != nil || len(res) != len(items) {

@@ -12,13 +12,22 @@
 //     rate limit would make the call wait past the context's deadline. Not
 //     permanent; RetryAfter says when to try again.
 //   - *RejectedError: the market refused the request (a 4xx other than 408
-//     and 429: bad credentials, a malformed request). Permanent.
-//   - ErrTransient: a 5xx, 408, a timeout, a connection error, a 2xx whose
-//     body cannot be read. The items may or may not have been applied; they
-//     carry idempotency keys, so sending them again is safe.
-//   - ErrCircuitOpen (which is also ErrTransient): the market's breaker is
+//     and 429: bad credentials, a malformed request; or a redirect, which is
+//     never followed). Permanent.
+//   - ErrTransient (a *StatusError for a reply): a 5xx, 408, a timeout, a
+//     connection error, a 2xx whose body cannot be read. The items may or
+//     may not have been applied; they carry idempotency keys, so sending
+//     them again is safe.
+//   - ErrCircuitOpen (which is also ErrTransient): the channel's breaker is
 //     open after repeated transient failures; no request was made.
-//   - ErrUnknownMarket, ErrInvalidTarget: the call cannot be made. Permanent.
+//   - ErrUnknownMarket, ErrInvalidTarget: the call cannot be made (also
+//     ErrAddressRefused: the host resolves to a non-public address).
+//     Permanent.
+//
+// No error text carries bytes of a market's reply: only the market's name,
+// the status and a classified reason ("market shopwave answered 503 (server
+// error, transient)"), so a base URL pointed at some other server cannot
+// make it echo its answers into the parking lot or the API.
 //
 // Items the market cannot list are not errors of the call: they come back as
 // Results with Outcome Rejected and the reason.
@@ -42,7 +51,7 @@ var (
 	// ErrTransient wraps every failure that may pass: retry later with the
 	// same idempotency keys.
 	ErrTransient = errors.New("transient failure")
-	// ErrCircuitOpen means the market's circuit breaker is open: no request
+	// ErrCircuitOpen means the channel's circuit breaker is open: no request
 	// was made. errors.Is(ErrCircuitOpen, ErrTransient) holds.
 	ErrCircuitOpen = fmt.Errorf("circuit breaker open: %w", ErrTransient)
 	// ErrUnknownMarket means Target.Market is none of Names().
@@ -147,16 +156,37 @@ func (e *ThrottledError) Error() string {
 	return fmt.Sprintf("throttled: retry after %s", e.RetryAfter)
 }
 
-// RejectedError is a market's refusal of a whole request (a 4xx other than
-// 408 and 429). Permanent: retrying the same request cannot help.
+// RejectedError is a market's refusal of a whole request (a 3xx, which the
+// client never follows, or a 4xx other than 408 and 429). Permanent:
+// retrying the same request cannot help.
 type RejectedError struct {
-	Status  int    // the HTTP status
-	Message string // the market's explanation, as it gave it
+	Market string // the market's name
+	Status int    // the HTTP status
+	// Message is what the status means for the channel ("unauthorized;
+	// check the channel's credentials"): never the reply's own text, which
+	// comes from a system we do not own.
+	Message string
 }
 
 func (e *RejectedError) Error() string {
-	return fmt.Sprintf("rejected: %d %s: %s", e.Status, statusText(e.Status), e.Message)
+	return fmt.Sprintf("rejected: market %s answered %d (%s)", e.Market, e.Status, e.Message)
 }
+
+// StatusError is a reply that may pass: a 5xx, a 408, or a 2xx that cannot
+// be read. Its text is the status and a classified reason, never the
+// reply's bytes. errors.Is(err, ErrTransient) holds.
+type StatusError struct {
+	Market string
+	Status int
+	Reason string
+}
+
+func (e *StatusError) Error() string {
+	return fmt.Sprintf("market %s answered %d (%s, transient)", e.Market, e.Status, e.Reason)
+}
+
+// Unwrap makes a StatusError ErrTransient.
+func (e *StatusError) Unwrap() error { return ErrTransient }
 
 // IsPermanent reports whether err is a failure retrying cannot fix: a
 // *RejectedError, ErrUnsupported, ErrUnknownMarket or ErrInvalidTarget.

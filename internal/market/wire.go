@@ -25,9 +25,10 @@ type statusWords map[string]Outcome
 func (w statusWords) answer(market string, i int, sku, word, reason string) (answer, error) {
 	o, ok := w[word]
 	if !ok {
-		return answer{}, fmt.Errorf("decode %s reply: item %d: unknown status %q", market, i, word)
+		// The word is not quoted: a reply's bytes never reach an error text.
+		return answer{}, fmt.Errorf("decode %s reply: item %d has an unknown status", market, i)
 	}
-	return answer{sku: sku, outcome: o, reason: reason}, nil
+	return answer{sku: sku, outcome: o, reason: cleanReason(reason)}, nil
 }
 
 // spec is what the client knows of one market: its rules, its wire format
@@ -126,6 +127,21 @@ func checkCurrency(market, currency, sells string, allowed ...string) error {
 		}
 	}
 	return fmt.Errorf("%w: %s sells only in %s, not %q", ErrUnsupported, market, sells, currency)
+}
+
+// cleanReason makes a market's reason for refusing one item fit to store
+// and show: valid UTF-8 on one line without control characters, at most
+// maxMessageLen runes. It is the one piece of a reply that is kept, and only
+// from a 2xx reply in the market's own format.
+func cleanReason(s string) string {
+	s = strings.ToValidUTF8(s, "\uFFFD")
+	s = strings.Map(func(r rune) rune {
+		if unicode.IsControl(r) || r == '\u2028' || r == '\u2029' {
+			return ' '
+		}
+		return r
+	}, s)
+	return truncate(strings.TrimSpace(s), maxMessageLen)
 }
 
 // errReplyMismatch builds the error of a 2xx reply that does not answer the

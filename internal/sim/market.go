@@ -44,7 +44,7 @@ const (
 //
 // On the wire (PUT /admin/config, GET /admin/config) it is
 //
-//	{"latency":"20ms","error_rate":0.01,"throttle_rate":0.05,"retry_after_seconds":2,"down":false,"max_body_bytes":0}
+//	{"latency":"20ms","error_rate":0.01,"throttle_rate":0.05,"retry_after_seconds":2,"down":false,"down_account":"tok-1","max_body_bytes":0}
 //
 // where latency is a Go duration string ("" or absent means 0). A PUT
 // replaces the whole config: absent fields are zero; unknown fields are
@@ -63,6 +63,10 @@ type MarketConfig struct {
 	RetryAfterSeconds int `json:"retry_after_seconds"`
 	// Down makes every batch request answer 503.
 	Down bool `json:"down"`
+	// DownAccount, when set, makes the batch requests of that account (its
+	// credentials) answer 503, as a market whose shard of one seller's
+	// account is down: the endpoint is up for everyone else.
+	DownAccount string `json:"down_account,omitempty"`
 	// MaxBodyBytes bounds a batch request body (413 beyond); 0 means 64 MiB.
 	MaxBodyBytes int64 `json:"max_body_bytes"`
 }
@@ -103,6 +107,7 @@ type marketConfigJSON struct {
 	ThrottleRate      float64 `json:"throttle_rate"`
 	RetryAfterSeconds int     `json:"retry_after_seconds"`
 	Down              bool    `json:"down"`
+	DownAccount       string  `json:"down_account,omitempty"`
 	MaxBodyBytes      int64   `json:"max_body_bytes"`
 }
 
@@ -114,6 +119,7 @@ func (c MarketConfig) MarshalJSON() ([]byte, error) {
 		ThrottleRate:      c.ThrottleRate,
 		RetryAfterSeconds: c.RetryAfterSeconds,
 		Down:              c.Down,
+		DownAccount:       c.DownAccount,
 		MaxBodyBytes:      c.MaxBodyBytes,
 	})
 }
@@ -135,6 +141,7 @@ func (c *MarketConfig) UnmarshalJSON(b []byte) error {
 		ThrottleRate:      w.ThrottleRate,
 		RetryAfterSeconds: w.RetryAfterSeconds,
 		Down:              w.Down,
+		DownAccount:       w.DownAccount,
 		MaxBodyBytes:      w.MaxBodyBytes,
 	}
 	return nil
@@ -378,11 +385,12 @@ func (m *Marketplace) handleBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
+	account := d.account(r.Header)
 	m.mu.Lock()
 	cfg = m.cfg
 	status := 0
 	switch {
-	case cfg.Down:
+	case cfg.Down, account != "" && account == cfg.DownAccount:
 		m.stats.DownRejections++
 		status = http.StatusServiceUnavailable
 	case roll(m.rng, cfg.ErrorRate):
@@ -407,7 +415,6 @@ func (m *Marketplace) handleBatch(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	account := d.account(r.Header)
 	if account == "" {
 		d.writeError(w, http.StatusUnauthorized, "unauthorized", "missing credentials: "+d.authHeader+" header")
 		return

@@ -409,6 +409,24 @@ func TestMarketplace_failure_knobs_apply_nothing(t *testing.T) {
 	})
 }
 
+// One account down answers 503 to that account only.
+func TestMarketplace_down_account(t *testing.T) {
+	t.Parallel()
+	forEachMarket(t, func(t *testing.T, mw marketWire) {
+		m, url := mw.start(t, sim.MarketConfig{DownAccount: "sick"}, 1)
+		body := mw.body(mw.item("k1", "A", 1))
+		if r := mw.post(t, url, "sick", body); r.status != http.StatusServiceUnavailable {
+			t.Fatalf("down account: %d %q", r.status, r.body)
+		}
+		if r := mw.post(t, url, "well", body); r.status != http.StatusOK {
+			t.Fatalf("other account: %d %q", r.status, r.body)
+		}
+		if s := m.Stats(); s.DownRejections != 1 || s.Applied != 1 {
+			t.Fatalf("stats %+v", s)
+		}
+	})
+}
+
 func TestMarketplace_same_seed_same_decisions(t *testing.T) {
 	t.Parallel()
 	mw := marketWires[0]
@@ -448,7 +466,7 @@ func TestMarketplace_admin_config(t *testing.T) {
 		{"down_not_a_bool", `{"down":"yes"}`, http.StatusBadRequest},
 		{"misspelt_knob", `{"throttle":0.5}`, http.StatusBadRequest},
 		{"not_json", `throttle`, http.StatusBadRequest},
-		{"valid", `{"latency":"5ms","error_rate":0.01,"throttle_rate":0.02,"retry_after_seconds":3,"down":true}`, http.StatusOK},
+		{"valid", `{"latency":"5ms","error_rate":0.01,"throttle_rate":0.02,"retry_after_seconds":3,"down":true,"down_account":"a1"}`, http.StatusOK},
 	}
 	for _, tt := range tests { // in order: the last one sets the config checked below
 		r := call(t, "PUT", url+"/admin/config", tt.body)
@@ -461,7 +479,7 @@ func TestMarketplace_admin_config(t *testing.T) {
 			}
 		}
 	}
-	want := sim.MarketConfig{Latency: 5 * time.Millisecond, ErrorRate: 0.01, ThrottleRate: 0.02, RetryAfterSeconds: 3, Down: true}
+	want := sim.MarketConfig{Latency: 5 * time.Millisecond, ErrorRate: 0.01, ThrottleRate: 0.02, RetryAfterSeconds: 3, Down: true, DownAccount: "a1"}
 	if got := m.Config(); got != want {
 		t.Fatalf("Config() = %+v, want %+v", got, want)
 	}

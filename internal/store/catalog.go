@@ -14,6 +14,7 @@ import (
 	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/secret"
 )
 
 // OutboxChannel is the PostgreSQL NOTIFY channel that wakes the outbox
@@ -257,7 +258,72 @@ func (s *Store) ApplyChanges(ctx context.Context, schema string, ps []catalog.Pr
 
 const channelColumns = `id, market, base_url, credentials, rate_limit_per_sec, created_at`
 
-func scanChannel(row pgx.Row) (catalog.Channel, error) {
+// Option configures what a Store does with channels; pass them to Open.
+type Option func(*channelOptions)
+
+type channelOptions struct {
+	keys        *secret.Keyring
+	maxChannels int
+}
+
+// WithSecrets makes the store seal channel credentials with keys
+// (AES-256-GCM, bound to the tenant's schema and the channel's id) and open
+// them with any of its keys. Without it the store can neither write a
+// channel nor read a sealed one: credentials are never written in plain
+// text.
+func WithSecrets(keys *secret.Keyring) Option {
+	return func(o *channelOptions) { o.keys = keys }
+}
+
+// WithDevSecrets is WithSecrets with secret.DevKeys, whose key is public:
+// for tests and dev only.
+func WithDevSecrets() Option {
+	keys, err := secret.Parse(secret.DevKeys)
+	if err != nil {
+		panic(err) // a constant that parses: see secret's tests
+	}
+	return WithSecrets(keys)
+}
+
+// WithMaxChannels caps the channels of each tenant (0: no cap).
+func WithMaxChannels(n int) Option {
+	return func(o *channelOptions) { o.maxChannels = n }
+}
+
+// ErrNoSecrets means the store has no keys to seal or open credentials.
+var ErrNoSecrets = errors.New("store: no secret keys to seal channel credentials (SAGAFLOW_SECRET_KEYS)")
+
+// credentialsAAD binds a sealed credential to its tenant and row, so that
+// a value copied to another row or schema does not open.
+func (c *Catalog) credentialsAAD(id string) []byte {
+	return []byte("sagaflow channel credentials\x00" + c.schema + "\x00" + id)
+}
+
+func (c *Catalog) sealCredentials(id, plain string) (string, error) {
+	if c.s.channels.keys == nil {
+		return "", ErrNoSecrets
+	}
+	return c.s.channels.keys.Seal(plain, c.credentialsAAD(id))
+}
+
+// openCredentials returns the credentials stored for channel id: sealed
+// ones opened, plain ones of rows written before sealing as they are.
+func (c *Catalog) openCredentials(id, stored string) (string, error) {
+	if !secret.IsSealed(stored) {
+		return stored, nil
+	}
+	if c.s.channels.keys == nil {
+		return "", ErrNoSecrets
+	}
+	plain, _, err := c.s.channels.keys.Open(stored, c.credentialsAAD(id))
+	if err != nil {
+		return "", fmt.Errorf("credentials of channel %s: %w", id, err)
+	}
+	return plain, nil
+}
+
+// scanChannel reads channelColumns and opens the credentials.
+func (c *Catalog) scanChannel(row pgx.Row) (catalog.Channel, error) {
 	var ch catalog.Channel
 	var id uuid.UUID
 	err := row.Scan(&id, &ch.Market, &ch.BaseURL, &ch.Credentials, &ch.RateLimitPerSec, &ch.CreatedAt)
@@ -268,19 +334,121 @@ func scanChannel(row pgx.Row) (catalog.Channel, error) {
 		return catalog.Channel{}, err
 	}
 	ch.ID = id.String()
+	if ch.Credentials, err = c.openCredentials(ch.ID, ch.Credentials); err != nil {
+		return catalog.Channel{}, err
+	}
 	return ch, nil
 }
 
-// CreateChannel stores a new channel with a fresh id and returns it. The
-// caller validates it (catalog.Channel.Validate).
+// CreateChannel stores a new channel with a fresh id, its credentials
+// sealed, and returns it. The caller validates it (catalog.Channel.Validate).
+// A tenant at its cap (WithMaxChannels) gets a *catalog.ChannelLimitError:
+// the count and the insert run in one transaction under a lock of the
+// tenant's channels, so concurrent creates cannot pass the cap together.
 func (c *Catalog) CreateChannel(ctx context.Context, ch catalog.Channel) (catalog.Channel, error) {
 	ch.ID = uuid.NewString()
-	err := c.s.pool.QueryRow(ctx, `INSERT INTO `+c.table("channels")+` (id, market, base_url, credentials, rate_limit_per_sec)
-		VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, ch.ID, ch.Market, ch.BaseURL, ch.Credentials, ch.RateLimitPerSec).Scan(&ch.CreatedAt)
+	sealed, err := c.sealCredentials(ch.ID, ch.Credentials)
+	if err != nil {
+		return catalog.Channel{}, fmt.Errorf("create %s channel: %w", ch.Market, err)
+	}
+	err = pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
+		if limit := c.s.channels.maxChannels; limit > 0 {
+			if _, err := tx.Exec(ctx, `SELECT pg_advisory_xact_lock(hashtext('sagaflow.channels'), hashtext($1))`, c.schema); err != nil {
+				return fmt.Errorf("lock: %w", err)
+			}
+			var n int
+			if err := tx.QueryRow(ctx, `SELECT count(*) FROM `+c.table("channels")).Scan(&n); err != nil {
+				return fmt.Errorf("count: %w", err)
+			}
+			if n >= limit {
+				return &catalog.ChannelLimitError{Limit: limit}
+			}
+		}
+		return tx.QueryRow(ctx, `INSERT INTO `+c.table("channels")+` (id, market, base_url, credentials, rate_limit_per_sec)
+			VALUES ($1, $2, $3, $4, $5) RETURNING created_at`, ch.ID, ch.Market, ch.BaseURL, sealed, ch.RateLimitPerSec).Scan(&ch.CreatedAt)
+	})
 	if err != nil {
 		return catalog.Channel{}, fmt.Errorf("create %s channel: %w", ch.Market, err)
 	}
 	return ch, nil
+}
+
+// ReencryptChannels seals every channel's credentials of every tenant
+// under the newest key (WithSecrets' first), plain ones included, and
+// returns how many it rewrote. Run it after putting a new key first in
+// SAGAFLOW_SECRET_KEYS and before removing the old one. Idempotent; one
+// transaction per tenant, rows locked while rewritten.
+func (s *Store) ReencryptChannels(ctx context.Context) (int, error) {
+	if s.channels.keys == nil {
+		return 0, ErrNoSecrets
+	}
+	rows, err := s.pool.Query(ctx, `SELECT schema_name FROM sagaflow.tenants ORDER BY name`)
+	if err != nil {
+		return 0, fmt.Errorf("reencrypt: list tenants: %w", err)
+	}
+	schemas, err := pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil {
+		return 0, fmt.Errorf("reencrypt: list tenants: %w", err)
+	}
+	total := 0
+	for _, schema := range schemas {
+		n, err := s.Catalog(schema).ReencryptChannels(ctx)
+		total += n
+		if err != nil {
+			return total, err
+		}
+	}
+	return total, nil
+}
+
+// ReencryptChannels is Store.ReencryptChannels for this tenant only.
+func (c *Catalog) ReencryptChannels(ctx context.Context) (int, error) {
+	keys, n := c.s.channels.keys, 0
+	if keys == nil {
+		return 0, ErrNoSecrets
+	}
+	err := pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
+		rows, err := tx.Query(ctx, `SELECT id, credentials FROM `+c.table("channels")+` ORDER BY id FOR NO KEY UPDATE`)
+		if err != nil {
+			return err
+		}
+		type row struct {
+			id    uuid.UUID
+			value string
+		}
+		all, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (row, error) {
+			var x row
+			return x, r.Scan(&x.id, &x.value)
+		})
+		if err != nil {
+			return err
+		}
+		for _, r := range all {
+			id := r.id.String()
+			plain, keyID := r.value, ""
+			if secret.IsSealed(r.value) {
+				if plain, keyID, err = keys.Open(r.value, c.credentialsAAD(id)); err != nil {
+					return fmt.Errorf("channel %s: %w", id, err)
+				}
+			}
+			if keyID == keys.Primary() {
+				continue
+			}
+			sealed, err := keys.Seal(plain, c.credentialsAAD(id))
+			if err != nil {
+				return err
+			}
+			if _, err := tx.Exec(ctx, `UPDATE `+c.table("channels")+` SET credentials = $2 WHERE id = $1`, r.id, sealed); err != nil {
+				return err
+			}
+			n++
+		}
+		return nil
+	})
+	if err != nil {
+		return 0, fmt.Errorf("reencrypt channels of %s: %w", c.schema, err)
+	}
+	return n, nil
 }
 
 // Channels lists the channels, oldest first, credentials included.
@@ -289,7 +457,7 @@ func (c *Catalog) Channels(ctx context.Context) ([]catalog.Channel, error) {
 	if err != nil {
 		return nil, fmt.Errorf("list channels: %w", err)
 	}
-	chs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Channel, error) { return scanChannel(r) })
+	chs, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.Channel, error) { return c.scanChannel(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list channels: %w", err)
 	}
@@ -303,7 +471,7 @@ func (c *Catalog) Channel(ctx context.Context, id string) (catalog.Channel, erro
 	if !ok {
 		return catalog.Channel{}, fmt.Errorf("read channel %q: %w", id, catalog.ErrNotFound)
 	}
-	ch, err := scanChannel(c.s.pool.QueryRow(ctx, `SELECT `+channelColumns+` FROM `+c.table("channels")+` WHERE id = $1`, uid))
+	ch, err := c.scanChannel(c.s.pool.QueryRow(ctx, `SELECT `+channelColumns+` FROM `+c.table("channels")+` WHERE id = $1`, uid))
 	if err != nil {
 		return catalog.Channel{}, fmt.Errorf("read channel %s: %w", id, err)
 	}

@@ -18,12 +18,14 @@ import (
 
 // Store wraps a pgx pool.
 type Store struct {
-	pool *pgxpool.Pool
+	pool     *pgxpool.Pool
+	channels channelOptions // see Option (catalog.go)
 }
 
 // Open connects to url with at most maxConns connections and checks that the
-// server answers.
-func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
+// server answers; opts configure the channels (WithSecrets,
+// WithMaxChannels).
+func Open(ctx context.Context, url string, maxConns int32, opts ...Option) (*Store, error) {
 	cfg, err := pgxpool.ParseConfig(url)
 	if err != nil {
 		return nil, fmt.Errorf("store: parse DATABASE_URL: %w", err)
@@ -37,7 +39,11 @@ func Open(ctx context.Context, url string, maxConns int32) (*Store, error) {
 		pool.Close()
 		return nil, fmt.Errorf("store: ping %s:%d: %w", cfg.ConnConfig.Host, cfg.ConnConfig.Port, err)
 	}
-	return &Store{pool: pool}, nil
+	s := &Store{pool: pool}
+	for _, o := range opts {
+		o(&s.channels)
+	}
+	return s, nil
 }
 
 // Close closes every connection.

@@ -29,10 +29,10 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func open(t *testing.T) *store.Store {
+func open(t *testing.T, opts ...store.Option) *store.Store {
 	t.Helper()
 	ctx := context.Background()
-	s, err := store.Open(ctx, env.Config.DatabaseURL, 10)
+	s, err := store.Open(ctx, env.Config.DatabaseURL, 10, append([]store.Option{store.WithDevSecrets()}, opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
