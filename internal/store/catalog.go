@@ -530,26 +530,20 @@ func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem
 	return it, nil
 }
 
-// ParkedCursor is where a page of the parking lot ends: the (since, id) of
-// its last item. The zero value starts at the oldest.
-type ParkedCursor struct {
-	Since time.Time
-	ID    string
-}
-
-// ParkedPage lists up to limit parked items (1 or more) after cur, oldest
-// first: keyset pagination on (since, id), so a page costs the same however
-// many items are parked, and an item parked or removed meanwhile moves no
-// other item between pages.
-func (c *Catalog) ParkedPage(ctx context.Context, limit int, cur ParkedCursor) ([]catalog.ParkedItem, error) {
+// ParkedPage lists up to limit parked items (1 or more) after the item
+// (afterSince, afterID), oldest first; from the oldest when afterSince is
+// zero. Keyset pagination on (since, id): a page costs the same however many
+// items are parked, and an item parked or removed meanwhile moves no other
+// item between pages.
+func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
 	if limit < 1 {
 		limit = 1
 	}
 	var since *time.Time
 	after := uuid.Nil
-	if !cur.Since.IsZero() {
-		since = &cur.Since
-		if u, err := uuid.Parse(cur.ID); err == nil {
+	if !afterSince.IsZero() {
+		since = &afterSince
+		if u, err := uuid.Parse(afterID); err == nil {
 			after = u
 		}
 	}
