@@ -165,8 +165,9 @@ type ParkingAction struct {
 }
 
 // ChannelSync is where one SKU stands on one channel, as the workflow sees
-// it. Status is pending, in_flight or parked; a SKU the workflow has no work
-// for is absent (the API reads its synced version from PostgreSQL).
+// it. Status is pending, in_flight or (from runs before bounded state only)
+// parked; a SKU the workflow has no work for is absent (the API reads its
+// synced version and parked items from PostgreSQL).
 type ChannelSync struct {
 	ChannelID  string `json:"channel_id"`
 	Market     string `json:"market"`
@@ -391,6 +392,11 @@ func (s *syncRun) adoptState() {
 	for _, id := range sortedKeys(s.channels) {
 		cw := s.channels[id]
 		cw.Parked = nil
+		if b := cw.Backfill; b != nil && len(b.Discarded) > maxDiscarded {
+			for _, sku := range sortedKeys(b.Discarded)[maxDiscarded:] {
+				delete(b.Discarded, sku)
+			}
+		}
 		if len(cw.Want) > s.opts.MaxPending && s.opts.Shards > 0 {
 			for _, sku := range sortedKeys(cw.Want)[s.opts.MaxPending:] {
 				delete(cw.Want, sku)
@@ -612,6 +618,10 @@ func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future)
 		for _, sku := range sortedKeys(sent) {
 			if v, ok := res.Synced[sku]; ok && v >= cw.Want[sku] {
 				delete(cw.Want, sku)
+				continue
+			}
+			if s.bounded && slices.Contains(res.Parked, sku) && cw.Want[sku] <= sent[sku] {
+				delete(cw.Want, sku) // parked at that version already
 				continue
 			}
 			park = append(park, catalog.ParkedItem{SKU: sku, Version: cw.Want[sku], Error: rootMessage(err), Attempts: int(attempts)})
