@@ -682,6 +682,7 @@ func TestCatalogSync_20k_parked_items_keep_the_state_bounded(t *testing.T) {
 			require.Zero(t, status.Channels["c1"].Pending)
 			require.Less(t, statusSize, 1024)
 			if !tc.bounded {
+				t.Logf("legacy continue-as-new input: %d bytes with 20,000 parked", size)
 				require.Greater(t, size, payloadLimit, "the legacy run carries its parked items: over Temporal's limit")
 				return
 			}
