@@ -28,6 +28,9 @@ type CatalogStore interface {
 	MarkSynced(ctx context.Context, channelID string, versions map[string]int64) error
 	Park(ctx context.Context, it catalog.ParkedItem) (catalog.ParkedItem, error)
 	Unpark(ctx context.Context, id string) error
+	ParkedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error)
+	UnparkSynced(ctx context.Context, channelID string, versions map[string]int64) (int, error)
+	ParkedCounts(ctx context.Context, workflowID string) (map[string]int, error)
 }
 
 // Markets calls the marketplaces (internal/market): translation, per-channel
@@ -71,6 +74,9 @@ type SKUVersion struct {
 type ChannelRef struct {
 	ID     string `json:"id"`
 	Market string `json:"market"`
+	// Parked counts the channel's items the workflow has parked (filled by
+	// LoadSyncChannels only).
+	Parked int `json:"parked,omitempty"`
 }
 
 // LoadChannels lists the tenant's channels (a local activity).
@@ -87,6 +93,32 @@ func (a *Activities) LoadChannels(ctx context.Context, schema string) ([]Channel
 	return refs, nil
 }
 
+// LoadSyncChannelsInput names the tenant and the sync workflow whose parked
+// items are counted.
+type LoadSyncChannelsInput struct {
+	Schema     string `json:"schema"`
+	WorkflowID string `json:"workflow_id"`
+}
+
+// LoadSyncChannels lists the tenant's channels, each with how many items
+// the workflow holds parked on it (a local activity). The items themselves
+// stay in PostgreSQL: the workflow keeps counts, so its state does not grow
+// with the parking lot.
+func (a *Activities) LoadSyncChannels(ctx context.Context, in LoadSyncChannelsInput) ([]ChannelRef, error) {
+	refs, err := a.LoadChannels(ctx, in.Schema)
+	if err != nil {
+		return nil, err
+	}
+	counts, err := a.Catalog(in.Schema).ParkedCounts(ctx, in.WorkflowID)
+	if err != nil {
+		return nil, err
+	}
+	for i := range refs {
+		refs[i].Parked = counts[refs[i].ID]
+	}
+	return refs, nil
+}
+
 // BackfillInput asks for the next page of a shard's products that a
 // channel lacks.
 type BackfillInput struct {
@@ -98,6 +130,9 @@ type BackfillInput struct {
 	After string `json:"after"`
 	// Max is the most items a page returns.
 	Max int `json:"max"`
+	// SkipParked leaves out what the channel holds parked at the current
+	// version: the workflow no longer knows its parked items one by one.
+	SkipParked bool `json:"skip_parked,omitempty"`
 }
 
 // BackfillPage is one page of a channel's catch-up.
@@ -129,9 +164,21 @@ func (a *Activities) BackfillPage(ctx context.Context, in BackfillInput) (Backfi
 		if err != nil {
 			return BackfillPage{}, err
 		}
+		var parked map[string]int64
+		if in.SkipParked {
+			skus := make([]string, 0, len(rows))
+			for _, r := range rows {
+				if r.Held < r.Version && catalog.Shard(r.SKU, in.Shards) == in.Shard {
+					skus = append(skus, r.SKU)
+				}
+			}
+			if parked, err = a.Catalog(in.Schema).ParkedVersions(ctx, in.ChannelID, skus); err != nil {
+				return BackfillPage{}, err
+			}
+		}
 		for _, r := range rows {
 			page.After = r.SKU
-			if r.Held < r.Version && catalog.Shard(r.SKU, in.Shards) == in.Shard {
+			if r.Held < r.Version && catalog.Shard(r.SKU, in.Shards) == in.Shard && parked[r.SKU] < r.Version {
 				page.Items = append(page.Items, SKUVersion{SKU: r.SKU, Version: r.Version})
 				if len(page.Items) == in.Max {
 					return page, nil
@@ -154,6 +201,11 @@ type PushInput struct {
 	Schema    string       `json:"schema"`
 	ChannelID string       `json:"channel_id"`
 	Items     []SKUVersion `json:"items"`
+	// WorkflowID, when set, makes the push keep the parking lot itself (the
+	// workflow holds counts, not items): what the channel holds parked at
+	// the current version is not sent (PushResult.Parked), and what a synced
+	// version supersedes is unparked (PushResult.ParkedLeft).
+	WorkflowID string `json:"workflow_id,omitempty"`
 }
 
 // Rejection is an item the market (or its translator) refused for good.
@@ -172,6 +224,12 @@ type PushResult struct {
 	Rejected []Rejection `json:"rejected,omitempty"`
 	// Missing SKUs have no product (yet): nothing to send.
 	Missing []string `json:"missing,omitempty"`
+	// Parked SKUs wait in the parking lot at their current version: not sent
+	// (only with PushInput.WorkflowID).
+	Parked []string `json:"parked,omitempty"`
+	// ParkedLeft, when set, is how many of the channel's items the workflow
+	// holds parked after this push unparked the ones it superseded.
+	ParkedLeft *int `json:"parked_left,omitempty"`
 }
 
 // PushProducts sends the current version of each SKU to the channel's
@@ -185,7 +243,7 @@ type PushResult struct {
 // market asked; a 4xx of the whole call is not retried (ErrTypeMarketRejected),
 // nor is a deleted channel (ErrTypeChannelGone). What the market applied
 // before a failure is recorded all the same.
-func (a *Activities) PushProducts(ctx context.Context, in PushInput) (PushResult, error) {
+func (a *Activities) PushProducts(ctx context.Context, in PushInput) (out PushResult, _ error) {
 	res := PushResult{Synced: map[string]int64{}}
 	store := a.Catalog(in.Schema)
 	ch, err := store.Channel(ctx, in.ChannelID)
@@ -207,6 +265,14 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (PushResult
 	if err != nil {
 		return res, err
 	}
+	var parked map[string]int64
+	if in.WorkflowID != "" {
+		if parked, err = store.ParkedVersions(ctx, ch.ID, skus); err != nil {
+			return res, err
+		}
+		// On every return, failures included: what was applied supersedes.
+		defer func() { a.unparkSynced(ctx, store, ch.ID, in.WorkflowID, &out) }()
+	}
 	var items []market.Item
 	for _, sku := range skus {
 		p, ok := products[sku]
@@ -215,6 +281,8 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (PushResult
 			res.Missing = append(res.Missing, sku)
 		case synced[sku] >= p.Version:
 			res.Synced[sku] = synced[sku]
+		case parked[sku] >= p.Version:
+			res.Parked = append(res.Parked, sku)
 		default:
 			items = append(items, market.Item{Product: p, Key: fmt.Sprintf("%s:%s:%d", ch.ID, sku, p.Version)})
 		}
@@ -250,6 +318,25 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (PushResult
 		return res, classifyPushError(ctx, ch, pushErr)
 	}
 	return res, nil
+}
+
+// unparkSynced removes the parked items that the push's synced versions
+// supersede and, if it removed any, sets res.ParkedLeft. Best effort: a
+// failure leaves the rows for a later push (or the operator) to clear.
+func (a *Activities) unparkSynced(ctx context.Context, store CatalogStore, channelID, workflowID string, res *PushResult) {
+	if len(res.Synced) == 0 {
+		return
+	}
+	n, err := store.UnparkSynced(ctx, channelID, res.Synced)
+	if err != nil || n == 0 {
+		return
+	}
+	counts, err := store.ParkedCounts(ctx, workflowID)
+	if err != nil {
+		return
+	}
+	left := counts[channelID]
+	res.ParkedLeft = &left
 }
 
 // breakerWait is how long one attempt waits, in all, for the channel's open
@@ -356,6 +443,47 @@ func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.Par
 type UnparkInput struct {
 	Schema string   `json:"schema"`
 	IDs    []string `json:"ids"`
+	// WorkflowID and ChannelID: whose parked items UnparkAndCount counts.
+	WorkflowID string `json:"workflow_id,omitempty"`
+	ChannelID  string `json:"channel_id,omitempty"`
+}
+
+// ParkResult is what ParkAndCount parked, and how many items the workflow
+// now holds parked on the channel.
+type ParkResult struct {
+	SKUs   []string `json:"skus,omitempty"`
+	Parked int      `json:"parked"`
+}
+
+// ParkAndCount is ParkItems for a workflow that keeps counts, not items: it
+// returns the SKUs it parked and the channel's count (a local activity).
+func (a *Activities) ParkAndCount(ctx context.Context, in ParkInput) (ParkResult, error) {
+	items, err := a.ParkItems(ctx, in)
+	if err != nil {
+		return ParkResult{}, err
+	}
+	counts, err := a.Catalog(in.Schema).ParkedCounts(ctx, in.WorkflowID)
+	if err != nil {
+		return ParkResult{}, err
+	}
+	res := ParkResult{Parked: counts[in.Channel.ID]}
+	for _, it := range items {
+		res.SKUs = append(res.SKUs, it.SKU)
+	}
+	return res, nil
+}
+
+// UnparkAndCount is UnparkItems, then the count of the items the workflow
+// holds parked on in.ChannelID (a local activity).
+func (a *Activities) UnparkAndCount(ctx context.Context, in UnparkInput) (int, error) {
+	if err := a.UnparkItems(ctx, in); err != nil {
+		return 0, err
+	}
+	counts, err := a.Catalog(in.Schema).ParkedCounts(ctx, in.WorkflowID)
+	if err != nil {
+		return 0, err
+	}
+	return counts[in.ChannelID], nil
 }
 
 // UnparkItems removes the items from the parking lot; idempotent.

@@ -2,6 +2,7 @@ package api
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
 	"fmt"
 	"net/http"
@@ -14,6 +15,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/valid"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -27,6 +29,8 @@ type CatalogStore interface {
 	DeleteChannel(ctx context.Context, id string) error
 	SyncedByChannel(ctx context.Context, sku string) (map[string]int64, error)
 	ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedItem, error)
+	ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error)
+	ParkedBySKU(ctx context.Context, sku string) ([]catalog.ParkedItem, error)
 	ParkedItem(ctx context.Context, id string) (catalog.ParkedItem, error)
 }
 
@@ -137,9 +141,10 @@ type channelSyncJSON struct {
 }
 
 // getProductSync shows where the product stands on each channel: the sync
-// workflow's query (pending, in flight, parked), the attempts and last
-// error of a push in flight (from Temporal's pending activities), and the
-// versions each channel holds (PostgreSQL).
+// workflow's query (pending, in flight; parked too from runs before bounded
+// state), the attempts and last error of a push in flight (from Temporal's
+// pending activities), the parked items and the versions each channel holds
+// (PostgreSQL).
 func (s *Server) getProductSync(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
@@ -159,6 +164,15 @@ func (s *Server) getProductSync(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	parkedList, err := store.ParkedBySKU(ctx, p.SKU)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	parked := make(map[string]catalog.ParkedItem, len(parkedList))
+	for _, it := range parkedList {
+		parked[it.ChannelID] = it
+	}
 	wfID := workflows.CatalogSyncWorkflowID(t.Name, catalog.Shard(p.SKU, s.deps.Sync.Shards))
 	active, stateErr := s.querySync(ctx, wfID, p.SKU)
 	out := gin.H{"sku": p.SKU, "version": p.Version, "workflow_id": wfID}
@@ -169,9 +183,13 @@ func (s *Server) getProductSync(c *gin.Context) {
 	for _, ch := range chs {
 		v := channelSyncJSON{Channel: ch.ID, Market: ch.Market, SyncedVersion: synced[ch.ID]}
 		a, inWorkflow := active[ch.ID]
+		pk, isParked := parked[ch.ID]
 		switch {
 		case inWorkflow:
 			v.Status, v.Version, v.LastError, v.ParkedID, v.Attempts = a.Status, a.Version, a.Error, a.ParkedID, a.attempts
+		case isParked && pk.Version > synced[ch.ID]:
+			// The workflow holds counts, not parked items: PostgreSQL has them.
+			v.Status, v.Version, v.LastError, v.ParkedID = catalog.SyncParked, pk.Version, pk.Error, pk.ID
 		case synced[ch.ID] >= p.Version:
 			v.Status, v.Version = catalog.SyncSynced, synced[ch.ID]
 		default:
@@ -340,19 +358,25 @@ func (s *Server) signalShard(ctx context.Context, t tenant.Tenant, shard int, si
 	return err
 }
 
-// listParked lists the caller's parked items, oldest first (?limit, 1-1000,
-// default 100).
+// listParked lists the caller's parked items, oldest first, a page at a
+// time: ?limit (1-1000, default 100) and ?cursor, the next_cursor of the
+// page before. A full page carries next_cursor; the last page has none.
 func (s *Server) listParked(c *gin.Context) {
+	var v valid.Errors
 	limit := 100
 	if q := c.Query("limit"); q != "" {
 		n, err := strconv.Atoi(q)
-		if err != nil || n < 1 || n > 1000 {
-			fail(c, badRequest("limit must be 1..1000"))
-			return
+		if v.Check(err == nil && n >= 1 && n <= 1000, "limit", "must be a whole number from 1 to 1000") {
+			limit = n
 		}
-		limit = n
 	}
-	items, err := s.catalog(c).ParkedItems(c.Request.Context(), limit)
+	since, id, ok := decodeParkedCursor(c.Query("cursor"))
+	v.Check(ok, "cursor", "must be the next_cursor of an earlier page")
+	if err := v.Err(); err != nil {
+		fail(c, err)
+		return
+	}
+	items, err := s.catalog(c).ParkedPage(c.Request.Context(), limit, since, id)
 	if err != nil {
 		fail(c, err)
 		return
@@ -360,7 +384,38 @@ func (s *Server) listParked(c *gin.Context) {
 	if items == nil {
 		items = []catalog.ParkedItem{}
 	}
-	c.JSON(http.StatusOK, gin.H{"items": items})
+	out := gin.H{"items": items}
+	if len(items) == limit {
+		last := items[len(items)-1]
+		out["next_cursor"] = encodeParkedCursor(last.Since, last.ID)
+	}
+	c.JSON(http.StatusOK, out)
+}
+
+// A parked-items cursor is the (since, id) of a page's last item, opaque to
+// the caller: base64url of "<RFC 3339 since>/<id>".
+func encodeParkedCursor(since time.Time, id string) string {
+	return base64.RawURLEncoding.EncodeToString([]byte(since.UTC().Format(time.RFC3339Nano) + "/" + id))
+}
+
+// decodeParkedCursor reads a cursor; "" is the start (zero time).
+func decodeParkedCursor(cur string) (time.Time, string, bool) {
+	if cur == "" {
+		return time.Time{}, "", true
+	}
+	if len(cur) > 200 {
+		return time.Time{}, "", false
+	}
+	b, err := base64.RawURLEncoding.DecodeString(cur)
+	if err != nil {
+		return time.Time{}, "", false
+	}
+	ts, id, found := strings.Cut(string(b), "/")
+	since, err := time.Parse(time.RFC3339Nano, ts)
+	if !found || err != nil || since.IsZero() || !valid.UUID(id) {
+		return time.Time{}, "", false
+	}
+	return since, id, true
 }
 
 // parkedAction signals the item's workflow to retry or discard it; the

@@ -66,6 +66,12 @@ type SyncOptions struct {
 	// MaxHistory is the history length after which the workflow continues
 	// as new (default 10,000 events).
 	MaxHistory int `json:"max_history,omitempty"`
+	// MaxPending is the most SKUs a channel holds pending in the workflow
+	// (default 4 batches). Beyond it a change is left in PostgreSQL (the
+	// product's version is newer than the channel's) and the channel's
+	// catch-up picks it up, so a flood of distinct SKUs does not grow the
+	// workflow's state. Only with Shards known.
+	MaxPending int `json:"max_pending,omitempty"`
 	// Shards is how many shards the tenant's SKUs are spread over
 	// (catalog.Shard). A channel new to the workflow catches up with the
 	// existing catalogue of its shard only when it is known (no default:
@@ -83,6 +89,10 @@ func (o SyncOptions) withDefaults() SyncOptions {
 	if o.MaxHistory <= 0 {
 		o.MaxHistory = 10_000
 	}
+	if o.MaxPending <= 0 {
+		o.MaxPending = 4 * o.Batch
+	}
+	o.MaxPending = max(o.MaxPending, o.Batch) // a catch-up page must fit
 	return o
 }
 
@@ -102,8 +112,13 @@ type ChannelWork struct {
 	Market string `json:"market"`
 	// Want is the version each SKU must reach on this channel.
 	Want map[string]int64 `json:"want,omitempty"`
-	// Parked holds the items waiting for an operator, by SKU.
+	// Parked holds the items waiting for an operator, by SKU: runs that
+	// started before bounded state only. Later runs keep them in PostgreSQL
+	// and hold ParkedCount.
 	Parked map[string]catalog.ParkedItem `json:"parked,omitempty"`
+	// ParkedCount is how many items this workflow holds parked on the
+	// channel, as PostgreSQL counted them at its last parking write.
+	ParkedCount int `json:"parked_count,omitempty"`
 	// Backfill is where the channel's catch-up with the catalogue that
 	// existed before the workflow knew the channel stands; nil when there
 	// is none to do.
@@ -123,9 +138,19 @@ type Backfill struct {
 	// one batch, not its whole shard.
 	Paused bool `json:"paused,omitempty"`
 	// Discarded holds the versions an operator discarded while the
-	// catch-up ran: reaching them, it does not bring them back.
+	// catch-up ran: reaching them, it does not bring them back. With
+	// bounded state it holds only SKUs the catch-up has still to reach, at
+	// most maxDiscarded.
 	Discarded map[string]int64 `json:"discarded,omitempty"`
+	// Again: changes beyond MaxPending were left in PostgreSQL at SKUs the
+	// catch-up had passed; once done, it reads the catalogue once more.
+	Again bool `json:"again,omitempty"`
 }
+
+// maxDiscarded bounds Backfill.Discarded: past it, a discarded item the
+// catch-up has still to reach may be parked again (and can be discarded
+// again); the state stays bounded.
+const maxDiscarded = 1000
 
 // ParkingAction is an operator's decision on a parked item.
 type ParkingAction struct {
@@ -140,8 +165,9 @@ type ParkingAction struct {
 }
 
 // ChannelSync is where one SKU stands on one channel, as the workflow sees
-// it. Status is pending, in_flight or parked; a SKU the workflow has no work
-// for is absent (the API reads its synced version from PostgreSQL).
+// it. Status is pending, in_flight or (from runs before bounded state only)
+// parked; a SKU the workflow has no work for is absent (the API reads its
+// synced version and parked items from PostgreSQL).
 type ChannelSync struct {
 	ChannelID  string `json:"channel_id"`
 	Market     string `json:"market"`
@@ -204,13 +230,28 @@ type syncRun struct {
 	channels map[string]*ChannelWork
 	seq      int
 	parked   int64 // the search attribute's last value
+	// bounded: this run keeps parked items in PostgreSQL (counts in the
+	// state) and at most Options.MaxPending pending SKUs per channel; runs
+	// recorded before it (workflows/testdata) do neither.
+	bounded bool
+}
+
+// boundedStateChange is the workflow.GetVersion change ID of bounded state.
+const boundedStateChange = "sync-bounded-state"
+
+// parkedOf is how many items the channel holds parked.
+func (s *syncRun) parkedOf(cw *ChannelWork) int {
+	if s.bounded {
+		return cw.ParkedCount
+	}
+	return len(cw.Parked)
 }
 
 func (s *syncRun) status() (SyncStatus, error) {
 	st := SyncStatus{Tenant: s.in.Tenant, Shard: s.in.Shard, Runs: s.in.Runs, Channels: map[string]ChannelLoad{}}
 	for _, id := range sortedKeys(s.channels) {
 		cw := s.channels[id]
-		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: len(cw.Parked),
+		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: s.parkedOf(cw),
 			Backfilling: cw.Backfill != nil, BackfillPaused: s.backfillHeld(cw)}
 	}
 	return st, nil
@@ -239,6 +280,10 @@ func (s *syncRun) run(ctx workflow.Context) error {
 	changes := workflow.GetSignalChannel(ctx, SignalChanges)
 	parking := workflow.GetSignalChannel(ctx, SignalParking)
 	reload := workflow.GetSignalChannel(ctx, SignalChannels)
+	if workflow.GetVersion(ctx, boundedStateChange, workflow.DefaultVersion, 1) >= 1 {
+		s.bounded = true
+		s.adoptState()
+	}
 	if err := s.loadChannels(ctx); err != nil {
 		return err
 	}
@@ -340,23 +385,48 @@ func (s *syncRun) historyFull(ctx workflow.Context) bool {
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= s.opts.MaxHistory
 }
 
+// adoptState makes the state a bounded run starts from bounded: parked
+// items carried by a run from before are in PostgreSQL already (the load
+// counts them), and pending SKUs beyond MaxPending are left to the catch-up.
+func (s *syncRun) adoptState() {
+	for _, id := range sortedKeys(s.channels) {
+		cw := s.channels[id]
+		cw.Parked = nil
+		if b := cw.Backfill; b != nil && len(b.Discarded) > maxDiscarded {
+			for _, sku := range sortedKeys(b.Discarded)[maxDiscarded:] {
+				delete(b.Discarded, sku)
+			}
+		}
+		if len(cw.Want) > s.opts.MaxPending && s.opts.Shards > 0 {
+			for _, sku := range sortedKeys(cw.Want)[s.opts.MaxPending:] {
+				delete(cw.Want, sku)
+				s.overflow(cw, sku)
+			}
+		}
+	}
+}
+
 func (s *syncRun) loadChannels(ctx workflow.Context) error {
 	var refs []activities.ChannelRef
-	lctx := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
-	})
-	if err := workflow.ExecuteLocalActivity(lctx, a.LoadChannels, s.in.Schema).Get(ctx, &refs); err != nil {
+	if s.bounded {
+		in := activities.LoadSyncChannelsInput{Schema: s.in.Schema, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID}
+		err := s.bookkeep(ctx, "load channels", func(lctx workflow.Context) error {
+			return workflow.ExecuteLocalActivity(lctx, a.LoadSyncChannels, in).Get(lctx, &refs)
+		})
+		if err != nil {
+			return err
+		}
+	} else if err := workflow.ExecuteLocalActivity(s.localCtx(ctx), a.LoadChannels, s.in.Schema).Get(ctx, &refs); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
 	for _, r := range refs {
 		seen[r.ID] = true
 		if cw, ok := s.channels[r.ID]; ok {
-			cw.Market = r.Market
+			cw.Market, cw.ParkedCount = r.Market, r.Parked
 			continue
 		}
-		s.channels[r.ID] = &ChannelWork{Market: r.Market, Backfill: s.newBackfill(ctx)}
+		s.channels[r.ID] = &ChannelWork{Market: r.Market, ParkedCount: r.Parked, Backfill: s.newBackfill(ctx)}
 	}
 	for _, id := range sortedKeys(s.channels) {
 		if !seen[id] {
@@ -393,10 +463,18 @@ func (s *syncRun) addChanges(batch []activities.SKUVersion) {
 
 // want adds versions to a channel's work, unless it wants a newer one or
 // holds the SKU parked at that version or newer.
+//
+// A bounded run does not know its parked items (the push skips what is
+// parked at the version it would send), and holds at most MaxPending SKUs:
+// a SKU beyond it is left to the channel's catch-up.
 func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
 	for _, c := range items {
 		if p, ok := cw.Parked[c.SKU]; ok && c.Version <= p.Version {
 			continue // parked at this version or newer: wait for the operator
+		}
+		if _, held := cw.Want[c.SKU]; s.bounded && !held && len(cw.Want) >= s.opts.MaxPending && s.opts.Shards > 0 {
+			s.overflow(cw, c.SKU)
+			continue
 		}
 		if c.Version > cw.Want[c.SKU] {
 			if cw.Want == nil {
@@ -404,6 +482,18 @@ func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
 			}
 			cw.Want[c.SKU] = c.Version
 		}
+	}
+}
+
+// overflow leaves sku to the channel's catch-up: PostgreSQL has its version,
+// newer than the channel's, and the catch-up reads what the channel lacks.
+// A catch-up that has passed sku reads the catalogue again once done.
+func (s *syncRun) overflow(cw *ChannelWork, sku string) {
+	switch {
+	case cw.Backfill == nil:
+		cw.Backfill = &Backfill{}
+	case cw.Backfill.After != "" && sku <= cw.Backfill.After:
+		cw.Backfill.Again = true
 	}
 }
 
@@ -419,7 +509,7 @@ func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future
 	ctx = workflow.WithActivityOptions(ctx, withActivityID(workflow.GetActivityOptions(ctx), fmt.Sprintf("backfill:%s:%d", id, s.seq)))
 	return workflow.ExecuteActivity(ctx, a.BackfillPage, activities.BackfillInput{
 		Schema: s.in.Schema, ChannelID: id, Shard: s.in.Shard, Shards: s.opts.Shards,
-		After: cw.Backfill.After, Max: s.opts.Batch,
+		After: cw.Backfill.After, Max: s.opts.Batch, SkipParked: s.bounded,
 	})
 }
 
@@ -428,7 +518,7 @@ func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future
 // item one by one, such as bazaar for a catalogue priced in USD). Either
 // way reading on would park the channel's whole shard, item by item.
 func (s *syncRun) backfillHeld(cw *ChannelWork) bool {
-	return cw.Backfill != nil && (cw.Backfill.Paused || len(cw.Parked) >= s.opts.Batch)
+	return cw.Backfill != nil && (cw.Backfill.Paused || s.parkedOf(cw) >= s.opts.Batch)
 }
 
 // onBackfillPage adds a page of catch-up to the channel's work.
@@ -447,11 +537,27 @@ func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Fut
 			return it.Version <= cw.Backfill.Discarded[it.SKU]
 		})
 	}
-	s.want(cw, items)
-	if page.Done {
-		cw.Backfill = nil
-	} else {
+	if s.bounded {
+		// First: what the page cannot take (past MaxPending) is behind the
+		// cursor then, so overflow marks the catch-up to read again.
 		cw.Backfill.After = page.After
+	}
+	s.want(cw, items)
+	switch {
+	case page.Done && s.bounded && cw.Backfill.Again:
+		cw.Backfill.After, cw.Backfill.Again = "", false
+	case page.Done:
+		cw.Backfill = nil
+	default:
+		cw.Backfill.After = page.After
+		if s.bounded && !cw.Backfill.Again {
+			// Passed: this catch-up does not reach them again.
+			for _, sku := range sortedKeys(cw.Backfill.Discarded) {
+				if sku <= page.After {
+					delete(cw.Backfill.Discarded, sku)
+				}
+			}
+		}
 	}
 	return nil
 }
@@ -467,6 +573,9 @@ func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 		skus = skus[:s.opts.Batch]
 	}
 	in := activities.PushInput{Tenant: s.in.Tenant, Schema: s.in.Schema, ChannelID: id}
+	if s.bounded {
+		in.WorkflowID = workflow.GetInfo(ctx).WorkflowExecution.ID
+	}
 	cw.inflight = make(map[string]int64, len(skus))
 	for _, sku := range skus {
 		in.Items = append(in.Items, activities.SKUVersion{SKU: sku, Version: cw.Want[sku]})
@@ -511,12 +620,24 @@ func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future)
 				delete(cw.Want, sku)
 				continue
 			}
+			if s.bounded && slices.Contains(res.Parked, sku) && cw.Want[sku] <= sent[sku] {
+				delete(cw.Want, sku) // parked at that version already
+				continue
+			}
 			park = append(park, catalog.ParkedItem{SKU: sku, Version: cw.Want[sku], Error: rootMessage(err), Attempts: int(attempts)})
 		}
 		return s.park(ctx, id, park)
 	}
 	if cw.Backfill != nil {
 		cw.Backfill.Paused = false
+	}
+	if res.ParkedLeft != nil {
+		cw.ParkedCount = *res.ParkedLeft
+	}
+	for _, sku := range res.Parked {
+		if cw.Want[sku] <= sent[sku] {
+			delete(cw.Want, sku) // parked at that version: wait for the operator
+		}
 	}
 	var superseded []string
 	for _, sku := range sortedKeys(res.Synced) {
@@ -531,7 +652,7 @@ func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future)
 		}
 	}
 	if len(superseded) > 0 {
-		if err := s.unpark(ctx, superseded); err != nil {
+		if err := s.unpark(ctx, "", superseded); err != nil {
 			return err
 		}
 	}
@@ -559,11 +680,26 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 	for i := range items {
 		items[i].Since = now
 	}
-	var parked []catalog.ParkedItem
-	err := workflow.ExecuteLocalActivity(localCtx(ctx), a.ParkItems, activities.ParkInput{
+	in := activities.ParkInput{
 		Tenant: s.in.Tenant, Schema: s.in.Schema, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID,
 		Channel: activities.ChannelRef{ID: channelID, Market: cw.Market}, Items: items,
-	}).Get(ctx, &parked)
+	}
+	if s.bounded {
+		var res activities.ParkResult
+		err := s.bookkeep(ctx, "park items", func(lctx workflow.Context) error {
+			return workflow.ExecuteLocalActivity(lctx, a.ParkAndCount, in).Get(lctx, &res)
+		})
+		if err != nil {
+			return err
+		}
+		cw.ParkedCount = res.Parked
+		for _, sku := range res.SKUs {
+			delete(cw.Want, sku)
+		}
+		return s.updateParked(ctx)
+	}
+	var parked []catalog.ParkedItem
+	err := workflow.ExecuteLocalActivity(s.localCtx(ctx), a.ParkItems, in).Get(ctx, &parked)
 	if err != nil {
 		return err
 	}
@@ -584,13 +720,17 @@ func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
 			delete(cw.Parked, act.SKU)
 			version = max(version, p.Version)
 		}
-		if act.Action == ParkingRetry && version > cw.Want[act.SKU] {
+		if act.Action == ParkingRetry && s.bounded {
+			s.want(cw, []activities.SKUVersion{{SKU: act.SKU, Version: version}})
+		} else if act.Action == ParkingRetry && version > cw.Want[act.SKU] {
 			if cw.Want == nil {
 				cw.Want = map[string]int64{}
 			}
 			cw.Want[act.SKU] = version
 		}
-		if act.Action == ParkingDiscard && cw.Backfill != nil && version > cw.Backfill.Discarded[act.SKU] {
+		full := s.bounded && cw.Backfill != nil && (len(cw.Backfill.Discarded) >= maxDiscarded ||
+			(!cw.Backfill.Again && act.SKU <= cw.Backfill.After))
+		if act.Action == ParkingDiscard && cw.Backfill != nil && !full && version > cw.Backfill.Discarded[act.SKU] {
 			if cw.Backfill.Discarded == nil {
 				cw.Backfill.Discarded = map[string]int64{}
 			}
@@ -599,16 +739,63 @@ func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
 	}
 	// Removed from the parking lot whatever the workflow knew of it: the
 	// operator's word is final, and a stale row must not linger.
-	return s.unpark(ctx, []string{act.ID})
+	return s.unpark(ctx, act.ChannelID, []string{act.ID})
 }
 
-// unpark removes items from the parking lot and updates the count.
-func (s *syncRun) unpark(ctx workflow.Context, ids []string) error {
-	err := workflow.ExecuteLocalActivity(localCtx(ctx), a.UnparkItems, activities.UnparkInput{Schema: s.in.Schema, IDs: ids}).Get(ctx, nil)
+// unpark removes items of channelID from the parking lot and updates the
+// count.
+func (s *syncRun) unpark(ctx workflow.Context, channelID string, ids []string) error {
+	if s.bounded {
+		in := activities.UnparkInput{Schema: s.in.Schema, IDs: ids, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, ChannelID: channelID}
+		var left int
+		err := s.bookkeep(ctx, "unpark items", func(lctx workflow.Context) error {
+			return workflow.ExecuteLocalActivity(lctx, a.UnparkAndCount, in).Get(lctx, &left)
+		})
+		if err != nil {
+			return err
+		}
+		if cw, ok := s.channels[channelID]; ok {
+			cw.ParkedCount = left
+		}
+		return s.updateParked(ctx)
+	}
+	err := workflow.ExecuteLocalActivity(s.localCtx(ctx), a.UnparkItems, activities.UnparkInput{Schema: s.in.Schema, IDs: ids}).Get(ctx, nil)
 	if err != nil {
 		return err
 	}
 	return s.updateParked(ctx)
+}
+
+// bookkeep runs a write to PostgreSQL that must not be lost (parking,
+// unparking, loading the channels) until it succeeds: each call is a local
+// activity that retries for up to localBudget, and after a failed call the
+// workflow waits on a timer (bookkeepBackoff) and calls again, for as long
+// as PostgreSQL is away. Only a cancellation ends it.
+func (s *syncRun) bookkeep(ctx workflow.Context, what string, call func(workflow.Context) error) error {
+	lctx := s.localCtx(ctx)
+	for attempt := 1; ; attempt++ {
+		err := call(lctx)
+		if err == nil {
+			return nil
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		workflow.GetLogger(ctx).Warn("sync bookkeeping failed; trying again", "what", what, "attempt", attempt, "error", err)
+		if err := workflow.Sleep(ctx, bookkeepBackoff(attempt)); err != nil {
+			return err
+		}
+	}
+}
+
+// bookkeepBackoff is the wait after the attempt-th failed bookkeeping call:
+// 10 s doubling to 5 minutes.
+func bookkeepBackoff(attempt int) time.Duration {
+	d := 10 * time.Second
+	for i := 1; i < attempt && d < 5*time.Minute; i++ {
+		d *= 2
+	}
+	return min(d, 5*time.Minute)
 }
 
 // rootMessage is what the activity said (market, channel, error), without
@@ -629,7 +816,7 @@ func rootMessage(err error) string {
 func (s *syncRun) updateParked(ctx workflow.Context) error {
 	var n int64
 	for _, id := range sortedKeys(s.channels) {
-		n += int64(len(s.channels[id].Parked))
+		n += int64(s.parkedOf(s.channels[id]))
 	}
 	if n == s.parked {
 		return nil
@@ -672,10 +859,27 @@ func (s *syncRun) continueAsNew(ctx workflow.Context, chans ...workflow.ReceiveC
 	return workflow.NewContinueAsNewError(ctx, CatalogSync, next)
 }
 
-func localCtx(ctx workflow.Context) workflow.Context {
+// How long one bookkeeping local activity, retries included, may take.
+// Without a ScheduleToCloseTimeout the StartToCloseTimeout (10 s) bounds all
+// its retries, and a PostgreSQL outage of more than a few seconds fails the
+// workflow or loses the write. Bounded runs call again after a failed call
+// (bookkeep), so theirs is short; runs from before bounded state have no
+// such loop (adding one would change their commands), so theirs retries
+// for a week.
+const (
+	localBudget       = 2 * time.Minute
+	legacyLocalBudget = 7 * 24 * time.Hour
+)
+
+func (s *syncRun) localCtx(ctx workflow.Context) workflow.Context {
+	budget := legacyLocalBudget
+	if s.bounded {
+		budget = localBudget
+	}
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
-		StartToCloseTimeout: 10 * time.Second,
-		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+		ScheduleToCloseTimeout: budget,
+		StartToCloseTimeout:    10 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
 	})
 }
 

@@ -2,8 +2,10 @@ package workflows
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"testing"
 	"time"
@@ -20,7 +22,10 @@ import (
 )
 
 // syncTest drives one CatalogSync with mocked activities: channels c1
-// (shopwave) and c2 (souk).
+// (shopwave) and c2 (souk). The tests built on newSyncTest and backfillTest
+// pin the behaviour from before bounded state (legacy), which runs started
+// before it keep until they continue as new; sync_bounded_test.go tests
+// the bounded runs.
 type syncTest struct {
 	t   *testing.T
 	env *testsuite.TestWorkflowEnvironment
@@ -30,12 +35,19 @@ type syncTest struct {
 func newSyncTest(t *testing.T) *syncTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	legacy(env)
 	env.RegisterActivity(&activities.Activities{})
 	st := &syncTest{t: t, env: env, in: SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3}}
 	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{
 		{ID: "c1", Market: "shopwave"}, {ID: "c2", Market: "souk"},
 	}, nil).Maybe()
 	return st
+}
+
+// legacy makes the workflow take the path of runs recorded before bounded
+// state.
+func legacy(env *testsuite.TestWorkflowEnvironment) {
+	env.OnGetVersion(boundedStateChange, workflow.DefaultVersion, 1).Return(workflow.DefaultVersion)
 }
 
 // at runs f after d of workflow time.
@@ -319,6 +331,7 @@ func TestCatalogSync_a_retry_reaches_a_run_that_lost_the_parked_item(t *testing.
 func TestCatalogSync_a_new_channel_catches_up_with_the_catalogue(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	legacy(env)
 	env.RegisterActivity(&activities.Activities{})
 	in := SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3, Options: SyncOptions{Shards: 8, Batch: 2}}
 	var loads int
@@ -400,6 +413,7 @@ func TestCatalogSync_without_a_shard_count_reads_no_catalogue(t *testing.T) {
 func backfillTest(t *testing.T, pages int, opts SyncOptions, load func(context.Context, string) ([]activities.ChannelRef, error)) (*testsuite.TestWorkflowEnvironment, SyncInput, *[]activities.BackfillInput) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
+	legacy(env)
 	env.RegisterActivity(&activities.Activities{})
 	if load == nil {
 		load = func(context.Context, string) ([]activities.ChannelRef, error) {
@@ -500,4 +514,349 @@ func TestCatalogSync_learns_the_shard_count_from_a_channels_signal(t *testing.T)
 	require.Len(t, *read, 1, "c0, there at the start without a shard count, gets none; c1 does")
 	require.Equal(t, "c1", (*read)[0].ChannelID)
 	require.Equal(t, 8, (*read)[0].Shards)
+}
+
+// boundedTest is a run with bounded state: one channel c1 (bazaar), known
+// to the run already (no catch-up at start), whose
+// parked items live in a fake parking lot (parked, by SKU) that the mocked
+// ParkAndCount, UnparkAndCount and LoadSyncChannels keep and count, as
+// PostgreSQL would.
+type boundedTest struct {
+	*syncTest
+	parked map[string]int64 // SKU → parked version
+	ids    map[string]string
+	// down, when set, says whether PostgreSQL fails the call ("load",
+	// "park", "unpark").
+	down func(call string) error
+}
+
+func (bt *boundedTest) pg(call string) error {
+	if bt.down == nil {
+		return nil
+	}
+	var err error
+	locked(func() { err = bt.down(call) })
+	return err
+}
+
+func newBoundedTest(t *testing.T, opts SyncOptions) *boundedTest {
+	var s testsuite.WorkflowTestSuite
+	env := s.NewTestWorkflowEnvironment()
+	env.RegisterActivity(&activities.Activities{})
+	bt := &boundedTest{
+		syncTest: &syncTest{t: t, env: env, in: SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3, Options: opts,
+			Channels: map[string]*ChannelWork{"c1": {Market: "bazaar"}}}},
+		parked: map[string]int64{}, ids: map[string]string{},
+	}
+	env.OnActivity(a.LoadSyncChannels, mock.Anything, mock.Anything).Return(func(context.Context, activities.LoadSyncChannelsInput) ([]activities.ChannelRef, error) {
+		if err := bt.pg("load"); err != nil {
+			return nil, err
+		}
+		var n int
+		locked(func() { n = len(bt.parked) })
+		return []activities.ChannelRef{{ID: "c1", Market: "bazaar", Parked: n}}, nil
+	}).Maybe()
+	env.OnActivity(a.ParkAndCount, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ParkInput) (activities.ParkResult, error) {
+		if err := bt.pg("park"); err != nil {
+			return activities.ParkResult{}, err
+		}
+		var res activities.ParkResult
+		locked(func() {
+			for _, it := range in.Items {
+				bt.parked[it.SKU] = max(bt.parked[it.SKU], it.Version)
+				bt.ids["p-"+it.SKU] = it.SKU
+				res.SKUs = append(res.SKUs, it.SKU)
+			}
+			res.Parked = len(bt.parked)
+		})
+		return res, nil
+	}).Maybe()
+	env.OnActivity(a.UnparkAndCount, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UnparkInput) (int, error) {
+		if err := bt.pg("unpark"); err != nil {
+			return 0, err
+		}
+		var n int
+		locked(func() {
+			for _, id := range in.IDs {
+				delete(bt.parked, bt.ids[id])
+			}
+			n = len(bt.parked)
+		})
+		return n, nil
+	}).Maybe()
+	return bt
+}
+
+// rejectAll is a market that refuses every item (bazaar and USD prices),
+// and a push that, as the real one, does not send what is parked at the
+// version it would send.
+func (bt *boundedTest) rejectAll(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
+	res := activities.PushResult{Synced: map[string]int64{}}
+	for _, it := range in.Items {
+		var parkedAt int64
+		locked(func() { parkedAt = bt.parked[it.SKU] })
+		if parkedAt >= it.Version {
+			res.Parked = append(res.Parked, it.SKU)
+			continue
+		}
+		res.Rejected = append(res.Rejected, activities.Rejection{SKU: it.SKU, Version: it.Version, Reason: `unsupported: bazaar sells only in KRW, not "USD"`})
+	}
+	return res, nil
+}
+
+func (bt *boundedTest) status() SyncStatus {
+	v, err := bt.env.QueryWorkflow(QueryStatus)
+	require.NoError(bt.t, err)
+	var st SyncStatus
+	require.NoError(bt.t, v.Get(&st))
+	return st
+}
+
+// continued runs the workflow until it continues as new (suggested at
+// after) and returns the next run's input and its encoded size.
+func (st *syncTest) continued(after time.Duration) (SyncInput, int) {
+	st.at(after, func() {
+		st.env.SetContinueAsNewSuggested(true)
+		// The suggestion comes with a workflow task; here a signal makes one.
+		st.env.SignalWorkflow(SignalChanges, []activities.SKUVersion{})
+	})
+	st.env.ExecuteWorkflow(CatalogSync, st.in)
+	var can *workflow.ContinueAsNewError
+	require.True(st.t, errors.As(st.env.GetWorkflowError(), &can), "got %v", st.env.GetWorkflowError())
+	var next SyncInput
+	require.NoError(st.t, converter.GetDefaultDataConverter().FromPayloads(can.Input, &next))
+	size := 0
+	for _, p := range can.Input.GetPayloads() {
+		size += len(p.GetData())
+	}
+	return next, size
+}
+
+func skus(prefix string, from, n int, version int64) []activities.SKUVersion {
+	out := make([]activities.SKUVersion, n)
+	for i := range out {
+		out[i] = activities.SKUVersion{SKU: fmt.Sprintf("%s%05d", prefix, from+i), Version: version}
+	}
+	return out
+}
+
+// Temporal refuses a payload over 2 MB (the server terminates the run): the
+// state a run hands over must not grow with the parking lot.
+const payloadLimit = 2 << 20
+
+// 20,000 items parked in one shard (a KRW-only market, a USD catalogue):
+// the run holds a count, so what it hands to the next run and what its
+// status query answers stay small; before bounded state the parked items
+// themselves were carried, over 2 MB.
+func TestCatalogSync_20k_parked_items_keep_the_state_bounded(t *testing.T) {
+	for _, tc := range []struct {
+		name    string
+		bounded bool
+	}{{"bounded", true}, {"legacy", false}} {
+		t.Run(tc.name, func(t *testing.T) {
+			bt := newBoundedTest(t, SyncOptions{Shards: 8})
+			if !tc.bounded {
+				legacy(bt.env)
+				bt.env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{{ID: "c1", Market: "bazaar"}}, nil)
+				bt.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll)
+			}
+			bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(bt.rejectAll)
+			for i := range 40 { // 500 new SKUs a minute
+				bt.signal(time.Duration(i+1)*time.Minute, skus("USD-", i*500, 500, 1)...)
+			}
+			// The same changes again (an ingest that re-delivers): not parked twice.
+			bt.signal(41*time.Minute, skus("USD-", 0, 500, 1)...)
+			var status SyncStatus
+			var statusSize int
+			bt.at(50*time.Minute, func() {
+				status = bt.status()
+				v, err := bt.env.QueryWorkflow(QueryStatus)
+				require.NoError(t, err)
+				var raw map[string]any
+				require.NoError(t, v.Get(&raw))
+				b, _ := json.Marshal(raw)
+				statusSize = len(b)
+			})
+			next, size := bt.continued(50*time.Minute + time.Second)
+			require.Equal(t, 20_000, status.Channels["c1"].Parked)
+			require.Zero(t, status.Channels["c1"].Pending)
+			require.Less(t, statusSize, 1024)
+			if !tc.bounded {
+				t.Logf("legacy continue-as-new input: %d bytes with 20,000 parked", size)
+				require.Greater(t, size, payloadLimit, "the legacy run carries its parked items: over Temporal's limit")
+				return
+			}
+			t.Logf("continue-as-new input: %d bytes with 20,000 parked", size)
+			require.Less(t, size, 4096)
+			require.Empty(t, next.Channels["c1"].Parked)
+			require.Equal(t, 20_000, next.Channels["c1"].ParkedCount)
+			require.Len(t, bt.parked, 20_000)
+		})
+	}
+}
+
+// A flood of 20,000 distinct SKUs into one shard while its market is down:
+// the run holds at most MaxPending of them; the rest stay in PostgreSQL
+// (the products' versions are newer than the channel's) for the channel's
+// catch-up, so neither the state nor the next run's input grows with the
+// flood.
+func TestCatalogSync_20k_pending_skus_keep_the_state_bounded(t *testing.T) {
+	bt := newBoundedTest(t, SyncOptions{Shards: 8})
+	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(activities.PushResult{}, temporal.NewApplicationError("bazaar channel c1: 503", "MarketUnavailable"))
+	var pages []activities.BackfillInput
+	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+		locked(func() { pages = append(pages, in) })
+		return activities.BackfillPage{Done: true}, nil
+	}).Maybe()
+	for i := range 40 {
+		bt.signal(time.Second+time.Duration(i)*time.Millisecond, skus("SKU-", i*500, 500, 1)...)
+	}
+	var status SyncStatus
+	bt.at(time.Minute, func() { status = bt.status() })
+	next, size := bt.continued(time.Minute + time.Second)
+
+	require.Equal(t, 2000, status.Channels["c1"].Pending, "at most MaxPending (4 batches) pending")
+	require.True(t, status.Channels["c1"].Backfilling, "the rest waits for the catch-up")
+	t.Logf("continue-as-new input: %d bytes after 20,000 pending SKUs", size)
+	require.Less(t, size, 64<<10)
+	require.LessOrEqual(t, len(next.Channels["c1"].Want), 2000)
+	require.NotNil(t, next.Channels["c1"].Backfill, "the catch-up is carried over")
+	require.Empty(t, pages, "paused: the push failed as a whole and parked a batch")
+}
+
+// The catch-up that picks up the overflow reads the shard again once the
+// market takes pushes, and a channel that holds a batch or more parked
+// pauses it (counted, not held).
+func TestCatalogSync_overflow_is_caught_up_and_pauses_on_the_parked_count(t *testing.T) {
+	bt := newBoundedTest(t, SyncOptions{Shards: 8, Batch: 2, MaxPending: 2})
+	var pushed []activities.SKUVersion
+	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		require.NotEmpty(t, in.WorkflowID, "a bounded run lets the push skip parked items")
+		locked(func() { pushed = append(pushed, in.Items...) })
+		return syncAll(ctx, in)
+	})
+	var pages int
+	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+		require.True(t, in.SkipParked)
+		// The catalogue: what of SKU-00000..4 the channel lacks.
+		page := activities.BackfillPage{After: "SKU-00004", Done: true}
+		locked(func() {
+			pages++
+			for _, it := range skus("SKU-", 0, 5, 1) {
+				if it.SKU <= in.After || slices.Contains(pushed, it) {
+					continue
+				}
+				if len(page.Items) == in.Max {
+					page.After, page.Done = page.Items[len(page.Items)-1].SKU, false
+					break
+				}
+				page.Items = append(page.Items, it)
+			}
+		})
+		return page, nil
+	})
+	bt.signal(time.Second, skus("SKU-", 0, 5, 1)...)
+	bt.at(time.Hour, func() {
+		require.Equal(t, ChannelLoad{Market: "bazaar"}, bt.status().Channels["c1"])
+		require.ElementsMatch(t, skus("SKU-", 0, 5, 1), pushed)
+		require.Equal(t, 2, pages, "two pages of two: what the changes could not leave in the state")
+	})
+	bt.run(2 * time.Hour)
+
+	held := newBoundedTest(t, SyncOptions{Shards: 8, Batch: 2})
+	held.in.Channels = nil                            // c1 is new: it catches up
+	held.parked["OLD-1"], held.parked["OLD-2"] = 1, 1 // parked by an earlier run
+	held.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
+	held.at(time.Minute, func() {
+		require.Equal(t, ChannelLoad{Market: "bazaar", Parked: 2, Backfilling: true, BackfillPaused: true}, held.status().Channels["c1"])
+	})
+	held.run(2 * time.Minute)
+	held.env.AssertNotCalled(t, "BackfillPage", mock.Anything, mock.Anything)
+}
+
+// An operator's retry or discard reaches a run that never held the item in
+// memory: it is in PostgreSQL. A retry pushes it again; a discard does not.
+func TestCatalogSync_bounded_retry_and_discard_of_an_item_only_postgres_holds(t *testing.T) {
+	bt := newBoundedTest(t, SyncOptions{Shards: 8})
+	bt.parked["A"], bt.parked["B"] = 4, 2
+	bt.ids["p-A"], bt.ids["p-B"] = "A", "B"
+	var pushed []activities.PushInput
+	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushed = append(pushed, in) })
+		return syncAll(ctx, in)
+	})
+	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
+	bt.at(time.Second, func() {
+		require.Equal(t, 2, bt.status().Channels["c1"].Parked)
+		bt.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-A", ChannelID: "c1", SKU: "A", Version: 4, Action: ParkingRetry})
+		bt.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-B", ChannelID: "c1", SKU: "B", Version: 2, Action: ParkingDiscard})
+	})
+	bt.at(time.Minute, func() { require.Zero(t, bt.status().Channels["c1"].Parked) })
+	bt.run(2 * time.Minute)
+	require.Len(t, pushed, 1)
+	require.Equal(t, []activities.SKUVersion{{SKU: "A", Version: 4}}, pushed[0].Items)
+	require.Empty(t, bt.parked)
+}
+
+// A push that syncs a newer version unparks the old one itself and says how
+// many are left; a change for a SKU parked at that version is not pushed in
+// a loop.
+func TestCatalogSync_bounded_a_newer_version_supersedes_a_parked_one(t *testing.T) {
+	bt := newBoundedTest(t, SyncOptions{Shards: 8})
+	bt.parked["A"], bt.parked["B"] = 1, 1
+	var pushes int
+	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
+		locked(func() { pushes++ })
+		left := 1
+		return activities.PushResult{Synced: map[string]int64{"A": 2}, Parked: []string{"B"}, ParkedLeft: &left}, nil
+	})
+	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
+	bt.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 2}, activities.SKUVersion{SKU: "B", Version: 1})
+	bt.at(time.Minute, func() {
+		require.Equal(t, ChannelLoad{Market: "bazaar", Parked: 1}, bt.status().Channels["c1"])
+	})
+	bt.run(2 * time.Minute)
+	require.Equal(t, 1, pushes)
+}
+
+// PostgreSQL away for hours: parking, unparking and loading the channels
+// wait for it (the workflow calls again on a timer) and give up never; the
+// items a push could not deliver are parked once it is back, none lost.
+func TestCatalogSync_bookkeeping_outlasts_a_postgres_outage_of_hours(t *testing.T) {
+	bt := newBoundedTest(t, SyncOptions{Shards: 8})
+	// PostgreSQL is down for the first 3 hours (workflow time; the worker
+	// starts in it), and again for 2 hours from 4 h on, during an
+	// operator's discard.
+	outage := 3 * time.Hour
+	errDown := errors.New("dial tcp 127.0.0.1:5432: connect: connection refused")
+	start := bt.env.Now()
+	calls := map[string]int{}
+	bt.down = func(call string) error {
+		calls[call]++
+		at := bt.env.Now().Sub(start)
+		if call == "load" && at < 30*time.Minute || call == "park" && at < outage ||
+			call == "unpark" && at >= outage+time.Hour && at < outage+3*time.Hour {
+			return errDown
+		}
+		return nil
+	}
+	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(activities.PushResult{}, temporal.NewNonRetryableApplicationError("bazaar channel c1: 401", activities.ErrTypeMarketRejected, nil))
+	bt.ids["p-A"] = "A"
+	bt.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
+	bt.at(outage-10*time.Minute, func() {
+		require.Equal(t, ChannelLoad{Market: "bazaar", Pending: 1}, bt.status().Channels["c1"], "not parked yet, and not lost")
+	})
+	bt.at(outage+time.Hour, func() {
+		require.Equal(t, ChannelLoad{Market: "bazaar", Parked: 1}, bt.status().Channels["c1"], "parked once PostgreSQL is back")
+		bt.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-A", ChannelID: "c1", SKU: "A", Version: 1, Action: ParkingDiscard})
+	})
+	bt.at(outage+2*time.Hour, func() {
+		require.Equal(t, 1, bt.status().Channels["c1"].Parked, "the discard waits for PostgreSQL")
+	})
+	bt.at(outage+4*time.Hour, func() { require.Zero(t, bt.status().Channels["c1"].Parked, "discarded once it was back") })
+	bt.run(outage + 5*time.Hour)
+	t.Logf("calls while PostgreSQL was down and after: %v", calls)
+	require.Greater(t, calls["load"], 5, "loading the channels was tried until PostgreSQL was back")
+	require.Greater(t, calls["park"], 20, "and parking")
+	require.Greater(t, calls["unpark"], 10, "and unparking")
 }

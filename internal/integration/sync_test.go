@@ -16,10 +16,13 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5"
 	amqp "github.com/rabbitmq/amqp091-go"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/workflowservice/v1"
 
+	"github.com/sagaflow/sagaflow/activities"
+	"github.com/sagaflow/sagaflow/internal/app"
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
@@ -870,4 +873,188 @@ func TestSync_a_channel_connected_later_gets_the_existing_catalogue(t *testing.T
 	}
 
 	cancelAndRecord(t, st.t.Name, skus[0], "sync_backfill.json")
+}
+
+// TestSync_20k_parked_items_in_one_shard_keep_the_workflow_running: a
+// tenant with one KRW-only bazaar channel and 20,000 USD products, all in
+// one shard. Every one is refused and parked; the workflow holds counts, not
+// the items, so its state and what it hands over at continue-as-new stay
+// small and the server never terminates the run (before bounded state the
+// parked items were carried whole: over Temporal's 2 MB payload limit). The
+// parking lot pages through GET /v1/dlq, an operator's retry and discard
+// work on items the workflow never held in memory, and a fixed KRW version
+// supersedes its parked one.
+func TestSync_20k_parked_items_in_one_shard_keep_the_workflow_running(t *testing.T) {
+	const n = 20_000
+	ctx := context.Background()
+	st := newSyncTenant(t, syncTenantName("k"))
+	shards := stack.app.Config.SyncShards
+	const shard = 5
+	wfID := workflows.CatalogSyncWorkflowID(st.t.Name, shard)
+	// Started first with a short history, so the run continues as new
+	// several times while the parking lot fills.
+	opts := app.SyncOptions(stack.app.Config)
+	opts.MaxHistory = 400
+	sopts, in := workflows.CatalogSyncStart(st.t.Name, st.t.Schema, shard, opts)
+	if _, err := stack.app.Temporal.SignalWithStartWorkflow(ctx, wfID, workflows.SignalChanges, []activities.SKUVersion{}, sopts, workflows.CatalogSyncWorkflowType, in); err != nil {
+		t.Fatal(err)
+	}
+	var ch channelDoc
+	body := map[string]any{"market": "bazaar", "credentials": credentials(st.t.Name, "bazaar"), "rate_limit_per_sec": 1000}
+	if code := call(t, st.key, http.MethodPost, "/v1/channels", body, &ch); code != http.StatusCreated {
+		t.Fatalf("connect bazaar: %d", code)
+	}
+
+	var skus []string
+	for i := 0; len(skus) < n; i++ {
+		if sku := fmt.Sprintf("USD-%06d", i); catalog.Shard(sku, shards) == shard {
+			skus = append(skus, sku)
+		}
+	}
+	store := stack.app.Store.Catalog(st.t.Schema)
+	parkedCount := func() int {
+		var c int
+		if err := stack.app.Store.Pool().QueryRow(ctx, `SELECT count(*) FROM `+pgx.Identifier{st.t.Schema, "parked_items"}.Sanitize()).Scan(&c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	// The changes come as the ingest hands them over: products stored, then
+	// signalled, 500 a signal; 2,000 at a time, as fast as bazaar refuses them.
+	const wave = 2000
+	for from := 0; from < n; from += wave {
+		var ps []catalog.Product
+		for _, sku := range skus[from : from+wave] {
+			ps = append(ps, catalog.Product{SKU: sku, Name: "Mug " + sku, Price: catalog.Money{Amount: 1999, Currency: "USD"}, Stock: 3, Attributes: map[string]string{}, Version: 1})
+		}
+		if _, err := store.ApplyChanges(ctx, ps); err != nil {
+			t.Fatal(err)
+		}
+		for i := 0; i < wave; i += 500 {
+			var batch []activities.SKUVersion
+			for _, p := range ps[i : i+500] {
+				batch = append(batch, activities.SKUVersion{SKU: p.SKU, Version: 1})
+			}
+			if _, err := stack.app.Temporal.SignalWithStartWorkflow(ctx, wfID, workflows.SignalChanges, batch, sopts, workflows.CatalogSyncWorkflowType, in); err != nil {
+				t.Fatal(err)
+			}
+		}
+		eventually(t, time.Minute, fmt.Sprintf("%d items parked", from+wave), func() bool { return parkedCount() == from+wave })
+	}
+
+	status := func() workflows.SyncStatus {
+		v, err := stack.app.Temporal.QueryWorkflow(ctx, wfID, "", workflows.QueryStatus)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var s workflows.SyncStatus
+		if err := v.Get(&s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	eventually(t, 30*time.Second, "the workflow counts 20,000 parked", func() bool { return status().Channels[ch.ID].Parked == n })
+	if s := status(); s.Runs < 1 {
+		t.Fatalf("the run never continued as new: %+v", s)
+	}
+	desc, err := stack.app.Temporal.DescribeWorkflowExecution(ctx, wfID, "")
+	if err != nil || desc.GetWorkflowExecutionInfo().GetStatus() != enumspb.WORKFLOW_EXECUTION_STATUS_RUNNING {
+		t.Fatalf("the sync workflow is not running: %v %v", desc.GetWorkflowExecutionInfo().GetStatus(), err)
+	}
+	eventually(t, 30*time.Second, "SagaflowParked says 20,000", func() bool {
+		resp, err := stack.app.Temporal.ListWorkflow(ctx, &workflowservice.ListWorkflowExecutionsRequest{
+			Query: fmt.Sprintf("SagaflowTenant = '%s' AND SagaflowParked = %d", st.t.Name, n),
+		})
+		return err == nil && len(resp.GetExecutions()) == 1
+	})
+
+	// The parking lot, a page at a time: never 20,000 in one answer.
+	type page struct {
+		Items      []parkedDoc `json:"items"`
+		NextCursor string      `json:"next_cursor"`
+	}
+	var first page
+	if code := call(t, st.key, http.MethodGet, "/v1/dlq", nil, &first); code != http.StatusOK || len(first.Items) != 100 || first.NextCursor == "" {
+		t.Fatalf("first page: %d, %d items, cursor %q", code, len(first.Items), first.NextCursor)
+	}
+	seen := map[string]bool{}
+	var pages int
+	for cur := ""; ; pages++ {
+		var p page
+		if code := call(t, st.key, http.MethodGet, "/v1/dlq?limit=1000&cursor="+cur, nil, &p); code != http.StatusOK {
+			t.Fatalf("page %d: %d", pages, code)
+		}
+		for _, it := range p.Items {
+			if seen[it.ID] || !strings.Contains(it.Error, "KRW") || it.Market != "bazaar" {
+				t.Fatalf("page %d: item %+v (seen before: %v)", pages, it, seen[it.ID])
+			}
+			seen[it.ID] = true
+		}
+		if p.NextCursor == "" {
+			break
+		}
+		cur = p.NextCursor
+	}
+	if len(seen) != n || pages != n/1000 {
+		t.Fatalf("paged through %d items in %d pages, want %d in %d", len(seen), pages, n, n/1000)
+	}
+	if code := call(t, st.key, http.MethodGet, "/v1/dlq?cursor=bm9wZQ", nil, nil); code != http.StatusBadRequest {
+		t.Fatalf("a made-up cursor: %d, want 400", code)
+	}
+
+	syncOf := func(sku string) (string, int64, string) {
+		var doc productSyncDoc
+		if code := call(t, st.key, http.MethodGet, "/v1/products/"+sku+"/sync", nil, &doc); code != http.StatusOK || len(doc.Channels) != 1 {
+			t.Fatalf("sync of %s: %d %+v", sku, code, doc)
+		}
+		return doc.Channels[0].Status, doc.Channels[0].Version, doc.Channels[0].ParkedID
+	}
+	retried, discarded, fixed := first.Items[0], first.Items[1], first.Items[2]
+	if status, v, id := syncOf(retried.SKU); status != catalog.SyncParked || v != 1 || id != retried.ID {
+		t.Fatalf("sync of parked %s: %s v%d %s", retried.SKU, status, v, id)
+	}
+
+	// Retry: still USD, so parked again (a new entry); discard: gone.
+	if code := call(t, st.key, http.MethodPost, "/v1/dlq/"+retried.ID+"/retry", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("retry: %d", code)
+	}
+	if code := call(t, st.key, http.MethodPost, "/v1/dlq/"+discarded.ID+"/discard", nil, nil); code != http.StatusAccepted {
+		t.Fatalf("discard: %d", code)
+	}
+	eventually(t, time.Minute, "the retried item is parked again and the discarded one is gone", func() bool {
+		again, err := store.ParkedBySKU(ctx, retried.SKU)
+		if err != nil || len(again) != 1 || again[0].ID == retried.ID {
+			return false
+		}
+		gone, err := store.ParkedBySKU(ctx, discarded.SKU)
+		return err == nil && len(gone) == 0 && status().Channels[ch.ID].Parked == n-1
+	})
+
+	// A fixed version (KRW) supersedes its parked one.
+	if code := call(t, st.key, http.MethodPut, "/v1/products/"+fixed.SKU, map[string]any{"name": "Mug", "price": map[string]any{"amount": 15000, "currency": "KRW"}, "stock": 3}, nil); code != http.StatusOK {
+		t.Fatalf("fix %s: %d", fixed.SKU, code)
+	}
+	eventually(t, time.Minute, "the fixed version reaches bazaar and leaves the parking lot", func() bool {
+		status, v, _ := syncOf(fixed.SKU)
+		return status == catalog.SyncSynced && v == 2 && parkedCount() == n-2 && stateParked(t, wfID, ch.ID) == n-2
+	})
+	if l := stack.sims.Markets["bazaar"].Listings(credentials(st.t.Name, "bazaar"))[fixed.SKU]; l.Version != 2 || l.AmountMinor != 15000 {
+		t.Fatalf("bazaar listing of %s: %+v", fixed.SKU, l)
+	}
+
+	cancelAndRecord(t, st.t.Name, fixed.SKU, "sync_bounded_20k_parked.json")
+}
+
+// stateParked is the parked count the shard's workflow holds for channel.
+func stateParked(t *testing.T, wfID, channel string) int {
+	t.Helper()
+	v, err := stack.app.Temporal.QueryWorkflow(context.Background(), wfID, "", workflows.QueryStatus)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var s workflows.SyncStatus
+	if err := v.Get(&s); err != nil {
+		t.Fatal(err)
+	}
+	return s.Channels[channel].Parked
 }

@@ -697,3 +697,95 @@ func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem
 	}
 	return it, nil
 }
+
+// ParkedPage lists up to limit parked items (1 or more) after the item
+// (afterSince, afterID), oldest first; from the oldest when afterSince is
+// zero. Keyset pagination on (since, id): a page costs the same however many
+// items are parked, and an item parked or removed meanwhile moves no other
+// item between pages.
+func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
+	if limit < 1 {
+		limit = 1
+	}
+	var since *time.Time
+	after := uuid.Nil
+	if !afterSince.IsZero() {
+		since = &afterSince
+		if u, err := uuid.Parse(afterID); err == nil {
+			after = u
+		}
+	}
+	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
+		WHERE $1::timestamptz IS NULL OR (since, id) > ($1::timestamptz, $2::uuid)
+		ORDER BY since, id LIMIT $3`, since, after, limit)
+	if err != nil {
+		return nil, fmt.Errorf("list parked items: %w", err)
+	}
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParked(r) })
+	if err != nil {
+		return nil, fmt.Errorf("list parked items: %w", err)
+	}
+	return items, nil
+}
+
+// ParkedVersions returns, of skus, the parked version of each SKU the
+// channel holds parked. An unknown channel (or an id that is not a UUID)
+// holds none.
+func (c *Catalog) ParkedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error) {
+	out := map[string]int64{}
+	uid, ok := canonicalID(channelID)
+	if !ok || len(skus) == 0 {
+		return out, nil
+	}
+	rows, err := c.s.pool.Query(ctx, `SELECT sku, version FROM `+c.table("parked_items")+`
+		WHERE channel_id = $1 AND sku = ANY($2)`, uid, skus)
+	if err != nil {
+		return nil, fmt.Errorf("read parked versions of channel %s: %w", channelID, err)
+	}
+	var sku string
+	var v int64
+	if _, err := pgx.ForEachRow(rows, []any{&sku, &v}, func() error { out[sku] = v; return nil }); err != nil {
+		return nil, fmt.Errorf("read parked versions of channel %s: %w", channelID, err)
+	}
+	return out, nil
+}
+
+// UnparkSynced removes, in one statement, the channel's parked items that
+// the synced versions (SKU → version) supersede: those parked at that
+// version or older. It returns how many it removed.
+func (c *Catalog) UnparkSynced(ctx context.Context, channelID string, versions map[string]int64) (int, error) {
+	uid, ok := canonicalID(channelID)
+	if !ok || len(versions) == 0 {
+		return 0, nil
+	}
+	skus := slices.Sorted(maps.Keys(versions))
+	vs := make([]int64, len(skus))
+	for i, sku := range skus {
+		vs[i] = versions[sku]
+	}
+	tag, err := c.s.pool.Exec(ctx, `DELETE FROM `+c.table("parked_items")+` pi
+		USING unnest($2::text[], $3::bigint[]) AS t(sku, version)
+		WHERE pi.channel_id = $1 AND pi.sku = t.sku AND pi.version <= t.version`, uid, skus, vs)
+	if err != nil {
+		return 0, fmt.Errorf("unpark synced items of channel %s: %w", channelID, err)
+	}
+	return int(tag.RowsAffected()), nil
+}
+
+// ParkedCounts counts the items the workflow workflowID parked, by channel
+// id; channels with none are absent. It is what a sync workflow holds of
+// its parked items: a count, not the items.
+func (c *Catalog) ParkedCounts(ctx context.Context, workflowID string) (map[string]int, error) {
+	rows, err := c.s.pool.Query(ctx, `SELECT channel_id, count(*) FROM `+c.table("parked_items")+`
+		WHERE workflow_id = $1 GROUP BY channel_id`, workflowID)
+	if err != nil {
+		return nil, fmt.Errorf("count parked items of %s: %w", workflowID, err)
+	}
+	out := map[string]int{}
+	var id uuid.UUID
+	var n int
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id.String()] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("count parked items of %s: %w", workflowID, err)
+	}
+	return out, nil
+}

@@ -3,6 +3,7 @@ package store_test
 import (
 	"context"
 	"errors"
+	"fmt"
 	"slices"
 	"sync"
 	"testing"
@@ -526,5 +527,63 @@ func TestStore_ApplyChanges_writes_into_the_named_schema(t *testing.T) {
 	}
 	if got, err := c.Product(ctx, "VIA-STORE"); err != nil || got.Version != 4 {
 		t.Fatalf("Product = %+v, %v", got, err)
+	}
+}
+
+// The queries a bounded sync run uses instead of holding parked items:
+// pages with a keyset cursor, parked versions, unparking what a synced
+// version supersedes, and counts per workflow.
+func TestParked_pages_counts_and_supersedes(t *testing.T) {
+	t.Parallel()
+	c, _, _ := newCatalog(t)
+	ctx := context.Background()
+	ch := newChannel(t, c, "alpha")
+	since := time.Now().Add(-time.Hour).Truncate(time.Microsecond)
+	for i := range 5 { // one instant for all: the id breaks the tie
+		if _, err := c.Park(ctx, catalog.ParkedItem{SKU: fmt.Sprintf("P-%d", i), ChannelID: ch.ID, Market: "alpha", Version: 2, Error: "e", WorkflowID: "wf-1", Since: since}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := c.Park(ctx, catalog.ParkedItem{SKU: "Q-1", ChannelID: ch.ID, Market: "alpha", Version: 1, Error: "e", WorkflowID: "wf-2"}); err != nil {
+		t.Fatal(err)
+	}
+	var all []string
+	var afterSince time.Time
+	var afterID string
+	for range 4 {
+		page, err := c.ParkedPage(ctx, 2, afterSince, afterID)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range page {
+			all = append(all, it.SKU)
+		}
+		if len(page) < 2 {
+			break
+		}
+		afterSince, afterID = page[len(page)-1].Since, page[len(page)-1].ID
+	}
+	distinct := map[string]bool{}
+	for _, sku := range all {
+		distinct[sku] = true
+	}
+	if len(all) != 6 || len(distinct) != 6 || all[5] != "Q-1" {
+		t.Fatalf("paged %v: want the 5 P- (in id order) then Q-1, each once", all)
+	}
+	counts, err := c.ParkedCounts(ctx, "wf-1")
+	if err != nil || counts[ch.ID] != 5 || len(counts) != 1 {
+		t.Fatalf("ParkedCounts = %v, %v", counts, err)
+	}
+	vs, err := c.ParkedVersions(ctx, ch.ID, []string{"P-0", "P-1", "NONE"})
+	if err != nil || len(vs) != 2 || vs["P-0"] != 2 {
+		t.Fatalf("ParkedVersions = %v, %v", vs, err)
+	}
+	// Synced at 2 supersedes P-0 (parked at 2); at 1, not P-1 (parked at 2).
+	n, err := c.UnparkSynced(ctx, ch.ID, map[string]int64{"P-0": 2, "P-1": 1, "NONE": 9})
+	if err != nil || n != 1 {
+		t.Fatalf("UnparkSynced = %d, %v; want 1", n, err)
+	}
+	if counts, _ := c.ParkedCounts(ctx, "wf-1"); counts[ch.ID] != 4 {
+		t.Fatalf("after UnparkSynced: %v", counts)
 	}
 }
