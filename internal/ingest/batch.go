@@ -72,21 +72,28 @@ func parseChange(body []byte, routingKey string) (env catalog.Envelope, p catalo
 	return catalog.ParseChange(body, routingKey)
 }
 
-// markRepeats marks the valid entries whose message ID came earlier in the
-// batch, and returns the first entry of every valid message ID.
+// dedupeKey identifies a message for dedupe: message IDs are the
+// publisher's, and two tenants' systems may well both send "42".
+type dedupeKey struct{ tenant, messageID string }
+
+func keyOf(e *entry) dedupeKey { return dedupeKey{e.env.TenantID, e.env.MessageID} }
+
+// markRepeats marks the valid entries whose (tenant, message ID) came
+// earlier in the batch, and returns the first entry of every one.
 func markRepeats(es []entry) []*entry {
-	first := map[string]bool{}
+	first := map[dedupeKey]bool{}
 	var fresh []*entry
 	for i := range es {
 		e := &es[i]
 		if e.state != valid {
 			continue
 		}
-		if first[e.env.MessageID] {
+		k := keyOf(e)
+		if first[k] {
 			e.state = repeated
 			continue
 		}
-		first[e.env.MessageID] = true
+		first[k] = true
 		fresh = append(fresh, e)
 	}
 	return fresh

@@ -3,7 +3,8 @@
 //
 // A consumer buffers deliveries and flushes them together: it
 // dead-letters what it cannot ingest (with the reason in
-// catalog.ReasonHeader), drops message IDs it delivered before (Redis keys),
+// catalog.ReasonHeader), drops (tenant, message ID) pairs it delivered
+// before (Redis keys),
 // keeps only the highest version per (tenant, SKU), upserts the products into
 // each tenant's schema and delivers the changes to a Sink. Only once the Sink
 // accepted them does it remember the message IDs and ack the batch; while
@@ -148,7 +149,8 @@ type Consumer struct {
 	received, deadLettered, duplicates, delivered, batches, failures atomic.Int64
 }
 
-// New returns a Consumer. Its dedupe keys are rdb.Key("ingest", "msg", id).
+// New returns a Consumer. Its dedupe keys are
+// rdb.Key("ingest", "msgid", tenant, messageID).
 func New(conn *rabbit.Conn, rdb *queue.Redis, tenants Tenants, products Products, sink Sink, log *slog.Logger, o Options) *Consumer {
 	o.setDefaults()
 	return &Consumer{conn: conn, rdb: rdb, tenants: tenants, products: products, sink: sink, log: log, opts: o}
@@ -389,9 +391,17 @@ func (c *Consumer) resolveTenants(ctx context.Context, es []entry) error {
 	return nil
 }
 
-func (c *Consumer) key(messageID string) string { return c.rdb.Key("ingest", "msg", messageID) }
+// key is the dedupe key of a (tenant, message ID). A tenant name is
+// [a-z0-9_] and never holds the ":" that Key puts after it, so the tenant
+// ends at the first ":" after the prefix and no two pairs share a key,
+// whatever printable ASCII the message ID holds. "msgid" and not the
+// tenant-less scheme's "msg": no key of the old scheme can be read as one
+// of the new.
+func (c *Consumer) key(k dedupeKey) string {
+	return c.rdb.Key("ingest", "msgid", k.tenant, k.messageID)
+}
 
-// markSeen marks the entries whose message ID was delivered before, in one
+// markSeen marks the entries whose (tenant, message ID) was delivered before, in one
 // round trip. If Redis fails it marks none: dedupe saves work, and the
 // versions keep a repeat harmless.
 func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
@@ -401,7 +411,7 @@ func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	pipe := c.rdb.Client.Pipeline()
 	cmds := make([]*redis.IntCmd, len(fresh))
 	for i, e := range fresh {
-		cmds[i] = pipe.Exists(ctx, c.key(e.env.MessageID))
+		cmds[i] = pipe.Exists(ctx, c.key(keyOf(e)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		c.log.Warn("ingest: dedupe check failed; treating the batch as new", "error", err)
@@ -422,7 +432,7 @@ func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
 	n := 0
 	for _, e := range fresh {
 		if e.state == valid {
-			pipe.Set(ctx, c.key(e.env.MessageID), 1, c.opts.DedupeTTL)
+			pipe.Set(ctx, c.key(keyOf(e)), 1, c.opts.DedupeTTL)
 			n++
 		}
 	}
