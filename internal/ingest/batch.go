@@ -99,35 +99,73 @@ func markRepeats(es []entry) []*entry {
 	return fresh
 }
 
-// coalesce keeps, per (tenant, SKU), the valid entry of highest version
-// (the first of equal ones), and returns them as changes sorted by tenant
-// and SKU, and their products per schema sorted by SKU (a fixed order of
-// upserts, so concurrent consumers lock rows in the same order).
-func coalesce(es []entry) ([]Change, map[string][]catalog.Product) {
+// item is one (tenant, SKU) of a batch: the change handed over (the
+// highest version) and every valid entry that contributed to it. The
+// entries share the item's fate: delivered, or dead-lettered with its
+// reason.
+type item struct {
+	tenant  tenant.Tenant
+	product catalog.Product
+	carrier *entry   // the entry whose product is handed over
+	entries []*entry // carrier first, then the superseded ones
+	// reason is why the store or the Sink refused the item for good;
+	// empty while it is not refused.
+	reason string
+}
+
+func (it *item) change() Change {
+	return Change{Tenant: it.tenant.Name, Schema: it.tenant.Schema, Product: it.product, MessageID: it.carrier.env.MessageID}
+}
+
+// refuse records that the item cannot be ingested, and marks its entries
+// for the dead queue: the carrier with reason, the entries it superseded
+// with a pointer to it.
+func (it *item) refuse(reason string) {
+	it.reason = reason
+	for _, e := range it.entries {
+		e.state, e.reason = invalid, reason
+		if e != it.carrier {
+			e.reason = fmt.Sprintf("superseded by message %s (version %d of the same SKU), which was refused: %s",
+				it.carrier.env.MessageID, it.product.Version, reason)
+		}
+	}
+}
+
+// coalesce groups the valid entries by (tenant, SKU) into items that carry
+// the entry of highest version (the first of equal ones), sorted by tenant
+// and SKU (a fixed order of upserts, so concurrent consumers lock rows in
+// the same order).
+func coalesce(es []entry) []*item {
 	type key struct{ tenant, sku string }
-	best := map[key]*entry{}
+	byKey := map[key]*item{}
+	var items []*item
 	for i := range es {
 		e := &es[i]
 		if e.state != valid {
 			continue
 		}
 		k := key{e.tenant.Name, e.product.SKU}
-		if cur, ok := best[k]; !ok || e.product.Version > cur.product.Version {
-			best[k] = e
+		it, ok := byKey[k]
+		if !ok {
+			it = &item{tenant: e.tenant}
+			byKey[k] = it
+			items = append(items, it)
+		}
+		it.entries = append(it.entries, e)
+		if it.carrier == nil || e.product.Version > it.product.Version {
+			it.carrier, it.product = e, e.product
 		}
 	}
-	changes := make([]Change, 0, len(best))
-	for _, e := range best {
-		changes = append(changes, Change{Tenant: e.tenant.Name, Schema: e.tenant.Schema, Product: e.product, MessageID: e.env.MessageID})
+	for _, it := range items {
+		// The carrier first: it is the one a reader of the dead queue
+		// should look at.
+		i := slices.Index(it.entries, it.carrier)
+		it.entries[0], it.entries[i] = it.entries[i], it.entries[0]
 	}
-	slices.SortFunc(changes, func(a, b Change) int {
-		return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.Product.SKU, b.Product.SKU))
+	slices.SortFunc(items, func(a, b *item) int {
+		return cmp.Or(cmp.Compare(a.tenant.Name, b.tenant.Name), cmp.Compare(a.product.SKU, b.product.SKU))
 	})
-	bySchema := map[string][]catalog.Product{}
-	for _, c := range changes {
-		bySchema[c.Schema] = append(bySchema[c.Schema], c.Product)
-	}
-	return changes, bySchema
+	return items
 }
 
 // deadCopy is what goes to the dead exchange for d: the same body and

@@ -2,6 +2,7 @@ package ingest
 
 import (
 	"encoding/json"
+	"fmt"
 	"strings"
 	"testing"
 	"time"
@@ -68,13 +69,14 @@ func FuzzBatch(f *testing.F) {
 		if es[0].state == valid && es[2].state != repeated {
 			t.Fatalf("second copy not marked a repeat: %v", es[2].state)
 		}
-		changes, bySchema := coalesce(es)
-		if len(changes) > len(fresh) || len(changes) == 0 {
-			t.Fatalf("%d changes from %d fresh entries", len(changes), len(fresh))
+		items := coalesce(es)
+		if len(items) > len(fresh) || len(items) == 0 {
+			t.Fatalf("%d items from %d fresh entries", len(items), len(fresh))
 		}
 		seen := map[string]bool{}
 		n := 0
-		for _, c := range changes {
+		for _, it := range items {
+			c := it.change()
 			k := c.Tenant + "/" + c.Product.SKU
 			if seen[k] {
 				t.Fatalf("two changes of %s", k)
@@ -83,12 +85,13 @@ func FuzzBatch(f *testing.F) {
 			if err := c.Product.Validate(); err != nil {
 				t.Fatalf("delivering an invalid product: %v", err)
 			}
+			if it.entries[0] != it.carrier {
+				t.Fatal("the carrier is not the item's first entry")
+			}
+			n += len(it.entries)
 		}
-		for _, ps := range bySchema {
-			n += len(ps)
-		}
-		if n != len(changes) {
-			t.Fatalf("%d products to store for %d changes", n, len(changes))
+		if n != len(fresh) {
+			t.Fatalf("%d entries in items for %d fresh entries", n, len(fresh))
 		}
 	})
 }
@@ -111,15 +114,16 @@ func TestCoalesce_keeps_the_highest_version_per_tenant_and_sku(t *testing.T) {
 	if fresh := markRepeats(es); len(fresh) != 5 || es[5].state != repeated {
 		t.Fatalf("fresh = %d, last state %v", len(fresh), es[5].state)
 	}
-	changes, bySchema := coalesce(es)
+	items := coalesce(es)
 	var got []string
-	for _, c := range changes {
-		got = append(got, c.Tenant+"/"+c.Product.SKU+"@"+c.MessageID)
+	for _, it := range items {
+		c := it.change()
+		got = append(got, fmt.Sprintf("%s/%s@%s(%d)", c.Tenant, c.Product.SKU, c.MessageID, len(it.entries)))
 	}
-	if strings.Join(got, " ") != "acme/A@2 acme/B@5 beta/A@4" {
-		t.Errorf("changes = %v", got)
+	if strings.Join(got, " ") != "acme/A@2(3) acme/B@5(1) beta/A@4(1)" {
+		t.Errorf("items = %v", got)
 	}
-	if len(bySchema["tenant_acme"]) != 2 || bySchema["tenant_acme"][0].Version != 7 || len(bySchema["tenant_beta"]) != 1 {
-		t.Errorf("products per schema = %+v", bySchema)
+	if items[0].product.Version != 7 || items[0].entries[0] != &es[1] {
+		t.Errorf("acme/A carries version %d from %v", items[0].product.Version, items[0].entries[0].env.MessageID)
 	}
 }
