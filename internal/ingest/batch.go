@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -168,33 +169,117 @@ func coalesce(es []entry) []*item {
 	return items
 }
 
+// DroppedHeadersHeader is the header of a dead-lettered copy that left out
+// the message's own headers, saying why: they could not be encoded again,
+// or they were too large to send with ours in one frame.
+const DroppedHeadersHeader = "x-sagaflow-dropped-headers"
+
+// maxCopiedHeaderBytes bounds the message's own headers that a dead letter
+// copies. The content header (properties and headers) must fit in one AMQP
+// frame — RabbitMQ's frame_max, 128 KiB unless configured lower — or the
+// broker closes the whole connection; a message that arrived with headers
+// near that limit would then kill every consumer of the process again at
+// each redelivery. Ours add at most maxReasonBytes plus a routing key.
+const maxCopiedHeaderBytes = 32 << 10
+
 // deadCopy is what goes to the dead exchange for d: the same body and
-// properties, the headers plus why and where it came from. It leaves out
-// Expiration (the copy must not expire) and UserId (the broker refuses a
-// user ID other than the publishing connection's).
+// properties, the headers (if they are valid and not too large) plus why
+// and where it came from. It leaves out Expiration (the copy must not
+// expire) and UserId (the broker refuses a user ID other than the
+// publishing connection's). Whatever d holds, the result can be published.
 func deadCopy(d *amqp.Delivery, reason string) amqp.Publishing {
 	headers := amqp.Table{}
-	if d.Headers.Validate() == nil {
+	switch n, ok := tableSize(d.Headers, 0); {
+	case !ok || d.Headers.Validate() != nil:
+		headers[DroppedHeadersHeader] = "the message's headers cannot be encoded again"
+	case n > maxCopiedHeaderBytes:
+		headers[DroppedHeadersHeader] = fmt.Sprintf("the message's headers take %d bytes, more than the %d a dead letter copies", n, maxCopiedHeaderBytes)
+	default:
 		for k, v := range d.Headers {
 			headers[k] = v
 		}
 	}
 	headers[catalog.ReasonHeader] = truncate(reason, maxReasonBytes)
-	headers[OriginalRoutingKeyHeader] = d.RoutingKey
+	headers[OriginalRoutingKeyHeader] = truncate(d.RoutingKey, 255)
 	return amqp.Publishing{
 		Headers:         headers,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
+		ContentType:     shortstr(d.ContentType),
+		ContentEncoding: shortstr(d.ContentEncoding),
 		DeliveryMode:    amqp.Persistent,
 		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		MessageId:       d.MessageId,
+		CorrelationId:   shortstr(d.CorrelationId),
+		ReplyTo:         shortstr(d.ReplyTo),
+		MessageId:       shortstr(d.MessageId),
 		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
+		Type:            shortstr(d.Type),
+		AppId:           shortstr(d.AppId),
 		Body:            d.Body,
 	}
+}
+
+// shortstr keeps a property that fits AMQP's short string (255 bytes), as
+// every property that came from the broker does, and drops one that
+// does not rather than fail the publish.
+func shortstr(s string) string {
+	if len(s) > 255 {
+		return ""
+	}
+	return s
+}
+
+// maxTableDepth bounds the nesting of header tables and arrays that
+// tableSize follows.
+const maxTableDepth = 16
+
+// tableSize is an upper bound of t's AMQP encoding in bytes, and false if
+// t cannot be encoded (a key over 255 bytes, a type AMQP has no field for,
+// nesting deeper than maxTableDepth).
+func tableSize(t amqp.Table, depth int) (int, bool) {
+	if depth > maxTableDepth {
+		return 0, false
+	}
+	n := 4
+	for k, v := range t {
+		if len(k) > 255 {
+			return 0, false
+		}
+		m, ok := fieldSize(v, depth)
+		if !ok {
+			return 0, false
+		}
+		n += 1 + len(k) + m
+	}
+	return n, true
+}
+
+// fieldSize is an upper bound of one field value's encoding, type octet
+// included.
+func fieldSize(v any, depth int) (int, bool) {
+	switch v := v.(type) {
+	case nil, bool, byte, int8, int, int16, int32, int64, uint16, uint32, float32, float64, amqp.Decimal, time.Time:
+		return 1 + 8, true
+	case string:
+		return 1 + 4 + len(v), true
+	case []byte:
+		return 1 + 4 + len(v), true
+	case amqp.Table:
+		m, ok := tableSize(v, depth+1)
+		return 1 + m, ok
+	case []any:
+		if depth+1 > maxTableDepth {
+			return 0, false
+		}
+		n := 1 + 4
+		for _, x := range v {
+			m, ok := fieldSize(x, depth+1)
+			if !ok {
+				return 0, false
+			}
+			n += m
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // truncate cuts s to at most n bytes of valid UTF-8.

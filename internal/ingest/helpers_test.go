@@ -129,6 +129,8 @@ type msg struct {
 	key  string
 	body []byte
 	id   string // AMQP message-id property (optional)
+	// headers replace the default {"x-test": "yes"} if set.
+	headers amqp.Table
 }
 
 // change is a valid product.changed message.
@@ -158,9 +160,13 @@ func (f *fixture) publish(t *testing.T, msgs ...msg) {
 	}
 	var dcs []*amqp.DeferredConfirmation
 	for _, m := range msgs {
+		headers := m.headers
+		if headers == nil {
+			headers = amqp.Table{"x-test": "yes"}
+		}
 		dc, err := ch.PublishWithDeferredConfirm(catalog.Exchange, m.key, false, false, amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: m.id, Body: m.body,
-			Headers: amqp.Table{"x-test": "yes"},
+			Headers: headers,
 		})
 		if err != nil {
 			t.Fatal(err)
