@@ -406,3 +406,39 @@ func TestMarkRepeats_keys_by_tenant_and_message_id(t *testing.T) {
 		t.Errorf("fresh %d, states %v %v %v", len(fresh), es[0].state, es[1].state, es[2].state)
 	}
 }
+
+// BenchmarkHandOver reports the store calls a batch of 2000 items (one
+// tenant) costs with k items the store refuses: 1 with none, O(k log n)
+// with k.
+func BenchmarkHandOver(b *testing.B) {
+	const n = 2000
+	var ds []amqp.Delivery
+	for i := range n {
+		ds = append(ds, amqp.Delivery{RoutingKey: catalog.RoutingKey("acme"), Body: envelope(b, "acme", fmt.Sprintf("S-%04d", i), fmt.Sprintf("m%d", i), 1)})
+	}
+	for _, k := range []int{0, 1, 10, 100} {
+		b.Run(fmt.Sprintf("refused=%d", k), func(b *testing.B) {
+			bad := map[string]error{}
+			for i := range k {
+				bad[fmt.Sprintf("S-%04d", (i*7919)%n)] = &pgconn.PgError{Code: "22P05"}
+			}
+			calls := 0
+			for b.Loop() {
+				es := parse(ds)
+				for i := range es {
+					es[i].tenant = tenant.Tenant{Name: "acme", Schema: "tenant_acme"}
+				}
+				items := coalesce(es)
+				store := &fakeStore{bad: bad}
+				if err := consumerWith(store, &fakeSink{}).handOver(context.Background(), items, func(error) error { return errors.New("no retry") }); err != nil {
+					b.Fatal(err)
+				}
+				if r := len(refused(items)); r != k {
+					b.Fatalf("refused %d, want %d", r, k)
+				}
+				calls = len(store.calls["tenant_acme"])
+			}
+			b.ReportMetric(float64(calls), "store-calls/batch")
+		})
+	}
+}

@@ -139,8 +139,12 @@ type Stats struct {
 	Delivered int64
 	// Batches counts flushes that ended in an ack.
 	Batches int64
-	// Failures counts flushes that failed and went back to the queue.
+	// Failures counts transient failures of a flush's calls (tenant
+	// lookup, store, Sink), each retried in process.
 	Failures int64
+	// Refused counts (tenant, SKU) items the store or the Sink refused for
+	// good; their messages are among DeadLettered.
+	Refused int64
 }
 
 // Consumer consumes catalog.IngestQueue. Run it once; Stats is safe for
@@ -154,7 +158,7 @@ type Consumer struct {
 	log      *slog.Logger
 	opts     Options
 
-	received, deadLettered, duplicates, delivered, batches, failures atomic.Int64
+	received, deadLettered, duplicates, delivered, batches, failures, refused atomic.Int64
 }
 
 // New returns a Consumer. Its dedupe keys are
@@ -173,6 +177,7 @@ func (c *Consumer) Stats() Stats {
 		Delivered:    c.delivered.Load(),
 		Batches:      c.batches.Load(),
 		Failures:     c.failures.Load(),
+		Refused:      c.refused.Load(),
 	}
 }
 
@@ -317,13 +322,18 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	if err := c.handOver(ctx, items, wait); err != nil {
 		return err
 	}
-	delivered := 0
+	var refused []*item
 	for _, it := range items {
-		if it.reason == "" {
-			delivered++
+		if it.reason != "" {
+			refused = append(refused, it)
 		}
 	}
-	c.delivered.Add(int64(delivered))
+	if len(refused) > 0 {
+		c.log.Warn("ingest: changes refused for good; dead-lettering their messages", "items", len(refused),
+			"first_tenant", refused[0].tenant.Name, "first_sku", refused[0].product.SKU, "first_reason", truncate(refused[0].reason, maxReasonBytes))
+	}
+	c.refused.Add(int64(len(refused)))
+	c.delivered.Add(int64(len(items) - len(refused)))
 	c.remember(ctx, fresh)
 	if err := c.deadLetter(ctx, ch, es); err != nil { // what handOver refused
 		return err

@@ -71,8 +71,8 @@ func TestConsumer_dead_letters_only_the_changes_the_store_or_the_sink_refuses(t 
 			t.Errorf("dead letter %s: reason %q, want it to contain %q (all: %v)", id, reasons[id], want, reasons)
 		}
 	}
-	if s := c.Stats(); s.Failures != 4 || s.Batches != 1 || s.Delivered != int64(len(good)) {
-		t.Errorf("stats = %+v, want 4 failures (the transient ones), 1 batch, %d delivered", s, len(good))
+	if s := c.Stats(); s.Failures != 4 || s.Batches != 1 || s.Delivered != int64(len(good)) || s.Refused != 2 {
+		t.Errorf("stats = %+v, want 4 failures (the transient ones), 1 batch, %d delivered, 2 refused", s, len(good))
 	}
 	if n := f.ready(t, catalog.IngestQueue); n != 0 {
 		t.Errorf("%d messages left in the ingest queue", n)
@@ -170,8 +170,8 @@ func TestConsumer_a_poison_message_holds_up_nobody_against_real_postgres(t *test
 	if n := p.callsTo(gone.Schema); n != 1 {
 		t.Errorf("%d calls to %s, want 1", n, gone.Schema)
 	}
-	if s := c.Stats(); s.Failures != 0 {
-		t.Errorf("stats = %+v, want no transient failure", s)
+	if s := c.Stats(); s.Failures != 0 || s.Refused != 4 {
+		t.Errorf("stats = %+v, want no transient failure and 4 refused", s)
 	}
 	if n := f.ready(t, catalog.IngestQueue); n != 0 {
 		t.Errorf("%d messages left in the ingest queue", n)
