@@ -511,9 +511,9 @@ func (c *Consumer) key(k dedupeKey) string {
 	return c.rdb.Key("ingest", "msgid", k.tenant, k.messageID)
 }
 
-// markSeen marks the entries whose (tenant, message ID) was delivered before, in one
-// round trip. If Redis fails it marks none: dedupe saves work, and the
-// versions keep a repeat harmless.
+// markSeen marks the entries whose (tenant, message ID) was delivered
+// before, in one round trip. If Redis fails it marks none: dedupe saves
+// work, and the versions keep a repeat harmless.
 func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	if len(fresh) == 0 {
 		return
@@ -534,9 +534,10 @@ func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	}
 }
 
-// remember records the delivered message IDs, in one round trip. A failure
-// is logged, not returned: the changes are accepted, and a repeat of them
-// is harmless.
+// remember records the delivered (tenant, message ID) pairs, in one round
+// trip; not those of refused changes, so a republished one is tried again
+// (after the cause is fixed, it goes through). A failure is logged, not
+// returned: the changes are accepted, and a repeat of them is harmless.
 func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
 	pipe := c.rdb.Client.Pipeline()
 	n := 0
