@@ -77,6 +77,16 @@ func TestConsumer_dead_letters_only_the_changes_the_store_or_the_sink_refuses(t 
 	if n := f.ready(t, catalog.IngestQueue); n != 0 {
 		t.Errorf("%d messages left in the ingest queue", n)
 	}
+
+	// A refused message is not remembered as delivered: once the cause is
+	// fixed, the same message republished goes through.
+	f.products.mu.Lock()
+	f.products.refuse = nil
+	f.products.mu.Unlock()
+	c2 := f.consumer(ingest.Options{Consumers: 1})
+	run(t, c2)
+	f.publish(t, badStore2)
+	eventually(t, 20*time.Second, "the republished message delivered", func() bool { return f.sink.acceptedIDs()[badStore2.id] == 1 })
 }
 
 // injecting is the real store, but it refuses for good, as PostgreSQL
