@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
 
@@ -72,84 +73,213 @@ func parseChange(body []byte, routingKey string) (env catalog.Envelope, p catalo
 	return catalog.ParseChange(body, routingKey)
 }
 
-// markRepeats marks the valid entries whose message ID came earlier in the
-// batch, and returns the first entry of every valid message ID.
+// dedupeKey identifies a message for dedupe: message IDs are the
+// publisher's, and two tenants' systems may well both send "42".
+type dedupeKey struct{ tenant, messageID string }
+
+func keyOf(e *entry) dedupeKey { return dedupeKey{e.env.TenantID, e.env.MessageID} }
+
+// markRepeats marks the valid entries whose (tenant, message ID) came
+// earlier in the batch, and returns the first entry of every one.
 func markRepeats(es []entry) []*entry {
-	first := map[string]bool{}
+	first := map[dedupeKey]bool{}
 	var fresh []*entry
 	for i := range es {
 		e := &es[i]
 		if e.state != valid {
 			continue
 		}
-		if first[e.env.MessageID] {
+		k := keyOf(e)
+		if first[k] {
 			e.state = repeated
 			continue
 		}
-		first[e.env.MessageID] = true
+		first[k] = true
 		fresh = append(fresh, e)
 	}
 	return fresh
 }
 
-// coalesce keeps, per (tenant, SKU), the valid entry of highest version
-// (the first of equal ones), and returns them as changes sorted by tenant
-// and SKU, and their products per schema sorted by SKU (a fixed order of
-// upserts, so concurrent consumers lock rows in the same order).
-func coalesce(es []entry) ([]Change, map[string][]catalog.Product) {
+// item is one (tenant, SKU) of a batch: the change handed over (the
+// highest version) and every valid entry that contributed to it. The
+// entries share the item's fate: delivered, or dead-lettered with its
+// reason.
+type item struct {
+	tenant  tenant.Tenant
+	product catalog.Product
+	carrier *entry   // the entry whose product is handed over
+	entries []*entry // carrier first, then the superseded ones
+	// reason is why the store or the Sink refused the item for good;
+	// empty while it is not refused.
+	reason string
+}
+
+func (it *item) change() Change {
+	return Change{Tenant: it.tenant.Name, Schema: it.tenant.Schema, Product: it.product, MessageID: it.carrier.env.MessageID}
+}
+
+// refuse records that the item cannot be ingested, and marks its entries
+// for the dead queue: the carrier with reason, the entries it superseded
+// with a pointer to it.
+func (it *item) refuse(reason string) {
+	it.reason = reason
+	for _, e := range it.entries {
+		e.state, e.reason = invalid, reason
+		if e != it.carrier {
+			e.reason = fmt.Sprintf("superseded by message %s (version %d of the same SKU), which was refused: %s",
+				it.carrier.env.MessageID, it.product.Version, reason)
+		}
+	}
+}
+
+// coalesce groups the valid entries by (tenant, SKU) into items that carry
+// the entry of highest version (the first of equal ones), sorted by tenant
+// and SKU (a fixed order of upserts, so concurrent consumers lock rows in
+// the same order).
+func coalesce(es []entry) []*item {
 	type key struct{ tenant, sku string }
-	best := map[key]*entry{}
+	byKey := map[key]*item{}
+	var items []*item
 	for i := range es {
 		e := &es[i]
 		if e.state != valid {
 			continue
 		}
 		k := key{e.tenant.Name, e.product.SKU}
-		if cur, ok := best[k]; !ok || e.product.Version > cur.product.Version {
-			best[k] = e
+		it, ok := byKey[k]
+		if !ok {
+			it = &item{tenant: e.tenant}
+			byKey[k] = it
+			items = append(items, it)
+		}
+		it.entries = append(it.entries, e)
+		if it.carrier == nil || e.product.Version > it.product.Version {
+			it.carrier, it.product = e, e.product
 		}
 	}
-	changes := make([]Change, 0, len(best))
-	for _, e := range best {
-		changes = append(changes, Change{Tenant: e.tenant.Name, Schema: e.tenant.Schema, Product: e.product, MessageID: e.env.MessageID})
+	for _, it := range items {
+		// The carrier first: it is the one a reader of the dead queue
+		// should look at.
+		i := slices.Index(it.entries, it.carrier)
+		it.entries[0], it.entries[i] = it.entries[i], it.entries[0]
 	}
-	slices.SortFunc(changes, func(a, b Change) int {
-		return cmp.Or(cmp.Compare(a.Tenant, b.Tenant), cmp.Compare(a.Product.SKU, b.Product.SKU))
+	slices.SortFunc(items, func(a, b *item) int {
+		return cmp.Or(cmp.Compare(a.tenant.Name, b.tenant.Name), cmp.Compare(a.product.SKU, b.product.SKU))
 	})
-	bySchema := map[string][]catalog.Product{}
-	for _, c := range changes {
-		bySchema[c.Schema] = append(bySchema[c.Schema], c.Product)
-	}
-	return changes, bySchema
+	return items
 }
 
+// DroppedHeadersHeader is the header of a dead-lettered copy that left out
+// the message's own headers, saying why: they could not be encoded again,
+// or they were too large to send with ours in one frame.
+const DroppedHeadersHeader = "x-sagaflow-dropped-headers"
+
+// maxCopiedHeaderBytes bounds the message's own headers that a dead letter
+// copies. The content header (properties and headers) must fit in one AMQP
+// frame — RabbitMQ's frame_max, 128 KiB unless configured lower — or the
+// broker closes the whole connection; a message that arrived with headers
+// near that limit would then kill every consumer of the process again at
+// each redelivery. Ours add at most maxReasonBytes plus a routing key.
+const maxCopiedHeaderBytes = 32 << 10
+
 // deadCopy is what goes to the dead exchange for d: the same body and
-// properties, the headers plus why and where it came from. It leaves out
-// Expiration (the copy must not expire) and UserId (the broker refuses a
-// user ID other than the publishing connection's).
+// properties, the headers (if they are valid and not too large) plus why
+// and where it came from. It leaves out Expiration (the copy must not
+// expire) and UserId (the broker refuses a user ID other than the
+// publishing connection's). Whatever d holds, the result can be published.
 func deadCopy(d *amqp.Delivery, reason string) amqp.Publishing {
 	headers := amqp.Table{}
-	if d.Headers.Validate() == nil {
+	switch n, ok := tableSize(d.Headers, 0); {
+	case !ok || d.Headers.Validate() != nil:
+		headers[DroppedHeadersHeader] = "the message's headers cannot be encoded again"
+	case n > maxCopiedHeaderBytes:
+		headers[DroppedHeadersHeader] = fmt.Sprintf("the message's headers take %d bytes, more than the %d a dead letter copies", n, maxCopiedHeaderBytes)
+	default:
 		for k, v := range d.Headers {
 			headers[k] = v
 		}
 	}
 	headers[catalog.ReasonHeader] = truncate(reason, maxReasonBytes)
-	headers[OriginalRoutingKeyHeader] = d.RoutingKey
+	headers[OriginalRoutingKeyHeader] = truncate(d.RoutingKey, 255)
 	return amqp.Publishing{
 		Headers:         headers,
-		ContentType:     d.ContentType,
-		ContentEncoding: d.ContentEncoding,
+		ContentType:     shortstr(d.ContentType),
+		ContentEncoding: shortstr(d.ContentEncoding),
 		DeliveryMode:    amqp.Persistent,
 		Priority:        d.Priority,
-		CorrelationId:   d.CorrelationId,
-		ReplyTo:         d.ReplyTo,
-		MessageId:       d.MessageId,
+		CorrelationId:   shortstr(d.CorrelationId),
+		ReplyTo:         shortstr(d.ReplyTo),
+		MessageId:       shortstr(d.MessageId),
 		Timestamp:       d.Timestamp,
-		Type:            d.Type,
-		AppId:           d.AppId,
+		Type:            shortstr(d.Type),
+		AppId:           shortstr(d.AppId),
 		Body:            d.Body,
 	}
+}
+
+// shortstr keeps a property that fits AMQP's short string (255 bytes), as
+// every property that came from the broker does, and drops one that
+// does not rather than fail the publish.
+func shortstr(s string) string {
+	if len(s) > 255 {
+		return ""
+	}
+	return s
+}
+
+// maxTableDepth bounds the nesting of header tables and arrays that
+// tableSize follows.
+const maxTableDepth = 16
+
+// tableSize is an upper bound of t's AMQP encoding in bytes, and false if
+// t cannot be encoded (a key over 255 bytes, a type AMQP has no field for,
+// nesting deeper than maxTableDepth).
+func tableSize(t amqp.Table, depth int) (int, bool) {
+	if depth > maxTableDepth {
+		return 0, false
+	}
+	n := 4
+	for k, v := range t {
+		if len(k) > 255 {
+			return 0, false
+		}
+		m, ok := fieldSize(v, depth)
+		if !ok {
+			return 0, false
+		}
+		n += 1 + len(k) + m
+	}
+	return n, true
+}
+
+// fieldSize is an upper bound of one field value's encoding, type octet
+// included.
+func fieldSize(v any, depth int) (int, bool) {
+	switch v := v.(type) {
+	case nil, bool, byte, int8, int, int16, int32, int64, uint16, uint32, float32, float64, amqp.Decimal, time.Time:
+		return 1 + 8, true
+	case string:
+		return 1 + 4 + len(v), true
+	case []byte:
+		return 1 + 4 + len(v), true
+	case amqp.Table:
+		m, ok := tableSize(v, depth+1)
+		return 1 + m, ok
+	case []any:
+		if depth+1 > maxTableDepth {
+			return 0, false
+		}
+		n := 1 + 4
+		for _, x := range v {
+			m, ok := fieldSize(x, depth+1)
+			if !ok {
+				return 0, false
+			}
+			n += m
+		}
+		return n, true
+	}
+	return 0, false
 }
 
 // truncate cuts s to at most n bytes of valid UTF-8.

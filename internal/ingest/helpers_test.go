@@ -12,7 +12,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.temporal.io/api/serviceerror"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/ingest"
@@ -77,13 +79,18 @@ func setup(t *testing.T) *fixture {
 // consumer returns a Consumer over the fixture's fakes with o (DedupeTTL
 // short, so test keys expire).
 func (f *fixture) consumer(o ingest.Options) *ingest.Consumer {
+	return f.consumerOver(o, f.products)
+}
+
+// consumerOver is consumer with p as the store of products.
+func (f *fixture) consumerOver(o ingest.Options, p ingest.Products) *ingest.Consumer {
 	if o.DedupeTTL == 0 {
 		o.DedupeTTL = 10 * time.Minute
 	}
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 500 * time.Millisecond
 	}
-	return ingest.New(f.conn, f.redis, f.store, f.products, f.sink, f.log, o)
+	return ingest.New(f.conn, f.redis, f.store, p, f.sink, f.log, o)
 }
 
 func (f *fixture) tenant(t *testing.T) tenant.Tenant {
@@ -122,6 +129,8 @@ type msg struct {
 	key  string
 	body []byte
 	id   string // AMQP message-id property (optional)
+	// headers replace the default {"x-test": "yes"} if set.
+	headers amqp.Table
 }
 
 // change is a valid product.changed message.
@@ -151,9 +160,13 @@ func (f *fixture) publish(t *testing.T, msgs ...msg) {
 	}
 	var dcs []*amqp.DeferredConfirmation
 	for _, m := range msgs {
+		headers := m.headers
+		if headers == nil {
+			headers = amqp.Table{"x-test": "yes"}
+		}
 		dc, err := ch.PublishWithDeferredConfirm(catalog.Exchange, m.key, false, false, amqp.Publishing{
 			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: m.id, Body: m.body,
-			Headers: amqp.Table{"x-test": "yes"},
+			Headers: headers,
 		})
 		if err != nil {
 			t.Fatal(err)
@@ -221,6 +234,9 @@ type products struct {
 	failFirst int
 	calls     int
 	versions  map[string]int64 // schema/sku -> version
+	// refuse: SKUs for which the whole call fails for good, as PostgreSQL
+	// refuses a statement for one row.
+	refuse map[string]bool
 }
 
 func (p *products) ApplyChanges(_ context.Context, schema string, ps []catalog.Product) (int, error) {
@@ -232,6 +248,11 @@ func (p *products) ApplyChanges(_ context.Context, schema string, ps []catalog.P
 	}
 	if !slices.IsSortedFunc(ps, func(a, b catalog.Product) int { return strings.Compare(a.SKU, b.SKU) }) {
 		return 0, errors.New("products not sorted by SKU")
+	}
+	for _, pr := range ps {
+		if p.refuse[pr.SKU] {
+			return 0, fmt.Errorf("apply: %w", &pgconn.PgError{Severity: "ERROR", Code: "22P05", Message: "unsupported Unicode escape sequence (test)"})
+		}
 	}
 	if p.versions == nil {
 		p.versions = map[string]int64{}
@@ -259,6 +280,8 @@ type sink struct {
 	failFirst int
 	calls     int
 	batches   [][]ingest.Change
+	// refuse: SKUs for which Temporal refuses the whole call for good.
+	refuse map[string]bool
 }
 
 func (s *sink) Deliver(_ context.Context, changes []ingest.Change) error {
@@ -267,6 +290,11 @@ func (s *sink) Deliver(_ context.Context, changes []ingest.Change) error {
 	s.calls++
 	if s.calls <= s.failFirst {
 		return errors.New("temporal unavailable (test)")
+	}
+	for _, c := range changes {
+		if s.refuse[c.Product.SKU] {
+			return fmt.Errorf("signal %s: %w", c.Tenant, serviceerror.NewInvalidArgument("refused (test)"))
+		}
 	}
 	s.batches = append(s.batches, slices.Clone(changes))
 	return nil

@@ -3,20 +3,29 @@
 //
 // A consumer buffers deliveries and flushes them together: it
 // dead-letters what it cannot ingest (with the reason in
-// catalog.ReasonHeader), drops message IDs it delivered before (Redis keys),
-// keeps only the highest version per (tenant, SKU), upserts the products into
-// each tenant's schema and delivers the changes to a Sink. Only once the Sink
-// accepted them does it remember the message IDs and ack the batch; while
-// PostgreSQL or the Sink fails, it holds the batch unacked and tries again
-// with a backoff, however long the outage (a requeue would spend one of the
+// catalog.ReasonHeader), drops (tenant, message ID) pairs it delivered
+// before (Redis keys), keeps only the highest version per (tenant, SKU),
+// upserts the products into each tenant's schema and delivers the changes
+// to a Sink. Only once the Sink accepted them does it remember the message
+// IDs and ack the batch.
+//
+// Failures of PostgreSQL and of the Sink are classified. While one fails
+// transiently (connection refused, shutdown, timeout, deadlock, Temporal
+// unavailable), the consumer holds the batch unacked and tries again with a
+// backoff, however long the outage (a requeue would spend one of the
 // queue's rabbit.DeliveryLimit deliveries each time, and a long Temporal
-// outage would end in the dead queue). If the consumer dies meanwhile, the
-// broker redelivers. So a change is delivered at least once, and a
-// redelivered or republished message (same message ID) is delivered once,
-// except when two copies are in flight at the same time or the consumer dies
-// (or Redis fails) between the Sink's acceptance and recording the message
-// ID. Only messages that kill the consumer again and again reach the
-// delivery limit and the dead queue.
+// outage would end in the dead queue). When one refuses data for good (a
+// data exception, a constraint, a tenant schema that is missing, Temporal's
+// InvalidArgument), the consumer splits the failing call in halves until it
+// has found the refused (tenant, SKU) items, dead-letters their messages
+// with the reason, and hands the rest over: one bad message never holds up
+// the others, of its tenant or any other. If the consumer dies meanwhile,
+// the broker redelivers. So a change is delivered at least once, and a
+// redelivered or republished message (same tenant and message ID) is
+// delivered once, except when two copies are in flight at the same time or
+// the consumer dies (or Redis fails) between the Sink's acceptance and
+// recording the message ID. Only messages that kill the consumer again and
+// again reach the delivery limit and the dead queue without a reason.
 package ingest
 
 import (
@@ -130,8 +139,12 @@ type Stats struct {
 	Delivered int64
 	// Batches counts flushes that ended in an ack.
 	Batches int64
-	// Failures counts flushes that failed and went back to the queue.
+	// Failures counts transient failures of a flush's calls (tenant
+	// lookup, store, Sink), each retried in process.
 	Failures int64
+	// Refused counts (tenant, SKU) items the store or the Sink refused for
+	// good; their messages are among DeadLettered.
+	Refused int64
 }
 
 // Consumer consumes catalog.IngestQueue. Run it once; Stats is safe for
@@ -145,10 +158,11 @@ type Consumer struct {
 	log      *slog.Logger
 	opts     Options
 
-	received, deadLettered, duplicates, delivered, batches, failures atomic.Int64
+	received, deadLettered, duplicates, delivered, batches, failures, refused atomic.Int64
 }
 
-// New returns a Consumer. Its dedupe keys are rdb.Key("ingest", "msg", id).
+// New returns a Consumer. Its dedupe keys are
+// rdb.Key("ingest", "msgid", tenant, messageID).
 func New(conn *rabbit.Conn, rdb *queue.Redis, tenants Tenants, products Products, sink Sink, log *slog.Logger, o Options) *Consumer {
 	o.setDefaults()
 	return &Consumer{conn: conn, rdb: rdb, tenants: tenants, products: products, sink: sink, log: log, opts: o}
@@ -163,6 +177,7 @@ func (c *Consumer) Stats() Stats {
 		Delivered:    c.delivered.Load(),
 		Batches:      c.batches.Load(),
 		Failures:     c.failures.Load(),
+		Refused:      c.refused.Load(),
 	}
 }
 
@@ -279,11 +294,13 @@ func (c *Consumer) session(ctx context.Context, consuming func()) error {
 
 // flush handles one batch: every delivery on ch so far that is not acked.
 // It returns an error only when the channel is unusable or ctx ends. When
-// PostgreSQL or Temporal fails, it keeps the batch unacked and tries again
-// with a backoff, for as long as it takes: the messages neither go back to
-// the queue (each requeue spends one of the queue's deliveries, and a long
-// Temporal outage would push good changes into the dead queue) nor are lost
-// (if this process dies, the broker redelivers them).
+// PostgreSQL or Temporal fails transiently, it keeps the batch unacked and
+// tries the failed call again with a backoff, for as long as it takes: the
+// messages neither go back to the queue (each requeue spends one of the
+// queue's deliveries, and a long Temporal outage would push good changes
+// into the dead queue) nor are lost (if this process dies, the broker
+// redelivers them). When one refuses changes for good, handOver finds them
+// and they go to the dead queue with the reason; the rest goes through.
 func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delivery, failed *int) error {
 	if len(ds) == 0 {
 		return nil
@@ -291,8 +308,9 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	if ch.IsClosed() {
 		return errors.New("ingest: channel closed")
 	}
+	wait := func(err error) error { return c.retryWait(ctx, ch, len(ds), failed, err) }
 	es := parse(ds)
-	if err := c.untilDone(ctx, ch, len(ds), failed, func() error { return c.resolveTenants(ctx, es) }); err != nil {
+	if err := untilDone(func() error { return c.resolveTenants(ctx, es) }, wait); err != nil {
 		return err
 	}
 	fresh := markRepeats(es)
@@ -300,26 +318,26 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	if err := c.deadLetter(ctx, ch, es); err != nil {
 		return err
 	}
-	changes, bySchema := coalesce(es)
-	err := c.untilDone(ctx, ch, len(ds), failed, func() error {
-		for _, schema := range slices.Sorted(maps.Keys(bySchema)) {
-			if _, err := c.products.ApplyChanges(ctx, schema, bySchema[schema]); err != nil {
-				return fmt.Errorf("apply changes to %s: %w", schema, err)
-			}
-		}
-		if len(changes) == 0 {
-			return nil
-		}
-		if err := c.sink.Deliver(ctx, changes); err != nil {
-			return fmt.Errorf("deliver %d changes: %w", len(changes), err)
-		}
-		return nil
-	})
-	if err != nil {
+	items := coalesce(es)
+	if err := c.handOver(ctx, items, wait); err != nil {
 		return err
 	}
-	c.delivered.Add(int64(len(changes)))
+	var refused []*item
+	for _, it := range items {
+		if it.reason != "" {
+			refused = append(refused, it)
+		}
+	}
+	if len(refused) > 0 {
+		c.log.Warn("ingest: changes refused for good; dead-lettering their messages", "items", len(refused),
+			"first_tenant", refused[0].tenant.Name, "first_sku", refused[0].product.SKU, "first_reason", truncate(refused[0].reason, maxReasonBytes))
+	}
+	c.refused.Add(int64(len(refused)))
+	c.delivered.Add(int64(len(items) - len(refused)))
 	c.remember(ctx, fresh)
+	if err := c.deadLetter(ctx, ch, es); err != nil { // what handOver refused
+		return err
+	}
 	if err := ch.Ack(ds[len(ds)-1].DeliveryTag, true); err != nil {
 		return fmt.Errorf("ingest: ack: %w", err)
 	}
@@ -335,26 +353,120 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	return nil
 }
 
-// untilDone runs step until it succeeds, backing off (doubling up to
-// MaxBackoff) after each failure; it gives up only when ctx ends or the
-// channel closes (the broker then redelivers the batch).
-func (c *Consumer) untilDone(ctx context.Context, ch *amqp.Channel, deliveries int, failed *int, step func() error) error {
+// handOver stores the items, each tenant's in its own schema, and delivers
+// the stored ones to the Sink. A call that fails transiently is retried
+// (wait) until it succeeds; one that fails permanently is split in halves,
+// recursively, until the refused items are found, so k refused items among
+// n cost O(k log n) calls; those get a reason (item.refuse), the rest goes
+// through. A schema that refuses everything (missing, or not as the
+// statement expects) refuses its items at once. So one tenant's refused
+// change never holds up another tenant's, nor its own others. It returns
+// an error only when wait gives up.
+func (c *Consumer) handOver(ctx context.Context, items []*item, wait func(error) error) error {
+	bySchema := map[string][]*item{}
+	for _, it := range items {
+		bySchema[it.tenant.Schema] = append(bySchema[it.tenant.Schema], it)
+	}
+	for _, schema := range slices.Sorted(maps.Keys(bySchema)) {
+		err := bisect(bySchema[schema], "the store refused the change", wait, func(part []*item) error {
+			ps := make([]catalog.Product, len(part))
+			for i, it := range part {
+				ps[i] = it.product
+			}
+			if _, err := c.products.ApplyChanges(ctx, schema, ps); err != nil {
+				return fmt.Errorf("%s: %w", schema, err)
+			}
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+	}
+	var stored []*item
+	for _, it := range items {
+		if it.reason == "" {
+			stored = append(stored, it)
+		}
+	}
+	return bisect(stored, "Temporal refused the change", wait, func(part []*item) error {
+		changes := make([]Change, len(part))
+		for i, it := range part {
+			changes[i] = it.change()
+		}
+		if err := c.sink.Deliver(ctx, changes); err != nil {
+			return fmt.Errorf("deliver %d changes: %w", len(changes), err)
+		}
+		return nil
+	})
+}
+
+// bisect runs call on items until it succeeds or fails permanently
+// (classify); after a permanent failure it refuses a single item, or all
+// of them if the failure is permanentAll, and otherwise does the same with
+// each half. A transient failure is never split: call runs again on the
+// same items after wait, which returns non-nil to give up.
+func bisect(items []*item, what string, wait func(error) error, call func([]*item) error) error {
+	if len(items) == 0 {
+		return nil
+	}
+	var refused error
+	var v verdict
+	err := untilDone(func() error {
+		err := call(items)
+		if err == nil {
+			return nil
+		}
+		if v = classify(err); v != transient {
+			refused = err
+			return nil
+		}
+		return err
+	}, wait)
+	if err != nil || refused == nil {
+		return err
+	}
+	if len(items) == 1 || v == permanentAll {
+		for _, it := range items {
+			it.refuse(what + " for good: " + refused.Error())
+		}
+		return nil
+	}
+	mid := len(items) / 2
+	if err := bisect(items[:mid], what, wait, call); err != nil {
+		return err
+	}
+	return bisect(items[mid:], what, wait, call)
+}
+
+// untilDone runs step until it succeeds, calling wait after each failure;
+// it gives up when wait does.
+func untilDone(step func() error, wait func(error) error) error {
 	for {
 		err := step()
 		if err == nil {
 			return nil
 		}
-		c.failures.Add(1)
-		*failed++
-		wait := c.backoff(*failed)
-		c.log.Warn("ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
-		if !backoff.Sleep(ctx, wait) {
-			return ctx.Err()
-		}
-		if ch.IsClosed() {
-			return errors.New("ingest: channel closed")
+		if err := wait(err); err != nil {
+			return err
 		}
 	}
+}
+
+// retryWait counts a transient failure of the batch and waits before the
+// retry (doubling up to MaxBackoff); it returns an error when ctx ends or
+// the channel closed meanwhile (the broker then redelivers the batch).
+func (c *Consumer) retryWait(ctx context.Context, ch *amqp.Channel, deliveries int, failed *int, err error) error {
+	c.failures.Add(1)
+	*failed++
+	wait := c.backoff(*failed)
+	c.log.Warn("ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
+	if !backoff.Sleep(ctx, wait) {
+		return ctx.Err()
+	}
+	if ch.IsClosed() {
+		return errors.New("ingest: channel closed")
+	}
+	return nil
 }
 
 // resolveTenants looks up the tenant of every valid entry; an unknown one
@@ -389,11 +501,19 @@ func (c *Consumer) resolveTenants(ctx context.Context, es []entry) error {
 	return nil
 }
 
-func (c *Consumer) key(messageID string) string { return c.rdb.Key("ingest", "msg", messageID) }
+// key is the dedupe key of a (tenant, message ID). A tenant name is
+// [a-z0-9_] and never holds the ":" that Key puts after it, so the tenant
+// ends at the first ":" after the prefix and no two pairs share a key,
+// whatever printable ASCII the message ID holds. "msgid" and not the
+// tenant-less scheme's "msg": no key of the old scheme can be read as one
+// of the new.
+func (c *Consumer) key(k dedupeKey) string {
+	return c.rdb.Key("ingest", "msgid", k.tenant, k.messageID)
+}
 
-// markSeen marks the entries whose message ID was delivered before, in one
-// round trip. If Redis fails it marks none: dedupe saves work, and the
-// versions keep a repeat harmless.
+// markSeen marks the entries whose (tenant, message ID) was delivered
+// before, in one round trip. If Redis fails it marks none: dedupe saves
+// work, and the versions keep a repeat harmless.
 func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	if len(fresh) == 0 {
 		return
@@ -401,7 +521,7 @@ func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	pipe := c.rdb.Client.Pipeline()
 	cmds := make([]*redis.IntCmd, len(fresh))
 	for i, e := range fresh {
-		cmds[i] = pipe.Exists(ctx, c.key(e.env.MessageID))
+		cmds[i] = pipe.Exists(ctx, c.key(keyOf(e)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
 		c.log.Warn("ingest: dedupe check failed; treating the batch as new", "error", err)
@@ -414,15 +534,16 @@ func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	}
 }
 
-// remember records the delivered message IDs, in one round trip. A failure
-// is logged, not returned: the changes are accepted, and a repeat of them
-// is harmless.
+// remember records the delivered (tenant, message ID) pairs, in one round
+// trip; not those of refused changes, so a republished one is tried again
+// (after the cause is fixed, it goes through). A failure is logged, not
+// returned: the changes are accepted, and a repeat of them is harmless.
 func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
 	pipe := c.rdb.Client.Pipeline()
 	n := 0
 	for _, e := range fresh {
 		if e.state == valid {
-			pipe.Set(ctx, c.key(e.env.MessageID), 1, c.opts.DedupeTTL)
+			pipe.Set(ctx, c.key(keyOf(e)), 1, c.opts.DedupeTTL)
 			n++
 		}
 	}

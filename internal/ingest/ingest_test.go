@@ -332,3 +332,40 @@ func TestConsumer_a_long_outage_keeps_changes_unacked_without_spending_deliverie
 		t.Errorf("%d messages left in the ingest queue", n)
 	}
 }
+
+func TestConsumer_the_same_message_id_from_two_tenants_is_two_messages(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	a, b := f.tenant(t), f.tenant(t)
+	c := f.consumer(ingest.Options{Consumers: 1})
+	run(t, c)
+	id := "42-" + uuid.NewString()[:8] // unique per run: the keys live in the shared Redis
+
+	// The same batch, most likely: the within-batch dedupe.
+	f.publish(t, change(a.Name, "SKU-1", 1, id), change(b.Name, "SKU-1", 1, id))
+	eventually(t, 20*time.Second, "both tenants' changes delivered", func() bool {
+		return len(f.sink.accepted()) == 2
+	})
+	// Later batches: the Redis dedupe. Tenant a's repeat is dropped,
+	// tenant b's new change with a's id is not.
+	f.publish(t, change(a.Name, "SKU-1", 1, id))
+	eventually(t, 20*time.Second, "a's repeat dropped", func() bool { return c.Stats().Duplicates == 1 })
+	other := "43-" + uuid.NewString()[:8]
+	f.publish(t, change(a.Name, "SKU-2", 1, other))
+	eventually(t, 20*time.Second, "a's other change delivered", func() bool { return f.sink.acceptedIDs()[other] == 1 })
+	f.publish(t, change(b.Name, "SKU-2", 1, other))
+	eventually(t, 20*time.Second, "b's change with a's message id delivered", func() bool { return f.sink.acceptedIDs()[other] == 2 })
+
+	got := map[string]int{}
+	for _, ch := range f.sink.accepted() {
+		got[ch.Tenant+"/"+ch.Product.SKU+"/"+ch.MessageID]++
+	}
+	for _, k := range []string{a.Name + "/SKU-1/" + id, b.Name + "/SKU-1/" + id, a.Name + "/SKU-2/" + other, b.Name + "/SKU-2/" + other} {
+		if got[k] != 1 {
+			t.Errorf("%s delivered %d times, want once (all: %v)", k, got[k], got)
+		}
+	}
+	if s := c.Stats(); s.Duplicates != 1 {
+		t.Errorf("stats = %+v, want exactly one duplicate", s)
+	}
+}
