@@ -2,7 +2,9 @@ package workflows
 
 import (
 	"context"
+	"encoding/base64"
 	"errors"
+	"path/filepath"
 	"sync"
 	"testing"
 	"time"
@@ -11,10 +13,12 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
+	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
 	"github.com/sagaflow/sagaflow/activities"
 	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
 )
 
 // joinTest runs the join saga against mocked activities and records the
@@ -494,4 +498,22 @@ func TestJoin_a_refused_refund_does_not_keep_the_seat(t *testing.T) {
 		}
 	}
 	require.Equal(t, "failed", refund.Status, "the refused refund is on record")
+}
+
+// The histories recorded before payloads were encrypted replay on workers
+// whose client encrypts: the codec passes clear payloads through.
+func TestJoin_clear_histories_replay_under_the_payload_codec(t *testing.T) {
+	keys, err := temporalclient.ParsePayloadKeys("k1:" + base64.StdEncoding.EncodeToString(make([]byte, 32)))
+	require.NoError(t, err)
+	dc, err := temporalclient.NewDataConverter(keys)
+	require.NoError(t, err)
+	files, err := filepath.Glob("testdata/join_*.json")
+	require.NoError(t, err)
+	require.NotEmpty(t, files)
+	r, err := worker.NewWorkflowReplayerWithOptions(worker.WorkflowReplayerOptions{DataConverter: dc})
+	require.NoError(t, err)
+	r.RegisterWorkflowWithOptions(Join, workflow.RegisterOptions{Name: JoinWorkflowType})
+	for _, f := range files {
+		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)
+	}
 }
