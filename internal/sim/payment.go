@@ -68,12 +68,12 @@ type PaymentConfig struct {
 	TimeoutAfterCommit float64 `json:"timeout_after_commit_rate"`
 	// LateCommitRate is the chance (0..1) that a new charge that would
 	// succeed answers 503 as if nothing were applied, yet is committed
-	// (succeeded, money taken) LateCommitDelay later, unless its key is
-	// voided first. Until then a lookup of the key answers 404 and a charge
+	// (succeeded, money taken) at a random time between LateCommitDelay/2
+	// and LateCommitDelay later, unless its key is voided first. Until then a lookup of the key answers 404 and a charge
 	// with the key answers 409 request_in_progress: the outcome is not final
 	// until the key is voided or the charge appears.
 	LateCommitRate float64 `json:"late_commit_rate"`
-	// LateCommitDelay is how long a late commit stays pending (0..10m).
+	// LateCommitDelay is the longest a late commit stays pending (0..10m).
 	LateCommitDelay time.Duration `json:"late_commit_delay"`
 	// InProgress409Rate is the chance (0..1) that a charge request answers
 	// 409 request_in_progress and applies nothing, as a gateway does while
@@ -445,7 +445,11 @@ func (g *PaymentGateway) handleCharge(w http.ResponseWriter, r *http.Request) {
 		delete(g.byKey, c.IdempotencyKey)
 		delete(g.byID, c.ID)
 		g.pending[c.IdempotencyKey] = c
-		time.AfterFunc(g.cfg.LateCommitDelay, func() { g.commitLate(c) })
+		wait := g.cfg.LateCommitDelay / 2
+		if half := int64(g.cfg.LateCommitDelay - wait); half > 0 {
+			wait += time.Duration(g.rng.Int64N(half + 1))
+		}
+		time.AfterFunc(wait, func() { g.commitLate(c) })
 		g.mu.Unlock()
 		writeError(w, http.StatusServiceUnavailable, "unavailable", "payment gateway temporarily unavailable (simulated)")
 		return
