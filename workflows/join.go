@@ -188,8 +188,10 @@ func (s *joinSaga) charge(ctx workflow.Context) error {
 			case activities.ChargeDeclined:
 				err = temporal.NewNonRetryableApplicationError("declined", activities.ErrTypeDeclined, err)
 				s.step(ctx, "settle_charge", "done", "charge was declined")
-			default:
+			case activities.ChargeVoided:
 				s.step(ctx, "settle_charge", "done", "no charge was applied; the key is voided")
+			default: // refunded meanwhile: nothing is held
+				s.step(ctx, "settle_charge", "done", "the charge is "+found.Status)
 			}
 		} else {
 			s.step(ctx, "settle_charge", "failed", errorMessage(rerr))
