@@ -1,8 +1,12 @@
 package integration
 
 import (
+	"bytes"
 	"context"
+	"encoding/base64"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
@@ -11,8 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"go.temporal.io/api/enums/v1"
+	"go.temporal.io/sdk/worker"
+	"go.temporal.io/sdk/workflow"
+	"google.golang.org/protobuf/encoding/protojson"
+
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/sim"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -315,4 +325,70 @@ func stackCtl(t *testing.T, args ...string) {
 		t.Fatalf("deploy/stack.sh %v: %v\n%s", args, err, out)
 	}
 	t.Logf("deploy/stack.sh %v: %s", args, out)
+}
+
+// TestPayloads_are_encrypted_in_the_history_when_keys_are_set runs a
+// workflow through a client dialled with SAGAFLOW_PAYLOAD_KEYS and a worker
+// built on it: the worker decodes what the client encoded, the result
+// decodes, and the history the server keeps holds no payload in the clear.
+func TestPayloads_are_encrypted_in_the_history_when_keys_are_set(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c, err := temporalclient.Dial(ctx, temporalclient.Options{
+		HostPort: stack.app.Dev.Address(), Namespace: stack.app.Config.TemporalNamespace,
+		Logger:      slog.New(slog.NewTextHandler(io.Discard, nil)),
+		PayloadKeys: "k1:" + base64.StdEncoding.EncodeToString(bytes.Repeat([]byte{7}, 32)),
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	queue := "codec-" + testenv.RunID()
+	w := worker.New(c, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.Probe, workflow.RegisterOptions{Name: workflows.ProbeWorkflowType})
+	w.RegisterActivity(stack.app.Activities())
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	opts := startOptions(workflows.ProbeWorkflowID("demo", queue), "demo")
+	opts.TaskQueue = queue
+	run, err := c.ExecuteWorkflow(ctx, opts, workflows.ProbeWorkflowType, workflows.ProbeInput{Tenant: "demo", Schema: "tenant_demo"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var st workflows.ProbeState
+	if err := run.Get(ctx, &st); err != nil || len(st.Checks) == 0 {
+		t.Fatalf("probe through the codec: %+v, %v", st, err)
+	}
+	iter := stack.app.Temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	var encrypted int
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, err := protojson.Marshal(ev)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if bytes.Contains(b, []byte("tenant_demo")) || bytes.Contains(b, []byte(base64.StdEncoding.EncodeToString([]byte(`"tenant_demo"`)))) {
+			t.Errorf("event %d %s holds the input in the clear", ev.GetEventId(), ev.GetEventType())
+		}
+		if in := ev.GetWorkflowExecutionStartedEventAttributes().GetInput(); in != nil {
+			for _, p := range in.GetPayloads() {
+				if string(p.GetMetadata()["encoding"]) == temporalclient.EncodingEncrypted {
+					encrypted++
+				}
+			}
+		}
+	}
+	if encrypted != 1 {
+		t.Fatalf("%d encrypted payloads in the started event, want 1", encrypted)
+	}
+	// A client without the key cannot read the result.
+	var plain workflows.ProbeState
+	if err := stack.app.Temporal.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &plain); err == nil {
+		t.Fatalf("a client without the key decoded %+v", plain)
+	}
 }
