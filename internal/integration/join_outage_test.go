@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/workflow"
 	"google.golang.org/protobuf/encoding/protojson"
 
+	"github.com/sagaflow/sagaflow/activities"
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/temporalclient"
@@ -391,4 +392,69 @@ func TestPayloads_are_encrypted_in_the_history_when_keys_are_set(t *testing.T) {
 	if err := stack.app.Temporal.GetWorkflow(ctx, run.GetID(), run.GetRunID()).Get(ctx, &plain); err == nil {
 		t.Fatalf("a client without the key decoded %+v", plain)
 	}
+}
+
+// downStore is a MeetingStore whose Reserve fails as PostgreSQL does while
+// it is down, until a deadline; everything else succeeds without I/O.
+type downStore struct{ until time.Time }
+
+func (d downStore) Reserve(context.Context, string, string, string) error {
+	if time.Now().Before(d.until) {
+		return fmt.Errorf("failed to connect to postgres: connection refused")
+	}
+	return nil
+}
+func (downStore) Confirm(context.Context, string, string) error { return nil }
+func (downStore) Release(context.Context, string, string) error { return nil }
+func (downStore) SaveJoin(context.Context, meeting.Join) error  { return nil }
+
+// TestJoin_history_cost_of_an_outage measures how many history events a
+// join adds while its reserve waits out an outage of
+// SAGAFLOW_MEASURE_OUTAGE (a real-time wait; it runs only when that is
+// set): the local activity's retries past the workflow task timeout are
+// durable timers.
+func TestJoin_history_cost_of_an_outage(t *testing.T) {
+	s := os.Getenv("SAGAFLOW_MEASURE_OUTAGE")
+	if s == "" {
+		t.Skip("set SAGAFLOW_MEASURE_OUTAGE=5m to measure")
+	}
+	outage, err := time.ParseDuration(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Parallel()
+	ctx := context.Background()
+	queue := "outage-" + testenv.RunID()
+	w := worker.New(stack.app.Temporal, queue, worker.Options{})
+	w.RegisterWorkflowWithOptions(workflows.Join, workflow.RegisterOptions{Name: workflows.JoinWorkflowType})
+	store := downStore{until: time.Now().Add(outage)}
+	w.RegisterActivity(&activities.Activities{Meetings: func(string) activities.MeetingStore { return store }})
+	if err := w.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer w.Stop()
+	opts := startOptions(workflows.JoinWorkflowID("demo", queue), "demo")
+	opts.TaskQueue = queue
+	run, err := stack.app.Temporal.ExecuteWorkflow(ctx, opts, workflows.JoinWorkflowType, workflows.JoinInput{
+		Tenant: "demo", Schema: "tenant_demo", JoinID: queue, MeetingID: "m", UserID: "u", Fee: meeting.Money{Currency: "KRW"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var j meeting.Join
+	if err := run.Get(ctx, &j); err != nil || j.Status != meeting.JoinConfirmed {
+		t.Fatalf("join after the outage: %+v, %v", j, err)
+	}
+	iter := stack.app.Temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	events, timers := 0, 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		events++
+		if ev.GetEventType() == enums.EVENT_TYPE_TIMER_STARTED {
+			timers++
+		}
+	}
+	t.Logf("outage %s: %d history events, %d timers (a join without an outage: about 20 events)", outage, events, timers)
 }
