@@ -169,8 +169,10 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 }
 
 // charge takes the fee. Its outcome is never guessed: when the activity
-// gives up with the outcome unknown, the charge is looked up by its
-// idempotency key, and money found taken is refunded by the compensation.
+// gives up with the outcome unknown, the charge is settled by its
+// idempotency key (version 1: voided, which no late commit can overtake;
+// before: looked up), and money found taken is refunded by the
+// compensation.
 func (s *joinSaga) charge(ctx workflow.Context) error {
 	in := activities.ChargeInput{IdempotencyKey: s.in.JoinID, Amount: s.in.Fee.Amount, Currency: s.in.Fee.Currency, Token: s.in.PaymentToken}
 	var res activities.ChargeResult
@@ -195,8 +197,10 @@ func (s *joinSaga) charge(ctx workflow.Context) error {
 			}
 		} else {
 			s.step(ctx, "settle_charge", "failed", errorMessage(rerr))
-			// Settle again in the compensation, which refunds what was taken.
-			s.pushRefund(in.IdempotencyKey, "")
+			if ctx.Err() == nil { // (a cancellation pushes it below)
+				// Settle again in the compensation, which refunds what was taken.
+				s.pushRefund(in.IdempotencyKey, "")
+			}
 		}
 	} else if err != nil && !isDecline(err) && ctx.Err() == nil {
 		// Retries ran out with the outcome unknown: resolve it.
