@@ -517,3 +517,27 @@ func TestJoin_clear_histories_replay_under_the_payload_codec(t *testing.T) {
 		require.NoError(t, r.ReplayWorkflowHistoryFromJSONFile(nil, f), f)
 	}
 }
+
+// A gateway that refuses to settle a lost charge (no void) leaves the
+// outcome on record as unknown; the seat is still released.
+func TestJoin_a_charge_that_cannot_be_settled_still_releases_the_seat(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "ConfirmSeat", "ReleaseSeat", "Refund", "SaveJoin")
+	jt.OnActivity("Charge", mock.Anything, mock.Anything).Return(activities.ChargeResult{}, errors.New("payment: outcome unknown"))
+	jt.OnActivity("VoidCharge", mock.Anything, "j_1").Return(activities.ChargeResult{}, permanent(activities.ErrTypeRejected))
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinCompensated, got.Status)
+	require.Equal(t, ReasonPaymentFailed, got.Reason)
+	require.Equal(t, 0, jt.count("ConfirmSeat"))
+	require.Equal(t, 0, jt.count("Refund"))
+	require.Equal(t, 1, jt.count("ReleaseSeat"))
+	jt.AssertNumberOfCalls(t, "VoidCharge", 2) // when the charge gave up, and again in the compensation
+	var failed int
+	for _, s := range got.Steps {
+		if s.Name == "settle_charge" && s.Status == "failed" {
+			failed++
+		}
+	}
+	require.Equal(t, 2, failed)
+}
