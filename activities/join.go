@@ -20,6 +20,7 @@ const (
 	ErrTypeAlreadyJoined   = "AlreadyJoined"
 	ErrTypeDeclined        = "Declined"
 	ErrTypeRejected        = "Rejected"
+	ErrTypeJoinNotFound    = "JoinNotFound"
 )
 
 // Charge statuses as the saga sees them.
@@ -28,6 +29,7 @@ const (
 	ChargeDeclined  = "declined"
 	ChargeRefunded  = "refunded"
 	ChargeNone      = "none"
+	ChargeVoided    = "voided" // final: no charge was made and none will be
 )
 
 // MeetingStore is one tenant's seats and joins.
@@ -38,10 +40,12 @@ type MeetingStore interface {
 	SaveJoin(ctx context.Context, j meeting.Join) error
 }
 
-// PaymentGateway charges and refunds, idempotently by key.
+// PaymentGateway charges and refunds, idempotently by key. Void makes a
+// key's outcome final (see payment.Client.Void).
 type PaymentGateway interface {
 	Charge(ctx context.Context, r payment.ChargeRequest) (payment.Charge, error)
 	Lookup(ctx context.Context, idempotencyKey string) (payment.Charge, error)
+	Void(ctx context.Context, idempotencyKey string) (payment.Charge, error)
 	Refund(ctx context.Context, chargeID, idempotencyKey string) (payment.Charge, error)
 }
 
@@ -129,6 +133,8 @@ func (a *Activities) Charge(ctx context.Context, in ChargeInput) (ChargeResult, 
 	switch {
 	case err == nil && c.Status == payment.StatusDeclined: // a lookup found the key declined
 		return ChargeResult{}, temporal.NewNonRetryableApplicationError("declined: "+c.Reason, ErrTypeDeclined, nil)
+	case err == nil && c.Status == payment.StatusVoided: // a lookup found the key voided
+		return ChargeResult{}, temporal.NewNonRetryableApplicationError("charge "+in.IdempotencyKey+" was voided", ErrTypeRejected, nil)
 	case err == nil:
 		return ChargeResult{PaymentID: c.ID, Status: c.Status}, nil
 	case errors.Is(err, payment.ErrDeclined):
@@ -146,6 +152,23 @@ func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (C
 	c, err := a.Payments.Lookup(ctx, idempotencyKey)
 	if errors.Is(err, payment.ErrNotFound) {
 		return ChargeResult{Status: ChargeNone}, nil
+	}
+	if err != nil {
+		return ChargeResult{}, err
+	}
+	return ChargeResult{PaymentID: c.ID, Status: c.Status}, nil
+}
+
+// VoidCharge makes the outcome of the charge under the key final and
+// reports it: succeeded (money taken: refund it), declined, refunded, or
+// voided (no charge was made, and the gateway will make none: a charge whose
+// reply was lost cannot commit after this). Idempotent; it fails (and is
+// retried) only while the gateway does not answer. The saga calls it, never
+// LookupCharge, before deciding that no money was taken.
+func (a *Activities) VoidCharge(ctx context.Context, idempotencyKey string) (ChargeResult, error) {
+	c, err := a.Payments.Void(ctx, idempotencyKey)
+	if errors.Is(err, payment.ErrRejected) {
+		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
 	}
 	if err != nil {
 		return ChargeResult{}, err
@@ -199,7 +222,12 @@ type SaveJoinInput struct {
 }
 
 // SaveJoin stores the join's state in the tenant's schema, for reads after
-// the workflow ends.
+// the workflow ends. A join row that does not exist (its tenant was
+// deleted) is non-retryable; every other failure is retried.
 func (a *Activities) SaveJoin(ctx context.Context, in SaveJoinInput) error {
-	return a.Meetings(in.Schema).SaveJoin(ctx, in.Join)
+	err := a.Meetings(in.Schema).SaveJoin(ctx, in.Join)
+	if errors.Is(err, meeting.ErrJoinNotFound) {
+		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeJoinNotFound, err)
+	}
+	return err
 }

@@ -92,3 +92,33 @@ func TestRefund_and_lookup(t *testing.T) {
 		t.Fatalf("refund of an unknown charge = %v; want non-retryable", err)
 	}
 }
+
+func TestCharge_409_in_progress_is_retried_not_declined(t *testing.T) {
+	t.Parallel()
+	a, g := gateway(t, sim.PaymentConfig{InProgress409Rate: 1})
+	_, err := a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_409", Amount: 100, Currency: "KRW", Token: "tok_ok"})
+	var appErr *temporal.ApplicationError
+	if err == nil || (errors.As(err, &appErr) && appErr.NonRetryable()) {
+		t.Fatalf("Charge = %v; want a retryable error (the key is busy, not refused)", err)
+	}
+	if g.Stats().Charges != 0 {
+		t.Fatal("a 409 applied a charge")
+	}
+}
+
+func TestVoidCharge_reports_a_final_outcome(t *testing.T) {
+	t.Parallel()
+	a, _ := gateway(t, sim.PaymentConfig{LateCommitRate: 1, LateCommitDelay: 5 * time.Minute})
+	ctx := context.Background()
+	if _, err := a.Charge(ctx, ChargeInput{IdempotencyKey: "j_late", Amount: 100, Currency: "KRW", Token: "tok_ok"}); err == nil {
+		t.Fatal("a late commit answered as a success")
+	}
+	res, err := a.VoidCharge(ctx, "j_late")
+	if err != nil || res.Status != ChargeVoided {
+		t.Fatalf("VoidCharge = %+v, %v; want voided", res, err)
+	}
+	// A retry of the charge after the void must not take money.
+	if _, err := a.Charge(ctx, ChargeInput{IdempotencyKey: "j_late", Amount: 100, Currency: "KRW", Token: "tok_ok"}); !isNonRetryable(err, ErrTypeRejected) {
+		t.Fatalf("Charge after void = %v; want a non-retryable %s", err, ErrTypeRejected)
+	}
+}

@@ -69,8 +69,19 @@ func Join(ctx workflow.Context, in JoinInput) (meeting.Join, error) {
 	return s.run(ctx)
 }
 
+// joinVersionUntilDone is the change id of the join saga's version 1: every
+// seat step and every bookkeeping step retries until done (a PostgreSQL
+// outage of any length only delays the join); a charge whose outcome stays
+// unknown is voided at the gateway before the saga decides no money was
+// taken; a compensation that fails for good does not stop the others.
+// Histories recorded before it (DefaultVersion) replay the old path.
+const joinVersionUntilDone = "join-until-done"
+
 type joinSaga struct {
-	in              JoinInput
+	in JoinInput
+	// version is joinVersionUntilDone's version: workflow.DefaultVersion
+	// for joins started before it, 1 after.
+	version         workflow.Version
 	state           meeting.Join
 	cancelRequested bool
 	// undo holds the compensations of the steps done, pushed after each
@@ -81,20 +92,29 @@ type joinSaga struct {
 var a *activities.Activities
 
 func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
+	s.version = workflow.GetVersion(ctx, joinVersionUntilDone, workflow.DefaultVersion, 1)
 	seat := activities.SeatInput{Schema: s.in.Schema, MeetingID: s.in.MeetingID, JoinID: s.in.JoinID, UserID: s.in.UserID}
+	release := func(ctx workflow.Context) error {
+		err := workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), a.ReleaseSeat, seat).Get(ctx, nil)
+		s.compensated(ctx, "release_seat", err)
+		return err
+	}
 
-	// 1. Reserve a seat.
-	if err := workflow.ExecuteLocalActivity(withLocal(ctx, seatOptions), a.ReserveSeat, seat).Get(ctx, nil); err != nil {
+	// 1. Reserve a seat. Only a refusal (full, closed, unknown, already
+	// joined) ends the join here; an outage is waited out.
+	if err := workflow.ExecuteLocalActivity(withLocal(ctx, s.seatLocal()), a.ReserveSeat, seat).Get(ctx, nil); err != nil {
 		s.step(ctx, "reserve_seat", "failed", errorMessage(err))
+		if s.version >= 1 && !isRefusal(err) {
+			// Cancelled mid-reserve: the seat may have been taken; releasing
+			// a seat never taken does nothing.
+			s.push(release)
+			return s.compensate(ctx, reasonFor(err))
+		}
 		return s.fail(ctx, reasonFor(err))
 	}
 	s.step(ctx, "reserve_seat", "done", "")
 	s.state.Status = meeting.JoinReserved
-	s.push(func(ctx workflow.Context) error {
-		err := workflow.ExecuteLocalActivity(withLocal(ctx, localUndoOptions), a.ReleaseSeat, seat).Get(ctx, nil)
-		s.compensated(ctx, "release_seat", err)
-		return err
-	})
+	s.push(release)
 	if s.stopping(ctx) {
 		return s.compensate(ctx, s.stopReason(ctx))
 	}
@@ -112,8 +132,9 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 		s.step(ctx, "charge", "skipped", "free meeting")
 	}
 
-	// 3. Confirm the participant: fails if the meeting closed meanwhile.
-	if err := workflow.ExecuteLocalActivity(withLocal(ctx, seatOptions), a.ConfirmSeat, seat).Get(ctx, nil); err != nil {
+	// 3. Confirm the participant: fails if the meeting closed meanwhile (an
+	// outage is waited out: the money is taken, the seat is held).
+	if err := workflow.ExecuteLocalActivity(withLocal(ctx, s.seatLocal()), a.ConfirmSeat, seat).Get(ctx, nil); err != nil {
 		s.step(ctx, "confirm", "failed", errorMessage(err))
 		return s.compensate(ctx, reasonFor(err))
 	}
@@ -123,7 +144,13 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 	// 4. Notify on every channel asked for; a failure is recorded, never
 	// compensated.
 	s.notify(ctx)
-	if err := s.save(ctx); err != nil {
+	saveCtx := ctx
+	if s.version >= 1 {
+		// A cancellation must not cut the bookkeeping short: the join is
+		// confirmed and must read so.
+		saveCtx = disconnected(ctx)
+	}
+	if err := s.save(saveCtx); err != nil {
 		return s.state, err
 	}
 
@@ -142,16 +169,43 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 }
 
 // charge takes the fee. Its outcome is never guessed: when the activity
-// gives up with the outcome unknown, the charge is looked up by its
-// idempotency key, and money found taken is refunded by the compensation.
+// gives up with the outcome unknown, the charge is settled by its
+// idempotency key (version 1: voided, which no late commit can overtake;
+// before: looked up), and money found taken is refunded by the
+// compensation.
 func (s *joinSaga) charge(ctx workflow.Context) error {
 	in := activities.ChargeInput{IdempotencyKey: s.in.JoinID, Amount: s.in.Fee.Amount, Currency: s.in.Fee.Currency, Token: s.in.PaymentToken}
 	var res activities.ChargeResult
 	err := workflow.ExecuteActivity(withOptions(ctx, chargeOptions), a.Charge, in).Get(ctx, &res)
-	if err != nil && !isDecline(err) && ctx.Err() == nil {
+	if err != nil && !isDecline(err) && ctx.Err() == nil && s.version >= 1 {
+		// Retries ran out with the outcome unknown. A lookup that finds
+		// nothing can be overtaken by a late commit, so void the key: its
+		// answer is final.
+		var found activities.ChargeResult
+		if rerr := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.VoidCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil {
+			switch found.Status {
+			case activities.ChargeSucceeded:
+				res, err = found, nil
+				s.step(ctx, "settle_charge", "done", "charge was applied: "+found.PaymentID)
+			case activities.ChargeDeclined:
+				err = temporal.NewNonRetryableApplicationError("declined", activities.ErrTypeDeclined, err)
+				s.step(ctx, "settle_charge", "done", "charge was declined")
+			case activities.ChargeVoided:
+				s.step(ctx, "settle_charge", "done", "no charge was applied; the key is voided")
+			default: // refunded meanwhile: nothing is held
+				s.step(ctx, "settle_charge", "done", "the charge is "+found.Status)
+			}
+		} else {
+			s.step(ctx, "settle_charge", "failed", errorMessage(rerr))
+			if ctx.Err() == nil { // (a cancellation pushes it below)
+				// Settle again in the compensation, which refunds what was taken.
+				s.pushRefund(in.IdempotencyKey, "")
+			}
+		}
+	} else if err != nil && !isDecline(err) && ctx.Err() == nil {
 		// Retries ran out with the outcome unknown: resolve it.
 		var found activities.ChargeResult
-		if rerr := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.LookupCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil &&
+		if rerr := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.LookupCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil &&
 			found.Status == activities.ChargeSucceeded {
 			res, err = found, nil
 			s.step(ctx, "resolve_charge", "done", "charge was applied: "+found.PaymentID)
@@ -182,8 +236,15 @@ func (s *joinSaga) pushRefund(key, paymentID string) {
 	s.push(func(ctx workflow.Context) error {
 		id := paymentID
 		if id == "" {
+			// The outcome is unknown: settle it for good (v1: void, which no
+			// late commit can overtake), and refund only if money was taken.
 			var found activities.ChargeResult
-			if err := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.LookupCharge, key).Get(ctx, &found); err != nil {
+			settle := a.LookupCharge
+			if s.version >= 1 {
+				settle = a.VoidCharge
+			}
+			if err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), settle, key).Get(ctx, &found); err != nil {
+				s.compensated(ctx, "settle_charge", err)
 				return err
 			}
 			if found.Status != activities.ChargeSucceeded {
@@ -192,7 +253,7 @@ func (s *joinSaga) pushRefund(key, paymentID string) {
 			id = found.PaymentID
 		}
 		var res activities.ChargeResult
-		err := workflow.ExecuteActivity(withOptions(ctx, undoOptions), a.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key}).Get(ctx, &res)
 		if err == nil {
 			s.state.Payment = meeting.Payment{ID: id, Status: res.Status}
 		}
@@ -234,9 +295,12 @@ func (s *joinSaga) compensate(ctx workflow.Context, reason string) (meeting.Join
 	s.state.Status = meeting.JoinCompensating
 	s.state.Reason = reason
 	for i := len(s.undo) - 1; i >= 0; i-- {
-		if err := s.undo[i](dctx); err != nil {
+		if err := s.undo[i](dctx); err != nil && s.version < 1 {
 			return s.state, err
 		}
+		// v1: every compensation retries until done, so an error here is a
+		// refusal that no retry can change (recorded in the steps by the
+		// compensation itself); the others must still run.
 	}
 	s.undo = nil
 	s.state.Status = meeting.JoinCompensated
@@ -284,7 +348,7 @@ func (s *joinSaga) cancel(workflow.Context) error {
 }
 
 func (s *joinSaga) save(ctx workflow.Context) error {
-	return workflow.ExecuteLocalActivity(withLocal(ctx, localUndoOptions), a.SaveJoin, activities.SaveJoinInput{Schema: s.in.Schema, Join: s.state}).Get(ctx, nil)
+	return workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), a.SaveJoin, activities.SaveJoinInput{Schema: s.in.Schema, Join: s.state}).Get(ctx, nil)
 }
 
 func (s *joinSaga) step(ctx workflow.Context, name, status, detail string) {
@@ -319,6 +383,20 @@ func reasonFor(err error) string {
 	return ReasonPaymentFailed
 }
 
+// isRefusal reports whether a seat step failed because the meeting refused
+// it, for good (not because PostgreSQL was away or the workflow cancelled).
+func isRefusal(err error) bool {
+	var appErr *temporal.ApplicationError
+	if !errors.As(err, &appErr) {
+		return false
+	}
+	switch appErr.Type() {
+	case activities.ErrTypeMeetingFull, activities.ErrTypeMeetingClosed, activities.ErrTypeMeetingNotFound, activities.ErrTypeAlreadyJoined:
+		return true
+	}
+	return appErr.NonRetryable()
+}
+
 func isDecline(err error) bool {
 	var appErr *temporal.ApplicationError
 	return errors.As(err, &appErr) && (appErr.Type() == activities.ErrTypeDeclined || appErr.Type() == activities.ErrTypeRejected)
@@ -337,6 +415,18 @@ func paymentStatusFor(err error) string {
 // activity round trips per join (its scarcest resource here, see the
 // README's figures). The calls to the gateway and the notification channels
 // stay regular activities, with their own timeouts and retries.
+//
+// Version 1 (joinVersionUntilDone): a local activity's ScheduleToClose
+// defaults to its StartToClose, which is also the budget of all its retries,
+// so the version-0 options gave up after about 10 s of a PostgreSQL outage.
+// The seat steps and the bookkeeping now set an explicit ScheduleToClose
+// (untilDone) and no attempt limit. The SDK retries a local activity in the
+// workflow task while the backoff is within the workflow task timeout, and
+// past it through a durable timer, so a long outage costs history: about 5
+// events per retry once the backoff reaches MaximumInterval (1 minute),
+// ~300 events an hour of outage per waiting join (measured: a 6-minute
+// outage of the reserve added 41 events over 8 timers), under Temporal's
+// 50,000-event limit for about a week.
 var (
 	seatOptions = workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
@@ -345,6 +435,23 @@ var (
 	localUndoOptions = workflow.LocalActivityOptions{
 		StartToCloseTimeout: 10 * time.Second,
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	}
+	seatUntilDone = workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: untilDone,
+		StartToCloseTimeout:    10 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	}
+	undoUntilDone = workflow.LocalActivityOptions{
+		ScheduleToCloseTimeout: untilDone,
+		StartToCloseTimeout:    10 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute},
+	}
+	// The remote compensations and lookups of version 1: an explicit
+	// ScheduleToClose rather than the server's default.
+	undoRemoteUntilDone = workflow.ActivityOptions{
+		ScheduleToCloseTimeout: untilDone,
+		StartToCloseTimeout:    30 * time.Second,
+		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: 500 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: time.Minute},
 	}
 	// A charge attempt includes the gateway's timeout and a lookup.
 	chargeOptions = workflow.ActivityOptions{
@@ -361,6 +468,36 @@ var (
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second, MaximumAttempts: 4},
 	}
 )
+
+// untilDone is the ScheduleToClose of the steps that must finish: ten years
+// stands for "until it is done" (the SDK needs a finite timeout).
+const untilDone = 10 * 365 * 24 * time.Hour
+
+// seatLocal is the options of the seat steps (reserve, confirm).
+func (s *joinSaga) seatLocal() workflow.LocalActivityOptions {
+	if s.version >= 1 {
+		return seatUntilDone
+	}
+	return seatOptions
+}
+
+// undoLocal is the options of the local compensations and bookkeeping
+// (release, save).
+func (s *joinSaga) undoLocal() workflow.LocalActivityOptions {
+	if s.version >= 1 {
+		return undoUntilDone
+	}
+	return localUndoOptions
+}
+
+// undoRemote is the options of the gateway's compensations and lookups
+// (refund, void, lookup).
+func (s *joinSaga) undoRemote() workflow.ActivityOptions {
+	if s.version >= 1 {
+		return undoRemoteUntilDone
+	}
+	return undoOptions
+}
 
 func withOptions(ctx workflow.Context, o workflow.ActivityOptions) workflow.Context {
 	return workflow.WithActivityOptions(ctx, o)

@@ -155,6 +155,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		Namespace: cfg.TemporalNamespace,
 		Logger:    log,
 		Metrics:   a.Metrics.Temporal(),
+		// Encrypts every payload (the join's payment token included).
+		PayloadKeys: cfg.PayloadKeys,
 	}); err != nil {
 		return nil, err
 	}
@@ -380,7 +382,7 @@ func (s *Simulators) Serve(ctx context.Context, cfg config.Config, log *slog.Log
 // Starter is the relay of the workflow starts requests record in
 // PostgreSQL; run it in every process that serves the API.
 func (a *App) Starter() *starter.Starter {
-	return starter.New(a.Store.Pool(), temporalStarter{a.Temporal}, a.Log, starter.Options{})
+	return starter.New(a.Store.Pool(), temporalStarter{a.Temporal}, a.Log, starter.Options{Retention: a.Config.WorkflowStartsRetention})
 }
 
 // temporalStarter starts a recorded workflow, once per workflow ID.

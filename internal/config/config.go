@@ -34,6 +34,9 @@ type Config struct {
 
 	TemporalAddress   string `env:"TEMPORAL_ADDRESS" help:"host:port of an external Temporal frontend; empty: 'dev' embeds its own server, the other commands use 127.0.0.1:7233"`
 	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"sagaflow" help:"Temporal namespace of every workflow"`
+	PayloadKeys       string `env:"SAGAFLOW_PAYLOAD_KEYS" help:"AES-256 keys that encrypt every Temporal payload, as id:base64key pairs separated by commas (the first encrypts, all decrypt; empty: payloads in the clear)"`
+
+	WorkflowStartsRetention time.Duration `env:"SAGAFLOW_WORKFLOW_STARTS_RETENTION" envDefault:"24h" help:"how long a started row of sagaflow.workflow_starts is kept before it is deleted"`
 
 	DevBindIP       string `env:"SAGAFLOW_DEV_BIND_IP" envDefault:"127.0.0.1" help:"IP the embedded Temporal server and its Web UI bind to"`
 	DevTemporalPort int    `env:"SAGAFLOW_DEV_TEMPORAL_PORT" envDefault:"7233" help:"gRPC port of the embedded Temporal server"`
@@ -188,6 +191,9 @@ func (c Config) Validate() error {
 	}
 	if c.TemporalNamespace == "" {
 		bad("TEMPORAL_NAMESPACE", "must not be empty")
+	}
+	if c.WorkflowStartsRetention <= 0 {
+		bad("SAGAFLOW_WORKFLOW_STARTS_RETENTION", "must be positive")
 	}
 	if net.ParseIP(c.DevBindIP) == nil {
 		bad("SAGAFLOW_DEV_BIND_IP", "not an IP address: %q", c.DevBindIP)

@@ -1,11 +1,8 @@
 package integration
 
 import (
-	"context"
-	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -194,134 +191,42 @@ func TestJoin_500_joins_survive_a_worker_restart(t *testing.T) {
 }
 
 // runJoinScenario: 500 joins over 10 meetings whose capacity is below
-// demand, with 20% declines, 10% 5xx and 5% timeout-after-commit, and one
-// meeting closed midway (and, if restart, the workers stopped and started
-// again midway). At the end every join is terminal, no meeting is over its
+// demand, with 20% declines, 10% 5xx, 5% timeout-after-commit, 5% charges
+// the gateway commits late (5-10 s after answering 503: some commit
+// within the charge's retries, about 8 s, and the others are voided when
+// the saga gives up), and 5% 409 request_in_progress; one meeting is closed
+// midway (and, if restart, the workers are stopped and started again
+// midway). At the end every join is terminal, no meeting is over its
 // capacity, no seat stays reserved, and the gateway holds exactly the fee
-// for every confirmed join and nothing for any other.
+// for every confirmed join and nothing for any other, also once every late
+// commit would have come (assertJoinInvariants).
 func runJoinScenario(t *testing.T, restart bool) {
 	resetSims(t)
 	if err := stack.sims.Payments.SetConfig(sim.PaymentConfig{
 		// Latency keeps joins in flight when the meeting closes, so some fail
 		// at confirm and must be refunded.
 		Latency: 20 * time.Millisecond, DeclineRate: 0.2, ErrorRate: 0.1, TimeoutAfterCommit: 0.05,
+		LateCommitRate: 0.05, LateCommitDelay: 10 * time.Second, InProgress409Rate: 0.05,
 	}); err != nil {
 		t.Fatal(err)
 	}
 	defer resetSims(t)
-	const joins, meetings, capacity = 500, 10, 30
-	ms := make([]meeting.Meeting, meetings)
-	for i := range ms {
-		ms[i] = createMeeting(t, demoKey(), map[string]any{"title": fmt.Sprintf("m%d", i), "capacity": capacity,
-			"fee": map[string]any{"amount": 1000 * (i + 1), "currency": "KRW"}})
-	}
-	run := testenv.RunID()
-	type posted struct{ joinID, meetingID string }
-	results := make([]posted, joins)
-	var next atomic.Int32
-	var wg sync.WaitGroup
-	var closeOnce, restartOnce sync.Once
+	const joins = 500
+	during := map[int]func(*joinBurst){joins / 2: func(b *joinBurst) { b.closeMeeting(t, 0) }}
 	var restarted sync.WaitGroup
-	for range 25 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= joins {
-					return
-				}
-				if i == joins/2 {
-					closeOnce.Do(func() {
-						if code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+ms[0].ID+"/close", nil, nil, nil); err != nil || code != http.StatusOK {
-							t.Errorf("close = %d %v", code, err)
-						}
-					})
-				}
-				if restart && i == joins*3/5 {
-					restartOnce.Do(func() {
-						restarted.Go(func() { stack.restartWorkers(2 * time.Second) })
-					})
-				}
-				m := ms[i%meetings]
-				var out struct {
-					JoinID string `json:"join_id"`
-				}
-				code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+m.ID+"/joins",
-					map[string]any{"user_id": fmt.Sprintf("user-%s-%d", run, i), "payment_token": "tok"}, &out,
-					map[string]string{"Idempotency-Key": fmt.Sprintf("load-%s-%d", run, i)})
-				if err != nil || code != http.StatusAccepted {
-					t.Errorf("join %d = %d %v", i, code, err)
-					continue
-				}
-				results[i] = posted{joinID: out.JoinID, meetingID: m.ID}
-			}
-		})
+	if restart {
+		during[joins*3/5] = func(*joinBurst) { restarted.Go(func() { stack.restartWorkers(2 * time.Second) }) }
 	}
-	wg.Wait()
+	b := startJoinBurst(t, burstOptions{Joins: joins, Meetings: 10, Capacity: 30, During: during})
 	restarted.Wait()
-	if t.Failed() {
-		t.FailNow()
-	}
 
-	// Wait until every join is terminal, reading the tenant's table.
-	ctx := context.Background()
-	statuses := map[string]string{}
-	eventually(t, 4*time.Minute, "every join terminal", func() bool {
-		rows, err := stack.app.Store.Pool().Query(ctx, `SELECT id, status FROM tenant_demo.joins WHERE idempotency_key LIKE $1`, "load-"+run+"-%")
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer rows.Close()
-		clear(statuses)
-		terminal := 0
-		for rows.Next() {
-			var id, st string
-			if err := rows.Scan(&id, &st); err != nil {
-				t.Fatal(err)
-			}
-			statuses[id] = st
-			if meeting.Terminal(st) {
-				terminal++
-			}
-		}
-		return terminal == joins
-	})
-
-	stats := stack.sims.Payments.Stats()
-	if stats.MaxChargesPerKey > 1 {
-		// (the ledger holds the keys of earlier tests too; ours are checked below)
-		t.Errorf("a key was charged %d times", stats.MaxChargesPerKey)
-	}
-	confirmedPer := map[string]int{}
-	fee := map[string]int64{}
-	for i, m := range ms {
-		fee[m.ID] = int64(1000 * (i + 1))
-	}
-	byStatus := map[string]int{}
-	for _, p := range results {
-		st := statuses[p.joinID]
-		byStatus[st]++
-		net := stats.NetByKey[p.joinID]
-		if st == meeting.JoinConfirmed {
-			confirmedPer[p.meetingID]++
-			if net != fee[p.meetingID] {
-				t.Errorf("confirmed join %s: gateway holds %d, want the fee %d", p.joinID, net, fee[p.meetingID])
-			}
-		} else if net != 0 {
-			t.Errorf("%s join %s: gateway holds %d, want 0", st, p.joinID, net)
-		}
-	}
-	for _, m := range ms {
-		var got meeting.Meeting
-		call(t, demoKey(), http.MethodGet, "/v1/meetings/"+m.ID, nil, &got)
-		if got.Confirmed > capacity || got.Reserved != 0 || got.Confirmed != confirmedPer[m.ID] {
-			t.Errorf("meeting %s: confirmed %d (joins say %d), reserved %d, capacity %d", m.Title, got.Confirmed, confirmedPer[m.ID], got.Reserved, capacity)
-		}
-	}
+	byStatus := assertJoinInvariants(t, b, 4*time.Minute)
 	if byStatus[meeting.JoinConfirmed] == 0 || byStatus[meeting.JoinCompensated] == 0 || byStatus[meeting.JoinFailed] == 0 {
 		t.Errorf("the scenario did not exercise every ending: %v", byStatus)
 	}
-	t.Logf("joins by status: %v; gateway: %d charges, %d declines, %d refunds, %d duplicate keys, %d injected 5xx, %d dropped replies",
-		byStatus, stats.Charges, stats.Declines, stats.Refunds, stats.DuplicateKeys, stats.InjectedErrors, stats.DroppedReplies)
+	if st := stack.sims.Payments.Stats(); st.LateCommits == 0 || st.LateCancelled == 0 || st.InProgress409s == 0 {
+		t.Errorf("the late-commit and 409 knobs did not bite: %d late commits, %d voided, %d 409s", st.LateCommits, st.LateCancelled, st.InProgress409s)
+	}
 }
 
 func resetSims(t *testing.T) {

@@ -11,11 +11,14 @@
 //     request, an idempotency key reused with another amount, a refund of a
 //     declined charge). Permanent; retrying will not help.
 //   - ErrNotFound: no charge has that idempotency key (Lookup) or ID (Refund).
-//   - ErrUnknownOutcome: a timeout, a connection error, a 5xx, 408 or 429.
-//     The request may or may not have been applied. Charges and refunds are
+//   - ErrUnknownOutcome: a timeout, a connection error, a 5xx, 408, 429, or
+//     a 409 request_in_progress (another request with the same key is being
+//     processed). The request may or may not have been applied, or may still
+//     be: a lookup that finds nothing is not final until the key is voided. Charges and refunds are
 //     idempotent by key, so the caller may retry with the same key; to decide
 //     between retrying and compensating, the saga calls Lookup (itself
-//     retried while it returns ErrUnknownOutcome).
+//     retried while it returns ErrUnknownOutcome), and Void to make the
+//     outcome final when it gives up.
 //
 // Errors say what was being done: "payment: charge join-123: charge declined:
 // insufficient_funds".
@@ -49,7 +52,14 @@ const (
 	StatusSucceeded = "succeeded"
 	StatusDeclined  = "declined"
 	StatusRefunded  = "refunded"
+	// StatusVoided is a key voided before any charge was made under it:
+	// none ever will be.
+	StatusVoided = "voided"
 )
+
+// codeInProgress is the error code of a 409 for a key whose earlier request
+// is still being processed: transient, unlike the other 409s.
+const codeInProgress = "request_in_progress"
 
 // DefaultTimeout is the timeout NewClient uses when given none.
 const DefaultTimeout = 10 * time.Second
@@ -181,6 +191,37 @@ func (c *Client) Lookup(ctx context.Context, idempotencyKey string) (Charge, err
 	return ch, nil
 }
 
+// Void makes the outcome of the key's charge final and returns it: the
+// charge made under the key as it stands (succeeded, declined or refunded),
+// or, if none was made, a charge with StatusVoided, after which the gateway
+// never makes one for the key (a request still being processed is
+// cancelled). Idempotent. Call it when a charge's outcome stays unknown,
+// before deciding that no money was taken: a Lookup that finds nothing may
+// be overtaken by a late commit; a Void may not. ErrUnknownOutcome means
+// the gateway could not say: call Void again.
+func (c *Client) Void(ctx context.Context, idempotencyKey string) (Charge, error) {
+	op := "void charge " + idempotencyKey
+	if idempotencyKey == "" {
+		return Charge{}, fmt.Errorf("payment: void charge: %w: empty idempotency key", ErrRejected)
+	}
+	body := struct {
+		IdempotencyKey string `json:"idempotency_key"`
+	}{idempotencyKey}
+	status, resp, err := c.do(ctx, http.MethodPost, "/v1/charges/void", body, idempotencyKey)
+	if err != nil {
+		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
+	}
+	if status != http.StatusOK {
+		// A 404 is a gateway without voids (a wrong base URL): not a result.
+		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrRejected))
+	}
+	ch, err := decodeCharge(resp)
+	if err != nil {
+		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
+	}
+	return ch, nil
+}
+
 // Refund refunds the whole of charge chargeID. It is idempotent: refunding a
 // refunded charge returns it and refunds nothing more. A declined charge
 // cannot be refunded (ErrRejected); an unknown ID is ErrNotFound;
@@ -272,7 +313,8 @@ func classify(status int, body []byte, notFound error) error {
 	switch {
 	case status == http.StatusNotFound:
 		return fmt.Errorf("%w: %s", notFound, detail)
-	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests:
+	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
+		status == http.StatusConflict && e.Error.Code == codeInProgress:
 		return fmt.Errorf("%w: %s", ErrUnknownOutcome, detail)
 	case status >= 400 && status < 500:
 		return fmt.Errorf("%w: %s", ErrRejected, detail)

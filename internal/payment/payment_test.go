@@ -295,3 +295,50 @@ func TestClient_caller_cancel_is_unknown_outcome(t *testing.T) {
 		t.Fatalf("a charge was applied after its client left: %+v", s)
 	}
 }
+
+func TestCharge_409_in_progress_is_unknown_outcome_not_a_rejection(t *testing.T) {
+	t.Parallel()
+	_, c := start(t, sim.PaymentConfig{InProgress409Rate: 1}, time.Second)
+	_, err := c.Charge(context.Background(), okCharge("join-busy", 100))
+	if !errors.Is(err, payment.ErrUnknownOutcome) || errors.Is(err, payment.ErrRejected) || errors.Is(err, payment.ErrDeclined) {
+		t.Fatalf("409 request_in_progress: %v, want ErrUnknownOutcome only", err)
+	}
+}
+
+func TestVoid_makes_a_late_commit_final(t *testing.T) {
+	t.Parallel()
+	g, c := start(t, sim.PaymentConfig{LateCommitRate: 1, LateCommitDelay: 200 * time.Millisecond}, time.Second)
+	ctx := context.Background()
+	for _, key := range []string{"join-late", "join-voided"} {
+		if _, err := c.Charge(ctx, okCharge(key, 900)); !errors.Is(err, payment.ErrUnknownOutcome) {
+			t.Fatalf("late charge %s: %v, want ErrUnknownOutcome", key, err)
+		}
+		if _, err := c.Lookup(ctx, key); !errors.Is(err, payment.ErrNotFound) {
+			t.Fatalf("lookup of a pending charge: %v, want ErrNotFound (not final)", err)
+		}
+	}
+	v, err := c.Void(ctx, "join-voided")
+	if err != nil || v.Status != payment.StatusVoided {
+		t.Fatalf("Void = %+v, %v", v, err)
+	}
+	time.Sleep(400 * time.Millisecond)
+	late, err := c.Lookup(ctx, "join-late")
+	if err != nil || late.Status != payment.StatusSucceeded {
+		t.Fatalf("the late charge = %+v, %v; want it committed", late, err)
+	}
+	if v, err := c.Void(ctx, "join-late"); err != nil || v != late {
+		t.Fatalf("Void of a committed charge = %+v, %v; want the charge unchanged", v, err)
+	}
+	if again, err := c.Void(ctx, "join-voided"); err != nil || again != v {
+		t.Fatalf("second Void = %+v, %v; want %+v", again, err, v)
+	}
+	if _, err := c.Charge(ctx, okCharge("join-voided", 900)); !errors.Is(err, payment.ErrRejected) {
+		t.Fatalf("charge of a voided key: %v, want ErrRejected", err)
+	}
+	if s := g.Stats(); s.ChargesByKey["join-voided"] != 0 || s.NetByKey["join-late"] != 900 {
+		t.Fatalf("stats %+v", s)
+	}
+	if _, err := c.Void(ctx, ""); !errors.Is(err, payment.ErrRejected) {
+		t.Fatalf("Void without a key: %v", err)
+	}
+}

@@ -23,7 +23,12 @@ const (
 	ChargeSucceeded = "succeeded"
 	ChargeDeclined  = "declined"
 	ChargeRefunded  = "refunded"
+	ChargeVoided    = "voided" // the key was voided before any charge was made: none ever will be
 )
+
+// maxLateCommitDelay bounds late_commit_delay: a pending charge must not
+// outlive a test run by much.
+const maxLateCommitDelay = 10 * time.Minute
 
 // paymentHoldMax is how long a dropped reply holds its request when the
 // client never gives up: longer than any client timeout we configure.
@@ -40,9 +45,11 @@ var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 //
 // On the wire (PUT /admin/config, GET /admin/config) it is
 //
-//	{"latency":"20ms","decline_rate":0.05,"error_rate":0.01,"timeout_after_commit_rate":0.01}
+//	{"latency":"20ms","decline_rate":0.05,"error_rate":0.01,"timeout_after_commit_rate":0.01,
+//	 "late_commit_rate":0.05,"late_commit_delay":"2s","in_progress_409_rate":0.05}
 //
-// where latency is a Go duration string ("" or absent means 0). A PUT
+// where latency and late_commit_delay are Go duration strings ("" or absent
+// means 0). A PUT
 // replaces the whole config: absent fields are zero; unknown fields are
 // refused.
 type PaymentConfig struct {
@@ -59,6 +66,19 @@ type PaymentConfig struct {
 	// gives up, the gateway is closed or 60 s pass, then its connection is
 	// dropped without a response.
 	TimeoutAfterCommit float64 `json:"timeout_after_commit_rate"`
+	// LateCommitRate is the chance (0..1) that a new charge that would
+	// succeed answers 503 as if nothing were applied, yet is committed
+	// (succeeded, money taken) at a random time between LateCommitDelay/2
+	// and LateCommitDelay later, unless its key is voided first. Until then a lookup of the key answers 404 and a charge
+	// with the key answers 409 request_in_progress: the outcome is not final
+	// until the key is voided or the charge appears.
+	LateCommitRate float64 `json:"late_commit_rate"`
+	// LateCommitDelay is the longest a late commit stays pending (0..10m).
+	LateCommitDelay time.Duration `json:"late_commit_delay"`
+	// InProgress409Rate is the chance (0..1) that a charge request answers
+	// 409 request_in_progress and applies nothing, as a gateway does while
+	// an earlier request with the same key is still being processed.
+	InProgress409Rate float64 `json:"in_progress_409_rate"`
 }
 
 // Validate reports the first knob out of range.
@@ -68,10 +88,20 @@ func (c PaymentConfig) Validate() error {
 		checkRate("decline_rate", c.DeclineRate),
 		checkRate("error_rate", c.ErrorRate),
 		checkRate("timeout_after_commit_rate", c.TimeoutAfterCommit),
+		checkRate("late_commit_rate", c.LateCommitRate),
+		checkLateCommitDelay(c.LateCommitDelay),
+		checkRate("in_progress_409_rate", c.InProgress409Rate),
 	} {
 		if err != nil {
 			return fmt.Errorf("sim: payment config: %w", err)
 		}
+	}
+	return nil
+}
+
+func checkLateCommitDelay(d time.Duration) error {
+	if d < 0 || d > maxLateCommitDelay {
+		return fmt.Errorf("late_commit_delay must be within 0..%s, got %s", maxLateCommitDelay, d)
 	}
 	return nil
 }
@@ -81,6 +111,9 @@ type paymentConfigJSON struct {
 	DeclineRate        float64 `json:"decline_rate"`
 	ErrorRate          float64 `json:"error_rate"`
 	TimeoutAfterCommit float64 `json:"timeout_after_commit_rate"`
+	LateCommitRate     float64 `json:"late_commit_rate"`
+	LateCommitDelay    string  `json:"late_commit_delay"`
+	InProgress409Rate  float64 `json:"in_progress_409_rate"`
 }
 
 // MarshalJSON writes the latency as a Go duration string.
@@ -90,6 +123,9 @@ func (c PaymentConfig) MarshalJSON() ([]byte, error) {
 		DeclineRate:        c.DeclineRate,
 		ErrorRate:          c.ErrorRate,
 		TimeoutAfterCommit: c.TimeoutAfterCommit,
+		LateCommitRate:     c.LateCommitRate,
+		LateCommitDelay:    c.LateCommitDelay.String(),
+		InProgress409Rate:  c.InProgress409Rate,
 	})
 }
 
@@ -104,7 +140,12 @@ func (c *PaymentConfig) UnmarshalJSON(b []byte) error {
 	if err != nil {
 		return err
 	}
-	*c = PaymentConfig{Latency: d, DeclineRate: w.DeclineRate, ErrorRate: w.ErrorRate, TimeoutAfterCommit: w.TimeoutAfterCommit}
+	late, err := parseLatency(w.LateCommitDelay)
+	if err != nil {
+		return fmt.Errorf("late_commit_delay: %w", err)
+	}
+	*c = PaymentConfig{Latency: d, DeclineRate: w.DeclineRate, ErrorRate: w.ErrorRate, TimeoutAfterCommit: w.TimeoutAfterCommit,
+		LateCommitRate: w.LateCommitRate, LateCommitDelay: late, InProgress409Rate: w.InProgress409Rate}
 	return nil
 }
 
@@ -118,6 +159,11 @@ type PaymentStats struct {
 	DuplicateRefunds int `json:"duplicate_refunds"` // refunds of a charge already refunded
 	InjectedErrors   int `json:"injected_errors"`   // 503s answered because of error_rate
 	DroppedReplies   int `json:"dropped_replies"`   // charges applied whose reply was dropped
+	LateCommits      int `json:"late_commits"`      // charges committed after a 503 (late_commit_rate)
+	LateCancelled    int `json:"late_cancelled"`    // pending late commits cancelled by a void
+	Voids            int `json:"voids"`             // keys voided with no charge made
+	InProgress409s   int `json:"in_progress_409s"`  // 409 request_in_progress answered
+	Pending          int `json:"pending"`           // late commits still pending now
 	// MaxChargesPerKey is the largest value in ChargesByKey (0 when empty),
 	// so that a load test can check the invariant without reading the maps.
 	MaxChargesPerKey int `json:"max_charges_per_key"`
@@ -181,12 +227,18 @@ func checkKey(k string) error {
 //
 //	POST /v1/charges                 {"idempotency_key","amount","currency","token"}
 //	                                 → 201 new charge | 200 the existing charge of that key (any status)
-//	                                 | 402 declined charge | 400 | 409 idempotency_mismatch | 503
+//	                                 | 402 declined charge | 400 | 409 idempotency_mismatch
+//	                                 | 409 idempotency_key_voided | 409 request_in_progress | 503
 //	                                 | no reply at all: applied, connection dropped (timeout_after_commit_rate)
-//	GET  /v1/charges?idempotency_key=K → 200 charge | 404 | 400 | 503
+//	GET  /v1/charges?idempotency_key=K → 200 charge (any status, voided included) | 404 | 400 | 503
+//	POST /v1/charges/void            {"idempotency_key"}
+//	                                 → 200 the key's charge as it stands (succeeded, declined,
+//	                                 refunded), or a new "voided" record: a charge request with
+//	                                 the key still pending is cancelled, and none will ever be
+//	                                 made for it | 400 | 503
 //	POST /v1/charges/{id}/refund     {"idempotency_key"}
 //	                                 → 200 refunded charge (again 200 when refunded already)
-//	                                 | 404 | 409 charge_declined | 400 | 503
+//	                                 | 404 | 409 charge_declined | 409 charge_voided | 400 | 503
 //	GET  /stats                      → PaymentStats
 //	GET  /admin/config, PUT /admin/config (PaymentConfig) → 200 config | 400
 //	POST /admin/reset                → 204, the ledger and stats cleared
@@ -194,7 +246,10 @@ func checkKey(k string) error {
 // A charge is {"id","idempotency_key","amount","currency","status","reason"}.
 // A key's first charge is the only one ever made for it: a repeat (even one
 // arriving while the first is being handled) gets that charge back, and a
-// repeat with another amount or currency is refused (409). The ledger lives
+// repeat with another amount or currency is refused (409). A void is the
+// way to make a key's outcome final when a charge's reply was lost: after
+// it, a lookup's answer never changes except by a refund (the real-world
+// model is a "technical cancel" by merchant reference). The ledger lives
 // in memory and is lost with the process. Safe for concurrent use.
 type PaymentGateway struct {
 	mux    *http.ServeMux
@@ -207,8 +262,9 @@ type PaymentGateway struct {
 	nextID  uint64 // not reset, so that an ID is never given twice
 	byKey   map[string]*paymentCharge
 	byID    map[string]*paymentCharge
-	taken   map[string]int // key → times money was taken
-	counter PaymentStats   // counts only; maps are built on demand
+	taken   map[string]int            // key → times money was taken
+	pending map[string]*paymentCharge // key → a late commit not yet made
+	counter PaymentStats              // counts only; maps are built on demand
 }
 
 // NewPaymentGateway returns a gateway with knobs cfg and random decisions
@@ -219,15 +275,17 @@ func NewPaymentGateway(cfg PaymentConfig, seed int64) *PaymentGateway {
 		panic(err)
 	}
 	g := &PaymentGateway{
-		mux:    http.NewServeMux(),
-		closed: make(chan struct{}),
-		cfg:    cfg,
-		rng:    newRand(seed),
-		byKey:  map[string]*paymentCharge{},
-		byID:   map[string]*paymentCharge{},
-		taken:  map[string]int{},
+		mux:     http.NewServeMux(),
+		closed:  make(chan struct{}),
+		cfg:     cfg,
+		rng:     newRand(seed),
+		byKey:   map[string]*paymentCharge{},
+		byID:    map[string]*paymentCharge{},
+		taken:   map[string]int{},
+		pending: map[string]*paymentCharge{},
 	}
 	g.mux.HandleFunc("POST /v1/charges", g.handleCharge)
+	g.mux.HandleFunc("POST /v1/charges/void", g.handleVoid)
 	g.mux.HandleFunc("GET /v1/charges", g.handleLookup)
 	g.mux.HandleFunc("POST /v1/charges/{id}/refund", g.handleRefund)
 	handleAdmin(g.mux, func() any { return g.Stats() }, g.Config, g.SetConfig, g.Reset)
@@ -261,6 +319,7 @@ func (g *PaymentGateway) Stats() PaymentStats {
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	s := g.counter
+	s.Pending = len(g.pending)
 	s.NetByKey = make(map[string]int64, len(g.byKey))
 	for k, c := range g.byKey {
 		if c.Status == ChargeSucceeded {
@@ -286,6 +345,7 @@ func (g *PaymentGateway) Reset() {
 	g.byKey = map[string]*paymentCharge{}
 	g.byID = map[string]*paymentCharge{}
 	g.taken = map[string]int{}
+	g.pending = map[string]*paymentCharge{} // their timers find nothing to commit
 	g.counter = PaymentStats{}
 }
 
@@ -333,10 +393,22 @@ func (g *PaymentGateway) handleCharge(w http.ResponseWriter, r *http.Request) {
 		g.mu.Unlock()
 		return
 	}
+	if roll(g.rng, g.cfg.InProgress409Rate) || g.pending[req.IdempotencyKey] != nil {
+		g.counter.InProgress409s++
+		g.mu.Unlock()
+		writeError(w, http.StatusConflict, "request_in_progress", fmt.Sprintf(
+			"a request with idempotency_key %q is being processed; retry later", req.IdempotencyKey))
+		return
+	}
 	if c, ok := g.byKey[req.IdempotencyKey]; ok {
 		g.counter.DuplicateKeys++
 		existing := *c
 		g.mu.Unlock()
+		if existing.Status == ChargeVoided {
+			writeError(w, http.StatusConflict, "idempotency_key_voided", fmt.Sprintf(
+				"idempotency_key %q was voided: no charge will be made for it", req.IdempotencyKey))
+			return
+		}
 		if existing.Amount != req.Amount || existing.Currency != req.Currency {
 			writeError(w, http.StatusConflict, "idempotency_mismatch", fmt.Sprintf(
 				"idempotency_key %q was used for a charge of %d %s, not %d %s",
@@ -368,6 +440,20 @@ func (g *PaymentGateway) handleCharge(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusPaymentRequired, reply)
 		return
 	}
+	if roll(g.rng, g.cfg.LateCommitRate) {
+		// Answer as if nothing were applied, and commit later.
+		delete(g.byKey, c.IdempotencyKey)
+		delete(g.byID, c.ID)
+		g.pending[c.IdempotencyKey] = c
+		wait := g.cfg.LateCommitDelay / 2
+		if half := int64(g.cfg.LateCommitDelay - wait); half > 0 {
+			wait += time.Duration(g.rng.Int64N(half + 1))
+		}
+		time.AfterFunc(wait, func() { g.commitLate(c) })
+		g.mu.Unlock()
+		writeError(w, http.StatusServiceUnavailable, "unavailable", "payment gateway temporarily unavailable (simulated)")
+		return
+	}
 	c.Status = ChargeSucceeded
 	g.counter.Charges++
 	g.taken[c.IdempotencyKey]++
@@ -383,6 +469,64 @@ func (g *PaymentGateway) handleCharge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeJSON(w, http.StatusCreated, reply)
+}
+
+// commitLate makes the pending charge c, unless its key was voided or the
+// gateway reset meanwhile.
+func (g *PaymentGateway) commitLate(c *paymentCharge) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.pending[c.IdempotencyKey] != c {
+		return
+	}
+	delete(g.pending, c.IdempotencyKey)
+	c.Status = ChargeSucceeded
+	g.byKey[c.IdempotencyKey] = c
+	g.byID[c.ID] = c
+	g.counter.Charges++
+	g.counter.LateCommits++
+	g.taken[c.IdempotencyKey]++
+}
+
+// handleVoid makes a key's outcome final: the charge made under it is
+// returned as it stands; otherwise the key is voided (a pending late commit
+// is cancelled) and no charge will ever be made for it.
+func (g *PaymentGateway) handleVoid(w http.ResponseWriter, r *http.Request) {
+	body, ok := delay(w, r, g.latency())
+	if !ok {
+		return
+	}
+	var req refundRequest
+	if !decodeInto(w, body, &req) {
+		return
+	}
+	if err := checkKey(req.IdempotencyKey); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return
+	}
+	g.mu.Lock()
+	if g.injectErrorLocked(w) {
+		g.mu.Unlock()
+		return
+	}
+	c, ok := g.byKey[req.IdempotencyKey]
+	if !ok {
+		if p := g.pending[req.IdempotencyKey]; p != nil {
+			delete(g.pending, req.IdempotencyKey)
+			g.counter.LateCancelled++
+			c = p
+		} else {
+			g.nextID++
+			c = &paymentCharge{ID: fmt.Sprintf("ch_%08d", g.nextID), IdempotencyKey: req.IdempotencyKey}
+		}
+		c.Status = ChargeVoided
+		g.byKey[c.IdempotencyKey] = c
+		g.byID[c.ID] = c
+		g.counter.Voids++
+	}
+	reply := *c
+	g.mu.Unlock()
+	writeJSON(w, http.StatusOK, reply)
 }
 
 // dropReply holds the request until the client gives up, the gateway is
@@ -462,6 +606,10 @@ func (g *PaymentGateway) handleRefund(w http.ResponseWriter, r *http.Request) {
 	case ChargeDeclined:
 		g.mu.Unlock()
 		writeError(w, http.StatusConflict, "charge_declined", fmt.Sprintf("charge %s was declined: nothing to refund", id))
+		return
+	case ChargeVoided:
+		g.mu.Unlock()
+		writeError(w, http.StatusConflict, "charge_voided", fmt.Sprintf("charge %s was voided: nothing to refund", id))
 		return
 	case ChargeRefunded:
 		g.counter.DuplicateRefunds++

@@ -423,3 +423,108 @@ func TestPaymentGateway_latency_delays_v1_requests(t *testing.T) {
 		t.Fatalf("answered in %s, before the latency", d)
 	}
 }
+
+func TestPaymentGateway_late_commit_is_invisible_then_charges_unless_voided(t *testing.T) {
+	t.Parallel()
+	g, url := startGateway(t, sim.PaymentConfig{LateCommitRate: 1, LateCommitDelay: 300 * time.Millisecond}, 1)
+	for _, key := range []string{"late-1", "late-2"} {
+		if r := call(t, "POST", url+"/v1/charges", chargeBody(key, 700, "tok_ok")); r.status != http.StatusServiceUnavailable {
+			t.Fatalf("%s: charge = %d %q, want 503", key, r.status, r.body)
+		}
+		// Pending: the lookup finds nothing, a repeat is "in progress".
+		if r := call(t, "GET", url+"/v1/charges?idempotency_key="+key, ""); r.status != http.StatusNotFound {
+			t.Fatalf("%s: lookup while pending = %d %q, want 404", key, r.status, r.body)
+		}
+		if r := call(t, "POST", url+"/v1/charges", chargeBody(key, 700, "tok_ok")); r.status != http.StatusConflict || r.errorCode(t) != "request_in_progress" {
+			t.Fatalf("%s: repeat while pending = %d %q, want 409 request_in_progress", key, r.status, r.body)
+		}
+	}
+	if s := g.Stats(); s.Pending != 2 || s.Charges != 0 {
+		t.Fatalf("stats while pending %+v", s)
+	}
+	// late-2 is voided while pending: it never commits, and stays voided.
+	var v charge
+	r := call(t, "POST", url+"/v1/charges/void", `{"idempotency_key":"late-2"}`)
+	if r.status != http.StatusOK {
+		t.Fatalf("void = %d %q", r.status, r.body)
+	}
+	r.decode(t, &v)
+	if v.Status != sim.ChargeVoided {
+		t.Fatalf("void = %+v", v)
+	}
+	time.Sleep(600 * time.Millisecond)
+	var c charge
+	call(t, "GET", url+"/v1/charges?idempotency_key=late-1", "").decode(t, &c)
+	if c.Status != sim.ChargeSucceeded || c.Amount != 700 {
+		t.Fatalf("late-1 after the delay = %+v, want the charge committed late", c)
+	}
+	call(t, "GET", url+"/v1/charges?idempotency_key=late-2", "").decode(t, &c)
+	if c.Status != sim.ChargeVoided {
+		t.Fatalf("late-2 after the delay = %+v, want voided", c)
+	}
+	if r := call(t, "POST", url+"/v1/charges", chargeBody("late-2", 700, "tok_ok")); r.status != http.StatusConflict || r.errorCode(t) != "idempotency_key_voided" {
+		t.Fatalf("charge of a voided key = %d %q", r.status, r.body)
+	}
+	if r := call(t, "POST", url+"/v1/charges/"+c.ID+"/refund", `{"idempotency_key":"r"}`); r.status != http.StatusConflict || r.errorCode(t) != "charge_voided" {
+		t.Fatalf("refund of a voided key = %d %q", r.status, r.body)
+	}
+	// A void of a charged key changes nothing and returns the charge to refund.
+	call(t, "POST", url+"/v1/charges/void", `{"idempotency_key":"late-1"}`).decode(t, &v)
+	if v.Status != sim.ChargeSucceeded {
+		t.Fatalf("void of a committed charge = %+v, want it unchanged", v)
+	}
+	s := g.Stats()
+	if s.LateCommits != 1 || s.LateCancelled != 1 || s.Voids != 1 || s.Pending != 0 || s.NetByKey["late-1"] != 700 || s.NetByKey["late-2"] != 0 || s.ChargesByKey["late-2"] != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestPaymentGateway_void_of_an_unknown_key_forbids_a_later_charge(t *testing.T) {
+	t.Parallel()
+	_, url := startGateway(t, sim.PaymentConfig{}, 1)
+	var v1, v2 charge
+	call(t, "POST", url+"/v1/charges/void", `{"idempotency_key":"never"}`).decode(t, &v1)
+	call(t, "POST", url+"/v1/charges/void", `{"idempotency_key":"never"}`).decode(t, &v2)
+	if v1.Status != sim.ChargeVoided || v1 != v2 {
+		t.Fatalf("voids = %+v, %+v; want the same voided record twice", v1, v2)
+	}
+	if r := call(t, "POST", url+"/v1/charges", chargeBody("never", 1, "tok_ok")); r.status != http.StatusConflict {
+		t.Fatalf("charge after void = %d %q, want 409", r.status, r.body)
+	}
+	if r := call(t, "POST", url+"/v1/charges/void", `{"idempotency_key":""}`); r.status != http.StatusBadRequest {
+		t.Fatalf("void without a key = %d", r.status)
+	}
+}
+
+func TestPaymentGateway_in_progress_409_applies_nothing(t *testing.T) {
+	t.Parallel()
+	g, url := startGateway(t, sim.PaymentConfig{InProgress409Rate: 1}, 1)
+	if r := call(t, "POST", url+"/v1/charges", chargeBody("busy", 5, "tok_ok")); r.status != http.StatusConflict || r.errorCode(t) != "request_in_progress" {
+		t.Fatalf("charge = %d %q, want 409 request_in_progress", r.status, r.body)
+	}
+	if s := g.Stats(); s.Charges != 0 || s.InProgress409s != 1 || len(s.NetByKey) != 0 {
+		t.Fatalf("stats %+v", s)
+	}
+}
+
+func TestPaymentGateway_late_commit_knobs_on_the_wire(t *testing.T) {
+	t.Parallel()
+	g, url := startGateway(t, sim.PaymentConfig{}, 1)
+	body := `{"late_commit_rate":0.1,"late_commit_delay":"1500ms","in_progress_409_rate":0.2}`
+	if r := call(t, "PUT", url+"/admin/config", body); r.status != http.StatusOK {
+		t.Fatalf("PUT = %d %q", r.status, r.body)
+	}
+	if want := (sim.PaymentConfig{LateCommitRate: 0.1, LateCommitDelay: 1500 * time.Millisecond, InProgress409Rate: 0.2}); g.Config() != want {
+		t.Fatalf("Config() = %+v, want %+v", g.Config(), want)
+	}
+	for _, bad := range []string{`{"late_commit_rate":2}`, `{"late_commit_delay":"1h"}`, `{"late_commit_delay":"soon"}`, `{"in_progress_409_rate":-0.1}`} {
+		if r := call(t, "PUT", url+"/admin/config", bad); r.status != http.StatusBadRequest {
+			t.Errorf("PUT %s = %d, want 400", bad, r.status)
+		}
+	}
+	var wire map[string]any
+	call(t, "GET", url+"/admin/config", "").decode(t, &wire)
+	if wire["late_commit_delay"] != "1.5s" || wire["in_progress_409_rate"] != 0.2 {
+		t.Fatalf("GET /admin/config = %v", wire)
+	}
+}

@@ -8,6 +8,10 @@
 // rows with FOR UPDATE SKIP LOCKED. Starting is idempotent by workflow ID,
 // so a row started twice (a crash after the start, before the mark) still
 // makes one workflow.
+//
+// A started row keeps no input (the input can carry a secret, such as a
+// join's payment token: it is cleared when the row is marked started), and
+// is deleted Retention after its start.
 package starter
 
 import (
@@ -67,7 +71,17 @@ type Options struct {
 	Poll time.Duration
 	// MaxBackoff bounds the wait before retrying a failed start (default 30s).
 	MaxBackoff time.Duration
+	// Retention is how long a started row is kept, for inspection, before
+	// Run deletes it (default 24h).
+	Retention time.Duration
+	// PruneEvery is how often Run deletes the rows past Retention
+	// (default 10m).
+	PruneEvery time.Duration
 }
+
+// pruneBatch is how many rows one DELETE of Prune removes, so that a large
+// backlog is deleted in short transactions.
+const pruneBatch = 1000
 
 func (o *Options) setDefaults() {
 	if o.Batch <= 0 {
@@ -81,6 +95,12 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Retention <= 0 {
+		o.Retention = 24 * time.Hour
+	}
+	if o.PruneEvery <= 0 {
+		o.PruneEvery = 10 * time.Minute
 	}
 }
 
@@ -99,16 +119,26 @@ func New(pool *pgxpool.Pool, t Temporal, log *slog.Logger, o Options) *Starter {
 }
 
 // Run sends pending starts until ctx ends: at once when notified, else
-// every Poll. Errors of one round are logged and retried in the next.
+// every Poll; and every PruneEvery it deletes the rows started more than
+// Retention ago. Errors of one round are logged and retried in the next.
 func (s *Starter) Run(ctx context.Context) error {
 	wake := make(chan struct{}, 1)
 	go s.listen(ctx, wake)
 	timer := time.NewTimer(0)
 	defer timer.Stop()
+	prune := time.NewTicker(s.opts.PruneEvery)
+	defer prune.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return nil
+		case <-prune.C:
+			if n, err := s.Prune(ctx); err != nil && ctx.Err() == nil {
+				s.log.Warn("workflow starts: prune failed", "error", err)
+			} else if n > 0 {
+				s.log.Debug("workflow starts: pruned", "rows", n)
+			}
+			continue
 		case <-wake:
 		case <-timer.C:
 		}
@@ -194,8 +224,10 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 			}
 		}
 		if len(done) > 0 {
-			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts SET started_at = now(), attempts = attempts + 1
-				WHERE id = ANY($1)`, done); err != nil {
+			// The input is not needed again (a started row is never sent
+			// again) and may hold a secret: clear it.
+			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts SET started_at = now(), attempts = attempts + 1,
+				input = '{}'::jsonb WHERE id = ANY($1)`, done); err != nil {
 				return err
 			}
 		}
@@ -205,6 +237,24 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 		return claimed, fmt.Errorf("starter: %w", err)
 	}
 	return claimed, nil
+}
+
+// Prune deletes the rows started more than Retention ago, in batches, and
+// returns how many it deleted. Safe to run in several processes at once.
+func (s *Starter) Prune(ctx context.Context) (int64, error) {
+	var total int64
+	for {
+		tag, err := s.pool.Exec(ctx, `DELETE FROM sagaflow.workflow_starts WHERE id IN (
+			SELECT id FROM sagaflow.workflow_starts WHERE started_at < now() - $1 * interval '1 second'
+			ORDER BY id LIMIT $2 FOR UPDATE SKIP LOCKED)`, s.opts.Retention.Seconds(), pruneBatch)
+		if err != nil {
+			return total, fmt.Errorf("starter: prune: %w", err)
+		}
+		total += tag.RowsAffected()
+		if tag.RowsAffected() < pruneBatch {
+			return total, nil
+		}
+	}
 }
 
 // send starts the workflows, Parallel at a time, and returns each error.

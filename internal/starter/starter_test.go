@@ -213,3 +213,61 @@ func TestStarter_run_wakes_on_notify(t *testing.T) {
 		time.Sleep(20 * time.Millisecond)
 	}
 }
+
+func TestStarter_clears_the_input_of_a_started_row_and_prunes_it_after_the_retention(t *testing.T) {
+	ctx := context.Background()
+	ids := enqueue(t, 3)
+	if _, err := db.Pool().Exec(ctx, `UPDATE sagaflow.workflow_starts SET input = '{"payment_token":"tok_secret"}' WHERE workflow_id = ANY($1)`, ids); err != nil {
+		t.Fatal(err)
+	}
+	f := &fakeTemporal{fail: func(s starter.Start) error {
+		if s.WorkflowID == ids[2] {
+			return errors.New("temporal unavailable")
+		}
+		return nil
+	}}
+	s := starter.New(db.Pool(), f, quiet, starter.Options{Retention: time.Hour})
+	drain(t, s)
+	inputs := map[string]string{}
+	rows, err := db.Pool().Query(ctx, `SELECT workflow_id, input::text FROM sagaflow.workflow_starts WHERE workflow_id = ANY($1)`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var id, in string
+		if err := rows.Scan(&id, &in); err != nil {
+			t.Fatal(err)
+		}
+		inputs[id] = in
+	}
+	if inputs[ids[0]] != "{}" || inputs[ids[1]] != "{}" {
+		t.Fatalf("started rows keep their input: %v", inputs)
+	}
+	if inputs[ids[2]] != `{"payment_token": "tok_secret"}` {
+		t.Fatalf("a row not yet started lost its input: %q", inputs[ids[2]])
+	}
+
+	// Within the retention nothing goes; past it, the started rows only.
+	if n, err := s.Prune(ctx); err != nil || n != 0 {
+		t.Fatalf("Prune within the retention = %d, %v", n, err)
+	}
+	if _, err := db.Pool().Exec(ctx, `UPDATE sagaflow.workflow_starts SET started_at = started_at - interval '2 hours', created_at = created_at - interval '2 hours'
+		WHERE workflow_id = ANY($1) AND started_at IS NOT NULL`, ids); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := db.Pool().Exec(ctx, `UPDATE sagaflow.workflow_starts SET created_at = created_at - interval '2 hours' WHERE workflow_id = $1`, ids[2]); err != nil {
+		t.Fatal(err)
+	}
+	if n, err := s.Prune(ctx); err != nil || n != 2 {
+		t.Fatalf("Prune past the retention = %d, %v; want the 2 started rows", n, err)
+	}
+	var left []string
+	rows, err = db.Pool().Query(ctx, `SELECT workflow_id FROM sagaflow.workflow_starts WHERE workflow_id = ANY($1)`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
+	if err != nil || len(left) != 1 || left[0] != ids[2] {
+		t.Fatalf("rows left %v, %v; want only the pending one", left, err)
+	}
+}

@@ -1,5 +1,9 @@
 // Package temporalclient builds the one Temporal client of a process and
-// prepares a namespace (its registration and search attributes).
+// prepares a namespace (its registration and search attributes). With
+// payload keys, every payload the client and its workers send to Temporal
+// (workflow inputs such as a join's payment token, activity inputs and
+// results, query and update values) is encrypted with AES-256-GCM (see
+// AESCodec), so histories hold no secret in the clear.
 package temporalclient
 
 import (
@@ -33,6 +37,11 @@ type Options struct {
 	// OpenTelemetry tracing interceptor that Dial always installs (it traces
 	// through the global tracer provider, a no-op until one is set).
 	Interceptors []interceptor.ClientInterceptor
+	// PayloadKeys is SAGAFLOW_PAYLOAD_KEYS (see ParsePayloadKeys): empty
+	// sends payloads in the clear; else the first key encrypts them and
+	// every key decrypts. The workers built on the client use the same
+	// converter; a replayer must be given DataConverter(PayloadKeys).
+	PayloadKeys string
 }
 
 // Dial connects to Temporal, retrying until ctx ends so that a process can
@@ -42,7 +51,21 @@ func Dial(ctx context.Context, o Options) (client.Client, error) {
 	if err != nil {
 		return nil, fmt.Errorf("temporal: tracing interceptor: %w", err)
 	}
+	keys, err := ParsePayloadKeys(o.PayloadKeys)
+	if err != nil {
+		return nil, fmt.Errorf("temporal: SAGAFLOW_PAYLOAD_KEYS: %w", err)
+	}
+	dc, err := NewDataConverter(keys)
+	if err != nil {
+		return nil, err
+	}
+	if len(keys) == 0 {
+		o.Logger.Info("temporal payloads are not encrypted (SAGAFLOW_PAYLOAD_KEYS is empty): histories hold payment tokens in the clear")
+	} else {
+		o.Logger.Info("temporal payloads are encrypted", "key_id", keys[0].ID, "keys", len(keys))
+	}
 	opts := client.Options{
+		DataConverter:  dc,
 		HostPort:       o.HostPort,
 		Namespace:      o.Namespace,
 		Logger:         sdklog.NewStructuredLogger(o.Logger.With("component", "temporal-sdk")),
