@@ -1,7 +1,6 @@
 package integration
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"net/url"
@@ -73,7 +72,6 @@ func TestOutage_postgres_down_a_minute_every_saga_converges(t *testing.T) {
 	}
 	defer resetSims(t)
 	run := testenv.RunID()
-	ctx := context.Background()
 
 	// Joins: 4 meetings of 15 seats, more joins than seats.
 	const meetings, capacity = 4, 15
@@ -101,9 +99,8 @@ func TestOutage_postgres_down_a_minute_every_saga_converges(t *testing.T) {
 	stop := make(chan struct{})
 	var wg sync.WaitGroup
 	// Joins, 5 at a time, until stop: those answered 202 must all end.
-	type posted struct{ joinID, meetingID string }
+	b := &joinBurst{run: run, capacity: capacity, meetings: ms, fee: fee}
 	var postedMu sync.Mutex
-	var joins []posted
 	var joinRefused atomic.Int64
 	var seq atomic.Int64
 	for range 5 {
@@ -121,10 +118,10 @@ func TestOutage_postgres_down_a_minute_every_saga_converges(t *testing.T) {
 				}
 				code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+m.ID+"/joins",
 					map[string]any{"user_id": fmt.Sprintf("out-%s-%d", run, i), "payment_token": "tok_ok"}, &out,
-					map[string]string{"Idempotency-Key": fmt.Sprintf("out-%s-%d", run, i)})
+					map[string]string{"Idempotency-Key": b.idemKey(int(i))})
 				if err == nil && code == http.StatusAccepted {
 					postedMu.Lock()
-					joins = append(joins, posted{out.JoinID, m.ID})
+					b.joins = append(b.joins, postedJoin{out.JoinID, m.ID})
 					postedMu.Unlock()
 				} else {
 					joinRefused.Add(1) // 503 while PostgreSQL is down: nothing accepted
@@ -180,67 +177,11 @@ func TestOutage_postgres_down_a_minute_every_saga_converges(t *testing.T) {
 	recovered := time.Now()
 
 	// Joins: every accepted join terminal, then seats and money exact.
-	statuses := map[string]string{}
-	defer func() {
-		if t.Failed() {
-			counts := map[string]int{}
-			for _, s := range statuses {
-				counts[s]++
-			}
-			t.Logf("joins by status in PostgreSQL: %v (of %d accepted)", counts, len(joins))
-		}
-	}()
-	testenv.Eventually(t, 4*time.Minute, "every accepted join terminal", func() bool {
-		rows, err := stack.app.Store.Pool().Query(ctx, `SELECT id, status FROM tenant_demo.joins WHERE idempotency_key LIKE $1`, "out-"+run+"-%")
-		if err != nil {
-			return false
-		}
-		defer rows.Close()
-		clear(statuses)
-		terminal := 0
-		for rows.Next() {
-			var id, s string
-			if err := rows.Scan(&id, &s); err != nil {
-				return false
-			}
-			statuses[id] = s
-			if meeting.Terminal(s) {
-				terminal++
-			}
-		}
-		return rows.Err() == nil && terminal >= len(joins)
-	})
-	stats := stack.sims.Payments.Stats()
-	confirmedPer := map[string]int{}
-	byStatus := map[string]int{}
-	for _, p := range joins {
-		s := statuses[p.joinID]
-		byStatus[s]++
-		net := stats.NetByKey[p.joinID]
-		if s == meeting.JoinConfirmed {
-			confirmedPer[p.meetingID]++
-			if net != fee[p.meetingID] {
-				t.Errorf("confirmed join %s: gateway holds %d, want the fee %d", p.joinID, net, fee[p.meetingID])
-			}
-		} else if net != 0 {
-			t.Errorf("%s join %s (%s): gateway holds %d, want 0", s, p.joinID, statuses[p.joinID], net)
-		}
-		if stats.ChargesByKey[p.joinID] > 1 {
-			t.Errorf("join %s charged %d times", p.joinID, stats.ChargesByKey[p.joinID])
-		}
-	}
-	for _, m := range ms {
-		var got meeting.Meeting
-		call(t, demoKey(), http.MethodGet, "/v1/meetings/"+m.ID, nil, &got)
-		if got.Reserved != 0 || got.Confirmed != confirmedPer[m.ID] || got.Confirmed > capacity {
-			t.Errorf("meeting %s: confirmed %d (joins say %d), reserved %d (a leaked seat), capacity %d",
-				m.Title, got.Confirmed, confirmedPer[m.ID], got.Reserved, capacity)
-		}
-	}
+	byStatus := assertJoinInvariants(t, b, 4*time.Minute)
 	if byStatus[meeting.JoinConfirmed] == 0 {
 		t.Errorf("no join was confirmed: %v", byStatus)
 	}
-	report.Observe("joins: %d accepted %v, %d answered 503 while down", len(joins), byStatus, joinRefused.Load())
+	report.Observe("joins: %d accepted %v, %d answered 503 while down", len(b.joins), byStatus, joinRefused.Load())
 
 	// The campaign: exactly the stock, in order, one per user.
 	checkCampaignRefusals(t, c, answers, false)
