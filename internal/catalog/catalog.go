@@ -6,11 +6,10 @@ package catalog
 
 import (
 	"errors"
-	"fmt"
 	"hash/fnv"
+	"maps"
 	"regexp"
-	"strings"
-	"unicode/utf8"
+	"slices"
 
 	"github.com/sagaflow/sagaflow/internal/valid"
 )
@@ -70,42 +69,48 @@ type HeldVersion struct {
 	Held    int64
 }
 
-// Validate checks the product's content (not its version), naming every
-// problem.
+// Validate checks the product's content (not its version) and returns a
+// *valid.Error that names every bad field ("sku", "name", "price.amount",
+// "price.currency", "stock", "attributes", "attributes[color]"). A product it
+// accepts can be stored by PostgreSQL, carried in an envelope ParseChange
+// accepts, and shown by every market: its text has no NUL or other control
+// characters and is valid UTF-8.
 func (p Product) Validate() error {
-	var errs []string
+	var v valid.Errors
 	if !ValidSKU(p.SKU) {
-		errs = append(errs, fmt.Sprintf("sku %q: want 1-64 of [A-Za-z0-9._-], starting with a letter or digit", p.SKU))
+		v.Add("sku", "must be 1-64 of [A-Za-z0-9._-], starting with a letter or digit, got %q", p.SKU)
 	}
-	if n := strings.TrimSpace(p.Name); n == "" || utf8.RuneCountInString(p.Name) > MaxNameLen || !utf8.ValidString(p.Name) {
-		errs = append(errs, fmt.Sprintf("name must be 1-%d characters of UTF-8", MaxNameLen))
-	}
+	v.Text("name", p.Name, 1, MaxNameLen, false)
 	if _, ok := Currencies[p.Price.Currency]; !ok {
-		errs = append(errs, fmt.Sprintf("price.currency %q: want one of KRW, USD, EUR, JPY", p.Price.Currency))
+		v.Add("price.currency", "%q is not one of KRW, USD, EUR, JPY", p.Price.Currency)
 	}
 	if p.Price.Amount < 0 || p.Price.Amount > MaxAmount {
-		errs = append(errs, fmt.Sprintf("price.amount must be 0..%d minor units, got %d", int64(MaxAmount), p.Price.Amount))
+		v.Add("price.amount", "must be 0..%d minor units, got %d", int64(MaxAmount), p.Price.Amount)
 	}
 	if p.Stock < 0 || p.Stock > MaxStock {
-		errs = append(errs, fmt.Sprintf("stock must be 0..%d, got %d", MaxStock, p.Stock))
+		v.Add("stock", "must be 0..%d, got %d", MaxStock, p.Stock)
 	}
 	if len(p.Attributes) > MaxAttributes {
-		errs = append(errs, fmt.Sprintf("at most %d attributes, got %d", MaxAttributes, len(p.Attributes)))
+		v.Add("attributes", "at most %d attributes, got %d", MaxAttributes, len(p.Attributes))
 	}
-	for k, v := range p.Attributes {
-		if k == "" || len(k) > maxAttributeName || !utf8.ValidString(k) {
-			errs = append(errs, fmt.Sprintf("attribute name %q: want 1-%d bytes of UTF-8", k, maxAttributeName))
-			break
+	// Sorted, so the same product always gets the same answer.
+	for _, k := range slices.Sorted(maps.Keys(p.Attributes)) {
+		if msg := valid.TextProblem(k, 1, maxAttributeName, false); msg != "" {
+			v.Add("attributes", "name %q %s", k, msg)
+			continue
 		}
-		if len(v) > MaxAttributeLen || !utf8.ValidString(v) {
-			errs = append(errs, fmt.Sprintf("attribute %q: value must be at most %d bytes of UTF-8", k, MaxAttributeLen))
-			break
+		if len(k) > maxAttributeName {
+			v.Add("attributes", "name %q must be at most %d bytes", k, maxAttributeName)
+			continue
+		}
+		val := p.Attributes[k]
+		if msg := valid.TextProblem(val, 0, MaxAttributeLen, false); msg != "" {
+			v.Add("attributes["+k+"]", "%s", msg)
+		} else if len(val) > MaxAttributeLen {
+			v.Add("attributes["+k+"]", "must be at most %d bytes, got %d", MaxAttributeLen, len(val))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
-	}
-	return nil
+	return v.Err()
 }
 
 // Shard is the sync shard of sku among n: the same SKU always lands in the
