@@ -5,6 +5,7 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
 	"hash/fnv"
 	"maps"
@@ -110,7 +111,35 @@ func (p Product) Validate() error {
 			v.Add("attributes["+k+"]", "must be at most %d bytes, got %d", MaxAttributeLen, len(val))
 		}
 	}
+	if v.Empty() {
+		if n, ok := fitsEnvelope(p); !ok {
+			v.Add("attributes", "the product is %d bytes as JSON; a change message carries at most %d", n, maxPayloadBytes)
+		}
+	}
 	return v.Err()
+}
+
+// maxPayloadBytes is the largest product JSON an envelope can carry within
+// maxEnvelopeBytes, with room for the envelope's own fields.
+const maxPayloadBytes = maxEnvelopeBytes - 1024
+
+// fitsEnvelope reports whether p's JSON fits maxPayloadBytes, and its size
+// when it had to measure. encoding/json writes <, > and & as six bytes, so
+// attributes at their limits can exceed it; the bound below (six bytes per
+// byte) spares the encoding for every ordinary product.
+func fitsEnvelope(p Product) (int, bool) {
+	n := len(p.SKU) + len(p.Name) + len(p.Price.Currency)
+	for k, val := range p.Attributes {
+		n += len(k) + len(val)
+	}
+	if 6*n+8*len(p.Attributes)+256 <= maxPayloadBytes {
+		return 0, true
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return 0, false
+	}
+	return len(b), len(b) <= maxPayloadBytes
 }
 
 // Shard is the sync shard of sku among n: the same SKU always lands in the

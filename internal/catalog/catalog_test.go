@@ -3,6 +3,7 @@ package catalog
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -41,6 +42,12 @@ func TestProduct_Validate(t *testing.T) {
 		{"attribute_value_invalid_utf8", func(p *Product) { p.Attributes["color"] = "\xc3" }, []string{"attributes[color]"}},
 		{"attribute_value_of_201_bytes", func(p *Product) { p.Attributes["color"] = strings.Repeat("x", 201) }, []string{"attributes[color]"}},
 		{"empty_attribute_value", func(p *Product) { p.Attributes["color"] = "" }, nil},
+		{"attributes_that_escape_past_the_envelope_limit", func(p *Product) {
+			for i := range MaxAttributes {
+				p.Attributes[fmt.Sprintf("%s%02d", strings.Repeat("<", maxAttributeName-2), i)] = strings.Repeat("&", MaxAttributeLen)
+			}
+			delete(p.Attributes, "color")
+		}, []string{"attributes"}},
 		{"several_problems_named_together", func(p *Product) { p.Stock, p.Price.Currency = -1, "" }, []string{"price.currency", "stock"}},
 	}
 	for _, tc := range cases {
