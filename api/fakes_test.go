@@ -119,7 +119,10 @@ func (f fakeCatalog) CreateChannel(_ context.Context, c catalog.Channel) (catalo
 	return c, nil
 }
 func (f fakeCatalog) Channels(context.Context) ([]catalog.Channel, error) { f.hit(); return nil, nil }
-func (f fakeCatalog) DeleteChannel(context.Context, string) error    { f.hit(); return catalog.ErrNotFound }
+func (f fakeCatalog) DeleteChannel(context.Context, string) error {
+	f.hit()
+	return catalog.ErrNotFound
+}
 func (f fakeCatalog) SyncedByChannel(context.Context, string) (map[string]int64, error) {
 	f.hit()
 	return nil, nil
