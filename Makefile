@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: chaos run up down status build test test-unit test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -39,7 +39,30 @@ INTEGRATION := ./internal/integration
 test: up lint-fast
 	@$(STACK_ENV); \
 	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
+	  $(MAKE) --no-print-directory fuzz && \
 	  $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -E '$(SERVER_PKGS)')
+
+# Every fuzz target of the HTTP body decoders (./api) and of the ingest's
+# envelope rule they must agree with, each for FUZZTIME with one worker,
+# FUZZ_JOBS at a time: one build per package, then about
+# FUZZTIME x targets / FUZZ_JOBS. (The seeds also run as plain tests in
+# test-unit.) Seeds are committed under each package's testdata/fuzz/; a
+# failing input lands there too, and its log is printed.
+FUZZTIME ?= 5s
+FUZZ_JOBS ?= 2
+FUZZ_PKGS := ./api ./internal/catalog ./internal/ingest ./internal/valid
+fuzz:
+	@set -e; mkdir -p bin/fuzz; : > bin/fuzz/targets; \
+	for pkg in $(FUZZ_PKGS); do \
+	  bin=$(CURDIR)/bin/fuzz/$$(basename $$pkg).test; \
+	  $(GO) test -c -fuzz=. -o $$bin $$pkg; \
+	  cache=$$($(GO) env GOCACHE)/fuzz/$$($(GO) list $$pkg); \
+	  for fn in $$($$bin -test.list='^Fuzz'); do echo "$$pkg $$bin $$cache $$fn" >> bin/fuzz/targets; done; \
+	done; \
+	xargs -P $(FUZZ_JOBS) -L 1 sh -c 'log=$(CURDIR)/bin/fuzz/$$3.log; \
+	  if (cd $$0 && $$1 -test.run="^$$" -test.fuzz="^$$3\$$" -test.fuzztime=$(FUZZTIME) -test.parallel=1 \
+	    -test.fuzzcachedir=$$2) > $$log 2>&1; then echo "fuzz $$3: ok"; else echo "fuzz $$3: FAILED"; cat $$log; exit 1; fi' \
+	  < bin/fuzz/targets
 
 test-unit:
 	$(GO) test -race -count=1 $(RACE_PKGS)

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -15,6 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/valid"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -37,6 +37,11 @@ func (s *Server) campaigns(c *gin.Context) CampaignStore {
 	return s.deps.Campaigns(tenantFrom(c).Schema)
 }
 
+// couponRequestBody is the body of POST /v1/campaigns/{id}/requests.
+type couponRequestBody struct {
+	UserID string `json:"user_id"`
+}
+
 type createCampaignBody struct {
 	Name     string    `json:"name"`
 	Stock    int       `json:"stock"`
@@ -51,14 +56,14 @@ type createCampaignBody struct {
 func (s *Server) createCampaign(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	var body createCampaignBody
-	if err := bindJSON(c, &body, false); err != nil {
+	raw, err := readBody(c)
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	in := coupon.Campaign{Name: strings.TrimSpace(body.Name), Stock: body.Stock, StartsAt: body.StartsAt, EndsAt: body.EndsAt}
-	if err := in.Validate(time.Now()); err != nil {
-		fail(c, badRequest(err.Error()))
+	in, err := parseCreateCampaign(raw, time.Now())
+	if err != nil {
+		fail(c, err)
 		return
 	}
 	cp, err := s.campaigns(c).Create(ctx, in, func(cp coupon.Campaign) (starter.Start, error) { return campaignStart(t, cp) })
@@ -110,19 +115,22 @@ func campaignView(cp coupon.Campaign, status string, accepted int64) campaignJSO
 func (s *Server) requestCoupon(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	var body struct {
-		UserID string `json:"user_id"`
-	}
-	if err := bindJSON(c, &body, false); err != nil {
+	id, err := uuidParam(c, "id")
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	if body.UserID == "" || len(body.UserID) > 128 || strings.ContainsAny(body.UserID, " \t\r\n") {
-		fail(c, badRequest("user_id must be 1-128 characters without spaces"))
+	raw, err := readBody(c)
+	if err != nil {
+		fail(c, err)
 		return
 	}
-	id := c.Param("id")
-	outcome, rank, err := s.deps.Queue.Request(ctx, t.Name, id, body.UserID)
+	user, err := parseCouponRequest(raw)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	outcome, rank, err := s.deps.Queue.Request(ctx, t.Name, id, user)
 	if err != nil {
 		fail(c, err)
 		return
@@ -151,7 +159,12 @@ func (s *Server) requestCoupon(c *gin.Context) {
 func (s *Server) getCampaign(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	cp, err := s.campaigns(c).Get(ctx, c.Param("id"))
+	id, err := uuidParam(c, "id")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	cp, err := s.campaigns(c).Get(ctx, id)
 	if err != nil {
 		fail(c, err)
 		return
@@ -181,13 +194,22 @@ func (s *Server) getCampaign(c *gin.Context) {
 func (s *Server) getCoupon(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	store := s.campaigns(c)
-	cp, err := store.Get(ctx, c.Param("id"))
+	id, err := uuidParam(c, "id")
 	if err != nil {
 		fail(c, err)
 		return
 	}
 	user := c.Param("user_id")
+	if msg := couponUserProblem(user); msg != "" {
+		fail(c, valid.New("user_id", "%s", msg))
+		return
+	}
+	store := s.campaigns(c)
+	cp, err := store.Get(ctx, id)
+	if err != nil {
+		fail(c, err)
+		return
+	}
 	got, err := store.Coupon(ctx, cp.ID, user)
 	if err == nil {
 		c.JSON(http.StatusOK, gin.H{"status": "issued", "code": got.Code, "rank": got.Rank})

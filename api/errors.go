@@ -40,8 +40,7 @@ type httpError struct {
 
 func (e *httpError) Error() string { return e.message }
 
-func badRequest(msg string) error { return &httpError{http.StatusBadRequest, "bad_request", msg} }
-func notFound(msg string) error   { return &httpError{http.StatusNotFound, "not_found", msg} }
+func notFound(msg string) error { return &httpError{http.StatusNotFound, "not_found", msg} }
 
 // abort answers with status, code and message and stops the chain.
 func abort(c *gin.Context, status int, code, message string) {
@@ -67,7 +66,7 @@ func fail(c *gin.Context, err error) {
 		abort(c, http.StatusNotFound, "not_found", "no such meeting")
 	case errors.Is(err, coupon.ErrNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such campaign")
-	case errors.Is(err, catalog.ErrInvalid):
+	case errors.Is(err, catalog.ErrInvalid): // catalog.Channel.Validate's errors are not (yet) *valid.Error
 		abort(c, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), catalog.ErrInvalid.Error()+": "))
 	case errors.Is(err, catalog.ErrNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such resource")

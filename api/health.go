@@ -2,7 +2,6 @@ package api
 
 import (
 	"context"
-	"maps"
 	"net/http"
 	"slices"
 	"sync"
@@ -23,11 +22,14 @@ type readiness struct {
 }
 
 // readyz checks every dependency in parallel, each within 2 seconds, and
-// answers 503 naming those that did not answer.
+// answers 503 naming those that did not answer. Each check is only "ok" or
+// "down" in the answer: /readyz is unauthenticated, and a driver's error
+// names hosts, users and databases. The errors go to the log.
 func (s *Server) readyz(c *gin.Context) {
 	ctx, cancel := context.WithTimeout(c.Request.Context(), 2*time.Second)
 	defer cancel()
 	res := readiness{Status: "ready", Checks: map[string]string{}}
+	failures := map[string]string{}
 	var mu sync.Mutex
 	var wg sync.WaitGroup
 	for name, check := range s.deps.Checks {
@@ -36,8 +38,9 @@ func (s *Server) readyz(c *gin.Context) {
 			mu.Lock()
 			defer mu.Unlock()
 			if err != nil {
-				res.Checks[name] = err.Error()
+				res.Checks[name] = "down"
 				res.Down = append(res.Down, name)
+				failures[name] = err.Error()
 				return
 			}
 			res.Checks[name] = "ok"
@@ -47,7 +50,11 @@ func (s *Server) readyz(c *gin.Context) {
 	if len(res.Down) > 0 {
 		slices.Sort(res.Down)
 		res.Status = "unavailable"
-		loggerFrom(c).Warn("not ready", "down", res.Down, "checks", slices.Collect(maps.Values(res.Checks)))
+		attrs := []any{"down", res.Down}
+		for _, name := range res.Down {
+			attrs = append(attrs, "error_"+name, failures[name])
+		}
+		loggerFrom(c).Warn("not ready", attrs...)
 		c.JSON(http.StatusServiceUnavailable, res)
 		return
 	}

@@ -5,7 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -39,17 +38,17 @@ type createMeetingBody struct {
 }
 
 func (s *Server) createMeeting(c *gin.Context) {
-	var body createMeetingBody
-	if err := bindJSON(c, &body, false); err != nil {
+	raw, err := readBody(c)
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	m := meeting.Meeting{Title: strings.TrimSpace(body.Title), Capacity: body.Capacity, Fee: body.Fee, CancelDeadline: body.CancelDeadline}
-	if err := m.Validate(); err != nil {
-		fail(c, badRequest(err.Error()))
+	m, err := parseCreateMeeting(raw)
+	if err != nil {
+		fail(c, err)
 		return
 	}
-	m, err := s.meetings(c).Create(c.Request.Context(), m)
+	m, err = s.meetings(c).Create(c.Request.Context(), m)
 	if err != nil {
 		fail(c, err)
 		return
@@ -58,7 +57,12 @@ func (s *Server) createMeeting(c *gin.Context) {
 }
 
 func (s *Server) getMeeting(c *gin.Context) {
-	m, err := s.meetings(c).Get(c.Request.Context(), c.Param("id"))
+	id, err := uuidParam(c, "id")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	m, err := s.meetings(c).Get(c.Request.Context(), id)
 	if err != nil {
 		fail(c, err)
 		return
@@ -69,7 +73,12 @@ func (s *Server) getMeeting(c *gin.Context) {
 // closeMeeting closes a meeting: joins in flight then fail at confirm and are
 // refunded.
 func (s *Server) closeMeeting(c *gin.Context) {
-	m, err := s.meetings(c).Close(c.Request.Context(), c.Param("id"))
+	id, err := uuidParam(c, "id")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	m, err := s.meetings(c).Close(c.Request.Context(), id)
 	if err != nil {
 		fail(c, err)
 		return
@@ -93,19 +102,24 @@ type joinAccepted struct {
 func (s *Server) createJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	key := c.GetHeader("Idempotency-Key")
-	if key == "" || len(key) > 255 {
-		fail(c, badRequest("send an Idempotency-Key header (1-255 characters) so that a retried request joins once"))
-		return
-	}
-	var body joinBody
-	if err := bindJSON(c, &body, false); err != nil {
+	meetingID, err := uuidParam(c, "id")
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	req, err := meeting.JoinRequest{MeetingID: c.Param("id"), UserID: body.UserID, PaymentToken: body.PaymentToken, Channels: body.Channels}.Normalize()
+	key, err := idempotencyKey(c)
 	if err != nil {
-		fail(c, badRequest(err.Error()))
+		fail(c, err)
+		return
+	}
+	raw, err := readBody(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	req, err := parseJoin(raw, meetingID)
+	if err != nil {
+		fail(c, err)
 		return
 	}
 	store := s.meetings(c)
@@ -172,7 +186,12 @@ func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, join
 func (s *Server) getJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	j, err := s.meetings(c).Join(ctx, c.Param("id"))
+	joinID, err := joinIDParam(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	j, err := s.meetings(c).Join(ctx, joinID)
 	if err != nil {
 		fail(c, err)
 		return
@@ -195,7 +214,12 @@ func (s *Server) getJoin(c *gin.Context) {
 func (s *Server) cancelJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	j, err := s.meetings(c).Join(ctx, c.Param("id"))
+	joinID, err := joinIDParam(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	j, err := s.meetings(c).Join(ctx, joinID)
 	if err != nil {
 		fail(c, err)
 		return

@@ -1,9 +1,6 @@
 package api
 
 import (
-	"encoding/json"
-	"errors"
-	"io"
 	"net/http"
 
 	"github.com/gin-gonic/gin"
@@ -39,29 +36,4 @@ func (s *Server) startProbe(c *gin.Context) {
 		return
 	}
 	c.JSON(http.StatusAccepted, startedView{WorkflowID: run.GetID(), RunID: run.GetRunID()})
-}
-
-// bindJSON decodes the body into v, refusing unknown fields and trailing
-// data; an empty body is allowed when optional.
-func bindJSON(c *gin.Context, v any, optional bool) error {
-	dec := json.NewDecoder(c.Request.Body)
-	dec.DisallowUnknownFields()
-	err := dec.Decode(v)
-	if errors.Is(err, io.EOF) {
-		if optional {
-			return nil
-		}
-		return badRequest("request body is empty; send a JSON object")
-	}
-	var maxBytes *http.MaxBytesError
-	if errors.As(err, &maxBytes) {
-		return err
-	}
-	if err != nil {
-		return badRequest("invalid JSON body: " + err.Error())
-	}
-	if dec.More() {
-		return badRequest("invalid JSON body: more than one JSON value")
-	}
-	return nil
 }

@@ -40,6 +40,14 @@ type Deps struct {
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	KeyCacheTTL  time.Duration
+	// BadKeyTTL is how long a key that matched no tenant is refused
+	// without a lookup (0: 10s).
+	BadKeyTTL time.Duration
+	// AuthFailureLimit failed authentications from one address within
+	// AuthFailureWindow make it wait, with 429, until the window ends
+	// (0: 20 in a minute).
+	AuthFailureLimit  int
+	AuthFailureWindow time.Duration
 }
 
 // Server holds the handlers' dependencies.
@@ -65,7 +73,8 @@ func NewHandler(d Deps) http.Handler {
 	r.GET("/readyz", s.readyz)
 	r.GET("/metrics", gin.WrapH(d.Metrics.Handler()))
 
-	v1 := r.Group("/v1", authenticate(d.Tenants, &keyCache{ttl: d.KeyCacheTTL, m: map[tenant.KeyHash]cachedTenant{}}))
+	v1 := r.Group("/v1", authenticate(d.Tenants, &keyCache{ttl: d.KeyCacheTTL, m: map[tenant.KeyHash]cachedTenant{}},
+		newAuthGuard(d.BadKeyTTL, d.AuthFailureLimit, d.AuthFailureWindow)))
 	v1.GET("/workflows/:id", s.getWorkflow)
 	v1.POST("/probes", s.startProbe)
 	v1.POST("/meetings", s.createMeeting)
@@ -89,4 +98,49 @@ func NewHandler(d Deps) http.Handler {
 	v1.POST("/dlq/:id/retry", s.parkedAction(workflows.ParkingRetry))
 	v1.POST("/dlq/:id/discard", s.parkedAction(workflows.ParkingDiscard))
 	return r
+}
+
+// HTTPLimits bound what one connection may hold of the server: how long the
+// client may take to send the headers and the whole request, how long the
+// handler has to answer, how long an idle keep-alive connection stays, and
+// how large the headers may be. A zero field takes the default below.
+type HTTPLimits struct {
+	ReadHeaderTimeout time.Duration
+	ReadTimeout       time.Duration
+	WriteTimeout      time.Duration
+	IdleTimeout       time.Duration
+	MaxHeaderBytes    int
+}
+
+// Defaults of HTTPLimits (internal/config has the same).
+const (
+	DefaultReadHeaderTimeout = 5 * time.Second
+	DefaultReadTimeout       = 30 * time.Second
+	DefaultWriteTimeout      = 60 * time.Second
+	DefaultIdleTimeout       = 120 * time.Second
+	DefaultMaxHeaderBytes    = 64 << 10
+)
+
+// NewHTTPServer is the http.Server for h with limits: without them a client
+// that sends its headers or body slowly (slow loris) holds a goroutine and
+// a connection forever.
+func NewHTTPServer(h http.Handler, l HTTPLimits) *http.Server {
+	or := func(d, def time.Duration) time.Duration {
+		if d <= 0 {
+			return def
+		}
+		return d
+	}
+	maxHeader := l.MaxHeaderBytes
+	if maxHeader <= 0 {
+		maxHeader = DefaultMaxHeaderBytes
+	}
+	return &http.Server{
+		Handler:           h,
+		ReadHeaderTimeout: or(l.ReadHeaderTimeout, DefaultReadHeaderTimeout),
+		ReadTimeout:       or(l.ReadTimeout, DefaultReadTimeout),
+		WriteTimeout:      or(l.WriteTimeout, DefaultWriteTimeout),
+		IdleTimeout:       or(l.IdleTimeout, DefaultIdleTimeout),
+		MaxHeaderBytes:    maxHeader,
+	}
 }

@@ -28,7 +28,6 @@ type CatalogStore interface {
 	Channels(ctx context.Context) ([]catalog.Channel, error)
 	DeleteChannel(ctx context.Context, id string) error
 	SyncedByChannel(ctx context.Context, sku string) (map[string]int64, error)
-	ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedItem, error)
 	ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error)
 	ParkedBySKU(ctx context.Context, sku string) ([]catalog.ParkedItem, error)
 	ParkedItem(ctx context.Context, id string) (catalog.ParkedItem, error)
@@ -69,32 +68,24 @@ type productBody struct {
 // transaction (the outbox relay publishes it); the same content again is a
 // no-op that keeps the version. 201 for a new SKU, 200 otherwise.
 func (s *Server) putProduct(c *gin.Context) {
-	sku := c.Param("sku")
-	var body productBody
-	if err := bindJSON(c, &body, false); err != nil {
+	sku, err := skuParam(c)
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	var missing []string
-	if body.Price == nil {
-		missing = append(missing, "price")
-	}
-	if body.Stock == nil {
-		missing = append(missing, "stock")
-	}
-	if len(missing) > 0 {
-		fail(c, badRequest(strings.Join(missing, " and ")+" required"))
-		return
-	}
-	p := catalog.Product{SKU: sku, Name: body.Name, Price: *body.Price, Stock: *body.Stock, Attributes: body.Attributes}
-	if p.Attributes == nil {
-		p.Attributes = map[string]string{}
-	}
-	if err := p.Validate(); err != nil {
+	raw, err := readBody(c)
+	if err != nil {
 		fail(c, err)
 		return
 	}
-	saved, changed, err := s.catalog(c).PutProduct(c.Request.Context(), tenantFrom(c).Name, p, requestID(c))
+	p, err := parseProduct(raw, sku)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	// The envelope's trace id is the W3C trace id of the request, never the
+	// caller's X-Request-Id: what the API accepts the bus must accept.
+	saved, changed, err := s.catalog(c).PutProduct(c.Request.Context(), tenantFrom(c).Name, p, traceID(c))
 	if err != nil {
 		fail(c, err)
 		return
@@ -116,9 +107,9 @@ func (s *Server) getProduct(c *gin.Context) {
 }
 
 func (s *Server) product(c *gin.Context) (catalog.Product, error) {
-	sku := c.Param("sku")
-	if !catalog.ValidSKU(sku) {
-		return catalog.Product{}, notFound("no product " + sku)
+	sku, err := skuParam(c)
+	if err != nil {
+		return catalog.Product{}, err
 	}
 	p, err := s.catalog(c).Product(c.Request.Context(), sku)
 	if errors.Is(err, catalog.ErrNotFound) {
@@ -277,8 +268,13 @@ type channelBody struct {
 // has SAGAFLOW_MAX_CHANNELS_PER_TENANT channels already. The sync workflows learn of it at once.
 // Changes made from now on reach it; earlier ones are not replayed.
 func (s *Server) createChannel(c *gin.Context) {
-	var body channelBody
-	if err := bindJSON(c, &body, false); err != nil {
+	raw, err := readBody(c)
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	body, err := parseChannel(raw)
+	if err != nil {
 		fail(c, err)
 		return
 	}
@@ -325,9 +321,14 @@ func (s *Server) listChannels(c *gin.Context) {
 
 // deleteChannel disconnects a channel; its parked items go with it.
 func (s *Server) deleteChannel(c *gin.Context) {
-	err := s.catalog(c).DeleteChannel(c.Request.Context(), c.Param("id"))
+	id, err := uuidParam(c, "id")
+	if err != nil {
+		fail(c, err)
+		return
+	}
+	err = s.catalog(c).DeleteChannel(c.Request.Context(), id)
 	if errors.Is(err, catalog.ErrNotFound) {
-		fail(c, notFound("no channel "+c.Param("id")))
+		fail(c, notFound("no channel "+id))
 		return
 	}
 	if err != nil {
@@ -425,9 +426,14 @@ func (s *Server) parkedAction(action string) gin.HandlerFunc {
 	return func(c *gin.Context) {
 		ctx := c.Request.Context()
 		t := tenantFrom(c)
-		it, err := s.catalog(c).ParkedItem(ctx, c.Param("id"))
+		id, err := uuidParam(c, "id")
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		it, err := s.catalog(c).ParkedItem(ctx, id)
 		if errors.Is(err, catalog.ErrNotFound) {
-			fail(c, notFound("no parked item "+c.Param("id")))
+			fail(c, notFound("no parked item "+id))
 			return
 		}
 		if err != nil {

@@ -12,6 +12,7 @@ import (
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/sdk/converter"
 
+	"github.com/sagaflow/sagaflow/internal/valid"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -35,6 +36,10 @@ type workflowView struct {
 func (s *Server) getWorkflow(c *gin.Context) {
 	t := tenantFrom(c)
 	id := c.Param("id")
+	if msg := valid.TokenProblem(id, maxWorkflowIDLen); msg != "" {
+		fail(c, valid.New("id", "%s", msg))
+		return
+	}
 	if owner, ok := workflows.TenantOfWorkflowID(id); !ok || owner != t.Name {
 		fail(c, notFound("no workflow "+id))
 		return

@@ -56,7 +56,7 @@ func (c *cli) devCmd() *cobra.Command {
 			g.Go(func() error { return a.Starter().Run(gctx) })
 			g.Go(func() error { return a.RunRelay(gctx) })
 			g.Go(func() error { return a.Ingest().Run(gctx) })
-			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
+			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg, log) })
 			c.banner(a, l.Addr(), time.Since(start))
 			err = g.Wait()
 			log.Info("stopped")
@@ -110,7 +110,7 @@ func (c *cli) apiCmd() *cobra.Command {
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return a.Starter().Run(gctx) })
 			g.Go(func() error { return a.RunRelay(gctx) })
-			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg.ShutdownTimeout, log) })
+			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg, log) })
 			return g.Wait()
 		},
 	}
@@ -142,7 +142,7 @@ func (c *cli) workerCmd() *cobra.Command {
 					_, _ = w.Write([]byte(`{"status":"ok"}`))
 				})
 				mux.Handle("GET /metrics", a.Metrics.Handler())
-				g.Go(func() error { return app.Serve(gctx, l, mux, c.cfg.ShutdownTimeout, log) })
+				g.Go(func() error { return app.Serve(gctx, l, mux, c.cfg, log) })
 			}
 			log.Info("worker running", "temporal", c.cfg.TemporalHostPort())
 			return g.Wait()

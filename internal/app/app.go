@@ -284,11 +284,14 @@ func (a *App) Seed(ctx context.Context) error {
 	return nil
 }
 
-// Serve runs an HTTP server on l until ctx ends, then shuts it down,
-// letting requests in flight finish within timeout.
-func Serve(ctx context.Context, l net.Listener, h http.Handler, timeout time.Duration, log *slog.Logger) error {
+// Serve runs an HTTP server on l, with cfg's HTTP limits, until ctx ends,
+// then shuts it down, letting requests in flight finish within
+// cfg.ShutdownTimeout.
+func Serve(ctx context.Context, l net.Listener, h http.Handler, cfg config.Config, log *slog.Logger) error {
 	addr := l.Addr().String()
-	srv := &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second}
+	timeout := cfg.ShutdownTimeout
+	srv := api.NewHTTPServer(h, api.HTTPLimits{ReadHeaderTimeout: cfg.HTTPReadHeaderTimeout, ReadTimeout: cfg.HTTPReadTimeout,
+		WriteTimeout: cfg.HTTPWriteTimeout, IdleTimeout: cfg.HTTPIdleTimeout, MaxHeaderBytes: cfg.HTTPMaxHeaderBytes})
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(l) }()
 	select {
@@ -374,7 +377,7 @@ func (s *Simulators) Serve(ctx context.Context, cfg config.Config, log *slog.Log
 	defer stop()
 	g, gctx := errgroup.WithContext(ctx)
 	for addr, l := range listeners {
-		g.Go(func() error { return Serve(gctx, l, handlers[addr], cfg.ShutdownTimeout, log) })
+		g.Go(func() error { return Serve(gctx, l, handlers[addr], cfg, log) })
 	}
 	return g.Wait()
 }

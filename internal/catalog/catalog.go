@@ -5,12 +5,12 @@
 package catalog
 
 import (
+	"encoding/json"
 	"errors"
-	"fmt"
 	"hash/fnv"
+	"maps"
 	"regexp"
-	"strings"
-	"unicode/utf8"
+	"slices"
 
 	"github.com/sagaflow/sagaflow/internal/valid"
 )
@@ -70,42 +70,76 @@ type HeldVersion struct {
 	Held    int64
 }
 
-// Validate checks the product's content (not its version), naming every
-// problem.
+// Validate checks the product's content (not its version) and returns a
+// *valid.Error that names every bad field ("sku", "name", "price.amount",
+// "price.currency", "stock", "attributes", "attributes[color]"). A product it
+// accepts can be stored by PostgreSQL, carried in an envelope ParseChange
+// accepts, and shown by every market: its text has no NUL or other control
+// characters and is valid UTF-8.
 func (p Product) Validate() error {
-	var errs []string
+	var v valid.Errors
 	if !ValidSKU(p.SKU) {
-		errs = append(errs, fmt.Sprintf("sku %q: want 1-64 of [A-Za-z0-9._-], starting with a letter or digit", p.SKU))
+		v.Add("sku", "must be 1-64 of [A-Za-z0-9._-], starting with a letter or digit, got %q", p.SKU)
 	}
-	if n := strings.TrimSpace(p.Name); n == "" || utf8.RuneCountInString(p.Name) > MaxNameLen || !utf8.ValidString(p.Name) {
-		errs = append(errs, fmt.Sprintf("name must be 1-%d characters of UTF-8", MaxNameLen))
-	}
+	v.Text("name", p.Name, 1, MaxNameLen, false)
 	if _, ok := Currencies[p.Price.Currency]; !ok {
-		errs = append(errs, fmt.Sprintf("price.currency %q: want one of KRW, USD, EUR, JPY", p.Price.Currency))
+		v.Add("price.currency", "%q is not one of KRW, USD, EUR, JPY", p.Price.Currency)
 	}
 	if p.Price.Amount < 0 || p.Price.Amount > MaxAmount {
-		errs = append(errs, fmt.Sprintf("price.amount must be 0..%d minor units, got %d", int64(MaxAmount), p.Price.Amount))
+		v.Add("price.amount", "must be 0..%d minor units, got %d", int64(MaxAmount), p.Price.Amount)
 	}
 	if p.Stock < 0 || p.Stock > MaxStock {
-		errs = append(errs, fmt.Sprintf("stock must be 0..%d, got %d", MaxStock, p.Stock))
+		v.Add("stock", "must be 0..%d, got %d", MaxStock, p.Stock)
 	}
 	if len(p.Attributes) > MaxAttributes {
-		errs = append(errs, fmt.Sprintf("at most %d attributes, got %d", MaxAttributes, len(p.Attributes)))
+		v.Add("attributes", "at most %d attributes, got %d", MaxAttributes, len(p.Attributes))
 	}
-	for k, v := range p.Attributes {
-		if k == "" || len(k) > maxAttributeName || !utf8.ValidString(k) {
-			errs = append(errs, fmt.Sprintf("attribute name %q: want 1-%d bytes of UTF-8", k, maxAttributeName))
-			break
+	// Sorted, so the same product always gets the same answer.
+	for _, k := range slices.Sorted(maps.Keys(p.Attributes)) {
+		if msg := valid.TextProblem(k, 1, maxAttributeName, false); msg != "" {
+			v.Add("attributes", "name %q %s", k, msg)
+			continue
 		}
-		if len(v) > MaxAttributeLen || !utf8.ValidString(v) {
-			errs = append(errs, fmt.Sprintf("attribute %q: value must be at most %d bytes of UTF-8", k, MaxAttributeLen))
-			break
+		if len(k) > maxAttributeName {
+			v.Add("attributes", "name %q must be at most %d bytes", k, maxAttributeName)
+			continue
+		}
+		val := p.Attributes[k]
+		if msg := valid.TextProblem(val, 0, MaxAttributeLen, false); msg != "" {
+			v.Add("attributes["+k+"]", "%s", msg)
+		} else if len(val) > MaxAttributeLen {
+			v.Add("attributes["+k+"]", "must be at most %d bytes, got %d", MaxAttributeLen, len(val))
 		}
 	}
-	if len(errs) > 0 {
-		return fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	if v.Empty() {
+		if n, ok := fitsEnvelope(p); !ok {
+			v.Add("attributes", "the product is %d bytes as JSON; a change message carries at most %d", n, maxPayloadBytes)
+		}
 	}
-	return nil
+	return v.Err()
+}
+
+// maxPayloadBytes is the largest product JSON an envelope can carry within
+// maxEnvelopeBytes, with room for the envelope's own fields.
+const maxPayloadBytes = maxEnvelopeBytes - 1024
+
+// fitsEnvelope reports whether p's JSON fits maxPayloadBytes, and its size
+// when it had to measure. encoding/json writes <, > and & as six bytes, so
+// attributes at their limits can exceed it; the bound below (six bytes per
+// byte) spares the encoding for every ordinary product.
+func fitsEnvelope(p Product) (int, bool) {
+	n := len(p.SKU) + len(p.Name) + len(p.Price.Currency)
+	for k, val := range p.Attributes {
+		n += len(k) + len(val)
+	}
+	if 6*n+8*len(p.Attributes)+256 <= maxPayloadBytes {
+		return 0, true
+	}
+	b, err := json.Marshal(p)
+	if err != nil {
+		return 0, false
+	}
+	return len(b), len(b) <= maxPayloadBytes
 }
 
 // Shard is the sync shard of sku among n: the same SKU always lands in the

@@ -3,6 +3,8 @@ package catalog
 import (
 	"encoding/json"
 	"errors"
+	"fmt"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,35 +19,58 @@ func validProduct() Product {
 
 func TestProduct_Validate(t *testing.T) {
 	cases := []struct {
-		name    string
-		edit    func(*Product)
-		wantErr string
+		name string
+		edit func(*Product)
+		// wantFields are the fields the error names, in order; none: valid.
+		wantFields []string
 	}{
-		{"valid", func(*Product) {}, ""},
-		{"sku_with_space", func(p *Product) { p.SKU = "a b" }, "sku"},
-		{"sku_too_long", func(p *Product) { p.SKU = strings.Repeat("a", 65) }, "sku"},
-		{"empty_name", func(p *Product) { p.Name = "  " }, "name must be"},
-		{"name_of_200_runes", func(p *Product) { p.Name = strings.Repeat("가", 200) }, ""},
-		{"name_of_201_runes", func(p *Product) { p.Name = strings.Repeat("가", 201) }, "name must be"},
-		{"unknown_currency", func(p *Product) { p.Price.Currency = "GBP" }, "price.currency"},
-		{"negative_amount", func(p *Product) { p.Price.Amount = -1 }, "price.amount"},
-		{"negative_stock", func(p *Product) { p.Stock = -1 }, "stock must be"},
-		{"empty_attribute_name", func(p *Product) { p.Attributes[""] = "x" }, "attribute name"},
-		{"several_problems_named_together", func(p *Product) { p.Stock, p.Price.Currency = -1, "" }, "price.currency"},
+		{"valid", func(*Product) {}, nil},
+		{"sku_with_space", func(p *Product) { p.SKU = "a b" }, []string{"sku"}},
+		{"sku_too_long", func(p *Product) { p.SKU = strings.Repeat("a", 65) }, []string{"sku"}},
+		{"empty_name", func(p *Product) { p.Name = "  " }, []string{"name"}},
+		{"name_of_200_runes", func(p *Product) { p.Name = strings.Repeat("가", 200) }, nil},
+		{"name_of_201_runes", func(p *Product) { p.Name = strings.Repeat("가", 201) }, []string{"name"}},
+		{"name_with_nul", func(p *Product) { p.Name = "a\x00b" }, []string{"name"}},
+		{"name_with_newline", func(p *Product) { p.Name = "a\nb" }, []string{"name"}},
+		{"name_invalid_utf8", func(p *Product) { p.Name = "a\xffb" }, []string{"name"}},
+		{"unknown_currency", func(p *Product) { p.Price.Currency = "GBP" }, []string{"price.currency"}},
+		{"negative_amount", func(p *Product) { p.Price.Amount = -1 }, []string{"price.amount"}},
+		{"negative_stock", func(p *Product) { p.Stock = -1 }, []string{"stock"}},
+		{"empty_attribute_name", func(p *Product) { p.Attributes[""] = "x" }, []string{"attributes"}},
+		{"attribute_name_with_nul", func(p *Product) { p.Attributes["a\x00"] = "x" }, []string{"attributes"}},
+		{"attribute_value_with_control", func(p *Product) { p.Attributes["color"] = "wh\x1bite" }, []string{"attributes[color]"}},
+		{"attribute_value_invalid_utf8", func(p *Product) { p.Attributes["color"] = "\xc3" }, []string{"attributes[color]"}},
+		{"attribute_value_of_201_bytes", func(p *Product) { p.Attributes["color"] = strings.Repeat("x", 201) }, []string{"attributes[color]"}},
+		{"empty_attribute_value", func(p *Product) { p.Attributes["color"] = "" }, nil},
+		{"attributes_that_escape_past_the_envelope_limit", func(p *Product) {
+			for i := range MaxAttributes {
+				p.Attributes[fmt.Sprintf("%s%02d", strings.Repeat("<", maxAttributeName-2), i)] = strings.Repeat("&", MaxAttributeLen)
+			}
+			delete(p.Attributes, "color")
+		}, []string{"attributes"}},
+		{"several_problems_named_together", func(p *Product) { p.Stock, p.Price.Currency = -1, "" }, []string{"price.currency", "stock"}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			p := validProduct()
 			tc.edit(&p)
 			err := p.Validate()
-			if tc.wantErr == "" {
+			if tc.wantFields == nil {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
 				return
 			}
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("want ErrInvalid mentioning %q, got %v", tc.wantErr, err)
+			ps, ok := valid.Problems(err)
+			if !errors.Is(err, ErrInvalid) || !ok {
+				t.Fatalf("want a *valid.Error, got %v", err)
+			}
+			var fields []string
+			for _, pr := range ps {
+				fields = append(fields, pr.Field)
+			}
+			if !slices.Equal(fields, tc.wantFields) {
+				t.Fatalf("fields %v, want %v (%v)", fields, tc.wantFields, err)
 			}
 		})
 	}

@@ -7,6 +7,8 @@ import (
 	"strings"
 	"time"
 	"unicode"
+
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 // The bus topology every sagaflow process declares (internal/rabbit):
@@ -40,7 +42,8 @@ type Envelope struct {
 	Type string `json:"type"`
 	// OccurredAt is when the change happened at its source.
 	OccurredAt time.Time `json:"occurred_at"`
-	// TraceID ties the message to the request that caused it (optional).
+	// TraceID ties the message to the request that caused it (optional;
+	// see ValidTraceID). sagaflow's API writes a W3C trace id.
 	TraceID string `json:"trace_id,omitempty"`
 	// Payload is the Product after the change, version included.
 	Payload json.RawMessage `json:"payload"`
@@ -75,8 +78,8 @@ func ParseChange(body []byte, routingKey string) (Envelope, Product, error) {
 	if e.OccurredAt.IsZero() {
 		errs = append(errs, "occurred_at is required (RFC 3339)")
 	}
-	if e.TraceID != "" && !printableID(e.TraceID) {
-		errs = append(errs, "trace_id must be at most 128 printable ASCII characters")
+	if !ValidTraceID(e.TraceID) {
+		errs = append(errs, "trace_id must be at most 128 printable ASCII characters without spaces")
 	}
 	var p Product
 	if len(bytes.TrimSpace(e.Payload)) == 0 || bytes.Equal(bytes.TrimSpace(e.Payload), []byte("null")) {
@@ -95,6 +98,18 @@ func ParseChange(body []byte, routingKey string) (Envelope, Product, error) {
 		return e, Product{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
 	return e, p, nil
+}
+
+// MaxTraceIDLen bounds an envelope's trace_id.
+const MaxTraceIDLen = 128
+
+// ValidTraceID reports whether s may be an envelope's trace_id: empty (the
+// field is optional), or 1-128 printable ASCII characters without spaces
+// (valid.Token). What sagaflow writes itself, a W3C trace id of 32
+// lowercase hex digits, is a subset; the wider rule keeps accepting the
+// ids external publishers already send.
+func ValidTraceID(s string) bool {
+	return s == "" || valid.TokenProblem(s, MaxTraceIDLen) == ""
 }
 
 func printableID(s string) bool {

@@ -30,6 +30,12 @@ type Config struct {
 	ShutdownTimeout time.Duration `env:"SAGAFLOW_SHUTDOWN_TIMEOUT" envDefault:"30s" help:"how long a stopping process waits for requests and activities in flight"`
 	APIKeyCacheTTL  time.Duration `env:"SAGAFLOW_API_KEY_CACHE_TTL" envDefault:"30s" help:"how long a resolved API key is cached in memory (a revoked key works at most this long)"`
 
+	HTTPReadHeaderTimeout time.Duration `env:"SAGAFLOW_HTTP_READ_HEADER_TIMEOUT" envDefault:"5s" help:"how long a client may take to send a request's headers"`
+	HTTPReadTimeout       time.Duration `env:"SAGAFLOW_HTTP_READ_TIMEOUT" envDefault:"30s" help:"how long a client may take to send a whole request, body included"`
+	HTTPWriteTimeout      time.Duration `env:"SAGAFLOW_HTTP_WRITE_TIMEOUT" envDefault:"60s" help:"how long a request may take from its headers to the end of its answer"`
+	HTTPIdleTimeout       time.Duration `env:"SAGAFLOW_HTTP_IDLE_TIMEOUT" envDefault:"120s" help:"how long an idle keep-alive connection stays open"`
+	HTTPMaxHeaderBytes    int           `env:"SAGAFLOW_HTTP_MAX_HEADER_BYTES" envDefault:"65536" help:"largest request headers the servers read, in bytes"`
+
 	WorkerHTTPAddr string `env:"SAGAFLOW_WORKER_HTTP_ADDR" envDefault:":9091" help:"address 'sagaflow worker' serves /healthz and /metrics on (empty: none)"`
 
 	TemporalAddress   string `env:"TEMPORAL_ADDRESS" help:"host:port of an external Temporal frontend; empty: 'dev' embeds its own server, the other commands use 127.0.0.1:7233"`
@@ -183,6 +189,18 @@ func (c Config) Validate() error {
 	}
 	if c.APIKeyCacheTTL < 0 {
 		bad("SAGAFLOW_API_KEY_CACHE_TTL", "must not be negative")
+	}
+	for _, t := range []struct {
+		env string
+		d   time.Duration
+	}{{"SAGAFLOW_HTTP_READ_HEADER_TIMEOUT", c.HTTPReadHeaderTimeout}, {"SAGAFLOW_HTTP_READ_TIMEOUT", c.HTTPReadTimeout},
+		{"SAGAFLOW_HTTP_WRITE_TIMEOUT", c.HTTPWriteTimeout}, {"SAGAFLOW_HTTP_IDLE_TIMEOUT", c.HTTPIdleTimeout}} {
+		if t.d <= 0 {
+			bad(t.env, "must be positive, got %s", t.d)
+		}
+	}
+	if c.HTTPMaxHeaderBytes < 4096 {
+		bad("SAGAFLOW_HTTP_MAX_HEADER_BYTES", "must be at least 4096, got %d", c.HTTPMaxHeaderBytes)
 	}
 	if c.TemporalAddress != "" {
 		if _, _, err := net.SplitHostPort(c.TemporalAddress); err != nil {

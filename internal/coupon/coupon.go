@@ -8,8 +8,9 @@ import (
 	"encoding/base32"
 	"errors"
 	"fmt"
-	"strings"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 // ErrNotFound means no such campaign (or coupon).
@@ -38,32 +39,25 @@ const (
 	StatusDone      = "done"
 )
 
-// Validate checks a campaign about to be created at now.
+// MaxNameLen bounds a campaign's name, in characters.
+const MaxNameLen = 200
+
+// Validate checks a campaign about to be created at now; the *valid.Error
+// names "name", "stock", "starts_at" and "ends_at".
 func (c Campaign) Validate(now time.Time) error {
-	var errs []string
-	if n := strings.TrimSpace(c.Name); n == "" || len(n) > 200 {
-		errs = append(errs, "name must be 1-200 characters")
-	}
+	var v valid.Errors
+	v.Text("name", c.Name, 1, MaxNameLen, false)
 	if c.Stock <= 0 || c.Stock > 10_000_000 {
-		errs = append(errs, fmt.Sprintf("stock must be 1..10000000, got %d", c.Stock))
+		v.Add("stock", "must be 1..10000000, got %d", c.Stock)
 	}
-	if c.StartsAt.IsZero() || c.EndsAt.IsZero() {
-		errs = append(errs, "starts_at and ends_at are required (RFC 3339)")
-	} else {
-		if !c.EndsAt.After(c.StartsAt) {
-			errs = append(errs, "ends_at must be after starts_at")
-		}
-		if !c.EndsAt.After(now) {
-			errs = append(errs, "ends_at must be in the future")
-		}
-		if c.EndsAt.Sub(c.StartsAt) > 90*24*time.Hour {
-			errs = append(errs, "a campaign lasts at most 90 days")
-		}
+	v.Check(!c.StartsAt.IsZero(), "starts_at", "is required (RFC 3339)")
+	v.Check(!c.EndsAt.IsZero(), "ends_at", "is required (RFC 3339)")
+	if !c.StartsAt.IsZero() && !c.EndsAt.IsZero() {
+		v.Check(c.EndsAt.After(c.StartsAt), "ends_at", "must be after starts_at")
+		v.Check(c.EndsAt.After(now), "ends_at", "must be in the future")
+		v.Check(c.EndsAt.Sub(c.StartsAt) <= 90*24*time.Hour, "ends_at", "a campaign lasts at most 90 days")
 	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
+	return v.Err()
 }
 
 // Status is the campaign's status at now, given what is left of its stock.

@@ -177,8 +177,9 @@ func TestJoin_bad_input_is_a_clear_400(t *testing.T) {
 	if code, _ := postJoin(t, demoKey(), m.ID, "k-"+testenv.RunID(), map[string]any{"user_id": "u", "payment_token": "tok", "channels": []string{"fax"}}); code != http.StatusBadRequest {
 		t.Errorf("unknown channel: %d", code)
 	}
-	if code, _ := postJoin(t, demoKey(), "not-a-meeting", "k-"+testenv.RunID(), map[string]any{"user_id": "u", "payment_token": "tok"}); code != http.StatusNotFound {
-		t.Errorf("unknown meeting: %d", code)
+	// A meeting id that is no canonical UUID names the param in a 400.
+	if code, _ := postJoin(t, demoKey(), "not-a-meeting", "k-"+testenv.RunID(), map[string]any{"user_id": "u", "payment_token": "tok"}); code != http.StatusBadRequest {
+		t.Errorf("malformed meeting id: %d", code)
 	}
 }
 

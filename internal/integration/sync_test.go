@@ -735,7 +735,8 @@ func TestSync_bad_input_is_refused_with_reasons(t *testing.T) {
 		{"channel_of_unknown_market", http.MethodPost, "/v1/channels", map[string]any{"market": "ebay", "credentials": "x"}, 400, "market"},
 		{"channel_without_credentials", http.MethodPost, "/v1/channels", map[string]any{"market": "souk"}, 400, "credentials"},
 		{"channel_with_rate_0", http.MethodPost, "/v1/channels", map[string]any{"market": "souk", "credentials": "x", "rate_limit_per_sec": 0}, 400, "rate_limit_per_sec"},
-		{"delete_unknown_channel", http.MethodDelete, "/v1/channels/not-a-uuid", nil, 404, "channel"},
+		{"delete_malformed_channel_id", http.MethodDelete, "/v1/channels/not-a-uuid", nil, 400, "id"},
+		{"delete_unknown_channel", http.MethodDelete, "/v1/channels/00000000-0000-0000-0000-000000000000", nil, 404, "channel"},
 		{"retry_unknown_parked_item", http.MethodPost, "/v1/dlq/00000000-0000-0000-0000-000000000000/retry", nil, 404, "parked"},
 		{"dlq_limit_out_of_range", http.MethodGet, "/v1/dlq?limit=0", nil, 400, "limit"},
 	}

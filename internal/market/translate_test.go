@@ -119,7 +119,7 @@ func TestTranslateShopwave(t *testing.T) {
 			}
 		}},
 		{name: "other_currency_rejected", in: product("GBP", 100), wantErr: "shopwave sells only in KRW, USD, EUR and JPY"},
-		{name: "invalid_product_rejected", in: withName(product("USD", 100), " "), wantErr: "name must be"},
+		{name: "invalid_product_rejected", in: withName(product("USD", 100), " "), wantErr: "name: is required"},
 		{name: "version_zero_rejected", in: withVersion(product("USD", 100), 0), wantErr: "version must be at least 1"},
 	}
 	for _, tt := range tests {

@@ -12,6 +12,8 @@ import (
 	"slices"
 	"strings"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 // Domain errors. Activities turn them into non-retryable failures; the API
@@ -32,16 +34,21 @@ type Money struct {
 
 var currencyPattern = regexp.MustCompile(`^[A-Z]{3}$`)
 
-// Validate checks the amount is not negative and the currency is an ISO
-// 4217-shaped code.
+// MaxAmount bounds a fee: a billion in major units of a two-decimal
+// currency.
+const MaxAmount = 1_000_000_000_00
+
+// Validate checks the amount is 0..MaxAmount and the currency is an ISO
+// 4217-shaped code; the *valid.Error names "amount" and "currency".
 func (m Money) Validate() error {
-	if m.Amount < 0 {
-		return fmt.Errorf("fee.amount must be >= 0, got %d", m.Amount)
+	var v valid.Errors
+	if m.Amount < 0 || m.Amount > MaxAmount {
+		v.Add("amount", "must be 0..%d minor units, got %d", int64(MaxAmount), m.Amount)
 	}
 	if !currencyPattern.MatchString(m.Currency) {
-		return fmt.Errorf("fee.currency must be three uppercase letters, got %q", m.Currency)
+		v.Add("currency", "must be three uppercase letters, got %q", m.Currency)
 	}
-	return nil
+	return v.Err()
 }
 
 // Meeting is a meeting people pay to join.
@@ -63,22 +70,19 @@ const (
 	StatusClosed = "closed"
 )
 
-// Validate checks a meeting about to be created.
+// MaxTitleLen bounds a meeting's title, in characters.
+const MaxTitleLen = 200
+
+// Validate checks a meeting about to be created; the *valid.Error names
+// "title", "capacity", "fee.amount" and "fee.currency".
 func (m Meeting) Validate() error {
-	var errs []string
-	if t := strings.TrimSpace(m.Title); t == "" || len(t) > 200 {
-		errs = append(errs, "title must be 1-200 characters")
-	}
+	var v valid.Errors
+	v.Text("title", m.Title, 1, MaxTitleLen, false)
 	if m.Capacity <= 0 || m.Capacity > 1_000_000 {
-		errs = append(errs, fmt.Sprintf("capacity must be 1..1000000, got %d", m.Capacity))
+		v.Add("capacity", "must be 1..1000000, got %d", m.Capacity)
 	}
-	if err := m.Fee.Validate(); err != nil {
-		errs = append(errs, err.Error())
-	}
-	if len(errs) > 0 {
-		return errors.New(strings.Join(errs, "; "))
-	}
-	return nil
+	v.Merge("fee", m.Fee.Validate())
+	return v.Err()
 }
 
 // CanRefundAt reports whether a confirmed join may still be cancelled with a
@@ -118,16 +122,19 @@ type JoinRequest struct {
 
 var userPattern = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,128}$`)
 
+// MaxPaymentTokenLen bounds a payment token.
+const MaxPaymentTokenLen = 256
+
 // Normalize validates r and fills in the default channels (all of them),
-// sorted, so that equal requests compare equal.
+// sorted, so that equal requests compare equal. The *valid.Error names
+// "user_id", "payment_token" and "channels"; the meeting id is the caller's
+// to check (it comes from the URL).
 func (r JoinRequest) Normalize() (JoinRequest, error) {
-	var errs []string
+	var v valid.Errors
 	if !userPattern.MatchString(r.UserID) {
-		errs = append(errs, "user_id must be 1-128 of [A-Za-z0-9_.@:-]")
+		v.Add("user_id", "must be 1-128 of [A-Za-z0-9_.@:-]")
 	}
-	if t := strings.TrimSpace(r.PaymentToken); t == "" || len(t) > 256 {
-		errs = append(errs, "payment_token must be 1-256 characters")
-	}
+	v.Token("payment_token", r.PaymentToken, MaxPaymentTokenLen)
 	if len(r.Channels) == 0 {
 		r.Channels = slices.Clone(Channels)
 	}
@@ -136,13 +143,10 @@ func (r JoinRequest) Normalize() (JoinRequest, error) {
 	r.Channels = slices.Compact(r.Channels)
 	for _, c := range r.Channels {
 		if !slices.Contains(Channels, c) {
-			errs = append(errs, fmt.Sprintf("unknown channel %q (want email, sms, push)", c))
+			v.Add("channels", "unknown channel %q (want email, sms, push)", c)
 		}
 	}
-	if len(errs) > 0 {
-		return r, errors.New(strings.Join(errs, "; "))
-	}
-	return r, nil
+	return r, v.Err()
 }
 
 // Hash identifies the request's content, to tell a retry (same key, same

@@ -4,6 +4,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 func TestMeeting_Validate(t *testing.T) {
@@ -82,5 +84,33 @@ func TestCanRefundAt(t *testing.T) {
 	}
 	if (Meeting{CancelDeadline: &now}).CanRefundAt(now) {
 		t.Error("at the deadline: no refund")
+	}
+}
+
+func TestValidate_names_the_field_of_bad_text(t *testing.T) {
+	ok := Meeting{Title: "Go", Capacity: 10, Fee: Money{Amount: 0, Currency: "KRW"}}
+	for name, title := range map[string]string{"nul": "a\x00b", "newline": "a\nb", "invalid_utf8": "a\xffb", "too_long": strings.Repeat("x", 201)} {
+		m := ok
+		m.Title = title
+		ps, isValid := valid.Problems(m.Validate())
+		if !isValid || len(ps) != 1 || ps[0].Field != "title" {
+			t.Errorf("%s: problems %+v, want one naming title", name, ps)
+		}
+	}
+	for name, r := range map[string]struct {
+		req   JoinRequest
+		field string
+	}{
+		"user_nul":    {JoinRequest{UserID: "a\x00b", PaymentToken: "tok"}, "user_id"},
+		"token_nul":   {JoinRequest{UserID: "u", PaymentToken: "t\x00k"}, "payment_token"},
+		"token_space": {JoinRequest{UserID: "u", PaymentToken: "t k"}, "payment_token"},
+		"token_long":  {JoinRequest{UserID: "u", PaymentToken: strings.Repeat("t", 257)}, "payment_token"},
+		"channel_nul": {JoinRequest{UserID: "u", PaymentToken: "tok", Channels: []string{"sms\x00"}}, "channels"},
+	} {
+		_, err := r.req.Normalize()
+		ps, isValid := valid.Problems(err)
+		if !isValid || len(ps) != 1 || ps[0].Field != r.field {
+			t.Errorf("%s: problems %+v, want one naming %s", name, ps, r.field)
+		}
 	}
 }

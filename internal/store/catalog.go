@@ -164,6 +164,12 @@ func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName strin
 	if err != nil {
 		return fmt.Errorf("encode envelope: %w", err)
 	}
+	// What the project produces the ingest must accept: check the envelope
+	// with the ingest's own rule before the product commits, so a bad one
+	// fails this PUT instead of being dead-lettered after it.
+	if _, _, err := catalog.ParseChange(body, catalog.RoutingKey(tenantName)); err != nil {
+		return fmt.Errorf("envelope the ingest would refuse: %w", err)
+	}
 	if _, err := tx.Exec(ctx, `INSERT INTO `+c.table("outbox")+` (message_id, exchange, routing_key, type, payload)
 		VALUES ($1, $2, $3, $4, $5)`, env.MessageID, catalog.Exchange, catalog.RoutingKey(tenantName), env.Type, body); err != nil {
 		return fmt.Errorf("enqueue change: %w", err)
