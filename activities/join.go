@@ -4,12 +4,14 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/notify"
 	"github.com/sagaflow/sagaflow/internal/payment"
+	"github.com/sagaflow/sagaflow/internal/secret"
 )
 
 // Error types of the join saga's non-retryable failures (ApplicationError.Type).
@@ -116,8 +118,12 @@ type ChargeResult struct {
 // such; one not applied is returned as a retryable error and the retry sends
 // it again under the same key, which the gateway applies at most once.
 func (a *Activities) Charge(ctx context.Context, in ChargeInput) (ChargeResult, error) {
+	token, err := a.openToken(in)
+	if err != nil {
+		return ChargeResult{}, err
+	}
 	c, err := a.Payments.Charge(ctx, payment.ChargeRequest{
-		IdempotencyKey: in.IdempotencyKey, Amount: in.Amount, Currency: in.Currency, Token: in.Token,
+		IdempotencyKey: in.IdempotencyKey, Amount: in.Amount, Currency: in.Currency, Token: token,
 	})
 	if errors.Is(err, payment.ErrUnknownOutcome) {
 		found, lerr := a.Payments.Lookup(ctx, in.IdempotencyKey)
@@ -143,6 +149,30 @@ func (a *Activities) Charge(ctx context.Context, in ChargeInput) (ChargeResult, 
 		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
 	}
 	return ChargeResult{}, err
+}
+
+// Opener decrypts a secret bound to aad (internal/secret.Keyring).
+type Opener interface {
+	Open(sealed string, aad []byte) (plain, keyID string, err error)
+}
+
+// openToken is the charge's payment token in the clear: the API seals it
+// with the join's id (the charge's idempotency key), so that neither
+// Temporal's history nor sagaflow.workflow_starts holds it readable. A
+// token that is not sealed (joins started before sealing) is used as it
+// is; one that does not open is a refusal: retrying cannot open it.
+func (a *Activities) openToken(in ChargeInput) (string, error) {
+	if !strings.HasPrefix(in.Token, secret.Prefix) {
+		return in.Token, nil
+	}
+	if a.Secrets == nil {
+		return "", temporal.NewNonRetryableApplicationError("payment token is sealed and this worker has no keys", ErrTypeRejected, nil)
+	}
+	plain, _, err := a.Secrets.Open(in.Token, meeting.TokenAAD(in.IdempotencyKey))
+	if err != nil {
+		return "", temporal.NewNonRetryableApplicationError("payment token does not open: "+err.Error(), ErrTypeRejected, nil)
+	}
+	return plain, nil
 }
 
 // LookupCharge reports the charge made under the key: succeeded, declined,

@@ -9,7 +9,9 @@ import (
 
 	"go.temporal.io/sdk/temporal"
 
+	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/payment"
+	"github.com/sagaflow/sagaflow/internal/secret"
 	"github.com/sagaflow/sagaflow/internal/sim"
 )
 
@@ -120,5 +122,40 @@ func TestVoidCharge_reports_a_final_outcome(t *testing.T) {
 	// A retry of the charge after the void must not take money.
 	if _, err := a.Charge(ctx, ChargeInput{IdempotencyKey: "j_late", Amount: 100, Currency: "KRW", Token: "tok_ok"}); !isNonRetryable(err, ErrTypeRejected) {
 		t.Fatalf("Charge after void = %v; want a non-retryable %s", err, ErrTypeRejected)
+	}
+}
+
+func TestCharge_opens_the_token_the_api_sealed_for_its_join(t *testing.T) {
+	t.Parallel()
+	keys, err := secret.Parse(secret.DevKeys)
+	if err != nil {
+		t.Fatal(err)
+	}
+	a, g := gateway(t, sim.PaymentConfig{})
+	a.Secrets = keys
+	seal := func(token, joinID string) string {
+		s, err := keys.Seal(token, meeting.TokenAAD(joinID))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	// The gateway sees the token in the clear: tok_decline declines.
+	_, err = a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_s1", Amount: 100, Currency: "KRW", Token: seal("tok_decline", "j_s1")})
+	if !isNonRetryable(err, ErrTypeDeclined) {
+		t.Fatalf("sealed tok_decline: %v, want a decline (the gateway got the plain token)", err)
+	}
+	if res, err := a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_s2", Amount: 100, Currency: "KRW", Token: seal("tok_ok", "j_s2")}); err != nil || res.Status != ChargeSucceeded {
+		t.Fatalf("sealed tok_ok: %+v, %v", res, err)
+	}
+	// A token sealed for another join does not open: refused, nothing charged.
+	before := g.Stats().Charges
+	_, err = a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_s3", Amount: 100, Currency: "KRW", Token: seal("tok_ok", "j_other")})
+	if !isNonRetryable(err, ErrTypeRejected) || g.Stats().Charges != before {
+		t.Fatalf("a token moved to another join: %v (charges %d → %d)", err, before, g.Stats().Charges)
+	}
+	// Joins started before sealing carry the plain token: it still works.
+	if res, err := a.Charge(context.Background(), ChargeInput{IdempotencyKey: "j_s4", Amount: 100, Currency: "KRW", Token: "tok_ok"}); err != nil || res.Status != ChargeSucceeded {
+		t.Fatalf("plain token: %+v, %v", res, err)
 	}
 }

@@ -47,6 +47,9 @@ type Activities struct {
 	Catalog     func(schema string) CatalogStore
 	Markets     Markets
 	SyncMetrics SyncMetrics
+	// Secrets opens the payment tokens the API sealed; nil leaves a sealed
+	// token sealed (and the charge fails for good).
+	Secrets Opener
 	// Log receives the alerts activities raise; nil means slog.Default.
 	Log *slog.Logger
 }

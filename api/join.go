@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"net/http"
 	"time"
 
@@ -141,7 +142,7 @@ func (s *Server) createJoin(c *gin.Context) {
 		fail(c, &httpError{http.StatusConflict, "already_joined", "user " + req.UserID + " has already joined this meeting"})
 		return
 	default:
-		start, err := joinStart(t, js.Meeting, req, joinID)
+		start, err := joinStart(t, js.Meeting, req, joinID, s.deps.Secrets)
 		if err != nil {
 			fail(c, err)
 			return
@@ -165,11 +166,21 @@ func keyReused() error {
 }
 
 // joinStart is the saga's start, recorded with the join and sent to
-// Temporal by the starter: one workflow per join, even across crashes.
-func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, joinID string) (starter.Start, error) {
+// Temporal by the starter: one workflow per join, even across crashes. The
+// payment token in it is sealed (when secrets is set): only the charge
+// activity opens it.
+func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, joinID string, secrets Sealer) (starter.Start, error) {
+	token := req.PaymentToken
+	if secrets != nil && token != "" {
+		sealed, err := secrets.Seal(token, meeting.TokenAAD(joinID))
+		if err != nil {
+			return starter.Start{}, fmt.Errorf("seal the payment token of join %s: %w", joinID, err)
+		}
+		token = sealed
+	}
 	input, err := json.Marshal(workflows.JoinInput{
 		Tenant: t.Name, Schema: t.Schema, JoinID: joinID,
-		MeetingID: m.ID, MeetingTitle: m.Title, UserID: req.UserID, PaymentToken: req.PaymentToken,
+		MeetingID: m.ID, MeetingTitle: m.Title, UserID: req.UserID, PaymentToken: token,
 		Channels: req.Channels, Fee: m.Fee, CancelDeadline: m.CancelDeadline,
 	})
 	if err != nil {

@@ -40,6 +40,9 @@ type Deps struct {
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	KeyCacheTTL  time.Duration
+	// Secrets seals each join's payment token (meeting.TokenAAD) before it
+	// is stored for the saga; nil stores it as it came (tests only).
+	Secrets Sealer
 	// BadKeyTTL is how long a key that matched no tenant is refused
 	// without a lookup (0: 10s).
 	BadKeyTTL time.Duration
@@ -48,6 +51,11 @@ type Deps struct {
 	// (0: 20 in a minute).
 	AuthFailureLimit  int
 	AuthFailureWindow time.Duration
+}
+
+// Sealer encrypts a secret bound to aad (internal/secret.Keyring).
+type Sealer interface {
+	Seal(plain string, aad []byte) (string, error)
 }
 
 // Server holds the handlers' dependencies.

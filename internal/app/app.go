@@ -58,6 +58,8 @@ type App struct {
 	Notifier *notify.Client
 	Markets  *market.Client
 	Sync     *telemetry.SyncMetrics
+	// Secrets seals channel credentials and payment tokens at rest.
+	Secrets *secret.Keyring
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -109,6 +111,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	if err != nil {
 		return nil, err
 	}
+	a.Secrets = keys
 	if a.Store, err = store.Open(ctx, cfg.DatabaseURL, cfg.DatabaseMaxConns,
 		store.WithSecrets(keys), store.WithMaxChannels(cfg.MaxChannelsPerTenant)); err != nil {
 		return nil, err
@@ -221,6 +224,7 @@ func (a *App) Activities() *activities.Activities {
 		Catalog:     func(schema string) activities.CatalogStore { return a.Store.Catalog(schema) },
 		Markets:     a.Markets,
 		SyncMetrics: a.Sync,
+		Secrets:     a.Secrets,
 		Log:         a.Log,
 	}
 }
@@ -260,6 +264,7 @@ func (a *App) Handler() http.Handler {
 		Logger:       a.Log,
 		MaxBodyBytes: a.Config.MaxBodyBytes,
 		KeyCacheTTL:  a.Config.APIKeyCacheTTL,
+		Secrets:      a.Secrets,
 	})
 }
 

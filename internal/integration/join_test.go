@@ -1,10 +1,15 @@
 package integration
 
 import (
+	"bytes"
+	"context"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
+
+	enumspb "go.temporal.io/api/enums/v1"
+	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/sim"
@@ -97,6 +102,24 @@ func TestJoin_through_the_api_charges_once_and_confirms(t *testing.T) {
 	call(t, demoKey(), http.MethodGet, "/v1/meetings/"+m.ID, nil, &got)
 	if got.Confirmed != 1 || got.Reserved != 0 {
 		t.Fatalf("meeting = %+v", got)
+	}
+	// The payment token reached the gateway, but no event of the saga's
+	// history holds it in the clear: the API sealed it for the charge.
+	iter := stack.app.Temporal.GetWorkflowHistory(context.Background(), workflows.JoinWorkflowID("demo", joinID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
+	events := 0
+	for iter.HasNext() {
+		ev, err := iter.Next()
+		if err != nil {
+			t.Fatal(err)
+		}
+		events++
+		// The text format shows payload bytes as (escaped) text, not base64.
+		if b, _ := prototext.Marshal(ev); bytes.Contains(b, []byte("tok_ok")) {
+			t.Fatalf("history event %d (%s) holds the payment token in the clear", ev.GetEventId(), ev.GetEventType())
+		}
+	}
+	if events == 0 {
+		t.Fatal("no history read")
 	}
 	recordHistory(t, started{WorkflowID: workflows.JoinWorkflowID("demo", joinID)}, "join_confirmed.json")
 }

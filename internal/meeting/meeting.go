@@ -122,6 +122,12 @@ type JoinRequest struct {
 
 var userPattern = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,128}$`)
 
+// TokenAAD is what a join's payment token is sealed with (internal/secret)
+// between the API and the charge: the join's id, so a sealed token copied
+// into another join does not open. The token never reaches a workflow
+// history, nor sagaflow.workflow_starts, in the clear.
+func TokenAAD(joinID string) []byte { return []byte("payment-token:" + joinID) }
+
 // MaxPaymentTokenLen bounds a payment token.
 const MaxPaymentTokenLen = 256
 
