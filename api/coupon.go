@@ -97,7 +97,10 @@ type campaignJSON struct {
 	EndsAt   time.Time `json:"ends_at"`
 	Accepted int64     `json:"accepted"`
 	Issued   int       `json:"issued"`
-	Status   string    `json:"status"`
+	// SetAside counts accepted requests that can never be issued (their
+	// units went back to the stock); accepted = issued + set_aside + queued.
+	SetAside int64  `json:"set_aside"`
+	Status   string `json:"status"`
 }
 
 func campaignView(cp coupon.Campaign, status string, accepted int64) campaignJSON {
@@ -161,7 +164,9 @@ func (s *Server) getCampaign(c *gin.Context) {
 		if cp.Accepted != nil {
 			accepted = int64(*cp.Accepted)
 		}
-		c.JSON(http.StatusOK, campaignView(cp, coupon.StatusDone, accepted))
+		view := campaignView(cp, coupon.StatusDone, accepted)
+		view.SetAside = accepted - int64(cp.Issued)
+		c.JSON(http.StatusOK, view)
 		return
 	}
 	st, err := s.deps.Queue.State(ctx, t.Name, cp.ID)
@@ -173,7 +178,9 @@ func (s *Server) getCampaign(c *gin.Context) {
 	if !st.Exists { // not opened yet: the workflow will
 		left, now = int64(cp.Stock), time.Now()
 	}
-	c.JSON(http.StatusOK, campaignView(cp, coupon.Status(cp, left, now), st.Accepted))
+	view := campaignView(cp, coupon.Status(cp, left, now), st.Accepted)
+	view.SetAside = st.SetAside
+	c.JSON(http.StatusOK, view)
 }
 
 // getCoupon: issued (with its code and rank), pending (accepted, not yet

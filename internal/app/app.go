@@ -55,6 +55,9 @@ type App struct {
 	Notifier *notify.Client
 	Markets  *market.Client
 	Sync     *telemetry.SyncMetrics
+	Coupons  *telemetry.CouponMetrics
+	// issueLimit is shared by every Activities this process builds.
+	issueLimit *activities.TenantLimit
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -127,6 +130,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	}
 	a.Markets = market.NewClient(market.Options{Timeout: cfg.MarketTimeout, MarketRatePerSec: rates})
 	a.Sync = telemetry.NewSyncMetrics(a.Metrics)
+	a.Coupons = telemetry.NewCouponMetrics(a.Metrics)
+	a.issueLimit = &activities.TenantLimit{Max: cfg.CouponTenantActivities}
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
 		HostPort:  cfg.TemporalHostPort(),
@@ -178,6 +183,9 @@ func (a *App) Activities() *activities.Activities {
 		Markets:     a.Markets,
 		SyncMetrics: a.Sync,
 		Log:         a.Log,
+		// Coupon campaigns: set-aside requests counted, issuing bounded per tenant.
+		CouponMetrics: a.Coupons,
+		IssueLimit:    a.issueLimit,
 	}
 }
 

@@ -1,13 +1,18 @@
 package queue
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sagaflow/sagaflow/internal/coupon"
 )
 
 // A first-come campaign in Redis, all keys under one hash tag so that a
@@ -19,6 +24,7 @@ import (
 //	seq    string arrivals accepted so far       the next rank is seq+1
 //	queue  zset   user → rank                    accepted, not yet issued
 //	users  hash   user → rank                    every accepted user
+//	aside  hash   user → {rank, reason} (JSON)   accepted, can never be issued
 //
 // Request touches only these keys, in one Lua script: the answer takes one
 // round trip, and AOF with appendfsync always makes an accepted request
@@ -64,14 +70,16 @@ type Campaign struct {
 	EndsAt   time.Time
 }
 
-type campaignKeys struct{ meta, left, seq, queue, users string }
+type campaignKeys struct{ meta, left, seq, queue, users, aside string }
 
 func (r *Redis) keys(tenant, id string) campaignKeys {
 	base := r.prefix + "campaign:{" + tenant + ":" + id + "}:"
-	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users"}
+	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users", aside: base + "aside"}
 }
 
-func (k campaignKeys) all() []string { return []string{k.meta, k.left, k.seq, k.queue, k.users} }
+func (k campaignKeys) all() []string {
+	return []string{k.meta, k.left, k.seq, k.queue, k.users, k.aside}
+}
 
 // openScript creates the campaign once: a second call changes nothing, so
 // the API and the campaign workflow may both call it.
@@ -165,6 +173,70 @@ func (r *Redis) Issued(ctx context.Context, tenant, id string, users []string) e
 	return nil
 }
 
+// setAsideScript takes requests that can never be issued off the queue,
+// records them with their reason, and gives their units of stock back, so
+// the next request accepted takes it. Each user once: a retry changes
+// nothing. KEYS: meta, left, queue, aside; ARGV: user, entry, user, entry...
+var setAsideScript = redis.NewScript(`
+local n = 0
+local done = redis.call('HEXISTS', KEYS[1], 'done') == 1
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i+1]) == 1 then
+    n = n + 1
+    if not done then redis.call('INCR', KEYS[2]) end
+  end
+  redis.call('ZREM', KEYS[3], ARGV[i])
+end
+return n
+`)
+
+// SetAside takes the requests off the pending queue for good, with their
+// reasons, and gives their units of stock back to the campaign (unless it is
+// over): the stock is meant for requests that can be issued. It returns how
+// many were not set aside before (it is idempotent).
+func (r *Redis) SetAside(ctx context.Context, tenant, id string, items []coupon.SetAside) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	k := r.keys(tenant, id)
+	args := make([]any, 0, 2*len(items))
+	for _, it := range items {
+		entry, err := json.Marshal(asideEntry{Rank: it.Rank, Reason: it.Reason})
+		if err != nil {
+			return 0, fmt.Errorf("queue: set aside %s: %w", id, err)
+		}
+		args = append(args, it.User, entry)
+	}
+	n, err := setAsideScript.Run(ctx, r.Client, []string{k.meta, k.left, k.queue, k.aside}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: set aside %s: %w", id, err)
+	}
+	return n, nil
+}
+
+type asideEntry struct {
+	Rank   int64  `json:"rank"`
+	Reason string `json:"reason"`
+}
+
+// SetAsideList returns the campaign's set-aside requests, lowest rank first.
+func (r *Redis) SetAsideList(ctx context.Context, tenant, id string) ([]coupon.SetAside, error) {
+	m, err := r.Client.HGetAll(ctx, r.keys(tenant, id).aside).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: set aside of %s: %w", id, err)
+	}
+	out := make([]coupon.SetAside, 0, len(m))
+	for user, raw := range m {
+		var e asideEntry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("queue: set aside of %s: entry of %q: %w", id, user, err)
+		}
+		out = append(out, coupon.SetAside{User: user, Rank: e.Rank, Reason: e.Reason})
+	}
+	slices.SortFunc(out, func(a, b coupon.SetAside) int { return cmp.Compare(a.Rank, b.Rank) })
+	return out, nil
+}
+
 // CampaignState is a campaign's counters in Redis.
 type CampaignState struct {
 	Exists    bool
@@ -172,6 +244,7 @@ type CampaignState struct {
 	Left      int64 // units not yet taken
 	Accepted  int64 // requests accepted
 	Queued    int64 // accepted, not yet issued
+	SetAside  int64 // accepted, can never be issued (see SetAside)
 	StartsAt  time.Time
 	EndsAt    time.Time
 	ServerNow time.Time
@@ -189,6 +262,7 @@ func (r *Redis) State(ctx context.Context, tenant, id string) (CampaignState, er
 	left := pipe.Get(ctx, k.left)
 	seq := pipe.Get(ctx, k.seq)
 	queued := pipe.ZCard(ctx, k.queue)
+	aside := pipe.HLen(ctx, k.aside)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return CampaignState{}, fmt.Errorf("queue: state %s: %w", id, err)
 	}
@@ -204,6 +278,7 @@ func (r *Redis) State(ctx context.Context, tenant, id string) (CampaignState, er
 	st.Left, _ = left.Int64()
 	st.Accepted, _ = seq.Int64()
 	st.Queued = queued.Val()
+	st.SetAside = aside.Val()
 	return st, nil
 }
 
@@ -251,6 +326,7 @@ func (r *Redis) Accepted(ctx context.Context, tenant, id string) (map[string]int
 // that late requests are still answered from Redis alone: sold out if the
 // whole stock was taken, closed otherwise. A user who was accepted and asks
 // again after this gets that answer too (their coupon is in PostgreSQL).
+// The set-aside requests stay as long as the tombstone, for the operator.
 func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string, soldOut bool, keep time.Duration) error {
 	k := r.keys(tenant, id)
 	final := Closed
@@ -261,6 +337,7 @@ func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string, soldOut b
 	pipe.Del(ctx, k.left, k.seq, k.queue, k.users)
 	pipe.HSet(ctx, k.meta, "done", int(final))
 	pipe.PExpire(ctx, k.meta, keep)
+	pipe.PExpire(ctx, k.aside, keep)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("queue: remove campaign %s: %w", id, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
@@ -203,5 +204,46 @@ func TestRemoveCampaign_leaves_a_tombstone_that_answers_late_requests(t *testing
 	ttl, err := rdb.Client.PTTL(ctx, rdb.Prefix()+"campaign:{"+closed.Tenant+":"+closed.ID+"}:meta").Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("tombstone ttl = %v, %v", ttl, err)
+	}
+}
+
+// A set-aside request leaves the queue with its reason and gives its unit
+// back once, however often it is set aside; the next request takes the unit.
+func TestSetAside_gives_the_unit_back_once(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := campaign(t, 2, -time.Second, time.Hour)
+	request(t, c, "a\x00b")
+	request(t, c, "u2")
+	if o, _ := request(t, c, "u3"); o != queue.SoldOut {
+		t.Fatalf("third request: %v, want sold out", o)
+	}
+	item := []coupon.SetAside{{User: "a\x00b", Rank: 1, Reason: "SQLSTATE 22021"}}
+	for i, want := range []int{1, 0} {
+		n, err := rdb.SetAside(ctx, c.Tenant, c.ID, item)
+		if err != nil || n != want {
+			t.Fatalf("set aside #%d = %d, %v; want %d", i+1, n, err, want)
+		}
+	}
+	st, err := rdb.State(ctx, c.Tenant, c.ID)
+	if err != nil || st.Left != 1 || st.Queued != 1 || st.SetAside != 1 || st.Accepted != 2 {
+		t.Fatalf("state %+v, %v: want one unit back, u2 queued, one set aside", st, err)
+	}
+	if o, rank := request(t, c, "u3"); o != queue.Accepted || rank != 3 {
+		t.Fatalf("u3 = %v rank %d, want accepted with rank 3", o, rank)
+	}
+	list, err := rdb.SetAsideList(ctx, c.Tenant, c.ID)
+	if err != nil || len(list) != 1 || list[0] != item[0] {
+		t.Fatalf("set aside list %+v, %v", list, err)
+	}
+	// Over: a request set aside now gives nothing back.
+	if err := rdb.RemoveCampaign(ctx, c.Tenant, c.ID, true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rdb.SetAside(ctx, c.Tenant, c.ID, []coupon.SetAside{{User: "late", Rank: 9, Reason: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.Client.Exists(ctx, rdb.Prefix()+"campaign:{demo:"+c.ID+"}:left").Result(); n != 0 {
+		t.Fatal("a set aside after the end recreated the stock counter")
 	}
 }
