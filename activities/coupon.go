@@ -31,6 +31,7 @@ type FirstCome interface {
 	RemoveCampaign(ctx context.Context, tenant, id string, soldOut bool, keep time.Duration) error
 	SetAside(ctx context.Context, tenant, id string, items []coupon.SetAside) (int, error)
 	SetAsideList(ctx context.Context, tenant, id string) ([]coupon.SetAside, error)
+	MarkAsleep(ctx context.Context, tenant, id string) (bool, error)
 }
 
 // CouponMetrics counts what the campaigns do, for dashboards and alerts.
@@ -105,10 +106,12 @@ type IssueInput struct {
 	// after its first coupons, up to Max, before it reports back. Zero
 	// reports after the first write (the behaviour before Linger).
 	Linger time.Duration `json:"linger,omitempty"`
-	// Yield makes the activity give its slot back rather than wait: it
-	// reports at once when the queue is empty (Wait is ignored), and Busy
-	// when its tenant is at its TenantLimit. The workflow waits on a timer
-	// instead. False is the behaviour of the workflows started before it.
+	// Yield makes the activity give its slot back rather than wait: when
+	// the queue is empty and it has issued nothing, it marks the campaign
+	// asleep and reports Asleep at once (the next request wakes the
+	// workflow); when its tenant is at its TenantLimit it reports Busy.
+	// The workflow waits on a timer (and the wake signal) instead. False is
+	// the behaviour of the workflows started before it.
 	Yield bool `json:"yield,omitempty"`
 }
 
@@ -122,6 +125,9 @@ type IssueResult struct {
 	SetAside int `json:"set_aside,omitempty"`
 	// Busy: the tenant was at its TenantLimit; nothing was done.
 	Busy bool `json:"busy,omitempty"`
+	// Asleep: nothing to issue; the next request accepted will ask for
+	// the workflow to be woken (Yield only).
+	Asleep bool `json:"asleep,omitempty"`
 }
 
 // issuePoll is how often an idle IssueNext looks at the queue again.
@@ -200,8 +206,19 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 				res.Finished = true
 				return res, nil
 			}
+			if in.Yield && lingerUntil.IsZero() {
+				asleep, err := a.Queue.MarkAsleep(ctx, ref.Tenant, ref.CampaignID)
+				if err != nil {
+					return IssueResult{}, err
+				}
+				if asleep {
+					res.Asleep = true
+					return res, nil
+				}
+				continue // a request came in meanwhile
+			}
 			now := time.Now()
-			if in.Yield || now.After(deadline) || (!lingerUntil.IsZero() && !now.Before(lingerUntil)) {
+			if now.After(deadline) || (!lingerUntil.IsZero() && !now.Before(lingerUntil)) {
 				return res, nil
 			}
 			activity.RecordHeartbeat(ctx, res)

@@ -432,16 +432,20 @@ func TestIssueNext_yields_when_its_tenant_is_at_its_bound(t *testing.T) {
 	r2()
 }
 
-// With Yield, an empty queue is reported at once, not waited on.
+// With Yield, an empty queue is reported at once, not waited on, and the
+// next request says the workflow is to be woken.
 func TestIssueNext_yields_an_empty_queue_at_once(t *testing.T) {
 	a, tn := storeActivities(t)
 	ref := openCampaign(t, a, tn, 10)
 	start := time.Now()
 	res := mustIssueNext(t, activityEnv(a), a, IssueInput{Campaign: ref, Max: 10, Wait: time.Hour, Yield: true})
-	if res != (IssueResult{}) {
-		t.Fatalf("result %+v, want nothing done", res)
+	if res != (IssueResult{Asleep: true}) {
+		t.Fatalf("result %+v, want nothing done, asleep", res)
 	}
 	if time.Since(start) > 30*time.Second { // not a speed target: Wait is an hour
 		t.Fatal("it waited for requests")
+	}
+	if ans, err := infra.queue.Ask(context.Background(), ref.Tenant, ref.CampaignID, "u1"); err != nil || !ans.Wake {
+		t.Fatalf("first request after it went to sleep: %+v %v, want Wake", ans, err)
 	}
 }

@@ -28,7 +28,8 @@ type CampaignStore interface {
 // FirstCome is the first-come queue (internal/queue).
 type FirstCome interface {
 	OpenCampaign(ctx context.Context, c queue.Campaign) error
-	Request(ctx context.Context, tenant, id, user string) (queue.Outcome, int64, error)
+	// Ask takes a request; its Wake says the campaign's workflow sleeps.
+	Ask(ctx context.Context, tenant, id, user string) (queue.Answer, error)
 	State(ctx context.Context, tenant, id string) (queue.CampaignState, error)
 	Rank(ctx context.Context, tenant, id, user string) (int64, bool, error)
 }
@@ -125,10 +126,14 @@ func (s *Server) requestCoupon(c *gin.Context) {
 		return
 	}
 	id := c.Param("id")
-	outcome, rank, err := s.deps.Queue.Request(ctx, t.Name, id, body.UserID)
+	ans, err := s.deps.Queue.Ask(ctx, t.Name, id, body.UserID)
 	if err != nil {
 		fail(c, err)
 		return
+	}
+	outcome, rank := ans.Outcome, ans.Rank
+	if ans.Wake {
+		s.wakeCampaign(c, t.Name, id)
 	}
 	switch outcome {
 	case queue.Accepted:
@@ -149,6 +154,24 @@ func (s *Server) requestCoupon(c *gin.Context) {
 		}
 		abort(c, http.StatusNotFound, "not_found", "no such campaign")
 	}
+}
+
+// wakeCampaign signals the campaign's workflow, asleep over an empty queue,
+// that a request came in. Redis says so for the first request after it went
+// asleep only, so a burst costs one signal. It does not hold up the answer;
+// should the signal be lost, the workflow wakes on its own timer.
+func (s *Server) wakeCampaign(c *gin.Context, tenantName, id string) {
+	if s.deps.Temporal == nil {
+		return
+	}
+	log := loggerFrom(c)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.deps.Temporal.SignalWorkflow(ctx, workflows.CampaignWorkflowID(tenantName, id), "", workflows.SignalCampaignWake, nil); err != nil {
+			log.Warn("wake campaign failed; it wakes on its timer", "campaign", id, "error", err)
+		}
+	}()
 }
 
 func (s *Server) getCampaign(c *gin.Context) {

@@ -20,6 +20,7 @@ import (
 //
 //	meta   hash   starts_ms, ends_ms, stock     the window and the stock
 //	              done                         set when the campaign is over
+//	              asleep                       its workflow waits for a request
 //	left   string units not yet taken            the atomic stock counter
 //	seq    string arrivals accepted so far       the next rank is seq+1
 //	queue  zset   user → rank                    accepted, not yet issued
@@ -120,22 +121,65 @@ redis.call('DECR', KEYS[2])
 rank = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[4], rank, ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], rank)
-return {1, rank}
+return {1, rank, redis.call('HDEL', KEYS[1], 'asleep')}
 `)
 
 // Request asks for one unit of the campaign's stock for user. An accepted
 // request gets the next rank (1, 2, ...: the order of acceptance, no gaps);
 // a user who asked before gets Duplicate with the rank they got.
 func (r *Redis) Request(ctx context.Context, tenant, id, user string) (Outcome, int64, error) {
+	a, err := r.Ask(ctx, tenant, id, user)
+	return a.Outcome, a.Rank, err
+}
+
+// Answer is the answer to a request.
+type Answer struct {
+	Outcome Outcome
+	Rank    int64
+	// Wake: this request is the first since the campaign's workflow went
+	// to sleep (MarkAsleep); the caller should wake it (one signal per
+	// sleep, however many requests follow).
+	Wake bool
+}
+
+// Ask is Request, and tells whether the campaign's workflow is to be woken.
+func (r *Redis) Ask(ctx context.Context, tenant, id, user string) (Answer, error) {
 	k := r.keys(tenant, id)
 	res, err := requestScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq, k.queue, k.users}, user).Int64Slice()
 	if err != nil {
-		return 0, 0, fmt.Errorf("queue: request %s: %w", id, err)
+		return Answer{}, fmt.Errorf("queue: request %s: %w", id, err)
 	}
-	if len(res) != 2 {
-		return 0, 0, fmt.Errorf("queue: request %s: unexpected reply %v", id, res)
+	if len(res) != 2 && len(res) != 3 {
+		return Answer{}, fmt.Errorf("queue: request %s: unexpected reply %v", id, res)
 	}
-	return Outcome(res[0]), res[1], nil
+	a := Answer{Outcome: Outcome(res[0]), Rank: res[1]}
+	if len(res) == 3 {
+		a.Wake = res[2] == 1
+	}
+	return a, nil
+}
+
+// asleepScript marks the campaign's workflow asleep if nothing waits in
+// the queue, in one step: a request accepted after it finds the mark (and
+// wakes the workflow), one accepted before it is in the queue (and the
+// mark is not set).
+var asleepScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
+redis.call('HSET', KEYS[1], 'asleep', 1)
+return 1
+`)
+
+// MarkAsleep records that the campaign's workflow waits for a request, so
+// that the next accepted request says Wake; it does nothing and returns
+// false if requests are waiting in the queue already.
+func (r *Redis) MarkAsleep(ctx context.Context, tenant, id string) (bool, error) {
+	k := r.keys(tenant, id)
+	n, err := asleepScript.Run(ctx, r.Client, []string{k.meta, k.queue}).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue: mark %s asleep: %w", id, err)
+	}
+	return n == 1, nil
 }
 
 // Entry is an accepted request waiting to be issued.

@@ -247,3 +247,31 @@ func TestSetAside_gives_the_unit_back_once(t *testing.T) {
 		t.Fatal("a set aside after the end recreated the stock counter")
 	}
 }
+
+// A sleeping campaign is woken by the first request after it went to sleep,
+// once; it does not go to sleep over a waiting request.
+func TestMarkAsleep_then_the_first_request_wakes_it(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := campaign(t, 10, -time.Second, time.Hour)
+	if ok, err := rdb.MarkAsleep(ctx, c.Tenant, c.ID); err != nil || !ok {
+		t.Fatalf("mark asleep an empty queue: %v %v", ok, err)
+	}
+	var wakes []bool
+	for _, u := range []string{"u1", "u2"} {
+		a, err := rdb.Ask(ctx, c.Tenant, c.ID, u)
+		if err != nil || a.Outcome != queue.Accepted {
+			t.Fatalf("ask %s: %+v %v", u, a, err)
+		}
+		wakes = append(wakes, a.Wake)
+	}
+	if fmt.Sprint(wakes) != "[true false]" {
+		t.Fatalf("wakes %v, want only the first request to wake it", wakes)
+	}
+	if ok, err := rdb.MarkAsleep(ctx, c.Tenant, c.ID); err != nil || ok {
+		t.Fatalf("mark asleep over two waiting requests: %v %v, want false", ok, err)
+	}
+	if a, _ := rdb.Ask(ctx, c.Tenant, c.ID, "u3"); a.Wake {
+		t.Fatal("a request woke a campaign that was not asleep")
+	}
+}
