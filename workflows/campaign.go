@@ -137,7 +137,7 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 	issueCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		// One call lingers up to campaignLinger, plus a split batch's writes.
 		StartToCloseTimeout: time.Minute,
-		HeartbeatTimeout:    10 * time.Second,
+		HeartbeatTimeout:    5 * time.Second,
 		RetryPolicy:         retry,
 	})
 	// Reconcile reads every accepted user and writes what is missing: for
