@@ -113,6 +113,11 @@ type IssueInput struct {
 	// The workflow waits on a timer (and the wake signal) instead. False is
 	// the behaviour of the workflows started before it.
 	Yield bool `json:"yield,omitempty"`
+	// IdleGap ends the linger early once no request has come for that
+	// long: a stream of requests is issued by one activity for up to
+	// Linger, and the slot is given back soon after the stream stops.
+	// Zero lingers the whole Linger.
+	IdleGap time.Duration `json:"idle_gap,omitempty"`
 }
 
 // IssueResult says what a batch did.
@@ -163,7 +168,7 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 		defer release()
 	}
 	var res IssueResult
-	var lingerUntil time.Time
+	var lingerUntil, lastIssue time.Time
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &res) // a failed attempt's committed progress
 		if res.Issued > 0 {
@@ -188,8 +193,9 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 			res.SetAside += aside
 			res.LastRank = int(entries[len(entries)-1].Rank)
 			activity.RecordHeartbeat(ctx, res)
+			lastIssue = time.Now()
 			if lingerUntil.IsZero() {
-				lingerUntil = time.Now().Add(in.Linger)
+				lingerUntil = lastIssue.Add(in.Linger)
 			}
 			if res.Issued >= in.Max || !time.Now().Before(lingerUntil) {
 				return res, nil
@@ -206,7 +212,14 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 				res.Finished = true
 				return res, nil
 			}
-			if in.Yield && lingerUntil.IsZero() {
+			now := time.Now()
+			lingering := !lingerUntil.IsZero()
+			over := now.After(deadline) || (lingering && !now.Before(lingerUntil)) ||
+				(lingering && in.IdleGap > 0 && !lastIssue.IsZero() && now.Sub(lastIssue) >= in.IdleGap)
+			if in.Yield && (lingerUntil.IsZero() || over) {
+				// Nothing issued yet, or done lingering over an empty
+				// queue: go to sleep (rather than have the next call find
+				// the queue empty), unless a request just came in.
 				asleep, err := a.Queue.MarkAsleep(ctx, ref.Tenant, ref.CampaignID)
 				if err != nil {
 					return IssueResult{}, err
@@ -215,10 +228,11 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 					res.Asleep = true
 					return res, nil
 				}
-				continue // a request came in meanwhile
+				if lingerUntil.IsZero() {
+					continue
+				}
 			}
-			now := time.Now()
-			if now.After(deadline) || (!lingerUntil.IsZero() && !now.Before(lingerUntil)) {
+			if over {
 				return res, nil
 			}
 			activity.RecordHeartbeat(ctx, res)

@@ -449,3 +449,19 @@ func TestIssueNext_yields_an_empty_queue_at_once(t *testing.T) {
 		t.Fatalf("first request after it went to sleep: %+v %v, want Wake", ans, err)
 	}
 }
+
+// A lingering call gives its slot back IdleGap after the last request,
+// not at the end of Linger, and goes to sleep over the empty queue.
+func TestIssueNext_idle_gap_ends_the_linger(t *testing.T) {
+	a, tn := storeActivities(t)
+	ref := openCampaign(t, a, tn, 10)
+	requestCoupons(t, ref, "u1", "u2", "u3")
+	start := time.Now()
+	res := mustIssueNext(t, activityEnv(a), a, IssueInput{Campaign: ref, Max: 10, Wait: time.Hour, Linger: time.Hour, IdleGap: 100 * time.Millisecond, Yield: true})
+	if res.Issued != 3 || res.LastRank != 3 || !res.Asleep {
+		t.Fatalf("result %+v, want 3 issued, then asleep", res)
+	}
+	if time.Since(start) > 30*time.Second { // not a speed target: Linger is an hour
+		t.Fatal("it lingered on after the gap")
+	}
+}

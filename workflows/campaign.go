@@ -58,6 +58,14 @@ const (
 	// campaignBatchesPerRun bounds the history of one run; then it continues
 	// as new with its counters, so any stock fits.
 	campaignBatchesPerRun = 200
+	// campaignStreamLinger and campaignStreamGap are the linger of the
+	// issuing activity since campaign-yield: it goes on issuing a stream of
+	// requests for up to 10 s, and gives its slot back 1 s after the last
+	// one (then the campaign sleeps until the next request wakes it). A
+	// trickle of one request a second or more costs one activity per 10 s;
+	// a slower one, one activity and one signal per request.
+	campaignStreamLinger = 10 * time.Second
+	campaignStreamGap    = time.Second
 	// campaignAsleepMax is the longest an idle campaign sleeps without a
 	// wake signal: the signal is sent after Redis accepted a request, so a
 	// process that dies in between leaves the request to this timer.
@@ -135,7 +143,7 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 	retry := &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second,
 		MaximumAttempts: math.MaxInt32}
 	issueCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
-		// One call lingers up to campaignLinger, plus a split batch's writes.
+		// One call lingers up to campaignStreamLinger, plus a split batch's writes.
 		StartToCloseTimeout: time.Minute,
 		HeartbeatTimeout:    5 * time.Second,
 		RetryPolicy:         retry,
@@ -178,7 +186,7 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 		drain() // a wake for requests this call will see
 		var res activities.IssueResult
 		err := workflow.ExecuteActivity(issueCtx, a.IssueNext, activities.IssueInput{
-			Campaign: in.Campaign, Max: campaignBatch, Wait: campaignLinger, Linger: campaignLinger, Yield: true,
+			Campaign: in.Campaign, Max: campaignBatch, Wait: campaignStreamLinger, Linger: campaignStreamLinger, IdleGap: campaignStreamGap, Yield: true,
 		}).Get(ctx, &res)
 		if err != nil {
 			return *state, err
