@@ -156,6 +156,14 @@ const issuePoll = 20 * time.Millisecond
 // of what was written; it is the query's progress figure only, and the
 // campaign's own count is PostgreSQL's).
 //
+// With in.IdleGap the linger ends that long after the last request. With
+// in.Yield (the workflows since campaign-yield) it never waits for a first
+// request: over an empty queue it marks the campaign asleep in Redis and
+// reports Asleep, at once or at the end of its linger, and the workflow
+// waits on a timer until the next request's wake signal; and a tenant at
+// its TenantLimit gets Busy at once. So a scheduled or quiet campaign
+// holds no activity slot.
+//
 // A request that PostgreSQL can never store does not block those behind it:
 // it is set aside with its reason (see issue), counted in SetAside.
 func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult, error) {
@@ -171,8 +179,9 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 	var lingerUntil, lastIssue time.Time
 	if activity.HasHeartbeatDetails(ctx) {
 		_ = activity.GetHeartbeatDetails(ctx, &res) // a failed attempt's committed progress
-		if res.Issued > 0 {
-			lingerUntil = time.Now().Add(in.Linger) // report it without waiting out Wait
+		if res.Issued > 0 {                         // report it without waiting out Wait
+			lastIssue = time.Now()
+			lingerUntil = lastIssue.Add(in.Linger)
 		}
 	}
 	deadline := time.Now().Add(in.Wait)
