@@ -156,12 +156,9 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 		RetryPolicy:         retry,
 	})
 	wake := workflow.GetSignalChannel(ctx, SignalCampaignWake)
-	drain := func() bool {
-		woken := false
+	drain := func() {
 		for wake.ReceiveAsync(nil) {
-			woken = true
 		}
-		return woken
 	}
 	if in.Runs == 0 {
 		if err := workflow.ExecuteActivity(issueCtx, a.OpenCampaign, in.Campaign).Get(ctx, nil); err != nil {
