@@ -183,12 +183,13 @@ func (s *Server) getCampaign(c *gin.Context) {
 		return
 	}
 	if cp.Done {
-		var accepted int64
+		var accepted, setAside int64
 		if cp.Accepted != nil {
 			accepted = int64(*cp.Accepted)
+			setAside = accepted - int64(cp.Issued) // Finish checked it
 		}
 		view := campaignView(cp, coupon.StatusDone, accepted)
-		view.SetAside = accepted - int64(cp.Issued)
+		view.SetAside = setAside
 		c.JSON(http.StatusOK, view)
 		return
 	}
