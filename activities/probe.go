@@ -43,6 +43,10 @@ type Activities struct {
 	// Campaigns returns the campaign store of the tenant whose schema it is.
 	Campaigns func(schema string) CampaignStore
 	Queue     FirstCome
+	// CouponMetrics counts the campaigns' set-aside requests; nil: none.
+	CouponMetrics CouponMetrics
+	// IssueLimit bounds each tenant's issuing activities; nil: no bound.
+	IssueLimit *TenantLimit
 	// Catalog returns the catalog store of the tenant whose schema it is.
 	Catalog     func(schema string) CatalogStore
 	Markets     Markets

@@ -28,7 +28,8 @@ type CampaignStore interface {
 // FirstCome is the first-come queue (internal/queue).
 type FirstCome interface {
 	OpenCampaign(ctx context.Context, c queue.Campaign) error
-	Request(ctx context.Context, tenant, id, user string) (queue.Outcome, int64, error)
+	// Ask takes a request; its Wake says the campaign's workflow sleeps.
+	Ask(ctx context.Context, tenant, id, user string) (queue.Answer, error)
 	State(ctx context.Context, tenant, id string) (queue.CampaignState, error)
 	Rank(ctx context.Context, tenant, id, user string) (int64, bool, error)
 }
@@ -102,7 +103,10 @@ type campaignJSON struct {
 	EndsAt   time.Time `json:"ends_at"`
 	Accepted int64     `json:"accepted"`
 	Issued   int       `json:"issued"`
-	Status   string    `json:"status"`
+	// SetAside counts accepted requests that can never be issued (their
+	// units went back to the stock); accepted = issued + set_aside + queued.
+	SetAside int64  `json:"set_aside"`
+	Status   string `json:"status"`
 }
 
 func campaignView(cp coupon.Campaign, status string, accepted int64) campaignJSON {
@@ -130,10 +134,14 @@ func (s *Server) requestCoupon(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	outcome, rank, err := s.deps.Queue.Request(ctx, t.Name, id, user)
+	ans, err := s.deps.Queue.Ask(ctx, t.Name, id, user)
 	if err != nil {
 		fail(c, err)
 		return
+	}
+	outcome, rank := ans.Outcome, ans.Rank
+	if ans.Wake {
+		s.wakeCampaign(c, t.Name, id)
 	}
 	switch outcome {
 	case queue.Accepted:
@@ -156,6 +164,24 @@ func (s *Server) requestCoupon(c *gin.Context) {
 	}
 }
 
+// wakeCampaign signals the campaign's workflow, asleep over an empty queue,
+// that a request came in. Redis says so for the first request after it went
+// asleep only, so a burst costs one signal. It does not hold up the answer;
+// should the signal be lost, the workflow wakes on its own timer.
+func (s *Server) wakeCampaign(c *gin.Context, tenantName, id string) {
+	if s.deps.Temporal == nil {
+		return
+	}
+	log := loggerFrom(c)
+	go func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+		defer cancel()
+		if err := s.deps.Temporal.SignalWorkflow(ctx, workflows.CampaignWorkflowID(tenantName, id), "", workflows.SignalCampaignWake, nil); err != nil {
+			log.Warn("wake campaign failed; it wakes on its timer", "campaign", id, "error", err)
+		}
+	}()
+}
+
 func (s *Server) getCampaign(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
@@ -170,11 +196,14 @@ func (s *Server) getCampaign(c *gin.Context) {
 		return
 	}
 	if cp.Done {
-		var accepted int64
+		var accepted, setAside int64
 		if cp.Accepted != nil {
 			accepted = int64(*cp.Accepted)
+			setAside = accepted - int64(cp.Issued) // Finish checked it
 		}
-		c.JSON(http.StatusOK, campaignView(cp, coupon.StatusDone, accepted))
+		view := campaignView(cp, coupon.StatusDone, accepted)
+		view.SetAside = setAside
+		c.JSON(http.StatusOK, view)
 		return
 	}
 	st, err := s.deps.Queue.State(ctx, t.Name, cp.ID)
@@ -186,7 +215,9 @@ func (s *Server) getCampaign(c *gin.Context) {
 	if !st.Exists { // not opened yet: the workflow will
 		left, now = int64(cp.Stock), time.Now()
 	}
-	c.JSON(http.StatusOK, campaignView(cp, coupon.Status(cp, left, now), st.Accepted))
+	view := campaignView(cp, coupon.Status(cp, left, now), st.Accepted)
+	view.SetAside = st.SetAside
+	c.JSON(http.StatusOK, view)
 }
 
 // getCoupon: issued (with its code and rank), pending (accepted, not yet

@@ -82,12 +82,12 @@ func (f fakeCampaigns) Coupon(context.Context, string, string) (coupon.Coupon, e
 type fakeQueue struct{ *stores }
 
 func (f fakeQueue) OpenCampaign(context.Context, queue.Campaign) error { f.hit(); return nil }
-func (f fakeQueue) Request(_ context.Context, _, _, user string) (queue.Outcome, int64, error) {
+func (f fakeQueue) Ask(_ context.Context, _, _, user string) (queue.Answer, error) {
 	f.hit()
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.users = append(f.users, user)
-	return queue.Accepted, int64(len(f.users)), nil
+	return queue.Answer{Outcome: queue.Accepted, Rank: int64(len(f.users))}, nil
 }
 func (f fakeQueue) State(context.Context, string, string) (queue.CampaignState, error) {
 	f.hit()

@@ -60,6 +60,9 @@ type App struct {
 	Sync     *telemetry.SyncMetrics
 	// Secrets seals channel credentials and payment tokens at rest.
 	Secrets *secret.Keyring
+	Coupons *telemetry.CouponMetrics
+	// issueLimit is shared by every Activities this process builds.
+	issueLimit *activities.TenantLimit
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -152,6 +155,8 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		AllowPrivateNetworks: cfg.Dev(),
 	})
 	a.Sync = telemetry.NewSyncMetrics(a.Metrics)
+	a.Coupons = telemetry.NewCouponMetrics(a.Metrics)
+	a.issueLimit = &activities.TenantLimit{Max: cfg.CouponTenantActivities}
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
 		HostPort:  cfg.TemporalHostPort(),
@@ -226,6 +231,9 @@ func (a *App) Activities() *activities.Activities {
 		SyncMetrics: a.Sync,
 		Secrets:     a.Secrets,
 		Log:         a.Log,
+		// Coupon campaigns: set-aside requests counted, issuing bounded per tenant.
+		CouponMetrics: a.Coupons,
+		IssueLimit:    a.issueLimit,
 	}
 }
 

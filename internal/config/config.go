@@ -97,6 +97,9 @@ type Config struct {
 	ActivityPollers       int `env:"SAGAFLOW_WORKER_ACTIVITY_POLLERS" envDefault:"8" help:"activity task pollers per task queue"`
 	MaxConcurrentActivity int `env:"SAGAFLOW_WORKER_MAX_ACTIVITIES" envDefault:"200" help:"activities one worker runs at once per task queue"`
 	MaxConcurrentWorkflow int `env:"SAGAFLOW_WORKER_MAX_WORKFLOW_TASKS" envDefault:"100" help:"workflow tasks one worker runs at once per task queue"`
+	// CouponTenantActivities is below MaxConcurrentActivity so that one
+	// tenant's campaigns always leave slots to the others.
+	CouponTenantActivities int `env:"SAGAFLOW_COUPON_TENANT_ACTIVITIES" envDefault:"20" help:"coupon-issuing activities of one tenant one worker process runs at once (0: no bound); the tenant's other campaigns wait on a timer"`
 
 	DemoKey string `env:"SAGAFLOW_DEMO_KEY" envDefault:"demo-key" help:"API key 'dev' gives the seeded tenant demo (empty: none)"`
 	AcmeKey string `env:"SAGAFLOW_ACME_KEY" envDefault:"acme-key" help:"API key 'dev' gives the seeded tenant acme (empty: none)"`
@@ -292,6 +295,9 @@ func (c Config) Validate() error {
 		if r < 0 || r > 1 {
 			bad(key, "must be between 0 and 1, got %v", r)
 		}
+	}
+	if c.CouponTenantActivities < 0 {
+		bad("SAGAFLOW_COUPON_TENANT_ACTIVITIES", "must be 0 (no bound) or more, got %d", c.CouponTenantActivities)
 	}
 	if c.DatabaseMaxConns < 2 {
 		bad("SAGAFLOW_DB_MAX_CONNS", "must be at least 2, got %d", c.DatabaseMaxConns)

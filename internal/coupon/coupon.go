@@ -16,6 +16,20 @@ import (
 // ErrNotFound means no such campaign (or coupon).
 var ErrNotFound = errors.New("campaign not found")
 
+// ErrUnwritable means the store refused the coupons themselves (a user id
+// it cannot hold, a value out of range): the same coupons will be refused
+// however often they are retried. Any other error may pass on a retry.
+var ErrUnwritable = errors.New("coupons can never be written")
+
+// SetAside is an accepted request that can never be issued: it is taken
+// off the queue with the reason the store gave, its unit of stock goes back
+// to the campaign, and it is counted, not issued.
+type SetAside struct {
+	User   string `json:"user"`
+	Rank   int64  `json:"rank"`
+	Reason string `json:"reason"`
+}
+
 // Campaign is a first-come campaign.
 type Campaign struct {
 	ID        string     `json:"id"`

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/queue"
+	"github.com/sagaflow/sagaflow/workflows"
 )
 
 // BenchmarkCoupon_issue_drain measures how fast a campaign's workflow drains
@@ -39,10 +40,13 @@ func BenchmarkCoupon_issue_drain(b *testing.B) {
 					if i > int64(n) {
 						return
 					}
-					o, _, err := stack.app.Redis.Request(ctx, "demo", c.ID, fmt.Sprintf("drain-%d", i))
-					if err != nil || o != queue.Accepted {
-						b.Errorf("request %d: %v %v", i, o, err)
+					a, err := stack.app.Redis.Ask(ctx, "demo", c.ID, fmt.Sprintf("drain-%d", i))
+					if err != nil || a.Outcome != queue.Accepted {
+						b.Errorf("request %d: %v %v", i, a.Outcome, err)
 						return
+					}
+					if a.Wake { // as the API does: the workflow may be asleep
+						_ = stack.app.Temporal.SignalWorkflow(ctx, workflows.CampaignWorkflowID("demo", c.ID), "", workflows.SignalCampaignWake, nil)
 					}
 				}
 			})

@@ -15,6 +15,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -25,6 +26,7 @@ type campaignDoc struct {
 	Stock    int    `json:"stock"`
 	Accepted int    `json:"accepted"`
 	Issued   int    `json:"issued"`
+	SetAside int    `json:"set_aside"`
 	Status   string `json:"status"`
 }
 
@@ -87,20 +89,57 @@ func burst(t *testing.T, campaignID string, requests, users, at int, midway func
 // 409/410 holds none.
 func checkCampaign(t *testing.T, c campaignDoc, answers []answer) {
 	t.Helper()
-	checkCampaignRefusals(t, c, answers, true)
+	assertCampaign(t, c, answers, campaignRules{WantRefused: true})
 }
 
 // checkCampaignRefusals is checkCampaign; with wantRefused false it does not
 // require a user who was only refused (a long outage may leave none).
 func checkCampaignRefusals(t *testing.T, c campaignDoc, answers []answer, wantRefused bool) {
 	t.Helper()
+	assertCampaign(t, c, answers, campaignRules{WantRefused: wantRefused})
+}
+
+// campaignRules tunes assertCampaign.
+type campaignRules struct {
+	// WantRefused requires at least one user who was only refused (409/410).
+	WantRefused bool
+	// SetAside are the ranks expected to be set aside (requests that can
+	// never be written): they hold no coupon, and their units went to
+	// later ranks.
+	SetAside []int64
+	// Done is how long to wait for the campaign to be done (0: 2 minutes).
+	Done time.Duration
+}
+
+// assertCampaign waits for the campaign to be done and checks its
+// invariants, whatever happened to it on the way (a restart, an outage):
+//   - exactly the stock issued; accepted = stock + set aside, and GET shows
+//     both, with set_aside;
+//   - the coupons' ranks are 1, 2, ... in arrival order with no gap or
+//     repeat but the set-aside ranks, one coupon per user;
+//   - every user answered 202 holds the coupon of the rank they were told,
+//     every user only refused (409/410) holds none;
+//   - the campaign's Redis keys are gone but the tombstone, which answers a
+//     late request 410 sold_out.
+//
+// Pair it with startCampaignBurst.
+func assertCampaign(t *testing.T, c campaignDoc, answers []answer, rules campaignRules) {
+	t.Helper()
 	var doc campaignDoc
-	eventually(t, 2*time.Minute, "campaign done", func() bool {
+	wait := rules.Done
+	if wait == 0 {
+		wait = 2 * time.Minute
+	}
+	eventually(t, wait, "campaign done", func() bool {
 		call(t, demoKey(), http.MethodGet, "/v1/campaigns/"+c.ID, nil, &doc)
 		return doc.Status == "done"
 	})
-	if doc.Issued != c.Stock || doc.Accepted != c.Stock {
-		t.Errorf("issued %d, accepted %d, want the stock %d", doc.Issued, doc.Accepted, c.Stock)
+	aside := map[int64]bool{}
+	for _, r := range rules.SetAside {
+		aside[r] = true
+	}
+	if doc.Issued != c.Stock || doc.Accepted != c.Stock+len(aside) || doc.SetAside != len(aside) {
+		t.Errorf("issued %d, accepted %d, set aside %d; want the stock %d, and %d set aside", doc.Issued, doc.Accepted, doc.SetAside, c.Stock, len(aside))
 	}
 	rows, err := stack.app.Store.Pool().Query(context.Background(),
 		`SELECT user_id, rank FROM tenant_demo.coupons WHERE campaign_id = $1 ORDER BY rank`, c.ID)
@@ -114,6 +153,9 @@ func checkCampaignRefusals(t *testing.T, c campaignDoc, answers []answer, wantRe
 		var rank int64
 		if err := rows.Scan(&user, &rank); err != nil {
 			t.Fatal(err)
+		}
+		for aside[want] {
+			want++
 		}
 		if rank != want {
 			t.Fatalf("rank %d follows %d: a gap or a repeat", rank, want-1)
@@ -141,7 +183,7 @@ func checkCampaignRefusals(t *testing.T, c campaignDoc, answers []answer, wantRe
 			switch a.code {
 			case http.StatusAccepted:
 				accepted++
-				if holds[user] != a.rank {
+				if holds[user] != a.rank && !aside[a.rank] {
 					t.Errorf("%s was told rank %d, holds %d", user, a.rank, holds[user])
 				}
 				only4xx = false
@@ -157,14 +199,15 @@ func checkCampaignRefusals(t *testing.T, c campaignDoc, answers []answer, wantRe
 			}
 		}
 	}
-	if accepted == 0 || (wantRefused && refused == 0) {
+	if accepted == 0 || (rules.WantRefused && refused == 0) {
 		t.Errorf("accepted %d, refused %d: the burst did not test both", accepted, refused)
 	}
 	// Redis is cleaned up. The clean-up follows the "done" written to
 	// PostgreSQL in the same activity (and is retried with it), so it may
 	// land a moment after the status.
 	eventually(t, 30*time.Second, "the campaign's keys leave redis", func() bool {
-		n, err := stack.app.Redis.Client.Exists(context.Background(), stack.app.Redis.Prefix()+"campaign:{demo:"+c.ID+"}:users").Result()
+		base := stack.app.Redis.Prefix() + "campaign:{demo:" + c.ID + "}:"
+		n, err := stack.app.Redis.Client.Exists(context.Background(), base+"users", base+"queue", base+"left", base+"seq").Result()
 		return err == nil && n == 0
 	})
 	// A late request is answered from Redis's tombstone: sold out.
@@ -188,11 +231,24 @@ func checkCampaignRefusals(t *testing.T, c campaignDoc, answers []answer, wantRe
 	t.Logf("%d requests: %d answered 202; %d users only refused", len(answers), accepted, refused)
 }
 
+// startCampaignBurst creates an open campaign of stock for tenant demo and
+// sends it requests (user i%users for request i, 50 at once), calling
+// midway when request number at is sent (an outage, a restart; nil: none).
+// It returns when every request is answered; check the campaign with
+// assertCampaign (campaignRules{WantRefused: false} if midway may have cost
+// the refusals, e.g. a long outage).
+func startCampaignBurst(t *testing.T, stock, requests, users, at int, midway func()) (campaignDoc, []answer) {
+	t.Helper()
+	c := createCampaign(t, stock, -time.Second, time.Hour)
+	return c, burst(t, c.ID, requests, users, at, midway)
+}
+
 func TestCoupon_burst_issues_exactly_the_stock_in_arrival_order(t *testing.T) {
 	c := createCampaign(t, 1234, -time.Second, time.Hour)
 	answers := burst(t, c.ID, 20000, 5000, 0, nil)
 	checkCampaign(t, c, answers)
-	recordHistory(t, started{WorkflowID: workflows.CampaignWorkflowID("demo", c.ID)}, "campaign_done.json")
+	// campaign_done.json is frozen: the Campaign before campaign-yield.
+	recordHistory(t, started{WorkflowID: workflows.CampaignWorkflowID("demo", c.ID)}, "campaign_burst.json")
 }
 
 func TestCoupon_burst_survives_a_worker_restart(t *testing.T) {
@@ -311,4 +367,153 @@ func TestCoupon_requests_before_the_window_and_bad_input(t *testing.T) {
 	if cp.Status != "none" {
 		t.Errorf("coupon of a user who never asked = %q", cp.Status)
 	}
+}
+
+// A request PostgreSQL can never store — a NUL in its user id, put straight
+// into Redis past the API (as one accepted before the API refused such ids)
+// — is set aside with its reason; every valid rank is issued, and its unit
+// of stock goes to the next request, so exactly the stock is issued. Before,
+// every batch from that rank on failed (SQLSTATE 22021) and the campaign
+// stalled for good.
+func TestCoupon_a_request_that_can_never_be_written_is_set_aside(t *testing.T) {
+	ctx := context.Background()
+	// Scheduled at first, so the recorded history holds the timer too.
+	c := createCampaign(t, 20, 2*time.Second, time.Hour)
+	var doc campaignDoc
+	eventually(t, 30*time.Second, "the window opens", func() bool {
+		call(t, demoKey(), http.MethodGet, "/v1/campaigns/"+c.ID, nil, &doc)
+		return doc.Status == "open"
+	})
+	var answers []answer
+	send := func(from, to int) {
+		for i := from; i <= to; i++ {
+			user := fmt.Sprintf("user-%d", i)
+			var out struct {
+				Rank int64 `json:"rank"`
+			}
+			code := call(t, demoKey(), http.MethodPost, "/v1/campaigns/"+c.ID+"/requests", map[string]any{"user_id": user}, &out)
+			answers = append(answers, answer{user: user, code: code, rank: out.Rank})
+		}
+	}
+	send(1, 5)
+	out, rank, err := stack.app.Redis.Request(ctx, "demo", c.ID, "a\x00b")
+	if err != nil || out != queue.Accepted || rank != 6 {
+		t.Fatalf("the bad request straight into redis: %v rank %d, %v", out, rank, err)
+	}
+	send(6, 30) // ranks 7..21 (the set-aside unit comes back), then sold out
+	eventually(t, time.Minute, "the bad request is set aside and the rest issued", func() bool {
+		call(t, demoKey(), http.MethodGet, "/v1/campaigns/"+c.ID, nil, &doc)
+		return doc.SetAside == 1 && doc.Issued+doc.SetAside == doc.Accepted
+	})
+	// Had the unit come back after the stock ran out, the next request
+	// takes it now.
+	send(31, 40)
+	var got21 bool
+	for _, a := range answers {
+		got21 = got21 || (a.code == http.StatusAccepted && a.rank == 21)
+	}
+	if !got21 {
+		t.Error("no request got rank 21, the unit of the set-aside rank 6")
+	}
+	assertCampaign(t, c, answers, campaignRules{WantRefused: true, SetAside: []int64{6}})
+
+	// The reason stays with the tombstone, for the operator; and a metric.
+	aside, err := stack.app.Redis.SetAsideList(ctx, "demo", c.ID)
+	if err != nil || len(aside) != 1 || aside[0].Rank != 6 || !strings.Contains(aside[0].Reason, "22021") {
+		t.Errorf("set aside after the end = %+v, %v; want rank 6 with PostgreSQL's reason", aside, err)
+	}
+	if n := counterValue(t, "sagaflow_coupon_set_aside_total", "tenant", "demo"); n < 1 {
+		t.Errorf("sagaflow_coupon_set_aside_total{tenant=demo} = %v, want at least 1", n)
+	}
+	recordHistory(t, started{WorkflowID: workflows.CampaignWorkflowID("demo", c.ID)}, "campaign_set_aside.json")
+}
+
+// counterValue reads a counter of the app's registry.
+func counterValue(t *testing.T, name, label, value string) float64 {
+	t.Helper()
+	mfs, err := stack.app.Metrics.Registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	var sum float64
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					sum += m.GetCounter().GetValue()
+				}
+			}
+		}
+	}
+	return sum
+}
+
+// Tenant acme's 300 scheduled and 20 quiet open campaigns hold no activity
+// slot: the scheduled ones sleep on a timer, the quiet ones are asleep
+// (waiting on a timer or the wake signal). Then tenant demo's burst is
+// issued in full while all of acme's campaigns still hold nothing. Before,
+// each of them held an issuing activity (polling Redis every 20 ms), and
+// every slot of the worker could be taken by one tenant.
+func TestCoupon_idle_campaigns_of_one_tenant_hold_no_slot(t *testing.T) {
+	ctx := context.Background()
+	create := func(startsIn time.Duration) string {
+		var c campaignDoc
+		now := time.Now()
+		code := call(t, acmeKey(), http.MethodPost, "/v1/campaigns", map[string]any{
+			"name": "idle", "stock": 100, "starts_at": now.Add(startsIn), "ends_at": now.Add(2 * time.Hour),
+		}, &c)
+		if code != http.StatusCreated {
+			t.Fatalf("POST /v1/campaigns (acme) = %d", code)
+		}
+		return c.ID
+	}
+	var scheduled, quiet []string
+	for range 300 {
+		scheduled = append(scheduled, create(time.Hour))
+	}
+	for range 20 {
+		quiet = append(quiet, create(-time.Second))
+	}
+	idle := func() (busy int) {
+		for _, id := range scheduled {
+			if !workflowIdle(ctx, workflows.CampaignWorkflowID("acme", id), "scheduled") {
+				busy++
+			}
+		}
+		for _, id := range quiet {
+			asleep, _ := stack.app.Redis.Client.HExists(ctx, stack.app.Redis.Prefix()+"campaign:{acme:"+id+"}:meta", "asleep").Result()
+			if !asleep {
+				busy++
+			}
+		}
+		return busy
+	}
+	var busy int
+	eventually(t, 3*time.Minute, "acme's idle campaigns hold no activity", func() bool {
+		busy = idle()
+		return busy == 0
+	})
+	c, answers := startCampaignBurst(t, 300, 2000, 1000, 0, nil)
+	assertCampaign(t, c, answers, campaignRules{WantRefused: true})
+	if busy = idle(); busy != 0 {
+		t.Errorf("%d of acme's idle campaigns ran an activity during demo's burst", busy)
+	}
+}
+
+// workflowIdle reports whether the workflow runs, in phase, with no
+// activity pending.
+func workflowIdle(ctx context.Context, workflowID, phase string) bool {
+	d, err := stack.app.Temporal.DescribeWorkflowExecution(ctx, workflowID, "")
+	if err != nil || len(d.GetPendingActivities()) > 0 {
+		return false
+	}
+	v, err := stack.app.Temporal.QueryWorkflow(ctx, workflowID, "", workflows.QueryStatus)
+	if err != nil {
+		return false
+	}
+	var st workflows.CampaignState
+	return v.Get(&st) == nil && st.Phase == phase
 }

@@ -1,13 +1,18 @@
 package queue
 
 import (
+	"cmp"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strconv"
 	"time"
 
 	"github.com/redis/go-redis/v9"
+
+	"github.com/sagaflow/sagaflow/internal/coupon"
 )
 
 // A first-come campaign in Redis, all keys under one hash tag so that a
@@ -15,10 +20,12 @@ import (
 //
 //	meta   hash   starts_ms, ends_ms, stock     the window and the stock
 //	              done                         set when the campaign is over
+//	              asleep                       its workflow waits for a request
 //	left   string units not yet taken            the atomic stock counter
 //	seq    string arrivals accepted so far       the next rank is seq+1
 //	queue  zset   user → rank                    accepted, not yet issued
 //	users  hash   user → rank                    every accepted user
+//	aside  hash   user → {rank, reason} (JSON)   accepted, can never be issued
 //
 // Request touches only these keys, in one Lua script: the answer takes one
 // round trip, and AOF with appendfsync always makes an accepted request
@@ -64,14 +71,16 @@ type Campaign struct {
 	EndsAt   time.Time
 }
 
-type campaignKeys struct{ meta, left, seq, queue, users string }
+type campaignKeys struct{ meta, left, seq, queue, users, aside string }
 
 func (r *Redis) keys(tenant, id string) campaignKeys {
 	base := r.prefix + "campaign:{" + tenant + ":" + id + "}:"
-	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users"}
+	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users", aside: base + "aside"}
 }
 
-func (k campaignKeys) all() []string { return []string{k.meta, k.left, k.seq, k.queue, k.users} }
+func (k campaignKeys) all() []string {
+	return []string{k.meta, k.left, k.seq, k.queue, k.users, k.aside}
+}
 
 // openScript creates the campaign once: a second call changes nothing, so
 // the API and the campaign workflow may both call it.
@@ -112,22 +121,65 @@ redis.call('DECR', KEYS[2])
 rank = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[4], rank, ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], rank)
-return {1, rank}
+return {1, rank, redis.call('HDEL', KEYS[1], 'asleep')}
 `)
 
 // Request asks for one unit of the campaign's stock for user. An accepted
 // request gets the next rank (1, 2, ...: the order of acceptance, no gaps);
 // a user who asked before gets Duplicate with the rank they got.
 func (r *Redis) Request(ctx context.Context, tenant, id, user string) (Outcome, int64, error) {
+	a, err := r.Ask(ctx, tenant, id, user)
+	return a.Outcome, a.Rank, err
+}
+
+// Answer is the answer to a request.
+type Answer struct {
+	Outcome Outcome
+	Rank    int64
+	// Wake: this request is the first since the campaign's workflow went
+	// to sleep (MarkAsleep); the caller should wake it (one signal per
+	// sleep, however many requests follow).
+	Wake bool
+}
+
+// Ask is Request, and tells whether the campaign's workflow is to be woken.
+func (r *Redis) Ask(ctx context.Context, tenant, id, user string) (Answer, error) {
 	k := r.keys(tenant, id)
 	res, err := requestScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq, k.queue, k.users}, user).Int64Slice()
 	if err != nil {
-		return 0, 0, fmt.Errorf("queue: request %s: %w", id, err)
+		return Answer{}, fmt.Errorf("queue: request %s: %w", id, err)
 	}
-	if len(res) != 2 {
-		return 0, 0, fmt.Errorf("queue: request %s: unexpected reply %v", id, res)
+	if len(res) != 2 && len(res) != 3 {
+		return Answer{}, fmt.Errorf("queue: request %s: unexpected reply %v", id, res)
 	}
-	return Outcome(res[0]), res[1], nil
+	a := Answer{Outcome: Outcome(res[0]), Rank: res[1]}
+	if len(res) == 3 {
+		a.Wake = res[2] == 1
+	}
+	return a, nil
+}
+
+// asleepScript marks the campaign's workflow asleep if nothing waits in
+// the queue, in one step: a request accepted after it finds the mark (and
+// wakes the workflow), one accepted before it is in the queue (and the
+// mark is not set).
+var asleepScript = redis.NewScript(`
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+if redis.call('ZCARD', KEYS[2]) > 0 then return 0 end
+redis.call('HSET', KEYS[1], 'asleep', 1)
+return 1
+`)
+
+// MarkAsleep records that the campaign's workflow waits for a request, so
+// that the next accepted request says Wake; it does nothing and returns
+// false if requests are waiting in the queue already.
+func (r *Redis) MarkAsleep(ctx context.Context, tenant, id string) (bool, error) {
+	k := r.keys(tenant, id)
+	n, err := asleepScript.Run(ctx, r.Client, []string{k.meta, k.queue}).Int()
+	if err != nil {
+		return false, fmt.Errorf("queue: mark %s asleep: %w", id, err)
+	}
+	return n == 1, nil
 }
 
 // Entry is an accepted request waiting to be issued.
@@ -165,6 +217,70 @@ func (r *Redis) Issued(ctx context.Context, tenant, id string, users []string) e
 	return nil
 }
 
+// setAsideScript takes requests that can never be issued off the queue,
+// records them with their reason, and gives their units of stock back, so
+// the next request accepted takes it. Each user once: a retry changes
+// nothing. KEYS: meta, left, queue, aside; ARGV: user, entry, user, entry...
+var setAsideScript = redis.NewScript(`
+local n = 0
+local done = redis.call('HEXISTS', KEYS[1], 'done') == 1
+for i = 1, #ARGV, 2 do
+  if redis.call('HSETNX', KEYS[4], ARGV[i], ARGV[i+1]) == 1 then
+    n = n + 1
+    if not done then redis.call('INCR', KEYS[2]) end
+  end
+  redis.call('ZREM', KEYS[3], ARGV[i])
+end
+return n
+`)
+
+// SetAside takes the requests off the pending queue for good, with their
+// reasons, and gives their units of stock back to the campaign (unless it is
+// over): the stock is meant for requests that can be issued. It returns how
+// many were not set aside before (it is idempotent).
+func (r *Redis) SetAside(ctx context.Context, tenant, id string, items []coupon.SetAside) (int, error) {
+	if len(items) == 0 {
+		return 0, nil
+	}
+	k := r.keys(tenant, id)
+	args := make([]any, 0, 2*len(items))
+	for _, it := range items {
+		entry, err := json.Marshal(asideEntry{Rank: it.Rank, Reason: it.Reason})
+		if err != nil {
+			return 0, fmt.Errorf("queue: set aside %s: %w", id, err)
+		}
+		args = append(args, it.User, entry)
+	}
+	n, err := setAsideScript.Run(ctx, r.Client, []string{k.meta, k.left, k.queue, k.aside}, args...).Int()
+	if err != nil {
+		return 0, fmt.Errorf("queue: set aside %s: %w", id, err)
+	}
+	return n, nil
+}
+
+type asideEntry struct {
+	Rank   int64  `json:"rank"`
+	Reason string `json:"reason"`
+}
+
+// SetAsideList returns the campaign's set-aside requests, lowest rank first.
+func (r *Redis) SetAsideList(ctx context.Context, tenant, id string) ([]coupon.SetAside, error) {
+	m, err := r.Client.HGetAll(ctx, r.keys(tenant, id).aside).Result()
+	if err != nil {
+		return nil, fmt.Errorf("queue: set aside of %s: %w", id, err)
+	}
+	out := make([]coupon.SetAside, 0, len(m))
+	for user, raw := range m {
+		var e asideEntry
+		if err := json.Unmarshal([]byte(raw), &e); err != nil {
+			return nil, fmt.Errorf("queue: set aside of %s: entry of %q: %w", id, user, err)
+		}
+		out = append(out, coupon.SetAside{User: user, Rank: e.Rank, Reason: e.Reason})
+	}
+	slices.SortFunc(out, func(a, b coupon.SetAside) int { return cmp.Compare(a.Rank, b.Rank) })
+	return out, nil
+}
+
 // CampaignState is a campaign's counters in Redis.
 type CampaignState struct {
 	Exists    bool
@@ -172,6 +288,7 @@ type CampaignState struct {
 	Left      int64 // units not yet taken
 	Accepted  int64 // requests accepted
 	Queued    int64 // accepted, not yet issued
+	SetAside  int64 // accepted, can never be issued (see SetAside)
 	StartsAt  time.Time
 	EndsAt    time.Time
 	ServerNow time.Time
@@ -189,6 +306,7 @@ func (r *Redis) State(ctx context.Context, tenant, id string) (CampaignState, er
 	left := pipe.Get(ctx, k.left)
 	seq := pipe.Get(ctx, k.seq)
 	queued := pipe.ZCard(ctx, k.queue)
+	aside := pipe.HLen(ctx, k.aside)
 	if _, err := pipe.Exec(ctx); err != nil && !errors.Is(err, redis.Nil) {
 		return CampaignState{}, fmt.Errorf("queue: state %s: %w", id, err)
 	}
@@ -204,6 +322,7 @@ func (r *Redis) State(ctx context.Context, tenant, id string) (CampaignState, er
 	st.Left, _ = left.Int64()
 	st.Accepted, _ = seq.Int64()
 	st.Queued = queued.Val()
+	st.SetAside = aside.Val()
 	return st, nil
 }
 
@@ -251,6 +370,7 @@ func (r *Redis) Accepted(ctx context.Context, tenant, id string) (map[string]int
 // that late requests are still answered from Redis alone: sold out if the
 // whole stock was taken, closed otherwise. A user who was accepted and asks
 // again after this gets that answer too (their coupon is in PostgreSQL).
+// The set-aside requests stay as long as the tombstone, for the operator.
 func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string, soldOut bool, keep time.Duration) error {
 	k := r.keys(tenant, id)
 	final := Closed
@@ -261,6 +381,7 @@ func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string, soldOut b
 	pipe.Del(ctx, k.left, k.seq, k.queue, k.users)
 	pipe.HSet(ctx, k.meta, "done", int(final))
 	pipe.PExpire(ctx, k.meta, keep)
+	pipe.PExpire(ctx, k.aside, keep)
 	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("queue: remove campaign %s: %w", id, err)
 	}

@@ -8,6 +8,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
@@ -203,5 +204,74 @@ func TestRemoveCampaign_leaves_a_tombstone_that_answers_late_requests(t *testing
 	ttl, err := rdb.Client.PTTL(ctx, rdb.Prefix()+"campaign:{"+closed.Tenant+":"+closed.ID+"}:meta").Result()
 	if err != nil || ttl <= 0 || ttl > time.Minute {
 		t.Fatalf("tombstone ttl = %v, %v", ttl, err)
+	}
+}
+
+// A set-aside request leaves the queue with its reason and gives its unit
+// back once, however often it is set aside; the next request takes the unit.
+func TestSetAside_gives_the_unit_back_once(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := campaign(t, 2, -time.Second, time.Hour)
+	request(t, c, "a\x00b")
+	request(t, c, "u2")
+	if o, _ := request(t, c, "u3"); o != queue.SoldOut {
+		t.Fatalf("third request: %v, want sold out", o)
+	}
+	item := []coupon.SetAside{{User: "a\x00b", Rank: 1, Reason: "SQLSTATE 22021"}}
+	for i, want := range []int{1, 0} {
+		n, err := rdb.SetAside(ctx, c.Tenant, c.ID, item)
+		if err != nil || n != want {
+			t.Fatalf("set aside #%d = %d, %v; want %d", i+1, n, err, want)
+		}
+	}
+	st, err := rdb.State(ctx, c.Tenant, c.ID)
+	if err != nil || st.Left != 1 || st.Queued != 1 || st.SetAside != 1 || st.Accepted != 2 {
+		t.Fatalf("state %+v, %v: want one unit back, u2 queued, one set aside", st, err)
+	}
+	if o, rank := request(t, c, "u3"); o != queue.Accepted || rank != 3 {
+		t.Fatalf("u3 = %v rank %d, want accepted with rank 3", o, rank)
+	}
+	list, err := rdb.SetAsideList(ctx, c.Tenant, c.ID)
+	if err != nil || len(list) != 1 || list[0] != item[0] {
+		t.Fatalf("set aside list %+v, %v", list, err)
+	}
+	// Over: a request set aside now gives nothing back.
+	if err := rdb.RemoveCampaign(ctx, c.Tenant, c.ID, true, time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := rdb.SetAside(ctx, c.Tenant, c.ID, []coupon.SetAside{{User: "late", Rank: 9, Reason: "x"}}); err != nil {
+		t.Fatal(err)
+	}
+	if n, _ := rdb.Client.Exists(ctx, rdb.Prefix()+"campaign:{demo:"+c.ID+"}:left").Result(); n != 0 {
+		t.Fatal("a set aside after the end recreated the stock counter")
+	}
+}
+
+// A sleeping campaign is woken by the first request after it went to sleep,
+// once; it does not go to sleep over a waiting request.
+func TestMarkAsleep_then_the_first_request_wakes_it(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	c := campaign(t, 10, -time.Second, time.Hour)
+	if ok, err := rdb.MarkAsleep(ctx, c.Tenant, c.ID); err != nil || !ok {
+		t.Fatalf("mark asleep an empty queue: %v %v", ok, err)
+	}
+	var wakes []bool
+	for _, u := range []string{"u1", "u2"} {
+		a, err := rdb.Ask(ctx, c.Tenant, c.ID, u)
+		if err != nil || a.Outcome != queue.Accepted {
+			t.Fatalf("ask %s: %+v %v", u, a, err)
+		}
+		wakes = append(wakes, a.Wake)
+	}
+	if fmt.Sprint(wakes) != "[true false]" {
+		t.Fatalf("wakes %v, want only the first request to wake it", wakes)
+	}
+	if ok, err := rdb.MarkAsleep(ctx, c.Tenant, c.ID); err != nil || ok {
+		t.Fatalf("mark asleep over two waiting requests: %v %v, want false", ok, err)
+	}
+	if a, _ := rdb.Ask(ctx, c.Tenant, c.ID, "u3"); a.Wake {
+		t.Fatal("a request woke a campaign that was not asleep")
 	}
 }

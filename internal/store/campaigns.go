@@ -4,10 +4,12 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
 
 	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/starter"
@@ -69,7 +71,10 @@ func (c *Campaigns) Get(ctx context.Context, id string) (coupon.Campaign, error)
 }
 
 // Issue stores the coupons in one statement, skipping those issued already
-// (same user or same rank), and returns how many it added.
+// (same user or same rank), and returns how many it added. An error that
+// wraps coupon.ErrUnwritable means PostgreSQL refused the data (see
+// Unwritable): at least one of the coupons can never be stored, and none
+// of them was.
 func (c *Campaigns) Issue(ctx context.Context, campaignID string, coupons []coupon.Coupon) (int, error) {
 	if len(coupons) == 0 {
 		return 0, nil
@@ -95,10 +100,29 @@ func (c *Campaigns) Issue(ctx context.Context, campaignID string, coupons []coup
 		_, err = tx.Exec(ctx, `UPDATE `+c.table("campaigns")+` SET issued = issued + $2 WHERE id = $1`, campaignID, added)
 		return err
 	})
+	if Unwritable(err) {
+		return 0, fmt.Errorf("issue coupons of %s: %w: %w", campaignID, coupon.ErrUnwritable, err)
+	}
 	if err != nil {
 		return 0, fmt.Errorf("issue coupons of %s: %w", campaignID, err)
 	}
 	return added, nil
+}
+
+// Unwritable reports whether err is PostgreSQL refusing the data itself:
+// SQLSTATE class 22 (data exception: a NUL or invalid UTF-8 in text, a
+// number out of range) or 23 (integrity constraint violation). The same
+// rows are refused again on every retry. Everything else is taken as
+// transient and left to the caller's retries: a lost or refused connection
+// (class 08, or no SQLSTATE at all), an administrator or crash shutdown
+// (57P01-57P03), a serialization failure (40001) or deadlock (40P01), a
+// timeout or a cancelled context.
+func Unwritable(err error) bool {
+	var pg *pgconn.PgError
+	if !errors.As(err, &pg) {
+		return false
+	}
+	return strings.HasPrefix(pg.Code, "22") || strings.HasPrefix(pg.Code, "23")
 }
 
 // Coupon returns the user's coupon, or coupon.ErrNotFound.
@@ -119,15 +143,17 @@ func (c *Campaigns) Coupon(ctx context.Context, campaignID, user string) (coupon
 }
 
 // Finish marks the campaign done with the number of accepted requests, once
-// every accepted user holds a coupon; it fails if the counts disagree.
-func (c *Campaigns) Finish(ctx context.Context, campaignID string, accepted int, at time.Time) error {
-	tag, err := c.s.pool.Exec(ctx, `UPDATE `+c.table("campaigns")+` SET status = 'done', accepted = $2, done_at = $3
-		WHERE id = $1 AND issued = $2`, campaignID, accepted, at)
+// every accepted user holds a coupon but the setAside ones (requests that
+// could never be written); it fails if the counts disagree. A done
+// campaign's set-aside count is then accepted - issued.
+func (c *Campaigns) Finish(ctx context.Context, campaignID string, accepted, setAside int, at time.Time) error {
+	tag, err := c.s.pool.Exec(ctx, `UPDATE `+c.table("campaigns")+` SET status = 'done', accepted = $2, done_at = $4
+		WHERE id = $1 AND issued + $3 = $2`, campaignID, accepted, setAside, at)
 	if err != nil {
 		return fmt.Errorf("finish campaign %s: %w", campaignID, err)
 	}
 	if tag.RowsAffected() == 0 {
-		return fmt.Errorf("finish campaign %s: issued coupons do not match the %d accepted requests", campaignID, accepted)
+		return fmt.Errorf("finish campaign %s: issued coupons and %d set aside do not match the %d accepted requests", campaignID, setAside, accepted)
 	}
 	return nil
 }
