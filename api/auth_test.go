@@ -11,6 +11,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 func newGuardedHandler(t *testing.T, f *fakeTenants, limit int) http.Handler {
@@ -49,6 +50,7 @@ func TestAuth_unknown_keys_are_cached_and_not_looked_up_again(t *testing.T) {
 }
 
 func TestAuth_repeated_failures_from_one_address_get_429_with_retry_after(t *testing.T) {
+	testenv.Chaos(t, "11. a flood of bad API keys from one address", "cached refusals; 429 with Retry-After; cached keys unaffected")
 	t.Parallel()
 	f := demoTenants()
 	h := newGuardedHandler(t, f, 3)

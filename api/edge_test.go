@@ -8,6 +8,8 @@ import (
 	"strings"
 	"testing"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 const (
@@ -49,6 +51,7 @@ var idem = map[string]string{"Idempotency-Key": "key-1"}
 // Every route, every field that flows anywhere: a bad value is a 400 that
 // names the field, and nothing reaches a store.
 func TestAPI_edge_refuses_bad_text_with_a_400_naming_the_field(t *testing.T) {
+	testenv.Chaos(t, "2, 11. NUL, controls, invalid UTF-8, huge text, urn:uuid ids, odd headers on every route", "a 400 naming the field; no store is called")
 	t.Parallel()
 	long := strings.Repeat("x", 300)
 	tests := []struct {

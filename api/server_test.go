@@ -9,6 +9,8 @@ import (
 	"os"
 	"testing"
 	"time"
+
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // serveWithLimits serves h on a loopback port with short limits and
@@ -38,6 +40,7 @@ func closedByServer(t *testing.T, conn net.Conn, limit time.Duration) {
 }
 
 func TestHTTPServer_closes_slow_loris_connections(t *testing.T) {
+	testenv.Chaos(t, "11. slow-loris clients (headers, body)", "the server closes the connection")
 	t.Parallel()
 	addr := serveWithLimits(t, newTestHandler(t, demoTenants(), time.Minute))
 	t.Run("headers_never_end", func(t *testing.T) {

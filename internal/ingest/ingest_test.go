@@ -13,6 +13,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/ingest"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 func TestConsumer_dead_letters_what_it_cannot_ingest_with_the_reason(t *testing.T) {
@@ -334,6 +335,7 @@ func TestConsumer_a_long_outage_keeps_changes_unacked_without_spending_deliverie
 }
 
 func TestConsumer_the_same_message_id_from_two_tenants_is_two_messages(t *testing.T) {
+	testenv.Chaos(t, "4. two tenants publish the same message_id", "both changes are delivered")
 	t.Parallel()
 	f := setup(t)
 	a, b := f.tenant(t), f.tenant(t)

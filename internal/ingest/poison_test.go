@@ -14,6 +14,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // deadReasons takes n messages off the dead queue and returns their
@@ -122,6 +123,7 @@ func (p *injecting) callsTo(schema string) int {
 // it, of any tenant, waited. A NUL in a product name, which once reached
 // PostgreSQL the same way, is now refused by ParseChange already.
 func TestConsumer_a_poison_message_holds_up_nobody_against_real_postgres(t *testing.T) {
+	testenv.Chaos(t, "3. poison on the bus: a NUL name, a write PostgreSQL refuses, a dropped tenant schema", "each dead-lettered with its reason; every other change, of every tenant, goes through")
 	t.Parallel()
 	f := setup(t)
 	a, b, gone := f.tenant(t), f.tenant(t), f.tenant(t)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // The issue's lost change: PUT /v1/products/{sku} with "X-Request-Id: my
@@ -14,6 +15,7 @@ import (
 // product had committed and no market ever got that version. Now the
 // envelope's trace id is the request's W3C trace id: the change arrives.
 func TestAPI_edge_a_product_put_with_an_odd_request_id_reaches_the_market(t *testing.T) {
+	testenv.Chaos(t, "1. PUT /v1/products with X-Request-Id: my trace", "the change reaches the market; nothing is dead-lettered")
 	st := newSyncTenant(t, syncTenantName("e"), "shopwave")
 	const sku = "EDGE-1"
 	put := func(amount int64, want int) {

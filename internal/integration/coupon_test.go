@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/queue"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -260,6 +261,7 @@ func TestCoupon_burst_survives_a_worker_restart(t *testing.T) {
 }
 
 func TestCoupon_burst_survives_a_worker_process_killed(t *testing.T) {
+	testenv.Chaos(t, "a worker process SIGKILLed mid campaign", "stock exact; every 202 holds its rank")
 	resume := stack.pauseWorkers()
 	defer resume()
 	worker, err := startWorkerProcess()
@@ -293,6 +295,7 @@ func TestCoupon_burst_survives_a_worker_process_killed(t *testing.T) {
 }
 
 func TestCoupon_burst_survives_redis_killed_and_restarted(t *testing.T) {
+	testenv.Chaos(t, "redis-server SIGKILLed mid coupon burst", "stock exact; every 202 holds its rank")
 	root, _ := filepath.Abs(filepath.Join("..", ".."))
 	pidFile := filepath.Join(root, ".data", "redis", "redis.pid")
 	raw, err := os.ReadFile(pidFile)
@@ -376,6 +379,7 @@ func TestCoupon_requests_before_the_window_and_bad_input(t *testing.T) {
 // every batch from that rank on failed (SQLSTATE 22021) and the campaign
 // stalled for good.
 func TestCoupon_a_request_that_can_never_be_written_is_set_aside(t *testing.T) {
+	testenv.Chaos(t, "2. a NUL user id already in a campaign's Redis queue", "set aside with its reason; every valid rank issued; stock exact")
 	ctx := context.Background()
 	// Scheduled at first, so the recorded history holds the timer too.
 	c := createCampaign(t, 20, 2*time.Second, time.Hour)
@@ -458,6 +462,7 @@ func counterValue(t *testing.T, name, label, value string) float64 {
 // each of them held an issuing activity (polling Redis every 20 ms), and
 // every slot of the worker could be taken by one tenant.
 func TestCoupon_idle_campaigns_of_one_tenant_hold_no_slot(t *testing.T) {
+	testenv.Chaos(t, "7. one tenant's 300 scheduled and 20 quiet campaigns", "they hold no activity slot; another tenant's burst is issued exactly")
 	ctx := context.Background()
 	create := func(startsIn time.Duration) string {
 		var c campaignDoc

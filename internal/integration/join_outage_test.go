@@ -232,6 +232,7 @@ func assertJoinInvariants(t *testing.T, b *joinBurst, within time.Duration) map[
 // charge, voids its key (which cancels the pending commit) and releases the
 // seat: no money is taken, now or later.
 func TestJoin_a_charge_committing_after_the_saga_gave_up_is_voided(t *testing.T) {
+	testenv.Chaos(t, "8. a charge answered 503 and 409 in progress that commits minutes later", "the key is voided: nothing taken, now or later; the seat is released")
 	resetSims(t)
 	defer resetSims(t)
 	before := stack.sims.Payments.Stats()

@@ -51,6 +51,7 @@ func waitJoin(t *testing.T, key, joinID string, done func(meeting.Join) bool) me
 }
 
 func TestJoin_through_the_api_charges_once_and_confirms(t *testing.T) {
+	testenv.Chaos(t, "11. a join's payment token", "charged once; no history event holds the token in the clear")
 	resetSims(t)
 	m := createMeeting(t, demoKey(), map[string]any{"title": "Go meetup", "capacity": 2, "fee": map[string]any{"amount": 30000, "currency": "KRW"}})
 	idem := "happy-" + testenv.RunID()
@@ -207,10 +208,12 @@ func TestJoin_bad_input_is_a_clear_400(t *testing.T) {
 }
 
 func TestJoin_500_joins_keep_money_and_seats_consistent(t *testing.T) {
+	testenv.Chaos(t, "8. 500 joins: declines, 5xx, lost replies, late commits, 409 in progress, a meeting closed", "every join ends; ledger exact; no seat leaked; no double charge")
 	runJoinScenario(t, false)
 }
 
 func TestJoin_500_joins_survive_a_worker_restart(t *testing.T) {
+	testenv.Chaos(t, "the same 500 joins with the workers restarted midway", "every join ends; ledger exact; no seat leaked")
 	runJoinScenario(t, true)
 }
 

@@ -564,6 +564,7 @@ func TestSync_50k_changes_reach_every_market_despite_faults(t *testing.T) {
 // TestSync_50k_changes_survive_restarts is the same run with the worker,
 // the ingest consumer and rabbitmq-server restarted midway.
 func TestSync_50k_changes_survive_restarts(t *testing.T) {
+	testenv.Chaos(t, "50,000 changes with workers, ingest and rabbitmq-server restarted", "every market at the latest version; nothing stale, nothing parked")
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..", "..")
 	syncScenario(t, "r", func(step int) {
@@ -886,6 +887,7 @@ func TestSync_a_channel_connected_later_gets_the_existing_catalogue(t *testing.T
 // work on items the workflow never held in memory, and a fixed KRW version
 // supersedes its parked one.
 func TestSync_20k_parked_items_in_one_shard_keep_the_workflow_running(t *testing.T) {
+	testenv.Chaos(t, "6. 20,000 parked items in one sync shard", "the run stays up with bounded state; the parking lot pages; retry, discard, supersede work")
 	const n = 20_000
 	ctx := context.Background()
 	st := newSyncTenant(t, syncTenantName("k"))

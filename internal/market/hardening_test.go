@@ -15,12 +15,14 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/market"
 	"github.com/sagaflow/sagaflow/internal/sim"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // A tenant whose channels point at a dead base URL opens only its own
 // channels' breakers: another tenant's channel of the same market, at a
 // live base URL, keeps pushing.
 func TestBreaker_dead_base_url_of_one_tenant_does_not_stop_another(t *testing.T) {
+	testenv.Chaos(t, "9. one tenant's channels at a dead base_url", "another tenant's push to the same market goes through; its breaker stays closed")
 	t.Parallel()
 	f := fixtures[0]
 	m, live := f.start(t, sim.MarketConfig{})
@@ -61,6 +63,7 @@ func TestBreaker_dead_base_url_of_one_tenant_does_not_stop_another(t *testing.T)
 // same host and port, stays closed. This is why a breaker is keyed by
 // channel and not by endpoint.
 func TestBreaker_one_accounts_5xx_at_a_shared_endpoint_stay_its_own(t *testing.T) {
+	testenv.Chaos(t, "9. a shared market endpoint failing one account only", "only that account's channel breaker opens")
 	t.Parallel()
 	f := fixtures[1]
 	m, url := f.start(t, sim.MarketConfig{DownAccount: "tok-tenant-a"})
@@ -128,6 +131,7 @@ func TestPublicAddr(t *testing.T) {
 // Outside dev the client never connects to a loopback address: not by IP,
 // not through a name that resolves to one. No request reaches the server.
 func TestPush_refuses_non_public_addresses(t *testing.T) {
+	testenv.Chaos(t, "10. a base_url resolving to loopback ([::1], localhost, 127.0.0.1)", "refused at dial time; the server sees no request")
 	t.Parallel()
 	var hits atomic.Int64
 	h := http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { hits.Add(1) })
@@ -158,6 +162,7 @@ func TestPush_refuses_non_public_addresses(t *testing.T) {
 // A redirect is not followed, least of all to another host: it is a
 // permanent refusal that names the status.
 func TestPush_does_not_follow_redirects(t *testing.T) {
+	testenv.Chaos(t, "10. a market answering with a redirect elsewhere", "not followed; the other server sees no request")
 	t.Parallel()
 	var reached atomic.Int64
 	other := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) { reached.Add(1) }))
@@ -182,6 +187,7 @@ func TestPush_does_not_follow_redirects(t *testing.T) {
 // No byte of a foreign reply reaches an error text: only the market, the
 // status and a classified reason.
 func TestPush_errors_never_echo_the_reply(t *testing.T) {
+	testenv.Chaos(t, "10. a hostile market reply", "no byte of it in any error, last_error or parked item")
 	t.Parallel()
 	const leak = "root:x:0:0:SECRET-METADATA-TOKEN"
 	for _, tt := range []struct {

@@ -83,6 +83,7 @@ func hammer(ctx context.Context, clients []*market.Client, target market.Target,
 // within the channel's rate (at most burst + rate·window calls reach the
 // market), not twice it.
 func TestRedis_two_clients_share_the_channel_rate(t *testing.T) {
+	testenv.Chaos(t, "9. two worker processes pushing to one channel", "together they hold the channel's rate")
 	m, err := sim.NewMarketplace(market.Shopwave, sim.MarketConfig{}, 1)
 	if err != nil {
 		t.Fatal(err)

@@ -14,6 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/secret"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 func keyring(t *testing.T, spec ...string) *secret.Keyring {
@@ -62,6 +63,7 @@ func newTenantIn(t *testing.T, s *store.Store) tenant.Tenant {
 // The credentials column holds a sealed value, never the credentials; the
 // API's reads open it.
 func TestChannel_credentials_are_encrypted_at_rest(t *testing.T) {
+	testenv.Chaos(t, "11. channel credentials at rest", "the column holds ciphertext; reads give the credentials")
 	t.Parallel()
 	ctx := context.Background()
 	s := open(t, store.WithSecrets(keyring(t, "k0")))
@@ -167,6 +169,7 @@ func TestReencryptChannels_rotates_keys_and_seals_plain_rows(t *testing.T) {
 // The cap holds under concurrent creates: the count and the insert are one
 // transaction under the tenant's lock. Another tenant has its own cap.
 func TestCreateChannel_caps_channels_per_tenant(t *testing.T) {
+	testenv.Chaos(t, "9. 12 concurrent channel creates against a cap of 3", "exactly 3 created; other tenants unaffected")
 	t.Parallel()
 	ctx := context.Background()
 	const limit = 3
