@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/encoding/protojson"
 
 	"github.com/sagaflow/sagaflow/api"
@@ -220,14 +219,8 @@ func recordHistory(t *testing.T, s started, name string) {
 	if os.Getenv("SAGAFLOW_RECORD_HISTORY") == "" {
 		return
 	}
-	ctx := context.Background()
-	iter := stack.app.Temporal.GetWorkflowHistory(ctx, s.WorkflowID, s.RunID, false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var events []json.RawMessage
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range history(t, s.WorkflowID, s.RunID) {
 		b, err := protojson.Marshal(ev)
 		if err != nil {
 			t.Fatal(err)

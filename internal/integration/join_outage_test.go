@@ -316,13 +316,8 @@ func TestPayloads_are_encrypted_in_the_history_when_keys_are_set(t *testing.T) {
 	if err := run.Get(ctx, &st); err != nil || len(st.Checks) == 0 {
 		t.Fatalf("probe through the codec: %+v, %v", st, err)
 	}
-	iter := stack.app.Temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	var encrypted int
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range history(t, run.GetID(), run.GetRunID()) {
 		b, err := protojson.Marshal(ev)
 		if err != nil {
 			t.Fatal(err)
@@ -397,13 +392,8 @@ func BenchmarkJoin_history_cost_of_an_outage(t *testing.B) {
 	if err := run.Get(ctx, &j); err != nil || j.Status != meeting.JoinConfirmed {
 		t.Fatalf("join after the outage: %+v, %v", j, err)
 	}
-	iter := stack.app.Temporal.GetWorkflowHistory(ctx, run.GetID(), run.GetRunID(), false, enums.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	events, timers := 0, 0
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range history(t, run.GetID(), run.GetRunID()) {
 		events++
 		if ev.GetEventType() == enums.EVENT_TYPE_TIMER_STARTED {
 			timers++

@@ -2,13 +2,11 @@ package integration
 
 import (
 	"bytes"
-	"context"
 	"net/http"
 	"sync"
 	"testing"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
@@ -106,13 +104,8 @@ func TestJoin_through_the_api_charges_once_and_confirms(t *testing.T) {
 	}
 	// The payment token reached the gateway, but no event of the saga's
 	// history holds it in the clear: the API sealed it for the charge.
-	iter := stack.app.Temporal.GetWorkflowHistory(context.Background(), workflows.JoinWorkflowID("demo", joinID), "", false, enumspb.HISTORY_EVENT_FILTER_TYPE_ALL_EVENT)
 	events := 0
-	for iter.HasNext() {
-		ev, err := iter.Next()
-		if err != nil {
-			t.Fatal(err)
-		}
+	for _, ev := range history(t, workflows.JoinWorkflowID("demo", joinID), "") {
 		events++
 		// The text format shows payload bytes as (escaped) text, not base64.
 		if b, _ := prototext.Marshal(ev); bytes.Contains(b, []byte("tok_ok")) {

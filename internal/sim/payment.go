@@ -488,20 +488,28 @@ func (g *PaymentGateway) commitLate(c *paymentCharge) {
 	g.taken[c.IdempotencyKey]++
 }
 
+// keyedRequest waits the configured latency and reads a body that names an
+// idempotency key (a refund or a void); it answers the error itself when
+// the body is bad, and then reports false.
+func (g *PaymentGateway) keyedRequest(w http.ResponseWriter, r *http.Request) (refundRequest, bool) {
+	var req refundRequest
+	body, ok := delay(w, r, g.latency())
+	if !ok || !decodeInto(w, body, &req) {
+		return req, false
+	}
+	if err := checkKey(req.IdempotencyKey); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return req, false
+	}
+	return req, true
+}
+
 // handleVoid makes a key's outcome final: the charge made under it is
 // returned as it stands; otherwise the key is voided (a pending late commit
 // is cancelled) and no charge will ever be made for it.
 func (g *PaymentGateway) handleVoid(w http.ResponseWriter, r *http.Request) {
-	body, ok := delay(w, r, g.latency())
+	req, ok := g.keyedRequest(w, r)
 	if !ok {
-		return
-	}
-	var req refundRequest
-	if !decodeInto(w, body, &req) {
-		return
-	}
-	if err := checkKey(req.IdempotencyKey); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
 		return
 	}
 	g.mu.Lock()
@@ -577,16 +585,7 @@ func (g *PaymentGateway) handleLookup(w http.ResponseWriter, r *http.Request) {
 }
 
 func (g *PaymentGateway) handleRefund(w http.ResponseWriter, r *http.Request) {
-	body, ok := delay(w, r, g.latency())
-	if !ok {
-		return
-	}
-	var req refundRequest
-	if !decodeInto(w, body, &req) {
-		return
-	}
-	if err := checkKey(req.IdempotencyKey); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	if _, ok := g.keyedRequest(w, r); !ok {
 		return
 	}
 	id := r.PathValue("id")

@@ -516,20 +516,26 @@ func channelGone(err error) error {
 // each SKU it has applied at all. An unknown channel (or an id that is not a
 // UUID) has applied nothing.
 func (c *Catalog) SyncedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error) {
+	return c.versionsIn(ctx, "channel_products", "synced", channelID, skus)
+}
+
+// versionsIn reads the version of each of skus that table (channel_products
+// or parked_items) holds for the channel; what names it in errors.
+func (c *Catalog) versionsIn(ctx context.Context, table, what, channelID string, skus []string) (map[string]int64, error) {
 	out := make(map[string]int64, len(skus))
 	uid, ok := canonicalID(channelID)
 	if !ok || len(skus) == 0 {
 		return out, nil
 	}
-	rows, err := c.s.pool.Query(ctx, `SELECT sku, version FROM `+c.table("channel_products")+`
+	rows, err := c.s.pool.Query(ctx, `SELECT sku, version FROM `+c.table(table)+`
 		WHERE channel_id = $1 AND sku = ANY($2)`, uid, skus)
 	if err != nil {
-		return nil, fmt.Errorf("read synced versions of channel %s: %w", channelID, err)
+		return nil, fmt.Errorf("read %s versions of channel %s: %w", what, channelID, err)
 	}
 	var sku string
 	var v int64
 	if _, err := pgx.ForEachRow(rows, []any{&sku, &v}, func() error { out[sku] = v; return nil }); err != nil {
-		return nil, fmt.Errorf("read synced versions of channel %s: %w", channelID, err)
+		return nil, fmt.Errorf("read %s versions of channel %s: %w", what, channelID, err)
 	}
 	return out, nil
 }
@@ -738,22 +744,7 @@ func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Tim
 // channel holds parked. An unknown channel (or an id that is not a UUID)
 // holds none.
 func (c *Catalog) ParkedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error) {
-	out := map[string]int64{}
-	uid, ok := canonicalID(channelID)
-	if !ok || len(skus) == 0 {
-		return out, nil
-	}
-	rows, err := c.s.pool.Query(ctx, `SELECT sku, version FROM `+c.table("parked_items")+`
-		WHERE channel_id = $1 AND sku = ANY($2)`, uid, skus)
-	if err != nil {
-		return nil, fmt.Errorf("read parked versions of channel %s: %w", channelID, err)
-	}
-	var sku string
-	var v int64
-	if _, err := pgx.ForEachRow(rows, []any{&sku, &v}, func() error { out[sku] = v; return nil }); err != nil {
-		return nil, fmt.Errorf("read parked versions of channel %s: %w", channelID, err)
-	}
-	return out, nil
+	return c.versionsIn(ctx, "parked_items", "parked", channelID, skus)
 }
 
 // UnparkSynced removes, in one statement, the channel's parked items that
