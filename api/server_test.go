@@ -39,61 +39,48 @@ func closedByServer(t *testing.T, conn net.Conn, limit time.Duration) {
 	}
 }
 
+// trickle connects to addr, sends head and then one byte of drip every
+// 50 ms until the test ends or the server hangs up: a slow-loris client.
+func trickle(t *testing.T, addr, head, drip string) net.Conn {
+	t.Helper()
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	stop := make(chan struct{})
+	t.Cleanup(func() { close(stop) })
+	go func() {
+		if _, err := io.WriteString(conn, head); err != nil {
+			return
+		}
+		for {
+			select {
+			case <-stop:
+				return
+			case <-time.After(50 * time.Millisecond):
+			}
+			if _, err := io.WriteString(conn, drip); err != nil {
+				return
+			}
+		}
+	}()
+	return conn
+}
+
 func TestHTTPServer_closes_slow_loris_connections(t *testing.T) {
 	testenv.Chaos(t, "11. slow-loris clients (headers, body)", "the server closes the connection")
 	t.Parallel()
 	addr := serveWithLimits(t, newTestHandler(t, demoTenants(), time.Minute))
 	t.Run("headers_never_end", func(t *testing.T) {
 		t.Parallel()
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() { // one header byte every 50ms, forever
-			if _, err := io.WriteString(conn, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: "); err != nil {
-				return
-			}
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				if _, err := conn.Write([]byte("a")); err != nil {
-					return
-				}
-			}
-		}()
+		conn := trickle(t, addr, "GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: ", "a")
 		closedByServer(t, conn, 3*time.Second)
 	})
 	t.Run("body_never_ends", func(t *testing.T) {
 		t.Parallel()
-		conn, err := net.Dial("tcp", addr)
-		if err != nil {
-			t.Fatal(err)
-		}
-		defer conn.Close()
-		stop := make(chan struct{})
-		defer close(stop)
-		go func() {
-			if _, err := io.WriteString(conn, "POST /v1/probes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-key\r\n"+
-				"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{"); err != nil {
-				return
-			}
-			for {
-				select {
-				case <-stop:
-					return
-				case <-time.After(50 * time.Millisecond):
-				}
-				if _, err := conn.Write([]byte(" ")); err != nil {
-					return
-				}
-			}
-		}()
+		conn := trickle(t, addr, "POST /v1/probes HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer demo-key\r\n"+
+			"Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{", " ")
 		closedByServer(t, conn, 3*time.Second)
 	})
 }
