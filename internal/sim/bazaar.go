@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// --- bazaar: JSON, API key, whole tens of won ---
+// The bazaar dialect: JSON, API key, whole tens of won.
 
 type bazaarBatch struct {
 	Products []bazaarProduct `json:"products"`

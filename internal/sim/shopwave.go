@@ -6,7 +6,7 @@ import (
 	"strings"
 )
 
-// --- shopwave: JSON, bearer token ---
+// The shopwave dialect: JSON, bearer token.
 
 type shopwaveBatch struct {
 	Listings []shopwaveListing `json:"listings"`

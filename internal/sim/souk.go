@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// --- souk: XML, token header, prices as decimals in major units ---
+// The souk dialect: XML, token header, prices as decimals in major units.
 
 type soukBatch struct {
 	XMLName xml.Name   `xml:"items"`
