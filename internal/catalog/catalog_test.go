@@ -178,7 +178,7 @@ func TestShard_is_stable_and_in_range(t *testing.T) {
 		}
 		counts[s]++
 	}
-	if Shard("SKU-1", 8) != Shard("SKU-1", 8) || Shard("SKU-1", 1) != 0 || Shard("SKU-1", 0) != 0 {
+	if first, again := Shard("SKU-1", 8), Shard("SKU-1", 8); first != again || Shard("SKU-1", 1) != 0 || Shard("SKU-1", 0) != 0 {
 		t.Fatal("shard is not stable")
 	}
 	for i, n := range counts {
