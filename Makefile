@@ -8,7 +8,11 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: help lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+
+.DEFAULT_GOAL := help
+help: ## this list
+	@awk -F':.*## ' '/^[a-zA-Z_-]+:.*## / {printf "  %-22s %s\n", $$1, $$2}' $(MAKEFILE_LIST)
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -19,10 +23,10 @@ up: ## start (installing if needed) PostgreSQL, Redis and RabbitMQ under .data/
 down: ## stop what `make up` started
 	@deploy/stack.sh down
 
-status:
+status: ## what deploy/stack.sh runs
 	@deploy/stack.sh status
 
-build:
+build: ## bin/sagaflow
 	$(GO) build -o $(BIN) ./cmd/sagaflow
 
 migrate: up build ## apply migrations to the configured database and Temporal
@@ -36,7 +40,7 @@ migrate: up build ## apply migrations to the configured database and Temporal
 SERVER_PKGS := /internal/integration$$|/internal/app$$|/internal/devserver$$|/cmd/sagaflow$$
 RACE_PKGS    = $$($(GO) list ./... | grep -Ev '$(SERVER_PKGS)')
 INTEGRATION := ./internal/integration
-test: up lint-fast
+test: up lint-fast lint-static ## every test: lint, unit tests with -race, fuzzing, integration
 	@$(STACK_ENV); \
 	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
 	  $(MAKE) --no-print-directory fuzz && \
@@ -54,7 +58,7 @@ test: up lint-fast
 FUZZTIME ?= 4000x
 FUZZ_JOBS ?= 2
 FUZZ_PKGS := ./api ./internal/catalog ./internal/ingest ./internal/valid
-fuzz:
+fuzz: ## every fuzz target for FUZZTIME executions
 	@set -e; mkdir -p bin/fuzz; : > bin/fuzz/targets; \
 	for pkg in $(FUZZ_PKGS); do \
 	  bin=$(CURDIR)/bin/fuzz/$$(basename $$pkg).test; \
@@ -67,10 +71,10 @@ fuzz:
 	    -test.fuzzcachedir=$$2) > $$log 2>&1; then echo "fuzz $$3: ok"; else echo "fuzz $$3: FAILED"; cat $$log; exit 1; fi' \
 	  < bin/fuzz/targets
 
-test-unit:
+test-unit: ## the unit and adapter tests with -race
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
-test-integration: up
+test-integration: up ## the integration tests against the real stack
 	@$(STACK_ENV); $(GO) test -race -count=1 -timeout 15m -v ./internal/integration/
 
 # Every fault and bad-input case of the hardening work against the real
@@ -80,7 +84,7 @@ test-integration: up
 # testenv.Chaos; SAGAFLOW_OUTAGE sets the length of the outages (60s).
 CHAOS_REPORT := .data/chaos.tsv
 CHAOS_RUN ?= ^(TestAPI_edge_a_product_put_with_an_odd_request_id_reaches_the_market|TestAPI_edge_refuses_bad_text_with_a_400_naming_the_field|TestCoupon_a_request_that_can_never_be_written_is_set_aside|TestConsumer_a_poison_message_holds_up_nobody_against_real_postgres|TestConsumer_the_same_message_id_from_two_tenants_is_two_messages|TestSync_20k_parked_items_in_one_shard_keep_the_workflow_running|TestCoupon_idle_campaigns_of_one_tenant_hold_no_slot|TestJoin_a_charge_committing_after_the_saga_gave_up_is_voided|TestJoin_500_joins_keep_money_and_seats_consistent|TestJoin_500_joins_survive_a_worker_restart|TestBreaker_dead_base_url_of_one_tenant_does_not_stop_another|TestBreaker_one_accounts_5xx_at_a_shared_endpoint_stay_its_own|TestRedis_two_clients_share_the_channel_rate|TestCreateChannel_caps_channels_per_tenant|TestPush_refuses_non_public_addresses|TestPush_does_not_follow_redirects|TestPush_errors_never_echo_the_reply|TestAuth_repeated_failures_from_one_address_get_429_with_retry_after|TestHTTPServer_closes_slow_loris_connections|TestChannel_credentials_are_encrypted_at_rest|TestJoin_through_the_api_charges_once_and_confirms|TestCoupon_burst_survives_redis_killed_and_restarted|TestCoupon_burst_survives_a_worker_process_killed|TestSync_50k_changes_survive_restarts|TestOutage_postgres_down_a_minute_every_saga_converges)$$
-chaos: up
+chaos: up ## every fault and bad-input case, then their table
 	@mkdir -p .data; rm -f $(CHAOS_REPORT)
 	@$(STACK_ENV); rc=0; \
 	  SAGAFLOW_CHAOS_REPORT=$(CURDIR)/$(CHAOS_REPORT) $(GO) test -p 1 -count=1 -timeout 30m -run '$(CHAOS_RUN)' ./... || rc=$$?; \
@@ -90,21 +94,33 @@ chaos: up
 
 # Re-record the histories the replay tests use (after an intended change to
 # a workflow; commit the new files with it).
-record-histories: up
+record-histories: up ## re-record the replay tests' histories
 	@$(STACK_ENV); SAGAFLOW_RECORD_HISTORY=1 $(GO) test -count=1 -run 'TestProbe_runs|TestJoin_through|TestJoin_cancel_before|TestCoupon_burst_issues|TestCoupon_a_request_that_can_never|TestSync_parks|TestSync_a_channel_connected_later|TestSync_20k_parked' ./internal/integration/
 
-fmt:
+fmt: ## gofmt every Go file
 	gofmt -w $$(git ls-files '*.go')
 
-vet:
+vet: ## go vet
 	$(GO) vet ./...
 
-lint-fast: vet
+lint-fast: vet ## go vet and gofmt
 	@unformatted=$$(gofmt -l $$(git ls-files '*.go')); \
 	  if [ -n "$$unformatted" ]; then echo "gofmt needed:"; echo "$$unformatted"; exit 1; fi
 
-lint: lint-fast
-	$(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0 ./workflows/...
+# staticcheck (config: staticcheck.conf) and Temporal's workflowcheck, which
+# proves the workflows call nothing non-deterministic. make test runs them
+# over every package but those that link the Temporal server: those four
+# take staticcheck more than three minutes to load, and `make lint` covers
+# them.
+STATICCHECK   := $(GO) run honnef.co/go/tools/cmd/staticcheck@v0.8.2
+WORKFLOWCHECK := $(GO) run go.temporal.io/sdk/contrib/tools/workflowcheck@v0.6.0
+lint-static: ## staticcheck and workflowcheck (no Temporal-server packages)
+	$(STATICCHECK) $(RACE_PKGS)
+	$(WORKFLOWCHECK) ./workflows/...
+
+lint: lint-fast ## every linter over every package
+	$(STATICCHECK) ./...
+	$(WORKFLOWCHECK) ./workflows/...
 
 LOADTEST_SCRIPT ?= loadtest/smoke.js
 loadtest: ## k6 against a running `make run` (HTML report in .data/reports/)
@@ -115,7 +131,7 @@ loadtest-join: ## k6 join-saga load test against a running `make run`
 
 # How fast a campaign's workflow drains accepted requests into PostgreSQL.
 BENCH_COUPONS ?= 50000
-bench-coupon-drain: up
+bench-coupon-drain: up ## how fast a campaign drains accepted requests
 	@$(STACK_ENV); BENCH_COUPONS=$(BENCH_COUPONS) $(GO) test -count=1 -run '^$$' -bench 'BenchmarkCoupon_issue_drain' -benchtime 1x $(INTEGRATION)
 
 loadtest-coupon: ## k6 coupon hot-path load test against a running `make run`
@@ -123,13 +139,13 @@ loadtest-coupon: ## k6 coupon hot-path load test against a running `make run`
 
 # Coupon requests/s and p50/p99 of sagaflow (`make run` in another shell) next
 # to loadtest/bare, the same coupon.js with the same RATE and DURATION.
-bench-coupon: up
+bench-coupon: up ## coupon requests/s and p99 next to bare gin (needs make run)
 	loadtest/bench-coupon.sh
 
 # The highest coupon request rate each of sagaflow and the bare endpoint holds
 # with p99 under 20 ms, searched over COUPON_RATES, and their ratio.
 COUPON_RATES ?= 500 1000 1500 2000 2500 3000 4000 6000
-bench-coupon-ceiling: up
+bench-coupon-ceiling: up ## the highest coupon rate with p99 under 20 ms
 	RATES="$(COUPON_RATES)" DURATION=$${DURATION:-10s} loadtest/bench-coupon.sh
 
 bench: bench-join bench-coupon-drain bench-sync ## every Go benchmark
@@ -139,14 +155,14 @@ bench: bench-join bench-coupon-drain bench-sync ## every Go benchmark
 # (confirms, manual acks, same message size) measured in the same run.
 BENCH_SYNC_RATE ?= 2500
 BENCH_SYNC_SECONDS ?= 60
-bench-sync: up
+bench-sync: up ## sync events/s end to end next to raw RabbitMQ
 	@$(STACK_ENV); BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
 
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
 # a bare workflow with the same seven no-op activities, in the same run.
 BENCH_JOINS ?= 400
-bench-join: up
+bench-join: up ## joins/s next to a bare workflow
 	@$(STACK_ENV); BENCH_JOINS=$(BENCH_JOINS) $(GO) test -count=1 -run '^$$' -bench 'BenchmarkJoin_vs_bare' -benchtime 1x $(INTEGRATION)
 
-clean:
+clean: ## remove bin/
 	rm -rf bin

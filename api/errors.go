@@ -6,7 +6,6 @@ import (
 	"io"
 	"net"
 	"net/http"
-	"strings"
 	"syscall"
 
 	"github.com/gin-gonic/gin"
@@ -66,8 +65,6 @@ func fail(c *gin.Context, err error) {
 		abort(c, http.StatusNotFound, "not_found", "no such meeting")
 	case errors.Is(err, coupon.ErrNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such campaign")
-	case errors.Is(err, catalog.ErrInvalid): // catalog.Channel.Validate's errors are not (yet) *valid.Error
-		abort(c, http.StatusBadRequest, "bad_request", strings.TrimPrefix(err.Error(), catalog.ErrInvalid.Error()+": "))
 	case errors.Is(err, catalog.ErrNotFound):
 		abort(c, http.StatusNotFound, "not_found", "no such resource")
 	case errors.Is(err, meeting.ErrJoinNotFound):

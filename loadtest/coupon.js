@@ -26,7 +26,7 @@
 //             Requests carry the tag phase=ramp or phase=hold (sent in the
 //             first 10 s or after): http_reqs{name:coupon_request,phase:hold}
 //             counts the requests of the hold, so its count / DURATION is the
-//             steady rate served (loadtest/bench-coupon.sh reads it).
+//             steady rate served (handleSummary reports it).
 //   teardown  (sagaflow only) GET /v1/campaigns/{id} every 0.5 s (at most 60
 //             polls, ~30 s) until status is done or issued == accepted: the
 //             campaign workflow has issued a coupon, in PostgreSQL, to every
@@ -66,6 +66,21 @@
 //             cores: at 2000/s its own CPU use pushes p99 past 20 ms)
 //   DURATION  how long RATE is held after the ramp, default 20s (k6 duration)
 //   ALLOW_NON_LOOPBACK=true  allow a BASE_URL that is not 127.0.0.0/8, localhost or [::1]
+//   LABEL     the name of this run in the figures (default sagaflow)
+//   FIGURES   file handleSummary() writes this run's figures to, as JSON, and
+//             next to it FIGURES.env (the same as shell assignments, for
+//             loadtest/bench-coupon.sh)
+//   BASELINE  FIGURES file of an earlier run (the bare baseline's) to print
+//             this run's ratios against
+//
+// The figures (handleSummary, at the end of the run, on stdout and in FIGURES):
+//   req_per_s  requests served per second while RATE was held: the count of
+//              http_reqs{name:coupon_request,phase:hold} / DURATION (k6's own
+//              rate divides by the whole run, setup, ramp and teardown included)
+//   p50_ms, p99_ms  http_req_duration{name:coupon_request} (ramp included)
+//   dropped    iterations the arrival-rate executor could not start
+//   held       every threshold passed and at most 1% of the hold's
+//              iterations were dropped: the server kept up with RATE
 
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
@@ -88,6 +103,10 @@ const STOCK = envInt('STOCK', 5000, 1, 10000000);
 const USERS = envInt('USERS', 50000, 1, 100000000);
 const RATE = envInt('RATE', 1000, 1, 50000);
 const DURATION = envDuration('DURATION', '20s');
+
+const LABEL = __ENV.LABEL || 'sagaflow';
+// The baseline's figures, read in the init context (open() works only there).
+const BASELINE = __ENV.BASELINE ? JSON.parse(open(__ENV.BASELINE)) : null;
 
 const RAMP = '10s';
 const RAMP_MS = 10000;
@@ -128,7 +147,7 @@ export const options = {
     'http_req_duration{name:coupon_request}': ['p(99)<20'],
     coupon_answered: ['rate>0.999'],
     campaign_consistent: ['rate>=1'],
-    // Always true; makes the hold-phase count appear in --summary-export.
+    // Always true; makes the hold-phase count appear in the summary data.
     'http_reqs{name:coupon_request,phase:hold}': ['count>=0'],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
@@ -280,4 +299,73 @@ function warn(msg) {
     console.warn(msg);
   }
   warnings++;
+}
+
+// seconds('1m30s') -> 90: a k6 duration (envDuration checked its form).
+function seconds(d) {
+  let t = 0;
+  for (const [, n, unit] of d.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) {
+    t += Number(n) * { ms: 0.001, s: 1, m: 60, h: 3600 }[unit];
+  }
+  return t;
+}
+
+// figures(data) -> this run's figures from k6's end-of-test summary.
+export function figures(data) {
+  const m = data.metrics;
+  const value = (name, stat) => (m[name] && m[name].values[stat] !== undefined ? m[name].values[stat] : null);
+  const holdSeconds = seconds(DURATION);
+  const served = value('http_reqs{name:coupon_request,phase:hold}', 'count');
+  const dropped = value('dropped_iterations', 'count') || 0;
+  const thresholdsOK = Object.values(m).every((x) => Object.values(x.thresholds || {}).every((t) => t.ok));
+  return {
+    label: LABEL,
+    rate: RATE,
+    duration_s: holdSeconds,
+    req_per_s: served === null ? null : Math.round(served / holdSeconds),
+    p50_ms: value('http_req_duration{name:coupon_request}', 'med'),
+    p99_ms: value('http_req_duration{name:coupon_request}', 'p(99)'),
+    dropped,
+    thresholds_ok: thresholdsOK,
+    held: thresholdsOK && dropped <= 0.01 * RATE * holdSeconds,
+  };
+}
+
+function fixed(x) {
+  return typeof x === 'number' ? x.toFixed(2) : 'n/a';
+}
+
+function ratio(a, b) {
+  return typeof a === 'number' && typeof b === 'number' && b > 0 ? (a / b).toFixed(2) : 'n/a';
+}
+
+// handleSummary replaces k6's end-of-test text with the figures: one line
+// per run (the baseline's first when BASELINE is set, then the ratios), and
+// writes them to FIGURES.
+export function handleSummary(data) {
+  const f = figures(data);
+  const line = (x) =>
+    `${x.label.padEnd(16)} ${String(x.req_per_s).padStart(8)} ${fixed(x.p50_ms).padStart(10)} ${fixed(x.p99_ms).padStart(10)} ` +
+    `${String(x.dropped).padStart(8)} ${(x.held ? 'held' : 'not held').padStart(9)}`;
+  const rows = [
+    `\ncoupon requests, RATE=${RATE}/s held for ${DURATION} (after a ${RAMP} ramp)`,
+    `${''.padEnd(16)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(10)} ${'p99 ms'.padStart(10)} ${'dropped'.padStart(8)} ${''.padStart(9)}`,
+  ];
+  if (BASELINE) {
+    rows.push(line(BASELINE));
+  }
+  rows.push(line(f));
+  if (BASELINE) {
+    rows.push(
+      `${`${f.label}/${BASELINE.label}`.padEnd(16)} ${ratio(f.req_per_s, BASELINE.req_per_s).padStart(8)} ` +
+        `${ratio(f.p50_ms, BASELINE.p50_ms).padStart(10)} ${ratio(f.p99_ms, BASELINE.p99_ms).padStart(10)}`,
+    );
+  }
+  const out = { stdout: `${rows.join('\n')}\n` };
+  if (__ENV.FIGURES) {
+    out[__ENV.FIGURES] = JSON.stringify(f);
+    out[`${__ENV.FIGURES}.env`] =
+      `held=${f.held ? 1 : 0}\nrate=${f.rate}\nreq_per_s=${f.req_per_s}\np50_ms=${fixed(f.p50_ms)}\np99_ms=${fixed(f.p99_ms)}\n`;
+  }
+  return out;
 }

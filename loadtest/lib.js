@@ -1,5 +1,5 @@
-// lib.js — shared helpers for sagaflow's k6 scripts (smoke.js, and later
-// join.js, coupon.js, sync.js).
+// lib.js — shared helpers for sagaflow's k6 scripts (smoke.js, join.js,
+// coupon.js; the sync benchmark is a Go benchmark, make bench-sync).
 //
 // Environment (passed by loadtest/k6.sh with -e):
 //   BASE_URL  sagaflow API base URL, default http://127.0.0.1:8080

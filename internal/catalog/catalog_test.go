@@ -99,18 +99,18 @@ func TestParseChange(t *testing.T) {
 		name       string
 		body       func(t *testing.T) []byte
 		routingKey string
-		wantErr    string
+		wantField  string // the field the error names
 	}{
 		{"valid", func(t *testing.T) []byte { return envelope(t, func(map[string]any) {}) }, "product.changed.demo", ""},
-		{"not_json", func(*testing.T) []byte { return []byte("{oops") }, "product.changed.demo", "not JSON"},
-		{"routing_key_of_another_tenant", func(t *testing.T) []byte { return envelope(t, func(map[string]any) {}) }, "product.changed.acme", "does not match"},
+		{"not_json", func(*testing.T) []byte { return []byte("{oops") }, "product.changed.demo", "body"},
+		{"routing_key_of_another_tenant", func(t *testing.T) []byte { return envelope(t, func(map[string]any) {}) }, "product.changed.acme", "routing_key"},
 		{"wrong_type", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { e["type"] = "order.placed" }) }, "product.changed.demo", "type"},
 		{"no_message_id", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "message_id") }) }, "product.changed.demo", "message_id"},
 		{"no_occurred_at", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "occurred_at") }) }, "product.changed.demo", "occurred_at"},
-		{"no_payload", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "payload") }) }, "product.changed.demo", "payload is required"},
+		{"no_payload", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { delete(e, "payload") }) }, "product.changed.demo", "payload"},
 		{"payload_not_a_product", func(t *testing.T) []byte {
 			return envelope(t, func(e map[string]any) { e["payload"] = json.RawMessage(`[1,2]`) })
-		}, "product.changed.demo", "payload is not a product"},
+		}, "product.changed.demo", "payload"},
 		{"payload_without_version", func(t *testing.T) []byte {
 			return envelope(t, func(e map[string]any) {
 				p := validProduct()
@@ -126,13 +126,13 @@ func TestParseChange(t *testing.T) {
 				b, _ := json.Marshal(p)
 				e["payload"] = json.RawMessage(b)
 			})
-		}, "product.changed.demo", "payload: stock"},
+		}, "product.changed.demo", "payload.stock"},
 		{"tenant_not_a_name", func(t *testing.T) []byte { return envelope(t, func(e map[string]any) { e["tenant_id"] = "../x" }) }, "product.changed.../x", "tenant_id"},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
 			e, p, err := ParseChange(tc.body(t), tc.routingKey)
-			if tc.wantErr == "" {
+			if tc.wantField == "" {
 				if err != nil {
 					t.Fatalf("want valid, got %v", err)
 				}
@@ -141,8 +141,8 @@ func TestParseChange(t *testing.T) {
 				}
 				return
 			}
-			if !errors.Is(err, ErrInvalid) || !strings.Contains(err.Error(), tc.wantErr) {
-				t.Fatalf("want ErrInvalid mentioning %q, got %v", tc.wantErr, err)
+			if !errors.Is(err, ErrInvalid) || !hasField(err, tc.wantField) {
+				t.Fatalf("want an error naming %q, got %v", tc.wantField, err)
 			}
 		})
 	}
@@ -178,7 +178,7 @@ func TestShard_is_stable_and_in_range(t *testing.T) {
 		}
 		counts[s]++
 	}
-	if Shard("SKU-1", 8) != Shard("SKU-1", 8) || Shard("SKU-1", 1) != 0 || Shard("SKU-1", 0) != 0 {
+	if first, again := Shard("SKU-1", 8), Shard("SKU-1", 8); first != again || Shard("SKU-1", 1) != 0 || Shard("SKU-1", 0) != 0 {
 		t.Fatal("shard is not stable")
 	}
 	for i, n := range counts {

@@ -3,8 +3,6 @@ package catalog
 import (
 	"bytes"
 	"encoding/json"
-	"fmt"
-	"strings"
 	"time"
 	"unicode"
 
@@ -53,49 +51,36 @@ type Envelope struct {
 const maxEnvelopeBytes = 64 << 10
 
 // ParseChange decodes and validates a product.changed message that arrived
-// with routingKey. Every error wraps ErrInvalid and says what is wrong, in
-// words fit for the dead-letter header. It never panics, whatever body is.
+// with routingKey. Every error is a *valid.Error (so errors.Is(err,
+// ErrInvalid)) naming each bad field, in words fit for the dead-letter
+// header. It never panics, whatever body is.
 func ParseChange(body []byte, routingKey string) (Envelope, Product, error) {
 	var e Envelope
 	if len(body) > maxEnvelopeBytes {
-		return e, Product{}, fmt.Errorf("%w: message of %d bytes exceeds %d", ErrInvalid, len(body), maxEnvelopeBytes)
+		return e, Product{}, valid.New("body", "message of %d bytes exceeds %d", len(body), maxEnvelopeBytes)
 	}
 	if err := json.Unmarshal(body, &e); err != nil {
-		return e, Product{}, fmt.Errorf("%w: envelope is not JSON: %s", ErrInvalid, err)
+		return e, Product{}, valid.New("body", "envelope is not JSON: %s", err)
 	}
-	var errs []string
-	if !printableID(e.MessageID) {
-		errs = append(errs, "message_id must be 1-128 printable ASCII characters")
+	var v valid.Errors
+	v.Check(printableID(e.MessageID), "message_id", "must be 1-128 printable ASCII characters")
+	if v.Check(tenantPattern(e.TenantID), "tenant_id", "%q is not a tenant name", e.TenantID) {
+		v.Check(routingKey == RoutingKey(e.TenantID), "routing_key", "%q does not match tenant_id %q", routingKey, e.TenantID)
 	}
-	if !tenantPattern(e.TenantID) {
-		errs = append(errs, fmt.Sprintf("tenant_id %q is not a tenant name", e.TenantID))
-	} else if routingKey != RoutingKey(e.TenantID) {
-		errs = append(errs, fmt.Sprintf("routing key %q does not match tenant_id %q", routingKey, e.TenantID))
-	}
-	if e.Type != TypeProductChanged {
-		errs = append(errs, fmt.Sprintf("type %q: want %q", e.Type, TypeProductChanged))
-	}
-	if e.OccurredAt.IsZero() {
-		errs = append(errs, "occurred_at is required (RFC 3339)")
-	}
-	if !ValidTraceID(e.TraceID) {
-		errs = append(errs, "trace_id must be at most 128 printable ASCII characters without spaces")
-	}
+	v.Check(e.Type == TypeProductChanged, "type", "%q: want %q", e.Type, TypeProductChanged)
+	v.Check(!e.OccurredAt.IsZero(), "occurred_at", "is required (RFC 3339)")
+	v.Check(ValidTraceID(e.TraceID), "trace_id", "must be at most 128 printable ASCII characters without spaces")
 	var p Product
 	if len(bytes.TrimSpace(e.Payload)) == 0 || bytes.Equal(bytes.TrimSpace(e.Payload), []byte("null")) {
-		errs = append(errs, "payload is required")
+		v.Add("payload", "is required")
 	} else if err := json.Unmarshal(e.Payload, &p); err != nil {
-		errs = append(errs, "payload is not a product: "+err.Error())
+		v.Add("payload", "is not a product: %s", err)
 	} else {
-		if err := p.Validate(); err != nil {
-			errs = append(errs, "payload: "+strings.TrimPrefix(err.Error(), ErrInvalid.Error()+": "))
-		}
-		if p.Version < 1 {
-			errs = append(errs, fmt.Sprintf("payload.version must be at least 1, got %d", p.Version))
-		}
+		v.Merge("payload", p.Validate())
+		v.Check(p.Version >= 1, "payload.version", "must be at least 1, got %d", p.Version)
 	}
-	if len(errs) > 0 {
-		return e, Product{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
+	if err := v.Err(); err != nil {
+		return e, Product{}, err
 	}
 	return e, p, nil
 }

@@ -42,10 +42,6 @@ type entry struct {
 	tenant  tenant.Tenant
 }
 
-// handled reports whether the entry may be acked even if the batch fails:
-// nothing more will be done with it.
-func (e *entry) handled() bool { return e.state == deadLettered || e.state == seen }
-
 // parse parses every delivery of a batch.
 func parse(ds []amqp.Delivery) []entry {
 	es := make([]entry, len(ds))

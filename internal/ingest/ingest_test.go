@@ -36,7 +36,7 @@ func TestConsumer_dead_letters_what_it_cannot_ingest_with_the_reason(t *testing.
 		"routing_mismatch":  {mismatch, "does not match tenant_id"},
 		"unknown_tenant":    {change("nobody_here", "SKU-1", 1, uuid.NewString()), "unknown tenant nobody_here"},
 		"invalid_product":   {invalidProduct, `price.currency: "XXX"`},
-		"version_below_one": {change(tn.Name, "SKU-2", 0, uuid.NewString()), "payload.version must be at least 1"},
+		"version_below_one": {change(tn.Name, "SKU-2", 0, uuid.NewString()), "payload.version: must be at least 1"},
 	}
 	byID := map[string]string{}
 	var msgs []msg

@@ -62,7 +62,7 @@ func TestJoinRequest_Normalize_defaults_and_sorts_channels(t *testing.T) {
 }
 
 func TestJoinID_is_stable_and_tenant_scoped(t *testing.T) {
-	if JoinID("demo", "k1") != JoinID("demo", "k1") {
+	if first, again := JoinID("demo", "k1"), JoinID("demo", "k1"); first != again {
 		t.Fatal("not stable")
 	}
 	if JoinID("demo", "k1") == JoinID("acme", "k1") || JoinID("demo", "k1") == JoinID("demo", "k2") {

@@ -69,14 +69,21 @@ func notFound(w http.ResponseWriter, r *http.Request) {
 // readBody reads the request body up to maxBodyBytes. On failure it has
 // answered the request already and returns false.
 func readBody(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
-	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBodyBytes))
+	return readBodyLimit(w, r, maxBodyBytes, writeError)
+}
+
+// readBodyLimit reads the request body up to limit bytes. On failure it has
+// answered 413 or 400 through fail (each simulator speaks its own error
+// format) and returns false.
+func readBodyLimit(w http.ResponseWriter, r *http.Request, limit int64, fail func(w http.ResponseWriter, status int, code, message string)) ([]byte, bool) {
+	b, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			writeError(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", maxBodyBytes))
+			fail(w, http.StatusRequestEntityTooLarge, "body_too_large", fmt.Sprintf("request body exceeds %d bytes", limit))
 			return nil, false
 		}
-		writeError(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
+		fail(w, http.StatusBadRequest, "bad_request", "read body: "+err.Error())
 		return nil, false
 	}
 	return b, true
