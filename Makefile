@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean check-observability
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -36,11 +36,20 @@ migrate: up build ## apply migrations to the configured database and Temporal
 SERVER_PKGS := /internal/integration$$|/internal/app$$|/internal/devserver$$|/cmd/sagaflow$$
 RACE_PKGS    = $$($(GO) list ./... | grep -Ev '$(SERVER_PKGS)')
 INTEGRATION := ./internal/integration
-test: up lint-fast
+test: up lint-fast check-observability
 	@$(STACK_ENV); \
 	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
 	  $(MAKE) --no-print-directory fuzz && \
 	  $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -E '$(SERVER_PKGS)')
+
+# The Prometheus config, alert rules and their unit tests under
+# deploy/observability/, checked by promtool (taken from Debian's prometheus
+# package by deploy/stack.sh, binary only).
+check-observability: ## promtool: scrape config, alert rules and their tests
+	@PROMTOOL=$$(deploy/stack.sh tool promtool) && \
+	  $$PROMTOOL check config deploy/observability/prometheus.yml && \
+	  $$PROMTOOL check rules deploy/observability/alerts.yml && \
+	  $$PROMTOOL test rules deploy/observability/alerts_test.yml
 
 # Every fuzz target of the HTTP body decoders (./api) and of the ingest's
 # envelope rule they must agree with, each for FUZZTIME with one worker,
