@@ -257,3 +257,70 @@ func TestObservability_scrape_targets_are_the_processes_ports(t *testing.T) {
 		}
 	}
 }
+
+// docker-compose.yml mounts the files where Prometheus and Grafana look for
+// them: the config with its rules beside it, the provisioning, and the
+// dashboards where the provider reads them; the datasource is the compose
+// Prometheus.
+func TestObservability_compose_mounts_the_files_where_they_are_read(t *testing.T) {
+	p := project(t)
+	mounts := func(service string) map[string]string { // target → source relative to the repo
+		s, err := p.GetService(service)
+		if err != nil {
+			t.Fatal(err)
+		}
+		out := map[string]string{}
+		for _, v := range s.Volumes {
+			rel, err := filepath.Rel(p.WorkingDir, v.Source)
+			if err != nil || v.Type != "bind" {
+				rel = v.Source
+			}
+			out[v.Target] = filepath.ToSlash(rel)
+		}
+		return out
+	}
+	prom := mounts("prometheus")
+	for target, source := range map[string]string{
+		"/etc/prometheus/prometheus.yml": "deploy/observability/prometheus.yml",
+		"/etc/prometheus/alerts.yml":     "deploy/observability/alerts.yml", // rule_files is relative to the config
+	} {
+		if prom[target] != source {
+			t.Errorf("prometheus mounts %q at %s, want %s", prom[target], target, source)
+		}
+	}
+	var provider struct {
+		Providers []struct {
+			Options struct {
+				Path string `yaml:"path"`
+			} `yaml:"options"`
+		} `yaml:"providers"`
+	}
+	if err := yaml.Unmarshal(readObservability(t, "grafana/provisioning/dashboards/sagaflow.yml"), &provider); err != nil {
+		t.Fatal(err)
+	}
+	if len(provider.Providers) != 1 {
+		t.Fatalf("dashboard providers %+v, want one", provider.Providers)
+	}
+	graf := mounts("grafana")
+	if graf["/etc/grafana/provisioning"] != "deploy/observability/grafana/provisioning" {
+		t.Errorf("grafana mounts %q at /etc/grafana/provisioning", graf["/etc/grafana/provisioning"])
+	}
+	if path := provider.Providers[0].Options.Path; graf[path] != "deploy/observability/grafana/dashboards" {
+		t.Errorf("the dashboard provider reads %s, where grafana mounts %q, want deploy/observability/grafana/dashboards", path, graf[path])
+	}
+	var ds struct {
+		Datasources []struct {
+			UID string `yaml:"uid"`
+			URL string `yaml:"url"`
+		} `yaml:"datasources"`
+	}
+	if err := yaml.Unmarshal(readObservability(t, "grafana/provisioning/datasources/prometheus.yml"), &ds); err != nil {
+		t.Fatal(err)
+	}
+	if len(ds.Datasources) != 1 || ds.Datasources[0].URL != "http://prometheus:9090" || ds.Datasources[0].UID != "prometheus" {
+		t.Errorf("datasources %+v, want uid prometheus at http://prometheus:9090 (the dashboard's uid)", ds.Datasources)
+	}
+	if !strings.Contains(string(readObservability(t, "grafana/dashboards/sagaflow.json")), `"uid": "prometheus"`) {
+		t.Error("the dashboard does not name the datasource uid prometheus")
+	}
+}
