@@ -34,7 +34,7 @@ func NewBusMetrics(m *Metrics) *BusMetrics {
 		}, []string{"reason"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sagaflow_ingest_lag_seconds",
-			Help:    "Time from a change's commit (the message's timestamp, whole seconds) to its hand-over to Temporal (the ack), per message.",
+			Help:    "Time from a change's commit (the message's timestamp, whole seconds; its receipt if it has none) to the ack of its batch, per acked message (handed over to Temporal, dead-lettered or dropped as a repeat).",
 			Buckets: []float64{0.5, 1, 2, 5, 10, 30, 60, 120, 300, 600, 1800},
 		}),
 	}
