@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean check-observability
+.PHONY: chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
@@ -36,7 +36,7 @@ migrate: up build ## apply migrations to the configured database and Temporal
 SERVER_PKGS := /internal/integration$$|/internal/app$$|/internal/devserver$$|/cmd/sagaflow$$
 RACE_PKGS    = $$($(GO) list ./... | grep -Ev '$(SERVER_PKGS)')
 INTEGRATION := ./internal/integration
-test: up lint-fast check-observability
+test: up lint-fast
 	@$(STACK_ENV); \
 	  $(GO) test -race -count=1 -timeout 10m $(RACE_PKGS) && \
 	  $(MAKE) --no-print-directory fuzz && \
@@ -44,7 +44,9 @@ test: up lint-fast check-observability
 
 # The Prometheus config, alert rules and their unit tests under
 # deploy/observability/, checked by promtool (taken from Debian's prometheus
-# package by deploy/stack.sh, binary only).
+# package by deploy/stack.sh, binary only). `make test` runs it.
+.PHONY: check-observability
+test: check-observability
 check-observability: ## promtool: scrape config, alert rules and their tests
 	@PROMTOOL=$$(deploy/stack.sh tool promtool) && \
 	  $$PROMTOOL check config deploy/observability/prometheus.yml && \
