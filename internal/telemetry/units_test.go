@@ -18,10 +18,7 @@ func TestJoin_counts_ends_compensations_and_late_refunds_with_bounded_reasons(t 
 	j.Ended("failed", "a free text\x00 that must not become a series", false)
 	j.UnknownOutcome("applied")
 	j.Settled("void", "voided")
-	for _, c := range []struct {
-		name, labels string
-		want         float64
-	}{
+	wantSeries(t, m, []series{
 		{"sagaflow_join_outcomes_total", "outcome=confirmed reason=", 1},
 		{"sagaflow_join_outcomes_total", "outcome=compensated reason=cancelled", 2},
 		{"sagaflow_join_outcomes_total", "outcome=failed reason=other", 1},
@@ -29,7 +26,18 @@ func TestJoin_counts_ends_compensations_and_late_refunds_with_bounded_reasons(t 
 		{"sagaflow_join_late_refunds_total", "", 1},
 		{"sagaflow_payment_unknown_outcomes_total", "resolution=applied", 1},
 		{"sagaflow_payment_settlements_total", "call=void status=voided", 1},
-	} {
+	})
+}
+
+// series is one series' expected value.
+type series struct {
+	name, labels string
+	want         float64
+}
+
+func wantSeries(t *testing.T, m *telemetry.Metrics, want []series) {
+	t.Helper()
+	for _, c := range want {
 		if got := value(t, m, c.name, c.labels); got != c.want {
 			t.Errorf("%s{%s} = %v, want %v", c.name, c.labels, got, c.want)
 		}
@@ -80,19 +88,12 @@ func TestSync_counts_parked_by_market_and_tenant_and_breakers(t *testing.T) {
 	s.Push("souk", "retry")
 	s.BreakerChanged("souk", "closed", "open")
 	telemetry.RegisterBreakers(m, func(each func(string, string, int)) { each("souk", "open", 2) })
-	for _, c := range []struct {
-		name, labels string
-		want         float64
-	}{
+	wantSeries(t, m, []series{
 		{"sagaflow_sync_parked_total", "market=souk tenant=acme", 3},
 		{"sagaflow_sync_pushes_total", "market=souk result=retry", 1},
 		{"sagaflow_market_breaker_transitions_total", "market=souk state=open", 1},
 		{"sagaflow_market_breakers", "market=souk state=open", 2},
-	} {
-		if got := value(t, m, c.name, c.labels); got != c.want {
-			t.Errorf("%s{%s} = %v, want %v", c.name, c.labels, got, c.want)
-		}
-	}
+	})
 }
 
 // The SDK's schedule-to-start latencies reach the registry under these
