@@ -19,8 +19,8 @@ type CouponMetrics struct {
 	requests *prometheus.CounterVec
 	issued   *prometheus.CounterVec
 
-	mu      sync.Mutex
-	watched map[campaignKey]time.Time // last accepted request seen
+	mu      sync.RWMutex
+	watched map[campaignKey]time.Time // last accepted request seen, to the second
 }
 
 type campaignKey struct{ tenant, id string }
@@ -105,8 +105,15 @@ func (c *CouponMetrics) Requested(tenant, id, outcome string) {
 	if outcome != "accepted" {
 		return
 	}
+	k, now := campaignKey{tenant, id}, time.Now()
+	c.mu.RLock()
+	fresh := now.Sub(c.watched[k]) < time.Second
+	c.mu.RUnlock()
+	if fresh { // a burst takes the write lock once a second, not per request
+		return
+	}
 	c.mu.Lock()
-	c.watched[campaignKey{tenant, id}] = time.Now()
+	c.watched[k] = now
 	c.mu.Unlock()
 }
 
