@@ -46,6 +46,17 @@ test: up lint-fast lint-static ## every test: lint, unit tests with -race, fuzzi
 	  $(MAKE) --no-print-directory fuzz && \
 	  $(GO) test -count=1 -timeout 15m $$($(GO) list ./... | grep -E '$(SERVER_PKGS)')
 
+# The Prometheus config, alert rules and their unit tests under
+# deploy/observability/, checked by promtool (taken from Debian's prometheus
+# package by deploy/stack.sh, binary only). `make test` runs it.
+.PHONY: check-observability
+test: check-observability
+check-observability: ## promtool: scrape config, alert rules and their tests
+	@PROMTOOL=$$(deploy/stack.sh tool promtool) && \
+	  $$PROMTOOL check config deploy/observability/prometheus.yml && \
+	  $$PROMTOOL check rules deploy/observability/alerts.yml && \
+	  $$PROMTOOL test rules deploy/observability/alerts_test.yml
+
 # Every fuzz target of the HTTP body decoders (./api) and of the ingest's
 # envelope rule they must agree with, each for FUZZTIME with one worker,
 # FUZZ_JOBS at a time: one build per package, then each target's FUZZTIME.

@@ -38,6 +38,8 @@ type FirstCome interface {
 type CouponMetrics interface {
 	// SetAside counts requests set aside because they can never be issued.
 	SetAside(tenant string, n int)
+	// Issued counts coupons issued.
+	Issued(tenant string, n int)
 }
 
 // TenantLimit bounds how many issuing activities of one tenant run at once
@@ -277,6 +279,7 @@ func (a *Activities) issue(ctx context.Context, ref CampaignRef, entries []queue
 	if err := a.Queue.Issued(ctx, ref.Tenant, ref.CampaignID, users); err != nil {
 		return 0, 0, err
 	}
+	a.couponMetrics().Issued(ref.Tenant, len(users))
 	if err := a.setAside(ctx, ref, bad); err != nil {
 		return 0, 0, err
 	}
@@ -335,8 +338,8 @@ func (a *Activities) setAside(ctx context.Context, ref CampaignRef, bad []coupon
 		a.logger().Warn("coupon request set aside: it can never be issued; its unit goes back to the stock",
 			"tenant", ref.Tenant, "campaign", ref.CampaignID, "rank", b.Rank, "user", fmt.Sprintf("%q", b.User), "reason", b.Reason)
 	}
-	if a.CouponMetrics != nil && n > 0 {
-		a.CouponMetrics.SetAside(ref.Tenant, n)
+	if n > 0 {
+		a.couponMetrics().SetAside(ref.Tenant, n)
 	}
 	return nil
 }

@@ -51,6 +51,21 @@ type PaymentGateway interface {
 	Refund(ctx context.Context, chargeID, idempotencyKey string) (payment.Charge, error)
 }
 
+// JoinMetrics counts the joins' ends and their uncertain charges, for
+// dashboards and alerts.
+type JoinMetrics interface {
+	// Ended counts a join that reached outcome (meeting.JoinConfirmed,
+	// JoinFailed or JoinCompensated) for reason; lateRefund: its charge
+	// was found taken after it had failed, and refunded.
+	Ended(outcome, reason string, lateRefund bool)
+	// UnknownOutcome counts a charge whose reply was lost, by what the
+	// lookup found: "applied", "not_applied" or "lookup_failed".
+	UnknownOutcome(resolution string)
+	// Settled counts a settlement by call ("void", "lookup") that found
+	// status (a Charge* status, or "error").
+	Settled(call, status string)
+}
+
 // Notifier sends a message on one channel.
 type Notifier interface {
 	Send(ctx context.Context, m notify.Message) error
@@ -127,6 +142,7 @@ func (a *Activities) Charge(ctx context.Context, in ChargeInput) (ChargeResult, 
 	})
 	if errors.Is(err, payment.ErrUnknownOutcome) {
 		found, lerr := a.Payments.Lookup(ctx, in.IdempotencyKey)
+		a.joinMetrics().UnknownOutcome(lookupResolution(lerr))
 		switch {
 		case lerr == nil:
 			c, err = found, nil
@@ -178,7 +194,8 @@ func (a *Activities) openToken(in ChargeInput) (string, error) {
 // LookupCharge reports the charge made under the key: succeeded, declined,
 // refunded, or none. It fails (and is retried) only if the gateway does not
 // answer: the saga never guesses.
-func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (ChargeResult, error) {
+func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
+	defer func() { a.joinMetrics().Settled("lookup", settledStatus(res, err)) }()
 	c, err := a.Payments.Lookup(ctx, idempotencyKey)
 	if errors.Is(err, payment.ErrNotFound) {
 		return ChargeResult{Status: ChargeNone}, nil
@@ -195,7 +212,8 @@ func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (C
 // reply was lost cannot commit after this). Idempotent; it fails (and is
 // retried) only while the gateway does not answer. The saga calls it, never
 // LookupCharge, before deciding that no money was taken.
-func (a *Activities) VoidCharge(ctx context.Context, idempotencyKey string) (ChargeResult, error) {
+func (a *Activities) VoidCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
+	defer func() { a.joinMetrics().Settled("void", settledStatus(res, err)) }()
 	c, err := a.Payments.Void(ctx, idempotencyKey)
 	if errors.Is(err, payment.ErrRejected) {
 		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
@@ -259,5 +277,48 @@ func (a *Activities) SaveJoin(ctx context.Context, in SaveJoinInput) error {
 	if errors.Is(err, meeting.ErrJoinNotFound) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeJoinNotFound, err)
 	}
+	if err == nil && joinEnded(in.Join.Status) {
+		a.joinMetrics().Ended(in.Join.Status, in.Join.Reason, lateRefund(in.Join))
+	}
 	return err
+}
+
+// joinEnded reports whether a join in status is at an end (confirmed can
+// still be cancelled, and then ends again as compensated).
+func joinEnded(status string) bool {
+	return status == meeting.JoinConfirmed || status == meeting.JoinFailed || status == meeting.JoinCompensated
+}
+
+// lateRefund reports whether j's money was refunded although its charge
+// step failed: the charge had been applied with its reply lost, and was
+// found out only when settled.
+func lateRefund(j meeting.Join) bool {
+	if j.Payment.Status != ChargeRefunded {
+		return false
+	}
+	for _, st := range j.Steps {
+		if st.Name == "charge" && st.Status == "failed" {
+			return true
+		}
+	}
+	return false
+}
+
+// lookupResolution is what the lookup after a lost charge reply found.
+func lookupResolution(err error) string {
+	switch {
+	case err == nil:
+		return "applied"
+	case errors.Is(err, payment.ErrNotFound):
+		return "not_applied"
+	}
+	return "lookup_failed"
+}
+
+// settledStatus is the status a settlement found, "error" if it failed.
+func settledStatus(res ChargeResult, err error) string {
+	if err != nil {
+		return "error"
+	}
+	return res.Status
 }

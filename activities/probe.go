@@ -39,17 +39,21 @@ type Activities struct {
 	// Meetings returns the meeting store of the tenant whose schema it is.
 	Meetings func(schema string) MeetingStore
 	Payments PaymentGateway
-	Notifier Notifier
+	// JoinMetrics counts the joins' ends and uncertain charges; nil: none.
+	JoinMetrics JoinMetrics
+	Notifier    Notifier
 	// Campaigns returns the campaign store of the tenant whose schema it is.
 	Campaigns func(schema string) CampaignStore
 	Queue     FirstCome
-	// CouponMetrics counts the campaigns' set-aside requests; nil: none.
+	// CouponMetrics counts the campaigns' issued and set-aside requests;
+	// nil: none.
 	CouponMetrics CouponMetrics
 	// IssueLimit bounds each tenant's issuing activities; nil: no bound.
 	IssueLimit *TenantLimit
 	// Catalog returns the catalog store of the tenant whose schema it is.
-	Catalog     func(schema string) CatalogStore
-	Markets     Markets
+	Catalog func(schema string) CatalogStore
+	Markets Markets
+	// SyncMetrics counts pushes and parked items; nil: none.
 	SyncMetrics SyncMetrics
 	// Secrets opens the payment tokens the API sealed; nil leaves a sealed
 	// token sealed (and the charge fails for good).

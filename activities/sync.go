@@ -43,8 +43,12 @@ type Markets interface {
 
 // SyncMetrics counts what the sync does, for dashboards and alerts.
 type SyncMetrics interface {
+	// Pushed counts n items of market that ended in outcome.
 	Pushed(market string, outcome string, n int)
-	Parked(market string, n int)
+	// Parked counts n items of tenant's channel of market parked.
+	Parked(market, tenant string, n int)
+	// Push counts one push attempt to market: "ok", "retry", "rejected".
+	Push(market, result string)
 }
 
 // Error types of the sync activities the workflow tells apart.
@@ -303,10 +307,8 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (out PushRe
 			res.Rejected = append(res.Rejected, Rejection{SKU: r.SKU, Version: r.Version, Reason: r.Reason})
 		}
 	}
-	if a.SyncMetrics != nil {
-		for o, n := range counts {
-			a.SyncMetrics.Pushed(ch.Market, string(o), n)
-		}
+	for o, n := range counts {
+		a.syncMetrics().Pushed(ch.Market, string(o), n)
 	}
 	if len(applied) > 0 {
 		// Recorded even when the call failed later: those versions are applied.
@@ -314,6 +316,7 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (out PushRe
 			return res, err
 		}
 	}
+	a.syncMetrics().Push(ch.Market, pushResult(pushErr))
 	if pushErr != nil {
 		return res, classifyPushError(ctx, ch, pushErr)
 	}
@@ -378,6 +381,17 @@ func (a *Activities) pushThroughBreaker(ctx context.Context, ch catalog.Channel,
 	}
 }
 
+// pushResult is the metric's name for how a push attempt ended.
+func pushResult(err error) string {
+	switch {
+	case err == nil:
+		return "ok"
+	case market.IsPermanent(err):
+		return "rejected"
+	}
+	return "retry"
+}
+
 // classifyPushError turns a market error into what Temporal should do.
 func classifyPushError(ctx context.Context, ch catalog.Channel, err error) error {
 	msg := fmt.Sprintf("%s channel %s: %v", ch.Market, ch.ID, err)
@@ -433,9 +447,7 @@ func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.Par
 		a.logger().Warn("sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
 			"channel", in.Channel.ID, "sku", it.SKU, "version", it.Version, "attempts", it.Attempts, "error", it.Error, "parked_id", parked.ID)
 	}
-	if a.SyncMetrics != nil {
-		a.SyncMetrics.Parked(in.Channel.Market, len(out))
-	}
+	a.syncMetrics().Parked(in.Channel.Market, in.Tenant, len(out))
 	return out, nil
 }
 

@@ -25,6 +25,16 @@ type CampaignStore interface {
 	Coupon(ctx context.Context, campaignID, user string) (coupon.Coupon, error)
 }
 
+// CouponMetrics counts the answers to coupon requests (internal/telemetry);
+// safe for concurrent use.
+type CouponMetrics interface {
+	Requested(tenant, campaignID, outcome string)
+}
+
+type noCouponMetrics struct{}
+
+func (noCouponMetrics) Requested(string, string, string) {}
+
 // FirstCome is the first-come queue (internal/queue).
 type FirstCome interface {
 	OpenCampaign(ctx context.Context, c queue.Campaign) error
@@ -140,6 +150,7 @@ func (s *Server) requestCoupon(c *gin.Context) {
 		return
 	}
 	outcome, rank := ans.Outcome, ans.Rank
+	s.deps.Coupons.Requested(t.Name, id, outcome.String())
 	if ans.Wake {
 		s.wakeCampaign(c, t.Name, id)
 	}

@@ -27,16 +27,18 @@ type Check func(ctx context.Context) error
 
 // Deps are the API's collaborators, built once per process.
 type Deps struct {
-	Temporal     client.Client
-	Tenants      TenantResolver
-	Meetings     func(schema string) MeetingStore
-	Campaigns    func(schema string) CampaignStore
-	Queue        FirstCome
-	Catalog      func(schema string) CatalogStore
-	Markets      []MarketInfo
-	Sync         SyncConfig
-	Checks       map[string]Check
-	Metrics      *telemetry.Metrics
+	Temporal  client.Client
+	Tenants   TenantResolver
+	Meetings  func(schema string) MeetingStore
+	Campaigns func(schema string) CampaignStore
+	Queue     FirstCome
+	Catalog   func(schema string) CatalogStore
+	Markets   []MarketInfo
+	Sync      SyncConfig
+	Checks    map[string]Check
+	Metrics   *telemetry.Metrics
+	// Coupons counts the answers to coupon requests; nil counts nothing.
+	Coupons      CouponMetrics
 	Logger       *slog.Logger
 	MaxBodyBytes int64
 	KeyCacheTTL  time.Duration
@@ -67,6 +69,9 @@ func init() { gin.SetMode(gin.ReleaseMode) }
 
 // NewHandler returns the HTTP handler of the whole API.
 func NewHandler(d Deps) http.Handler {
+	if d.Coupons == nil {
+		d.Coupons = noCouponMetrics{}
+	}
 	s := &Server{deps: d}
 	r := gin.New()
 	r.HandleMethodNotAllowed = true

@@ -56,6 +56,7 @@ var repoRoot = sync.OnceValue(func() string {
 
 var expectedServices = []string{
 	"postgres", "redis", "rabbitmq", "temporal", "temporal-ui", "migrate", "api", "worker",
+	"prometheus", "grafana", "jaeger",
 }
 
 // sagaflowServices run the sagaflow image; the value is the subcommand.
@@ -81,6 +82,10 @@ var expectedPorts = []publishedPort{
 	{"temporal-ui", 8080, "8233"},
 	{"rabbitmq", 5672, "5672"},
 	{"rabbitmq", 15672, "15672"},
+	{"prometheus", 9090, "9090"},
+	{"grafana", 3000, "3000"},
+	{"jaeger", 16686, "16686"},
+	{"jaeger", 4317, "4317"},
 }
 
 type dependency struct {
@@ -102,6 +107,7 @@ var expectedDependencies = []dependency{
 	{"migrate", "temporal", started},
 	{"temporal", "postgres", healthy},
 	{"temporal-ui", "temporal", started},
+	{"grafana", "prometheus", healthy},
 }
 
 // endpoint is one connection setting of the sagaflow services.
@@ -117,6 +123,7 @@ var expectedEndpoints = []endpoint{
 	{"REDIS_URL", []string{"redis"}, "redis", "6379"},
 	{"AMQP_URL", []string{"amqp"}, "rabbitmq", "5672"},
 	{"TEMPORAL_ADDRESS", nil, "temporal", "7233"},
+	{"OTEL_EXPORTER_OTLP_ENDPOINT", []string{"http"}, "jaeger", "4317"},
 }
 
 var expectedHealthchecks = []struct {

@@ -10,6 +10,9 @@
 #   deploy/stack.sh stop postgres|redis|rabbitmq
 #   deploy/stack.sh start postgres|redis|rabbitmq
 #                           stop one server, or start it again (tests of outages)
+#   deploy/stack.sh tool promtool
+#                           print the path of promtool (make check-observability),
+#                           fetching it first if there is none
 #
 # Each server runs as a private instance on its own loopback port with its
 # data under .data/ (nothing is shared with a system-wide install, nothing
@@ -92,6 +95,31 @@ install_missing() {
   need_pkgs=()
   check_installs
   [ ${#need_pkgs[@]} -eq 0 ] || die "still missing after install: ${need_pkgs[*]}"
+}
+
+# ---------- tools ----------
+
+# tool_promtool prints the path of a promtool: one on PATH, else the one
+# taken out of Debian's prometheus package into $DATA/tools. Only the
+# binary is extracted (apt-get download + dpkg-deb, no root needed): the
+# package itself would install the Prometheus server with its init scripts
+# and a dozen JavaScript packages, none of which a rules check needs, and
+# nothing is left running.
+tool_promtool() {
+  local bin=$DATA/tools/bin/promtool
+  if command -v promtool >/dev/null; then command -v promtool; return; fi
+  if [ -x "$bin" ]; then echo "$bin"; return; fi
+  local tmp
+  tmp=$(mktemp -d)
+  trap 'rm -rf "$tmp"' RETURN
+  log "fetching promtool (Debian package prometheus, binary only)"
+  (cd "$tmp" && apt-get download -qq prometheus >/dev/null 2>&1) ||
+    { [ "$(id -u)" -eq 0 ] && apt-get update -qq >/dev/null && (cd "$tmp" && apt-get download -qq prometheus >/dev/null); } ||
+    die "cannot download the Debian package prometheus"
+  mkdir -p "$tmp/x" "$(dirname "$bin")"
+  dpkg-deb --fsys-tarfile "$tmp"/prometheus_*.deb | tar -x -C "$tmp/x" ./usr/bin/promtool
+  install -m 0755 "$tmp/x/usr/bin/promtool" "$bin"
+  echo "$bin"
 }
 
 # ---------- PostgreSQL ----------
@@ -302,6 +330,11 @@ case "${1:-}" in
   down) down ;;
   status) check_installs || true; status ;;
   env) print_env ;;
+  tool)
+    case "${2:-}" in
+      promtool) tool_promtool ;;
+      *) echo "usage: $0 tool promtool" >&2; exit 2 ;;
+    esac ;;
   restart | stop | start)
     # These act on the private servers only, whatever DATABASE_URL & co say:
     # a test that calls them has checked that it runs against those.
@@ -318,5 +351,5 @@ case "${1:-}" in
       start:rabbitmq) rabbit_up ;;
       *) echo "usage: $0 $1 postgres|redis|rabbitmq" >&2; exit 2 ;;
     esac ;;
-  *) echo "usage: $0 up|down|status|env|restart|stop|start SERVICE" >&2; exit 2 ;;
+  *) echo "usage: $0 up|down|status|env|tool NAME|restart|stop|start SERVICE" >&2; exit 2 ;;
 esac

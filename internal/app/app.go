@@ -58,6 +58,9 @@ type App struct {
 	Notifier *notify.Client
 	Markets  *market.Client
 	Sync     *telemetry.SyncMetrics
+	Joins    *telemetry.JoinMetrics
+	Bus      *telemetry.BusMetrics
+	Outbox   *telemetry.OutboxMetrics
 	// Secrets seals channel credentials and payment tokens at rest.
 	Secrets *secret.Keyring
 	Coupons *telemetry.CouponMetrics
@@ -146,6 +149,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	for _, m := range market.Names() {
 		rates[m] = cfg.MarketRate
 	}
+	a.Sync = telemetry.NewSyncMetrics(a.Metrics)
 	a.Markets = market.NewClient(market.Options{
 		Timeout:          cfg.MarketTimeout,
 		MarketRatePerSec: rates,
@@ -153,9 +157,16 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		Limiter: ratelimit.NewRedis(a.Redis.Client, cfg.RedisPrefix, log),
 		// Only dev's simulators live on loopback.
 		AllowPrivateNetworks: cfg.Dev(),
+		OnBreakerChange:      a.Sync.BreakerChanged,
 	})
-	a.Sync = telemetry.NewSyncMetrics(a.Metrics)
-	a.Coupons = telemetry.NewCouponMetrics(a.Metrics)
+	telemetry.RegisterBreakers(a.Metrics, a.Markets.EachBreaker)
+	a.Coupons = telemetry.NewCouponMetrics(a.Metrics, a.Redis.Queued, telemetry.DefaultScrapeEvery)
+	a.Joins = telemetry.NewJoinMetrics(a.Metrics, workflows.ReasonMeetingFull, workflows.ReasonMeetingClosed,
+		workflows.ReasonMeetingNotFound, workflows.ReasonAlreadyJoined, workflows.ReasonDeclined,
+		workflows.ReasonPaymentFailed, workflows.ReasonCancelled, workflows.ReasonAborted)
+	a.Bus = telemetry.NewBusMetrics(a.Metrics)
+	telemetry.RegisterQueues(a.Metrics, a.Rabbit.Inspect, []string{catalog.IngestQueue, catalog.DeadQueue}, telemetry.DefaultScrapeEvery)
+	a.Outbox = telemetry.NewOutboxMetrics(a.Metrics, a.Store.Pool(), telemetry.DefaultScrapeEvery)
 	a.issueLimit = &activities.TenantLimit{Max: cfg.CouponTenantActivities}
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
@@ -223,6 +234,7 @@ func (a *App) Activities() *activities.Activities {
 		Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit,
 		Meetings:    func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
 		Payments:    a.Payments,
+		JoinMetrics: a.Joins,
 		Notifier:    a.Notifier,
 		Campaigns:   func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
 		Queue:       a.Redis,
@@ -269,6 +281,7 @@ func (a *App) Handler() http.Handler {
 			"rabbitmq": a.Rabbit.Ping,
 		},
 		Metrics:      a.Metrics,
+		Coupons:      a.Coupons,
 		Logger:       a.Log,
 		MaxBodyBytes: a.Config.MaxBodyBytes,
 		KeyCacheTTL:  a.Config.APIKeyCacheTTL,
@@ -432,7 +445,9 @@ func (a *App) Relay(ctx context.Context) (*outbox.Relay, error) {
 		return nil, err
 	}
 	a.closers = append(a.closers, func() { _ = conn.Close() })
-	return outbox.New(a.Store.Pool(), conn, a.Log, outbox.Options{}), nil
+	r := outbox.New(a.Store.Pool(), conn, a.Log, outbox.Options{})
+	a.Outbox.WatchRelay(r.Published)
+	return r, nil
 }
 
 // RunRelay runs Relay until ctx ends.
@@ -447,6 +462,8 @@ func (a *App) RunRelay(ctx context.Context) error {
 // Ingest consumes the product changes from RabbitMQ and hands them to the
 // sync workflows; run it in every worker process (competing consumers).
 func (a *App) Ingest() *ingest.Consumer {
-	return ingest.New(a.Rabbit, a.Redis, a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
-		ingest.Options{Consumers: a.Config.IngestConsumers, Prefetch: a.Config.IngestPrefetch, FlushEvery: a.Config.IngestFlush})
+	c := ingest.New(a.Rabbit, a.Redis, a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
+		ingest.Options{Consumers: a.Config.IngestConsumers, Prefetch: a.Config.IngestPrefetch, FlushEvery: a.Config.IngestFlush, Metrics: a.Bus})
+	a.Bus.WatchOldest(c.OldestUnacked)
+	return c
 }

@@ -35,6 +35,7 @@ import (
 	"log/slog"
 	"maps"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -99,7 +100,53 @@ type Options struct {
 	// MaxBackoff bounds the wait after a failed batch or a lost channel
 	// (default 30s).
 	MaxBackoff time.Duration
+	// Metrics counts dead letters and hand-over lags; nil counts nothing.
+	Metrics Metrics
 }
+
+// Metrics counts what a Consumer does (internal/telemetry.BusMetrics).
+// Implementations are safe for concurrent use.
+type Metrics interface {
+	// DeadLettered counts n messages dead-lettered for reason, one of the
+	// Reason* classes.
+	DeadLettered(reason string, n int)
+	// HandedOver records one message, committed at published, acked now.
+	HandedOver(published time.Time)
+}
+
+// The classes of the reasons the consumer dead-letters a message for (the
+// header holds the full text).
+const (
+	ReasonInvalidMessage  = "invalid_message"
+	ReasonUnknownTenant   = "unknown_tenant"
+	ReasonStoreRefused    = "store_refused"
+	ReasonTemporalRefused = "temporal_refused"
+	ReasonSuperseded      = "superseded"
+)
+
+// Texts the reasons start with, by class (see resolveTenants, handOver and
+// item.refuse); any other reason is a message that does not parse.
+var reasonPrefixes = []struct{ prefix, class string }{
+	{"unknown tenant ", ReasonUnknownTenant},
+	{"the store refused", ReasonStoreRefused},
+	{"Temporal refused", ReasonTemporalRefused},
+	{"superseded by message", ReasonSuperseded},
+}
+
+// reasonClass is the class of a dead letter's reason.
+func reasonClass(reason string) string {
+	for _, p := range reasonPrefixes {
+		if strings.HasPrefix(reason, p.prefix) {
+			return p.class
+		}
+	}
+	return ReasonInvalidMessage
+}
+
+type noMetrics struct{}
+
+func (noMetrics) DeadLettered(string, int) {}
+func (noMetrics) HandedOver(time.Time)     {}
 
 func (o *Options) setDefaults() {
 	if o.Consumers <= 0 {
@@ -120,6 +167,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.MaxBackoff <= 0 {
 		o.MaxBackoff = 30 * time.Second
+	}
+	if o.Metrics == nil {
+		o.Metrics = noMetrics{}
 	}
 }
 
@@ -159,13 +209,42 @@ type Consumer struct {
 	opts     Options
 
 	received, deadLettered, duplicates, delivered, batches, failures, refused atomic.Int64
+	// holding is, per competing consumer, the unix nanoseconds of the
+	// oldest delivery it holds unacked (0: none); see OldestUnacked.
+	holding []atomic.Int64
 }
 
 // New returns a Consumer. Its dedupe keys are
 // rdb.Key("ingest", "msgid", tenant, messageID).
 func New(conn *rabbit.Conn, rdb *queue.Redis, tenants Tenants, products Products, sink Sink, log *slog.Logger, o Options) *Consumer {
 	o.setDefaults()
-	return &Consumer{conn: conn, rdb: rdb, tenants: tenants, products: products, sink: sink, log: log, opts: o}
+	return &Consumer{conn: conn, rdb: rdb, tenants: tenants, products: products, sink: sink, log: log, opts: o,
+		holding: make([]atomic.Int64, o.Consumers)}
+}
+
+// OldestUnacked is when the oldest message the consumers hold unacked was
+// committed (its timestamp; its receipt if it has none), or the zero time
+// if they hold none. Safe for concurrent use.
+func (c *Consumer) OldestUnacked() time.Time {
+	var oldest int64
+	for i := range c.holding {
+		if v := c.holding[i].Load(); v != 0 && (oldest == 0 || v < oldest) {
+			oldest = v
+		}
+	}
+	if oldest == 0 {
+		return time.Time{}
+	}
+	return time.Unix(0, oldest)
+}
+
+// committed is when d's change was committed: its timestamp (the outbox
+// row's), else now.
+func committed(d *amqp.Delivery) time.Time {
+	if d.Timestamp.IsZero() {
+		return time.Now()
+	}
+	return d.Timestamp
 }
 
 // Stats returns the counters.
@@ -224,7 +303,7 @@ func (c *Consumer) declare(ctx context.Context) error {
 func (c *Consumer) consume(ctx context.Context, n int) {
 	attempt := 0
 	for ctx.Err() == nil {
-		err := c.session(ctx, func() { attempt = 0 })
+		err := c.session(ctx, n, func() { attempt = 0 })
 		if ctx.Err() != nil {
 			return
 		}
@@ -237,7 +316,8 @@ func (c *Consumer) consume(ctx context.Context, n int) {
 
 // session consumes on one channel until it closes or ctx ends. Unacked
 // deliveries go back to the queue when the channel closes.
-func (c *Consumer) session(ctx context.Context, consuming func()) error {
+func (c *Consumer) session(ctx context.Context, n int, consuming func()) error {
+	defer c.holding[n].Store(0) // unacked deliveries go back with the channel
 	ch, err := c.conn.Channel(ctx)
 	if err != nil {
 		return err
@@ -277,6 +357,7 @@ func (c *Consumer) session(ctx context.Context, consuming func()) error {
 			buf = append(buf, d)
 			if len(buf) == 1 {
 				timer.Reset(c.opts.FlushEvery)
+				c.holding[n].Store(committed(&buf[0]).UnixNano())
 			}
 			if len(buf) < c.opts.MaxBatch {
 				continue
@@ -287,6 +368,7 @@ func (c *Consumer) session(ctx context.Context, consuming func()) error {
 		if err := c.flush(ctx, ch, buf, &failed); err != nil {
 			return err
 		}
+		c.holding[n].Store(0)
 		clear(buf)
 		buf = buf[:0]
 	}
@@ -340,6 +422,9 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	}
 	if err := ch.Ack(ds[len(ds)-1].DeliveryTag, true); err != nil {
 		return fmt.Errorf("ingest: ack: %w", err)
+	}
+	for i := range ds {
+		c.opts.Metrics.HandedOver(committed(&ds[i]))
 	}
 	*failed = 0
 	dups := 0
@@ -587,8 +672,13 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 			return errors.New("ingest: dead-letter not confirmed (nacked or channel closed)")
 		}
 	}
+	classes := map[string]int{}
 	for _, e := range dead {
 		e.state = deadLettered
+		classes[reasonClass(e.reason)]++
+	}
+	for class, n := range classes {
+		c.opts.Metrics.DeadLettered(class, n)
 	}
 	c.log.Info("ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
 		"first_reason", truncate(dead[0].reason, maxReasonBytes))

@@ -14,6 +14,7 @@ import (
 // fallback with it).
 type channelState struct {
 	id      string
+	market  string
 	baseURL string
 	breaker *gobreaker.CircuitBreaker[[]answer]
 	used    time.Time // guarded by channelCache.mu
@@ -52,7 +53,7 @@ func newChannelCache(max int, idle time.Duration) *channelCache {
 
 // get returns the state of t's channel, made with newBreaker when the
 // channel is new to the cache or its base URL changed.
-func (c *channelCache) get(t Target, newBreaker func(string) *gobreaker.CircuitBreaker[[]answer]) *channelState {
+func (c *channelCache) get(t Target, newBreaker func(Target) *gobreaker.CircuitBreaker[[]answer]) *channelState {
 	now := time.Now()
 	c.mu.Lock()
 	defer c.mu.Unlock()
@@ -67,7 +68,7 @@ func (c *channelCache) get(t Target, newBreaker func(string) *gobreaker.CircuitB
 		c.order.Remove(e)
 		delete(c.byID, t.ChannelID)
 	}
-	st := &channelState{id: t.ChannelID, baseURL: t.BaseURL, breaker: newBreaker(t.ChannelID), used: now}
+	st := &channelState{id: t.ChannelID, market: t.Market, baseURL: t.BaseURL, breaker: newBreaker(t), used: now}
 	c.byID[t.ChannelID] = c.order.PushFront(st)
 	for c.order.Len() > c.max {
 		c.remove(c.order.Back())
@@ -83,6 +84,17 @@ func (c *channelCache) peek(id string) *channelState {
 		return e.Value.(*channelState)
 	}
 	return nil
+}
+
+// each calls f with the state of every channel held (not expired), under
+// the cache's lock: f must not call the cache.
+func (c *channelCache) each(f func(*channelState)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.expire(time.Now())
+	for e := c.order.Front(); e != nil; e = e.Next() {
+		f(e.Value.(*channelState))
+	}
 }
 
 func (c *channelCache) len() int {

@@ -91,6 +91,10 @@ type Options struct {
 	// ChannelIdle is how long an unused channel's state is kept; zero
 	// means DefaultChannelIdle.
 	ChannelIdle time.Duration
+	// OnBreakerChange, when set, is called when a channel's breaker of
+	// market changes state (from and to: "closed", "half-open", "open"),
+	// for metrics. It must be quick and must not call the Client.
+	OnBreakerChange func(market, from, to string)
 }
 
 // Validate reports the first option out of range or naming an unknown
@@ -182,13 +186,18 @@ func NewClient(o Options) *Client {
 }
 
 // newBreaker is the breaker of one channel.
-func (c *Client) newBreaker(channelID string) *gobreaker.CircuitBreaker[[]answer] {
+func (c *Client) newBreaker(t Target) *gobreaker.CircuitBreaker[[]answer] {
 	failures := c.opts.BreakerFailures
+	var onChange func(string, gobreaker.State, gobreaker.State)
+	if hook := c.opts.OnBreakerChange; hook != nil {
+		onChange = func(_ string, from, to gobreaker.State) { hook(t.Market, from.String(), to.String()) }
+	}
 	return gobreaker.NewCircuitBreaker[[]answer](gobreaker.Settings{
-		Name:        channelID,
-		MaxRequests: 1, // one probe while half-open
-		Timeout:     c.opts.BreakerOpenFor,
-		ReadyToTrip: func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
+		Name:          t.ChannelID,
+		OnStateChange: onChange,
+		MaxRequests:   1, // one probe while half-open
+		Timeout:       c.opts.BreakerOpenFor,
+		ReadyToTrip:   func(c gobreaker.Counts) bool { return c.ConsecutiveFailures >= failures },
 		// A 4xx or 429 is an answer: the market is up.
 		IsSuccessful: func(err error) bool { return !errors.Is(err, ErrTransient) },
 		// A caller that gave up says nothing about the market.
@@ -208,6 +217,27 @@ func (c *Client) BreakerState(channelID string) string {
 		return gobreaker.StateClosed.String()
 	}
 	return st.breaker.State().String()
+}
+
+// EachBreaker calls each once per market and breaker state with how many
+// of the channels the client holds are in that state, for metrics; states
+// no channel is in are not reported, except "open" (0), so that an alert
+// on it has a series to read.
+func (c *Client) EachBreaker(each func(market, state string, channels int)) {
+	type key struct{ market, state string }
+	counts := map[key]int{}
+	for name := range c.markets {
+		counts[key{name, gobreaker.StateOpen.String()}] = 0
+	}
+	c.channels.each(func(st *channelState) {
+		counts[key{st.market, st.breaker.State().String()}]++
+	})
+	keys := slices.SortedFunc(maps.Keys(counts), func(a, b key) int {
+		return strings.Compare(a.market+"\x00"+a.state, b.market+"\x00"+b.state)
+	})
+	for _, k := range keys {
+		each(k.market, k.state, counts[k])
+	}
 }
 
 // TrackedChannels is how many channels' state the client holds now.

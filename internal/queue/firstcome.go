@@ -332,6 +332,16 @@ func atoi(v any) int64 {
 	return n
 }
 
+// Queued returns how many accepted requests of the campaign wait to be
+// issued: its issue lag (one ZCARD).
+func (r *Redis) Queued(ctx context.Context, tenant, id string) (int64, error) {
+	n, err := r.Client.ZCard(ctx, r.keys(tenant, id).queue).Result()
+	if err != nil {
+		return 0, fmt.Errorf("queue: queued %s: %w", id, err)
+	}
+	return n, nil
+}
+
 // Rank returns the rank of an accepted user.
 func (r *Redis) Rank(ctx context.Context, tenant, id, user string) (int64, bool, error) {
 	v, err := r.Client.HGet(ctx, r.keys(tenant, id).users, user).Int64()

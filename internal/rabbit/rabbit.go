@@ -86,6 +86,23 @@ func (c *Conn) Ping(ctx context.Context) error {
 	return ch.Close()
 }
 
+// Inspect reports the queue's ready messages and its consumers, by a
+// passive declare on a channel of its own (a queue that does not exist
+// closes that channel, not another). Messages delivered but not acked are
+// not counted.
+func (c *Conn) Inspect(ctx context.Context, queue string) (messages, consumers int, err error) {
+	ch, err := c.Channel(ctx)
+	if err != nil {
+		return 0, 0, err
+	}
+	defer func() { _ = ch.Close() }()
+	q, err := ch.QueueDeclarePassive(queue, true, false, false, false, nil)
+	if err != nil {
+		return 0, 0, fmt.Errorf("rabbit: inspect %s: %w", queue, err)
+	}
+	return q.Messages, q.Consumers, nil
+}
+
 // Close closes the connection; channels opened from it close with it.
 func (c *Conn) Close() error {
 	c.mu.Lock()
