@@ -25,6 +25,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
 	"github.com/sagaflow/sagaflow/workers"
 )
 
@@ -254,6 +255,10 @@ func TestEnv_config_accepts_the_production_environment(t *testing.T) {
 			env := m.env(t, c)
 			if _, err := config.Load(environ(env), nil); err == nil || !strings.Contains(err.Error(), "SAGAFLOW_SECRET_KEYS") {
 				t.Errorf("%s: with the placeholder secret key, config.Load = %v, want an error naming SAGAFLOW_SECRET_KEYS", obj, err)
+			}
+			// The payload keys are parsed when the Temporal client is built.
+			if _, err := temporalclient.ParsePayloadKeys(env["SAGAFLOW_PAYLOAD_KEYS"]); err == nil {
+				t.Errorf("%s: SAGAFLOW_PAYLOAD_KEYS %q is accepted: a forgotten placeholder must stop the process, not run in the clear", obj, env["SAGAFLOW_PAYLOAD_KEYS"])
 			}
 			env["SAGAFLOW_SECRET_KEYS"] = "k1:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA="
 			cfg, err := config.Load(environ(env), nil)
