@@ -61,18 +61,45 @@ type scriptCalls struct {
 }
 
 type scriptCall struct {
-	sha  string // the script's SHA1 (EVALSHA) or its body (EVAL)
+	sha  string // the script's SHA1 (EVALSHA) or its body (EVAL); MULTI or DEL
 	keys []string
 }
 
 func (s *scriptCalls) DialHook(next redis.DialHook) redis.DialHook { return next }
 func (s *scriptCalls) ProcessPipelineHook(next redis.ProcessPipelineHook) redis.ProcessPipelineHook {
 	return func(ctx context.Context, cmds []redis.Cmder) error {
+		if len(cmds) > 0 && cmds[0].Name() == "multi" {
+			// A transaction, like a script, must stay within one slot.
+			var keys []string
+			for _, c := range cmds[1:] {
+				keys = append(keys, commandKeys(c)...)
+			}
+			s.mu.Lock()
+			s.calls = append(s.calls, scriptCall{sha: "MULTI", keys: keys})
+			s.mu.Unlock()
+		}
 		for _, c := range cmds {
 			s.record(c)
 		}
 		return next(ctx, cmds)
 	}
+}
+
+// commandKeys are the keys of the commands the package sends in a
+// transaction or with several keys (DEL takes keys only, the others one).
+func commandKeys(c redis.Cmder) []string {
+	args := c.Args()
+	switch c.Name() {
+	case "exec":
+		return nil
+	case "del", "unlink":
+		keys := make([]string, 0, len(args)-1)
+		for _, a := range args[1:] {
+			keys = append(keys, fmt.Sprint(a))
+		}
+		return keys
+	}
+	return []string{fmt.Sprint(args[1])}
 }
 func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 	return func(ctx context.Context, cmd redis.Cmder) error {
@@ -83,6 +110,12 @@ func (s *scriptCalls) ProcessHook(next redis.ProcessHook) redis.ProcessHook {
 
 func (s *scriptCalls) record(cmd redis.Cmder) {
 	name := strings.ToLower(cmd.Name())
+	if name == "del" || name == "unlink" {
+		s.mu.Lock()
+		s.calls = append(s.calls, scriptCall{sha: strings.ToUpper(name), keys: commandKeys(cmd)})
+		s.mu.Unlock()
+		return
+	}
 	if name != "eval" && name != "evalsha" && name != "eval_ro" && name != "evalsha_ro" && name != "fcall" {
 		return
 	}
@@ -119,7 +152,8 @@ func scriptsInPackage(t *testing.T) int {
 }
 
 // TestScripts_keys_share_one_slot runs every operation that runs a Lua
-// script, records the keys each script receives, and checks that they hash
+// script, a transaction or a multi-key DEL, records the keys each receives,
+// and checks that they hash
 // to one Redis Cluster slot (else the cluster answers CROSSSLOT), the slot
 // of the campaign's own tag, so that campaigns spread over the shards.
 func TestScripts_keys_share_one_slot(t *testing.T) {
@@ -155,9 +189,24 @@ func TestScripts_keys_share_one_slot(t *testing.T) {
 				t.Fatal(err)
 			}
 
+			if err := r.RemoveCampaign(ctx, c.Tenant, c.ID, false, time.Minute); err != nil {
+				t.Fatal(err)
+			}
+			if err := r.DeleteCampaign(ctx, c.Tenant, c.ID); err != nil {
+				t.Fatal(err)
+			}
+
 			scripts := map[string]bool{}
+			var multi, del bool
 			for _, call := range rec.calls {
-				scripts[call.sha] = true
+				switch call.sha {
+				case "MULTI":
+					multi = true
+				case "DEL", "UNLINK":
+					del = true
+				default:
+					scripts[call.sha] = true
+				}
 				if len(call.keys) == 0 {
 					t.Errorf("script %.12s gets no KEYS: a script must name every key it touches", call.sha)
 					continue
@@ -171,6 +220,9 @@ func TestScripts_keys_share_one_slot(t *testing.T) {
 				if want != keySlot("{"+c.Tenant+":"+c.ID+"}") {
 					t.Errorf("script %.12s: keys %v are not in the campaign's slot {%s:%s}", call.sha, call.keys, c.Tenant, c.ID)
 				}
+			}
+			if !multi || !del {
+				t.Errorf("saw a transaction %v and a multi-key DEL %v, want both (RemoveCampaign, DeleteCampaign)", multi, del)
 			}
 			if n := scriptsInPackage(t); len(scripts) != n {
 				t.Errorf("the operations above ran %d distinct scripts, internal/queue defines %d: run the new one here", len(scripts), n)
