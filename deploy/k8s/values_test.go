@@ -32,6 +32,33 @@ func goModVersion(t *testing.T, module string) string {
 	return ""
 }
 
+// readValues decodes a Helm values file (not strictly: the chart's own
+// schema is not ours to restate).
+func readValues(t *testing.T, path string) map[string]any {
+	t.Helper()
+	raw, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var v map[string]any
+	if err := yaml.Unmarshal(raw, &v); err != nil {
+		t.Fatalf("%s: %v", path, err)
+	}
+	return v
+}
+
+// namespace is the one Namespace a kustomization creates.
+func (m *manifests) namespace(t *testing.T) string {
+	t.Helper()
+	if len(m.namespaces) != 1 {
+		t.Fatalf("%s creates %d namespaces, want 1", m.dir, len(m.namespaces))
+	}
+	for ns := range m.namespaces {
+		return ns
+	}
+	return ""
+}
+
 // lookup walks a decoded YAML document along path; nil if absent.
 func lookup(doc any, path ...string) any {
 	for _, p := range path {
@@ -45,14 +72,7 @@ func lookup(doc any, path ...string) any {
 }
 
 func TestValues_temporal_runs_our_server_on_postgres_pgx_with_fixed_shards(t *testing.T) {
-	raw, err := os.ReadFile("values/temporal.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]any
-	if err := yaml.Unmarshal(raw, &v); err != nil {
-		t.Fatal(err)
-	}
+	v := readValues(t, "values/temporal.yaml")
 	want := strings.TrimPrefix(goModVersion(t, "go.temporal.io/server"), "v")
 	if got := lookup(v, "server", "image", "tag"); got != want {
 		t.Errorf("server.image.tag is %v, go.mod embeds go.temporal.io/server %s: run the server we test against", got, want)
@@ -92,10 +112,7 @@ func TestValues_rabbitmq_declares_the_code_s_queues_as_quorum_on_three_nodes(t *
 	if r := cluster.Spec.Replicas; r == nil || *r != 3 {
 		t.Errorf("RabbitmqCluster %s replicas %s, want 3 (quorum queues survive one node lost)", cluster.Metadata.Name, ptrString(r))
 	}
-	var namespace string
-	for ns := range prod.namespaces {
-		namespace = ns
-	}
+	namespace := prod.namespace(t)
 	if cluster.Metadata.Namespace != namespace {
 		t.Errorf("RabbitmqCluster in namespace %q, the production overlay in %q", cluster.Metadata.Namespace, namespace)
 	}
@@ -139,14 +156,7 @@ func TestValues_rabbitmq_declares_the_code_s_queues_as_quorum_on_three_nodes(t *
 }
 
 func TestValues_redis_is_the_host_REDIS_URL_names_and_fsyncs_every_write(t *testing.T) {
-	raw, err := os.ReadFile("values/redis.yaml")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var v map[string]any
-	if err := yaml.Unmarshal(raw, &v); err != nil {
-		t.Fatal(err)
-	}
+	v := readValues(t, "values/redis.yaml")
 	conf, _ := v["commonConfiguration"].(string)
 	for _, line := range []string{"appendonly yes", "appendfsync always", "maxmemory-policy noeviction"} {
 		if !slices.Contains(strings.Split(conf, "\n"), line) {
@@ -158,10 +168,7 @@ func TestValues_redis_is_the_host_REDIS_URL_names_and_fsyncs_every_write(t *test
 	if err != nil {
 		t.Fatal(err)
 	}
-	var namespace string
-	for ns := range prod.namespaces {
-		namespace = ns
-	}
+	namespace := prod.namespace(t)
 	// The chart's release sagaflow-redis (the install command in the file).
 	if want := "sagaflow-redis-master." + namespace + ".svc.cluster.local"; u.Hostname() != want {
 		t.Errorf("REDIS_URL names %s, the chart's primary is %s", u.Hostname(), want)
