@@ -1,6 +1,8 @@
 package k8s_test
 
 import (
+	"context"
+	"math"
 	"net/url"
 	"os"
 	"reflect"
@@ -13,6 +15,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // goModVersion is the version go.mod requires of module.
@@ -172,5 +175,45 @@ func TestValues_redis_is_the_host_REDIS_URL_names_and_fsyncs_every_write(t *test
 	// The chart's release sagaflow-redis (the install command in the file).
 	if want := "sagaflow-redis-master." + namespace + ".svc.cluster.local"; u.Hostname() != want {
 		t.Errorf("REDIS_URL names %s, the chart's primary is %s", u.Hostname(), want)
+	}
+}
+
+// TestValues_rabbitmq_queues_accept_the_code_s_declare creates the Queue
+// objects' queues on a real broker (a virtual host of this run) as the
+// topology operator would, before any process runs, then declares the
+// topology as every process does on start: a queue whose type or arguments
+// differ fails that declare with PRECONDITION_FAILED.
+func TestValues_rabbitmq_queues_accept_the_code_s_declare(t *testing.T) {
+	ctx := context.Background()
+	env, err := testenv.New(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer env.Close()
+	conn, err := amqp.Dial(env.Config.AMQPURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	ch, err := conn.Channel()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for obj, q := range decodeFile(t, "values/rabbitmq.yaml").rabbitQueues {
+		args := amqp.Table{amqp.QueueTypeArg: q.Spec.Type}
+		for k, v := range q.Spec.Arguments {
+			// The operator sends JSON to the management API, which stores
+			// a whole number as an integer.
+			if f, ok := v.(float64); ok && f == math.Trunc(f) {
+				v = int64(f)
+			}
+			args[k] = v
+		}
+		if _, err := ch.QueueDeclare(q.Spec.Name, q.Spec.Durable, q.Spec.AutoDelete, false, false, args); err != nil {
+			t.Fatalf("Queue %s: declare as the operator would: %v", obj, err)
+		}
+	}
+	if err := rabbit.DeclareTopology(ch); err != nil {
+		t.Fatalf("the processes' declare fails on the queues the Queue objects create: %v", err)
 	}
 }
