@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	appsv1 "k8s.io/api/apps/v1"
@@ -144,7 +145,8 @@ type manifests struct {
 	triggerAuths    map[string]*triggerAuthentication
 	rabbitClusters  map[string]*rabbitmqCluster
 	rabbitQueues    map[string]*rabbitmqQueue
-	kinds           map[string]int // kind → objects
+	kinds           map[string]int    // kind → objects
+	objNamespaces   map[string]string // kind/name → metadata.namespace
 	objectsRendered int
 }
 
@@ -218,6 +220,7 @@ func newManifests(dir string) *manifests {
 		rabbitClusters: map[string]*rabbitmqCluster{},
 		rabbitQueues:   map[string]*rabbitmqQueue{},
 		kinds:          map[string]int{},
+		objNamespaces:  map[string]string{},
 	}
 }
 
@@ -229,13 +232,18 @@ func (m *manifests) add(doc []byte) error {
 		APIVersion string `json:"apiVersion"`
 		Kind       string `json:"kind"`
 		Metadata   struct {
-			Name string `json:"name"`
+			Name      string `json:"name"`
+			Namespace string `json:"namespace"`
 		} `json:"metadata"`
 	}
 	if err := yaml.Unmarshal(doc, &head); err != nil {
 		return fmt.Errorf("read kind: %w", err)
 	}
 	id := head.Kind + "/" + head.Metadata.Name
+	if _, dup := m.objNamespaces[id]; dup {
+		return fmt.Errorf("%s twice", id)
+	}
+	m.objNamespaces[id] = head.Metadata.Namespace
 	m.objectsRendered++
 	m.kinds[head.Kind]++
 	strictInto := func(v any) error {
@@ -317,5 +325,23 @@ func TestRender_decodes_every_object_strictly(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestRender_production_puts_everything_in_its_namespace: a ScaledObject
+// finds its Deployment, a TriggerAuthentication its Secret, and a pod its
+// ConfigMap only within one namespace.
+func TestRender_production_puts_everything_in_its_namespace(t *testing.T) {
+	m := render(t, "overlays/production")
+	ns := m.namespace(t)
+	for id, got := range m.objNamespaces {
+		if !strings.HasPrefix(id, "Namespace/") && got != ns {
+			t.Errorf("%s is in namespace %q, want %q", id, got, ns)
+		}
+	}
+	for id, got := range decodeFile(t, "values/rabbitmq.yaml").objNamespaces {
+		if got != ns {
+			t.Errorf("values/rabbitmq.yaml: %s is in namespace %q, want %q (the processes' and KEDA's)", id, got, ns)
+		}
 	}
 }
