@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
-	"net/http"
 	"os"
 	"time"
 
@@ -136,13 +135,8 @@ func (c *cli) workerCmd() *cobra.Command {
 				if err != nil {
 					return fmt.Errorf("worker http: %w", err)
 				}
-				mux := http.NewServeMux()
-				mux.HandleFunc("GET /healthz", func(w http.ResponseWriter, _ *http.Request) {
-					w.Header().Set("Content-Type", "application/json")
-					_, _ = w.Write([]byte(`{"status":"ok"}`))
-				})
-				mux.Handle("GET /metrics", a.Metrics.Handler())
-				g.Go(func() error { return app.Serve(gctx, l, mux, c.cfg, log) })
+				h := app.WorkerHandler(a.Checks(), a.Metrics, log)
+				g.Go(func() error { return app.Serve(gctx, l, h, c.cfg, log) })
 			}
 			log.Info("worker running", "temporal", c.cfg.TemporalHostPort())
 			return g.Wait()

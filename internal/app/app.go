@@ -271,15 +271,8 @@ func (a *App) Handler() http.Handler {
 		Catalog:   func(schema string) api.CatalogStore { return a.Store.Catalog(schema) },
 		Markets:   MarketInfos(a.Config),
 		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config), Channels: ChannelPolicy(a.Config)},
-		Checks: map[string]api.Check{
-			"temporal": func(ctx context.Context) error {
-				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})
-				return err
-			},
-			"postgres": a.Store.Ping,
-			"redis":    a.Redis.Ping,
-			"rabbitmq": a.Rabbit.Ping,
-		},
+
+		Checks:       a.Checks(),
 		Metrics:      a.Metrics,
 		Coupons:      a.Coupons,
 		Logger:       a.Log,

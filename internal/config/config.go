@@ -36,7 +36,7 @@ type Config struct {
 	HTTPIdleTimeout       time.Duration `env:"SAGAFLOW_HTTP_IDLE_TIMEOUT" envDefault:"120s" help:"how long an idle keep-alive connection stays open"`
 	HTTPMaxHeaderBytes    int           `env:"SAGAFLOW_HTTP_MAX_HEADER_BYTES" envDefault:"65536" help:"largest request headers the servers read, in bytes"`
 
-	WorkerHTTPAddr string `env:"SAGAFLOW_WORKER_HTTP_ADDR" envDefault:":9091" help:"address 'sagaflow worker' serves /healthz and /metrics on (empty: none)"`
+	WorkerHTTPAddr string `env:"SAGAFLOW_WORKER_HTTP_ADDR" envDefault:":9091" help:"address 'sagaflow worker' serves /healthz, /readyz and /metrics on (empty: none)"`
 
 	TemporalAddress   string `env:"TEMPORAL_ADDRESS" help:"host:port of an external Temporal frontend; empty: 'dev' embeds its own server, the other commands use 127.0.0.1:7233"`
 	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"sagaflow" help:"Temporal namespace of every workflow"`
@@ -240,6 +240,11 @@ func (c Config) Validate() error {
 	}
 	checkURL("DATABASE_URL", c.DatabaseURL, "postgres", "postgresql")
 	checkURL("REDIS_URL", c.RedisURL, "redis", "rediss")
+	if strings.ContainsAny(c.RedisPrefix, "{}") {
+		// The keys put their own hash tag after the prefix (internal/queue):
+		// a brace before it would change which part Redis Cluster hashes.
+		bad("SAGAFLOW_REDIS_PREFIX", "must not contain { or }, got %q", c.RedisPrefix)
+	}
 	checkURL("AMQP_URL", c.AMQPURL, "amqp", "amqps")
 	checkURL("SAGAFLOW_PAYMENT_URL", c.PaymentURL, "http", "https")
 	checkURL("SAGAFLOW_NOTIFY_URL", c.NotifyURL, "http", "https")

@@ -45,6 +45,7 @@ func TestLoad_rejects_bad_values_naming_each_variable(t *testing.T) {
 		{"several_at_once", []string{"SAGAFLOW_LOG_LEVEL=loud", "SAGAFLOW_WORKER_ACTIVITY_POLLERS=0", "SAGAFLOW_HTTP_ADDR=8080"},
 			[]string{"SAGAFLOW_LOG_LEVEL", "SAGAFLOW_WORKER_ACTIVITY_POLLERS", "SAGAFLOW_HTTP_ADDR"}},
 		{"bad_temporal_address", []string{"TEMPORAL_ADDRESS=nohostport"}, []string{"TEMPORAL_ADDRESS"}},
+		{"hash_tag_in_redis_prefix", []string{"SAGAFLOW_REDIS_PREFIX=app{}:"}, []string{"SAGAFLOW_REDIS_PREFIX"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -13,13 +13,17 @@ import (
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
-var rdb *queue.Redis
+var (
+	rdb      *queue.Redis
+	redisURL string // the test run's Redis, for clients of their own
+)
 
 func TestMain(m *testing.M) {
 	ctx := context.Background()
 	env, err := testenv.New(ctx)
 	if err == nil {
-		rdb, err = queue.Open(ctx, env.Config.RedisURL, env.Config.RedisPrefix)
+		redisURL = env.Config.RedisURL
+		rdb, err = queue.Open(ctx, redisURL, env.Config.RedisPrefix)
 	}
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
