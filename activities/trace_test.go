@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
@@ -11,6 +12,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
+	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
@@ -98,5 +100,49 @@ func TestJoinSpans_chain_down_to_the_gateway_and_label_compensations(t *testing.
 				t.Fatalf("span %s holds personal or card data: %s=%s", s.Name(), kv.Key, v)
 			}
 		}
+	}
+}
+
+func TestIssueNext_links_its_batch_to_the_requests_traces(t *testing.T) {
+	rec := spantest.Record(t)
+	a, tn := storeActivities(t)
+	const n = MaxBatchLinks + 2
+	ref := openCampaign(t, a, tn, n+1)
+	var requests []trace.SpanContext
+	for _, u := range users("u", 1, n) {
+		ctx, span := otel.Tracer("test").Start(context.Background(), "POST coupon request")
+		if ans, err := infra.queue.Ask(ctx, ref.Tenant, ref.CampaignID, u); err != nil || ans.Outcome != queue.Accepted {
+			t.Fatalf("request of %s: %+v %v", u, ans, err)
+		}
+		span.End()
+		requests = append(requests, span.SpanContext())
+	}
+	// One request not traced: it gets no link.
+	requestCoupons(t, ref, "untraced")
+	res := mustIssueNext(t, activityEnv(a), a, IssueInput{Campaign: ref, Max: n + 1, Wait: time.Second})
+	if res.Issued != n+1 {
+		t.Fatalf("result %+v, want %d issued", res, n+1)
+	}
+	var batch sdktrace.ReadOnlySpan
+	for _, s := range spantest.Named(rec, "coupon issue") {
+		if attrs(s)[attrCampaignID].AsString() == ref.CampaignID {
+			batch = s
+		}
+	}
+	if batch == nil {
+		t.Fatal("no coupon issue span for the campaign")
+	}
+	links := batch.Links()
+	if len(links) != MaxBatchLinks {
+		t.Fatalf("%d links, want the cap %d", len(links), MaxBatchLinks)
+	}
+	for i, l := range links { // the lowest ranks first
+		if l.SpanContext.TraceID() != requests[i].TraceID() || l.SpanContext.SpanID() != requests[i].SpanID() {
+			t.Fatalf("link %d = %v, want request %d's span %v", i, l.SpanContext, i+1, requests[i])
+		}
+	}
+	m := attrs(batch)
+	if m[attrLinked].AsInt64() != MaxBatchLinks || m[attrUnlinked].AsInt64() != n-MaxBatchLinks || m[attrBatchSize].AsInt64() != n+1 {
+		t.Fatalf("batch attributes %v", m)
 	}
 }
