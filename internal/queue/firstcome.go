@@ -205,7 +205,7 @@ type Entry struct {
 }
 
 // pendingScript is ZRANGE WITHSCORES over the queue (KEYS[1]) up to
-// ARGV[1], each entry with its traceparent from KEYS[2] (” if none):
+// ARGV[1], each entry with its traceparent from KEYS[2] (empty if none):
 // user, rank, traceparent, user, ... HMGET goes in chunks, as unpack is
 // bounded by Lua's stack.
 var pendingScript = redis.NewScript(`
