@@ -151,12 +151,12 @@ type Answer struct {
 }
 
 // Ask is Request, and tells whether the campaign's workflow is to be woken.
-// An accepted request keeps the trace context of ctx's span (see
-// tracectx.Capture: never a caller's header as it came) with its entry,
-// for the issuer to link to.
+// An accepted request keeps the trace context of ctx's span, if it is
+// sampled (see tracectx.CaptureSampled: never a caller's header as it
+// came), with its entry, for the issuer to link to.
 func (r *Redis) Ask(ctx context.Context, tenant, id, user string) (Answer, error) {
 	k := r.keys(tenant, id)
-	tp := tracectx.Capture(ctx).TraceParent
+	tp := tracectx.CaptureSampled(ctx).TraceParent
 	res, err := requestScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq, k.queue, k.users, k.trace}, user, tp, tracectx.MaxTraceParent).Int64Slice()
 	if err != nil {
 		return Answer{}, fmt.Errorf("queue: request %s: %w", id, err)

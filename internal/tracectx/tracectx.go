@@ -52,6 +52,18 @@ func Capture(ctx context.Context) Carrier {
 	return Carrier{TraceParent: m["traceparent"], TraceState: m["tracestate"]}.Clean()
 }
 
+// CaptureSampled is Capture for a context that is only worth keeping when
+// its span is recorded: empty unless ctx's span is sampled. A coupon
+// request's context serves only as a link target, and a link to a span no
+// one exported leads nowhere; so with tracing off (or the request not
+// sampled) the hot path stores nothing.
+func CaptureSampled(ctx context.Context) Carrier {
+	if !trace.SpanContextFromContext(ctx).IsSampled() {
+		return Carrier{}
+	}
+	return Capture(ctx)
+}
+
 // Clean returns c if its traceparent is a valid version-00 traceparent
 // (lowercase hex, no all-zero id), with a tracestate longer than
 // MaxTraceState or holding bytes outside printable ASCII dropped; else the

@@ -114,3 +114,18 @@ func TestClean_refuses_what_a_store_may_hold(t *testing.T) {
 		})
 	}
 }
+
+func TestCaptureSampled_keeps_only_a_sampled_context(t *testing.T) {
+	spantest.Record(t)
+	sampled := incoming(parent, "")
+	if c := tracectx.CaptureSampled(sampled); c.TraceParent != parent {
+		t.Fatalf("sampled: %+v, want %s", c, parent)
+	}
+	unsampled := incoming(parent[:53]+"00", "")
+	if c := tracectx.CaptureSampled(unsampled); !c.Empty() {
+		t.Fatalf("unsampled: %+v, want empty", c)
+	}
+	if c := tracectx.Capture(unsampled); c.TraceParent != parent[:53]+"00" {
+		t.Fatalf("Capture of the unsampled context: %+v, want it kept", c)
+	}
+}
