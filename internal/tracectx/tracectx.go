@@ -18,6 +18,7 @@ package tracectx
 
 import (
 	"context"
+	"encoding/hex"
 
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
@@ -102,33 +103,20 @@ func (c Carrier) Context(ctx context.Context) context.Context {
 	return otel.GetTextMapPropagator().Extract(ctx, m)
 }
 
-// validParent reports whether h is "00-<32 hex>-<16 hex>-<2 hex>" in
-// lowercase with neither id all zeros
-// (https://www.w3.org/TR/trace-context/#traceparent-header).
+// validParent reports whether h is a version-00 traceparent exactly as
+// the W3C propagator renders it (https://www.w3.org/TR/trace-context/#traceparent-header):
+// 55 bytes, lowercase hex, neither id all zeros, flags the propagator
+// keeps. Anything else (another version, uppercase) is refused: what
+// Capture stores always passes.
 func validParent(h string) bool {
-	if len(h) != MaxTraceParent || h[0] != '0' || h[1] != '0' || h[2] != '-' || h[35] != '-' || h[52] != '-' {
+	if len(h) != MaxTraceParent || !printable(h) {
 		return false
 	}
-	trace, parent, flags := h[3:35], h[36:52], h[53:55]
-	return lowerHex(trace) && lowerHex(parent) && lowerHex(flags) && !allZeros(trace) && !allZeros(parent)
-}
-
-func lowerHex(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if c := s[i]; (c < '0' || c > '9') && (c < 'a' || c > 'f') {
-			return false
-		}
+	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": h}))
+	if !sc.IsValid() {
+		return false
 	}
-	return true
-}
-
-func allZeros(s string) bool {
-	for i := 0; i < len(s); i++ {
-		if s[i] != '0' {
-			return false
-		}
-	}
-	return true
+	return h == "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-"+hex.EncodeToString([]byte{byte(sc.TraceFlags())})
 }
 
 // printable reports whether s holds only printable ASCII (0x20-0x7e), which

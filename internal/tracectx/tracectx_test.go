@@ -99,6 +99,7 @@ func TestClean_refuses_what_a_store_may_hold(t *testing.T) {
 		{"too_long", tracectx.Carrier{TraceParent: parent + "0"}, tracectx.Carrier{}},
 		{"nul_in_state", tracectx.Carrier{TraceParent: parent, TraceState: "a=\x00"}, tracectx.Carrier{TraceParent: parent}},
 		{"huge_state", tracectx.Carrier{TraceParent: parent, TraceState: "a=" + strings.Repeat("b", tracectx.MaxTraceState)}, tracectx.Carrier{TraceParent: parent}},
+		{"upper_case", tracectx.Carrier{TraceParent: strings.ToUpper(parent)}, tracectx.Carrier{}},
 		{"zero_ids", tracectx.Carrier{TraceParent: "00-00000000000000000000000000000000-0000000000000000-01"}, tracectx.Carrier{}},
 		{"empty", tracectx.Carrier{}, tracectx.Carrier{}},
 	} {
