@@ -238,14 +238,17 @@ func TestTracing_coupon_request_is_linked_from_the_issuing_activity(t *testing.T
 		}
 	}
 	var batch sdktrace.ReadOnlySpan
+	var link sdktrace.Link
 	eventually(t, 30*time.Second, "a batch span links to the request", func() bool {
 		for _, s := range spantest.Named(rec, "coupon issue") {
 			if attr(s, "sagaflow.campaign.id") != c.ID {
 				continue
 			}
 			for _, l := range s.Links() {
-				if l.SpanContext.TraceID() == client.SpanContext().TraceID() && l.SpanContext.SpanID() == client.SpanContext().SpanID() {
-					batch = s
+				// The caller's span, or the server span of the request
+				// (a child of the caller's) where the API traces requests.
+				if l.SpanContext.TraceID() == client.SpanContext().TraceID() {
+					batch, link = s, l
 					return true
 				}
 			}
@@ -267,6 +270,17 @@ func TestTracing_coupon_request_is_linked_from_the_issuing_activity(t *testing.T
 	}
 	if batch.SpanContext().TraceID() == client.SpanContext().TraceID() {
 		t.Fatal("the batch span is in the request's trace; it should link to it (a batch serves many traces)")
+	}
+	if linked := link.SpanContext.SpanID(); linked != client.SpanContext().SpanID() {
+		var server sdktrace.ReadOnlySpan
+		for _, s := range spantest.Trace(rec, client.SpanContext().TraceID()) {
+			if s.SpanContext().SpanID() == linked {
+				server = s
+			}
+		}
+		if server == nil || server.SpanKind() != trace.SpanKindServer || server.Parent().SpanID() != client.SpanContext().SpanID() {
+			t.Fatalf("the batch links to span %s, neither the caller's nor its request's server span", linked)
+		}
 	}
 	if got := attr(batch, "sagaflow.coupon.rank_first"); got == "" {
 		t.Fatalf("batch span without its rank range: %v", batch.Attributes())
