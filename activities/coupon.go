@@ -8,6 +8,9 @@ import (
 	"sync"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 
 	"github.com/sagaflow/sagaflow/internal/coupon"
@@ -256,10 +259,43 @@ func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult,
 	}
 }
 
+// MaxBatchLinks caps the span links of one issued batch: the batch's span
+// links to the trace of each request in it (the coupon request's HTTP
+// span), the lowest ranks first, up to this many (OpenTelemetry's SDK keeps
+// 128 links a span by default); the rest are counted in
+// sagaflow.coupon.unlinked_requests.
+const MaxBatchLinks = 128
+
+// issueSpan starts the span of one batch of entries, a child of the
+// issuing activity's span, linked to the requests' traces.
+func issueSpan(ctx context.Context, ref CampaignRef, entries []queue.Entry) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, min(len(entries), MaxBatchLinks))
+	unlinked := 0
+	for _, e := range entries {
+		sc := e.Trace.SpanContext()
+		if !sc.IsValid() {
+			continue
+		}
+		if len(links) == MaxBatchLinks {
+			unlinked++
+			continue
+		}
+		links = append(links, trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.Int64("sagaflow.coupon.rank", e.Rank)}})
+	}
+	return otel.Tracer(tracerName).Start(ctx, "coupon issue", trace.WithLinks(links...), trace.WithAttributes(
+		attrTenant.String(ref.Tenant), attrCampaignID.String(ref.CampaignID), attrBatchSize.Int(len(entries)),
+		attrRankFirst.Int64(entries[0].Rank), attrRankLast.Int64(entries[len(entries)-1].Rank),
+		attrLinked.Int(len(links)), attrUnlinked.Int(unlinked),
+	))
+}
+
 // issue writes entries' coupons (see write), then takes them off the
 // queue: the issued ones as issued, the ones that can never be written as
-// set aside. It returns how many of each.
+// set aside. It returns how many of each. Its span ("coupon issue") links
+// to the requests' traces (see MaxBatchLinks).
 func (a *Activities) issue(ctx context.Context, ref CampaignRef, entries []queue.Entry, beat func()) (issued, setAside int, err error) {
+	ctx, span := issueSpan(ctx, ref, entries)
+	defer func() { endSpan(span, err) }()
 	coupons := make([]coupon.Coupon, len(entries))
 	for i, e := range entries {
 		coupons[i] = coupon.Coupon{UserID: e.User, Rank: e.Rank, Code: coupon.Code(ref.Tenant, ref.CampaignID, e.User, e.Rank)}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strings"
 
+	"go.opentelemetry.io/otel/attribute"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
@@ -77,22 +78,36 @@ type SeatInput struct {
 	MeetingID string `json:"meeting_id"`
 	JoinID    string `json:"join_id"`
 	UserID    string `json:"user_id"`
+	// Reason is why a release compensates (the join's reason), for its
+	// span; empty for the other steps and in joins started before it.
+	Reason string `json:"reason,omitempty"`
+}
+
+func (in SeatInput) attrs() []attribute.KeyValue {
+	return []attribute.KeyValue{attrTenant.String(in.Schema), attrMeetingID.String(in.MeetingID), attrJoinID.String(in.JoinID)}
 }
 
 // ReserveSeat takes a seat, atomically against the capacity; idempotent per
 // join. A full, closed or unknown meeting is a non-retryable failure.
-func (a *Activities) ReserveSeat(ctx context.Context, in SeatInput) error {
+func (a *Activities) ReserveSeat(ctx context.Context, in SeatInput) (err error) {
+	ctx, span := startSpan(ctx, "seat reserve", in.attrs()...)
+	defer func() { endSpan(span, err) }()
 	return seatError(a.Meetings(in.Schema).Reserve(ctx, in.MeetingID, in.JoinID, in.UserID))
 }
 
 // ConfirmSeat confirms the join's reserved seat; idempotent. A meeting closed
 // meanwhile, or a user already confirmed by another join, is non-retryable.
-func (a *Activities) ConfirmSeat(ctx context.Context, in SeatInput) error {
+func (a *Activities) ConfirmSeat(ctx context.Context, in SeatInput) (err error) {
+	ctx, span := startSpan(ctx, "seat confirm", in.attrs()...)
+	defer func() { endSpan(span, err) }()
 	return seatError(a.Meetings(in.Schema).Confirm(ctx, in.MeetingID, in.JoinID))
 }
 
-// ReleaseSeat gives the join's seat back; idempotent.
-func (a *Activities) ReleaseSeat(ctx context.Context, in SeatInput) error {
+// ReleaseSeat gives the join's seat back; idempotent. Its span is a
+// compensation, with in.Reason.
+func (a *Activities) ReleaseSeat(ctx context.Context, in SeatInput) (err error) {
+	ctx, span := startSpan(ctx, "seat release", append(in.attrs(), compensation(in.Reason)...)...)
+	defer func() { endSpan(span, err) }()
 	return a.Meetings(in.Schema).Release(ctx, in.MeetingID, in.JoinID)
 }
 
@@ -132,7 +147,12 @@ type ChargeResult struct {
 // idempotency key before returning, so an applied charge is reported as
 // such; one not applied is returned as a retryable error and the retry sends
 // it again under the same key, which the gateway applies at most once.
-func (a *Activities) Charge(ctx context.Context, in ChargeInput) (ChargeResult, error) {
+func (a *Activities) Charge(ctx context.Context, in ChargeInput) (res ChargeResult, err error) {
+	ctx, span := startSpan(ctx, "payment charge", attrJoinID.String(in.IdempotencyKey), attrAmount.Int64(in.Amount), attrCurrency.String(in.Currency))
+	defer func() {
+		span.SetAttributes(attrPaymentStatus.String(res.Status))
+		endSpan(span, err)
+	}()
 	token, err := a.openToken(in)
 	if err != nil {
 		return ChargeResult{}, err
@@ -214,6 +234,11 @@ func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (r
 // LookupCharge, before deciding that no money was taken.
 func (a *Activities) VoidCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
 	defer func() { a.joinMetrics().Settled("void", settledStatus(res, err)) }()
+	ctx, span := startSpan(ctx, "payment void", attrJoinID.String(idempotencyKey))
+	defer func() {
+		span.SetAttributes(attrPaymentStatus.String(res.Status))
+		endSpan(span, err)
+	}()
 	c, err := a.Payments.Void(ctx, idempotencyKey)
 	if errors.Is(err, payment.ErrRejected) {
 		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)
@@ -228,10 +253,19 @@ func (a *Activities) VoidCharge(ctx context.Context, idempotencyKey string) (res
 type RefundInput struct {
 	PaymentID      string `json:"payment_id"`
 	IdempotencyKey string `json:"idempotency_key"`
+	// Reason is why the refund compensates (the join's reason), for its
+	// span; empty in joins started before it.
+	Reason string `json:"reason,omitempty"`
 }
 
-// Refund returns the money of a charge; idempotent.
-func (a *Activities) Refund(ctx context.Context, in RefundInput) (ChargeResult, error) {
+// Refund returns the money of a charge; idempotent. Its span is a
+// compensation, with in.Reason.
+func (a *Activities) Refund(ctx context.Context, in RefundInput) (res ChargeResult, err error) {
+	ctx, span := startSpan(ctx, "payment refund", append(compensation(in.Reason), attrJoinID.String(in.IdempotencyKey))...)
+	defer func() {
+		span.SetAttributes(attrPaymentStatus.String(res.Status))
+		endSpan(span, err)
+	}()
 	c, err := a.Payments.Refund(ctx, in.PaymentID, in.IdempotencyKey)
 	if errors.Is(err, payment.ErrRejected) || errors.Is(err, payment.ErrNotFound) {
 		return ChargeResult{}, temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeRejected, err)

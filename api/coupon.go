@@ -125,9 +125,11 @@ func campaignView(cp coupon.Campaign, status string, accepted int64) campaignJSO
 }
 
 // requestCoupon is the hot path: one Redis round trip, nothing else (the
-// tenant comes from the key cache).
+// tenant comes from the key cache). An accepted request leaves its trace
+// context (see tracedContext) with its entry; the issuing activity links
+// to it.
 func (s *Server) requestCoupon(c *gin.Context) {
-	ctx := c.Request.Context()
+	ctx := tracedContext(c)
 	t := tenantFrom(c)
 	id, err := uuidParam(c, "id")
 	if err != nil {

@@ -100,8 +100,10 @@ type joinAccepted struct {
 
 // createJoin starts the join saga once per Idempotency-Key: the same key with
 // the same body answers with the same join; with another body, 422.
+// The saga's start carries the request's trace context (see
+// tracedContext): the workflow runs in the request's trace.
 func (s *Server) createJoin(c *gin.Context) {
-	ctx := c.Request.Context()
+	ctx := tracedContext(c)
 	t := tenantFrom(c)
 	meetingID, err := uuidParam(c, "id")
 	if err != nil {

@@ -95,7 +95,11 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 	s.version = workflow.GetVersion(ctx, joinVersionUntilDone, workflow.DefaultVersion, 1)
 	seat := activities.SeatInput{Schema: s.in.Schema, MeetingID: s.in.MeetingID, JoinID: s.in.JoinID, UserID: s.in.UserID}
 	release := func(ctx workflow.Context) error {
-		err := workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), a.ReleaseSeat, seat).Get(ctx, nil)
+		// The reason only labels the release's span: the same command,
+		// with one more input field (replays compare no inputs).
+		undo := seat
+		undo.Reason = s.state.Reason
+		err := workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), a.ReleaseSeat, undo).Get(ctx, nil)
 		s.compensated(ctx, "release_seat", err)
 		return err
 	}
@@ -253,7 +257,7 @@ func (s *joinSaga) pushRefund(key, paymentID string) {
 			id = found.PaymentID
 		}
 		var res activities.ChargeResult
-		err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key, Reason: s.state.Reason}).Get(ctx, &res)
 		if err == nil {
 			s.state.Payment = meeting.Payment{ID: id, Status: res.Status}
 		}

@@ -541,3 +541,24 @@ func TestJoin_a_charge_that_cannot_be_settled_still_releases_the_seat(t *testing
 	}
 	require.Equal(t, 2, failed)
 }
+
+// The compensations tell their activities why they run (for their spans).
+func TestJoin_compensations_carry_the_joins_reason(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "Charge", "SaveJoin", "Notify")
+	var releaseReason, refundReason string
+	jt.OnActivity("ConfirmSeat", mock.Anything, mock.Anything).Return(permanent(activities.ErrTypeMeetingClosed))
+	jt.OnActivity("ReleaseSeat", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.SeatInput) error {
+		releaseReason = in.Reason
+		return nil
+	})
+	jt.OnActivity("Refund", mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.RefundInput) (activities.ChargeResult, error) {
+		refundReason = in.Reason
+		return activities.ChargeResult{PaymentID: in.PaymentID, Status: activities.ChargeRefunded}, nil
+	})
+	got := jt.run(joinInput())
+
+	require.Equal(t, meeting.JoinCompensated, got.Status)
+	require.Equal(t, ReasonMeetingClosed, releaseReason, "release's reason")
+	require.Equal(t, ReasonMeetingClosed, refundReason, "refund's reason")
+}

@@ -65,7 +65,7 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	}
 	return &Client{
 		base: strings.TrimRight(baseURL, "/"),
-		http: outbound.NewHTTPClient(timeout),
+		http: outbound.NewHTTPClient("notify", timeout),
 	}
 }
 

@@ -13,6 +13,7 @@ import (
 	"github.com/redis/go-redis/v9"
 
 	"github.com/sagaflow/sagaflow/internal/coupon"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // A first-come campaign in Redis, all keys under one hash tag so that a
@@ -26,10 +27,15 @@ import (
 //	queue  zset   user → rank                    accepted, not yet issued
 //	users  hash   user → rank                    every accepted user
 //	aside  hash   user → {rank, reason} (JSON)   accepted, can never be issued
+//	trace  hash   user → traceparent             the trace of a queued request
 //
 // Request touches only these keys, in one Lua script: the answer takes one
 // round trip, and AOF with appendfsync always makes an accepted request
 // survive a crash of redis-server (the reply is sent after the fsync).
+//
+// A traced request leaves its W3C traceparent in trace (at most
+// tracectx.MaxTraceParent bytes, checked by the script too) until it is
+// issued or set aside; the issuer links its batch's span to them.
 
 // Outcome of a first-come request.
 type Outcome int
@@ -71,15 +77,15 @@ type Campaign struct {
 	EndsAt   time.Time
 }
 
-type campaignKeys struct{ meta, left, seq, queue, users, aside string }
+type campaignKeys struct{ meta, left, seq, queue, users, aside, trace string }
 
 func (r *Redis) keys(tenant, id string) campaignKeys {
 	base := r.prefix + "campaign:{" + tenant + ":" + id + "}:"
-	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users", aside: base + "aside"}
+	return campaignKeys{meta: base + "meta", left: base + "left", seq: base + "seq", queue: base + "queue", users: base + "users", aside: base + "aside", trace: base + "trace"}
 }
 
 func (k campaignKeys) all() []string {
-	return []string{k.meta, k.left, k.seq, k.queue, k.users, k.aside}
+	return []string{k.meta, k.left, k.seq, k.queue, k.users, k.aside, k.trace}
 }
 
 // openScript creates the campaign once: a second call changes nothing, so
@@ -105,7 +111,8 @@ func (r *Redis) OpenCampaign(ctx context.Context, c Campaign) error {
 
 // requestScript is the whole request path: window, duplicate, stock, rank.
 // The window is judged by the Redis server's clock, the one clock every API
-// process shares.
+// process shares. ARGV[2], the request's traceparent, is kept (in KEYS[6])
+// only for an accepted request, and only if it is no longer than ARGV[3].
 var requestScript = redis.NewScript(`
 local meta = redis.call('HMGET', KEYS[1], 'starts_ms', 'ends_ms', 'done')
 if not meta[1] then return {6, 0} end
@@ -121,6 +128,7 @@ redis.call('DECR', KEYS[2])
 rank = redis.call('INCR', KEYS[3])
 redis.call('ZADD', KEYS[4], rank, ARGV[1])
 redis.call('HSET', KEYS[5], ARGV[1], rank)
+if ARGV[2] ~= '' and #ARGV[2] <= tonumber(ARGV[3]) then redis.call('HSET', KEYS[6], ARGV[1], ARGV[2]) end
 return {1, rank, redis.call('HDEL', KEYS[1], 'asleep')}
 `)
 
@@ -143,9 +151,13 @@ type Answer struct {
 }
 
 // Ask is Request, and tells whether the campaign's workflow is to be woken.
+// An accepted request keeps the trace context of ctx's span, if it is
+// sampled (see tracectx.CaptureSampled: never a caller's header as it
+// came), with its entry, for the issuer to link to.
 func (r *Redis) Ask(ctx context.Context, tenant, id, user string) (Answer, error) {
 	k := r.keys(tenant, id)
-	res, err := requestScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq, k.queue, k.users}, user).Int64Slice()
+	tp := tracectx.CaptureSampled(ctx).TraceParent
+	res, err := requestScript.Run(ctx, r.Client, []string{k.meta, k.left, k.seq, k.queue, k.users, k.trace}, user, tp, tracectx.MaxTraceParent).Int64Slice()
 	if err != nil {
 		return Answer{}, fmt.Errorf("queue: request %s: %w", id, err)
 	}
@@ -186,23 +198,60 @@ func (r *Redis) MarkAsleep(ctx context.Context, tenant, id string) (bool, error)
 type Entry struct {
 	User string
 	Rank int64
+	// Trace is the request's trace context (a traceparent only), empty if
+	// it was not traced. Check it before use (tracectx.Carrier.Clean):
+	// Redis may hold anything.
+	Trace tracectx.Carrier
 }
 
-// Pending returns up to n accepted requests not yet issued, lowest rank first.
+// pendingScript is ZRANGE WITHSCORES over the queue (KEYS[1]) up to
+// ARGV[1], each entry with its traceparent from KEYS[2] (empty if none):
+// user, rank, traceparent, user, ... HMGET goes in chunks, as unpack is
+// bounded by Lua's stack.
+var pendingScript = redis.NewScript(`
+local z = redis.call('ZRANGE', KEYS[1], 0, tonumber(ARGV[1]), 'WITHSCORES')
+local out = {}
+for c = 1, #z, 1000 do
+  local users = {}
+  for i = c, math.min(c + 999, #z), 2 do users[#users + 1] = z[i] end
+  local tp = redis.call('HMGET', KEYS[2], unpack(users))
+  for j = 1, #users do
+    out[#out + 1] = users[j]
+    out[#out + 1] = z[c + 2 * j - 1]
+    out[#out + 1] = tp[j] or ''
+  end
+end
+return out
+`)
+
+// Pending returns up to n accepted requests not yet issued, lowest rank
+// first, with their trace contexts, in one round trip.
 func (r *Redis) Pending(ctx context.Context, tenant, id string, n int) ([]Entry, error) {
-	zs, err := r.Client.ZRangeWithScores(ctx, r.keys(tenant, id).queue, 0, int64(n-1)).Result()
+	if n <= 0 {
+		return nil, nil
+	}
+	k := r.keys(tenant, id)
+	vals, err := pendingScript.Run(ctx, r.Client, []string{k.queue, k.trace}, n-1).StringSlice()
 	if err != nil {
 		return nil, fmt.Errorf("queue: pending %s: %w", id, err)
 	}
-	out := make([]Entry, len(zs))
-	for i, z := range zs {
-		out[i] = Entry{User: z.Member.(string), Rank: int64(z.Score)}
+	if len(vals)%3 != 0 {
+		return nil, fmt.Errorf("queue: pending %s: unexpected reply of %d values", id, len(vals))
+	}
+	out := make([]Entry, 0, len(vals)/3)
+	for i := 0; i < len(vals); i += 3 {
+		rank, err := strconv.ParseFloat(vals[i+1], 64)
+		if err != nil {
+			return nil, fmt.Errorf("queue: pending %s: rank of %q: %w", id, vals[i], err)
+		}
+		out = append(out, Entry{User: vals[i], Rank: int64(rank), Trace: tracectx.Carrier{TraceParent: vals[i+2]}})
 	}
 	return out, nil
 }
 
-// Issued removes users from the pending queue, once their coupons are
-// stored. They stay among the accepted users until the campaign is removed.
+// Issued removes users from the pending queue (and their trace contexts),
+// once their coupons are stored. They stay among the accepted users until
+// the campaign is removed.
 func (r *Redis) Issued(ctx context.Context, tenant, id string, users []string) error {
 	if len(users) == 0 {
 		return nil
@@ -211,7 +260,11 @@ func (r *Redis) Issued(ctx context.Context, tenant, id string, users []string) e
 	for i, u := range users {
 		members[i] = u
 	}
-	if err := r.Client.ZRem(ctx, r.keys(tenant, id).queue, members...).Err(); err != nil {
+	k := r.keys(tenant, id)
+	pipe := r.Client.TxPipeline()
+	pipe.ZRem(ctx, k.queue, members...)
+	pipe.HDel(ctx, k.trace, users...)
+	if _, err := pipe.Exec(ctx); err != nil {
 		return fmt.Errorf("queue: issued %s: %w", id, err)
 	}
 	return nil
@@ -220,7 +273,8 @@ func (r *Redis) Issued(ctx context.Context, tenant, id string, users []string) e
 // setAsideScript takes requests that can never be issued off the queue,
 // records them with their reason, and gives their units of stock back, so
 // the next request accepted takes it. Each user once: a retry changes
-// nothing. KEYS: meta, left, queue, aside; ARGV: user, entry, user, entry...
+// nothing. KEYS: meta, left, queue, aside, trace; ARGV: user, entry, user,
+// entry...
 var setAsideScript = redis.NewScript(`
 local n = 0
 local done = redis.call('HEXISTS', KEYS[1], 'done') == 1
@@ -230,6 +284,7 @@ for i = 1, #ARGV, 2 do
     if not done then redis.call('INCR', KEYS[2]) end
   end
   redis.call('ZREM', KEYS[3], ARGV[i])
+  redis.call('HDEL', KEYS[5], ARGV[i])
 end
 return n
 `)
@@ -251,7 +306,7 @@ func (r *Redis) SetAside(ctx context.Context, tenant, id string, items []coupon.
 		}
 		args = append(args, it.User, entry)
 	}
-	n, err := setAsideScript.Run(ctx, r.Client, []string{k.meta, k.left, k.queue, k.aside}, args...).Int()
+	n, err := setAsideScript.Run(ctx, r.Client, []string{k.meta, k.left, k.queue, k.aside, k.trace}, args...).Int()
 	if err != nil {
 		return 0, fmt.Errorf("queue: set aside %s: %w", id, err)
 	}
@@ -388,7 +443,7 @@ func (r *Redis) RemoveCampaign(ctx context.Context, tenant, id string, soldOut b
 		final = SoldOut
 	}
 	pipe := r.Client.TxPipeline()
-	pipe.Del(ctx, k.left, k.seq, k.queue, k.users)
+	pipe.Del(ctx, k.left, k.seq, k.queue, k.users, k.trace)
 	pipe.HSet(ctx, k.meta, "done", int(final))
 	pipe.PExpire(ctx, k.meta, keep)
 	pipe.PExpire(ctx, k.aside, keep)

@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // Channel is the PostgreSQL NOTIFY channel that wakes the starters.
@@ -41,12 +42,24 @@ type Start struct {
 	TaskQueue    string
 	Input        json.RawMessage
 	Attempts     int
+	// Trace is the W3C trace context of the request that recorded the
+	// start; the workflow is started in it. Enqueue fills it from its ctx
+	// when it is empty.
+	Trace tracectx.Carrier
 }
 
-// Enqueue records a start in tx; it is sent once tx commits.
+// Enqueue records a start in tx; it is sent once tx commits. The start
+// carries s.Trace, or else the trace context of ctx's span (the request's):
+// the starter starts the workflow in that trace, so the workflow's spans
+// are children of the request's. A context that is not valid is not
+// stored (the workflow then starts a trace of its own).
 func Enqueue(ctx context.Context, tx pgx.Tx, s Start) error {
-	_, err := tx.Exec(ctx, `INSERT INTO sagaflow.workflow_starts (tenant, workflow_id, workflow_type, task_queue, input)
-		VALUES ($1, $2, $3, $4, $5) ON CONFLICT (workflow_id) DO NOTHING`, s.Tenant, s.WorkflowID, s.WorkflowType, s.TaskQueue, s.Input)
+	if s.Trace.Empty() {
+		s.Trace = tracectx.Capture(ctx)
+	}
+	tc := s.Trace.Clean()
+	_, err := tx.Exec(ctx, `INSERT INTO sagaflow.workflow_starts (tenant, workflow_id, workflow_type, task_queue, input, traceparent, tracestate)
+		VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (workflow_id) DO NOTHING`, s.Tenant, s.WorkflowID, s.WorkflowType, s.TaskQueue, s.Input, tc.TraceParent, tc.TraceState)
 	if err != nil {
 		return fmt.Errorf("starter: enqueue %s: %w", s.WorkflowID, err)
 	}
@@ -57,6 +70,8 @@ func Enqueue(ctx context.Context, tx pgx.Tx, s Start) error {
 }
 
 // Temporal starts one workflow; it must treat "already started" as success.
+// ctx carries the start's trace context (see Start.Trace) as the remote
+// parent of what it traces.
 type Temporal interface {
 	StartWorkflow(ctx context.Context, s Start) error
 }
@@ -194,7 +209,7 @@ func (s *Starter) listen(ctx context.Context, wake chan<- struct{}) {
 func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 	var claimed int
 	err := pgx.BeginFunc(ctx, s.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, tenant, workflow_id, workflow_type, task_queue, input, attempts
+		rows, err := tx.Query(ctx, `SELECT id, tenant, workflow_id, workflow_type, task_queue, input, attempts, traceparent, tracestate
 			FROM sagaflow.workflow_starts WHERE started_at IS NULL AND next_attempt <= now()
 			ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, s.opts.Batch)
 		if err != nil {
@@ -202,7 +217,7 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 		}
 		starts, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (Start, error) {
 			var st Start
-			err := r.Scan(&st.ID, &st.Tenant, &st.WorkflowID, &st.WorkflowType, &st.TaskQueue, &st.Input, &st.Attempts)
+			err := r.Scan(&st.ID, &st.Tenant, &st.WorkflowID, &st.WorkflowType, &st.TaskQueue, &st.Input, &st.Attempts, &st.Trace.TraceParent, &st.Trace.TraceState)
 			return st, err
 		})
 		if err != nil {
@@ -266,7 +281,10 @@ func (s *Starter) send(ctx context.Context, starts []Start) []error {
 		sem <- struct{}{}
 		wg.Go(func() {
 			defer func() { <-sem }()
-			sctx, cancel := context.WithTimeout(ctx, 10*time.Second)
+			// The request's context, not the starter's: the start (and so
+			// the workflow) joins the request's trace. One with none (or not
+			// valid) starts a new root.
+			sctx, cancel := context.WithTimeout(st.Trace.Context(ctx), 10*time.Second)
 			defer cancel()
 			errs[i] = s.temporal.StartWorkflow(sctx, st)
 			if errs[i] == nil && ctx.Err() != nil {

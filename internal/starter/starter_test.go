@@ -7,16 +7,22 @@ import (
 	"io"
 	"log/slog"
 	"os"
+	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
+	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
 
 var db *store.Store
@@ -47,11 +53,17 @@ type fakeTemporal struct {
 	mu   sync.Mutex
 	got  map[string]int
 	fail func(starter.Start) error
+	// parents holds the span context each start was sent in.
+	parents map[string]trace.SpanContext
 }
 
-func (f *fakeTemporal) StartWorkflow(_ context.Context, s starter.Start) error {
+func (f *fakeTemporal) StartWorkflow(ctx context.Context, s starter.Start) error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	if f.parents == nil {
+		f.parents = map[string]trace.SpanContext{}
+	}
+	f.parents[s.WorkflowID] = trace.SpanContextFromContext(ctx)
 	if f.fail != nil {
 		if err := f.fail(s); err != nil {
 			return err
@@ -75,7 +87,12 @@ var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
 // enqueue records n starts of a fresh tenant and returns their workflow IDs.
 func enqueue(t *testing.T, n int) []string {
 	t.Helper()
-	ctx := context.Background()
+	return enqueueIn(t, context.Background(), n, tracectx.Carrier{})
+}
+
+// enqueueIn is enqueue in ctx, each start carrying tc.
+func enqueueIn(t *testing.T, ctx context.Context, n int, tc tracectx.Carrier) []string {
+	t.Helper()
 	tn, err := tenant.New("s" + testenv.RunID())
 	if err != nil {
 		t.Fatal(err)
@@ -88,7 +105,7 @@ func enqueue(t *testing.T, n int) []string {
 		for i := range n {
 			id := fmt.Sprintf("%s:test:%d", tn.Name, i)
 			ids = append(ids, id)
-			if err := starter.Enqueue(ctx, tx, starter.Start{Tenant: tn.Name, WorkflowID: id, WorkflowType: "W", TaskQueue: "q", Input: []byte(`{}`)}); err != nil {
+			if err := starter.Enqueue(ctx, tx, starter.Start{Tenant: tn.Name, WorkflowID: id, WorkflowType: "W", TaskQueue: "q", Input: []byte(`{}`), Trace: tc}); err != nil {
 				return err
 			}
 		}
@@ -269,5 +286,63 @@ func TestStarter_clears_the_input_of_a_started_row_and_prunes_it_after_the_reten
 	left, err = pgx.CollectRows(rows, pgx.RowTo[string])
 	if err != nil || len(left) != 1 || left[0] != ids[2] {
 		t.Fatalf("rows left %v, %v; want only the pending one", left, err)
+	}
+}
+
+func TestStarter_starts_in_the_requests_trace(t *testing.T) {
+	spantest.Record(t)
+	ctx, req := otel.Tracer("test").Start(context.Background(), "POST /v1/meetings/:id/join")
+	ids := enqueueIn(t, ctx, 1, tracectx.Carrier{})
+	req.End()
+	var stored string
+	if err := db.Pool().QueryRow(ctx, `SELECT traceparent FROM sagaflow.workflow_starts WHERE workflow_id = $1`, ids[0]).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if want := tracectx.Capture(ctx).TraceParent; stored != want {
+		t.Fatalf("stored traceparent = %q, want the request's %q", stored, want)
+	}
+	f := &fakeTemporal{}
+	drain(t, starter.New(db.Pool(), f, quiet, starter.Options{}))
+	got := f.parents[ids[0]]
+	if got.TraceID() != req.SpanContext().TraceID() || got.SpanID() != req.SpanContext().SpanID() || !got.IsRemote() {
+		t.Fatalf("start sent in %v, want the request's span %v as remote parent", got, req.SpanContext())
+	}
+}
+
+func TestStarter_never_stores_or_continues_a_hostile_context(t *testing.T) {
+	spantest.Record(t)
+	// A header the middleware would have refused, handed in directly.
+	hostile := []tracectx.Carrier{
+		{TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" + strings.Repeat("x", 1<<16)},
+		{TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-0\x00"},
+		{TraceParent: "ff-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"},
+		{TraceParent: "00-00000000000000000000000000000000-0000000000000000-00"},
+	}
+	var ids []string
+	for _, tc := range hostile {
+		ids = append(ids, enqueueIn(t, context.Background(), 1, tc)...)
+	}
+	// And a valid request whose row was altered afterwards.
+	ctx := otel.GetTextMapPropagator().Extract(context.Background(), propagation.MapCarrier{"traceparent": "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"})
+	tampered := enqueueIn(t, ctx, 1, tracectx.Carrier{})[0]
+	if _, err := db.Pool().Exec(ctx, `UPDATE sagaflow.workflow_starts SET traceparent = '00-00000000000000000000000000000000-00f067aa0ba902b7-01', tracestate = E'a=\x01' WHERE workflow_id = $1`, tampered); err != nil {
+		t.Fatal(err)
+	}
+	var stored int
+	if err := db.Pool().QueryRow(ctx, `SELECT count(*) FROM sagaflow.workflow_starts WHERE workflow_id = ANY($1) AND (traceparent <> '' OR tracestate <> '')`, ids).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	if stored != 0 {
+		t.Fatalf("%d hostile trace contexts stored, want none", stored)
+	}
+	f := &fakeTemporal{}
+	drain(t, starter.New(db.Pool(), f, quiet, starter.Options{}))
+	for _, id := range append(ids, tampered) {
+		if f.count(id) != 1 {
+			t.Fatalf("%s started %d times, want once", id, f.count(id))
+		}
+		if sc := f.parents[id]; sc.IsValid() {
+			t.Fatalf("%s started in %v, want no parent (a new root)", id, sc)
+		}
 	}
 }
