@@ -185,6 +185,9 @@ func TestScripts_keys_share_one_slot(t *testing.T) {
 			if _, err := r.Ask(ctx, c.Tenant, c.ID, "ann"); err != nil {
 				t.Fatal(err)
 			}
+			if _, err := r.Pending(ctx, c.Tenant, c.ID, 10); err != nil {
+				t.Fatal(err)
+			}
 			if _, err := r.SetAside(ctx, c.Tenant, c.ID, []coupon.SetAside{{User: "ann", Rank: 1, Reason: "test"}}); err != nil {
 				t.Fatal(err)
 			}
