@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: help lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: help cluster cluster-down cluster-status lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
 
 .DEFAULT_GOAL := help
 help: ## this list
@@ -22,6 +22,18 @@ up: ## start (installing if needed) PostgreSQL, Redis and RabbitMQ under .data/
 
 down: ## stop what `make up` started
 	@deploy/stack.sh down
+
+# The production topology on this machine (deploy/cluster.sh): a Temporal
+# server of its own on PostgreSQL, two api and two worker processes, the Web
+# UI and the simulators, each supervised; logs under .data/cluster/.
+cluster: ## what production looks like: Temporal on PostgreSQL, 2 api + 2 worker processes
+	@deploy/cluster.sh up
+
+cluster-down: ## stop what `make cluster` started
+	@deploy/cluster.sh down
+
+cluster-status: ## each process of the cluster: pid, restarts, health
+	@deploy/cluster.sh status
 
 status: ## what deploy/stack.sh runs
 	@deploy/stack.sh status
