@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: help lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: help cluster cluster-down cluster-status test-cluster lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
 
 .DEFAULT_GOAL := help
 help: ## this list
@@ -22,6 +22,35 @@ up: ## start (installing if needed) PostgreSQL, Redis and RabbitMQ under .data/
 
 down: ## stop what `make up` started
 	@deploy/stack.sh down
+
+# The production topology on this machine (deploy/cluster.sh): a Temporal
+# server of its own on PostgreSQL, two api and two worker processes, the Web
+# UI and the simulators, each supervised; logs under .data/cluster/.
+cluster: ## what production looks like: Temporal on PostgreSQL, 2 api + 2 worker processes
+	@deploy/cluster.sh up
+
+cluster-down: ## stop what `make cluster` started
+	@deploy/cluster.sh down
+
+cluster-status: ## each process of the cluster: pid, restarts, health
+	@deploy/cluster.sh status
+
+# The fault runs on the cluster (internal/clustertest, build tag cluster,
+# docs/cluster.md): bring the cluster up, kill and restart its processes
+# mid-burst, check the sagas' invariants, take it down again (also when a
+# test fails), then print the rows like `make chaos`. CLUSTER_RUN narrows
+# the tests (a -run pattern).
+CLUSTER_REPORT := .data/cluster-chaos.tsv
+CLUSTER_RUN ?= .
+test-cluster: ## the fault runs on `make cluster` (kill -9, Temporal and PostgreSQL restarts), then their table
+	@mkdir -p .data; rm -f $(CLUSTER_REPORT)
+	@rc=0; deploy/cluster.sh up || rc=$$?; \
+	  if [ $$rc -eq 0 ]; then eval "$$(deploy/cluster.sh env)"; \
+	    SAGAFLOW_CHAOS_REPORT=$(CURDIR)/$(CLUSTER_REPORT) $(GO) test -tags cluster -count=1 -timeout 30m -v -run '$(CLUSTER_RUN)' ./internal/clustertest/ || rc=$$?; fi; \
+	  deploy/cluster.sh down || true; \
+	  echo; echo "| case | outcome | invariant | held |"; echo "|---|---|---|---|"; \
+	  [ -f $(CLUSTER_REPORT) ] && awk -F'\t' '{printf "| %s | %s | %s | %s |\n", $$1, $$2, $$3, $$4}' $(CLUSTER_REPORT); \
+	  exit $$rc
 
 status: ## what deploy/stack.sh runs
 	@deploy/stack.sh status

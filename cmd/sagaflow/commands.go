@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"strconv"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -13,6 +14,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/app"
 	"github.com/sagaflow/sagaflow/internal/config"
+	"github.com/sagaflow/sagaflow/internal/devserver"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/temporalclient"
@@ -162,8 +164,48 @@ func (c *cli) simCmd() *cobra.Command {
 	}
 }
 
-func (c *cli) migrateCmd() *cobra.Command {
+func (c *cli) uiCmd() *cobra.Command {
 	return &cobra.Command{
+		Use:   "ui",
+		Short: "Serve the Temporal Web UI for the cluster at TEMPORAL_ADDRESS on SAGAFLOW_UI_ADDR",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			log := c.logger()
+			host, portText, err := net.SplitHostPort(c.cfg.UIAddr)
+			if err != nil {
+				return fmt.Errorf("ui: SAGAFLOW_UI_ADDR %q: %w", c.cfg.UIAddr, err)
+			}
+			port, err := strconv.Atoi(portText)
+			if err != nil || port < 1 || port > 65535 {
+				return fmt.Errorf("ui: SAGAFLOW_UI_ADDR %q: want host:port", c.cfg.UIAddr)
+			}
+			if err := devserver.PortFree(host, port); err != nil {
+				return fmt.Errorf("ui: %w", err)
+			}
+			ui := devserver.StartUI(devserver.UIOptions{
+				BindIP: host, Port: port, Frontend: c.cfg.TemporalHostPort(), Namespace: c.cfg.TemporalNamespace, Logger: log,
+			})
+			defer ui.Stop()
+			log.Info("temporal web ui", "url", ui.URL(), "temporal", c.cfg.TemporalHostPort())
+			t := time.NewTicker(time.Second)
+			defer t.Stop()
+			for {
+				select {
+				case <-cmd.Context().Done():
+					return nil
+				case <-t.C:
+					if err := ui.Err(); err != nil {
+						return fmt.Errorf("ui: %w", err)
+					}
+				}
+			}
+		},
+	}
+}
+
+func (c *cli) migrateCmd() *cobra.Command {
+	var demo bool
+	cmd := &cobra.Command{
 		Use:   "migrate",
 		Short: "Apply the PostgreSQL migrations and prepare the Temporal namespace, then exit",
 		Args:  cobra.NoArgs,
@@ -181,6 +223,12 @@ func (c *cli) migrateCmd() *cobra.Command {
 				return err
 			}
 			log.Info("postgres migrated")
+			if demo {
+				if err := app.SeedDemo(ctx, s, c.cfg); err != nil {
+					return err
+				}
+				log.Info("tenants demo and acme ready with SAGAFLOW_DEMO_KEY and SAGAFLOW_ACME_KEY")
+			}
 			tc, err := temporalclient.Dial(ctx, temporalclient.Options{
 				HostPort: c.cfg.TemporalHostPort(), Namespace: c.cfg.TemporalNamespace, Logger: log,
 			})
@@ -195,6 +243,8 @@ func (c *cli) migrateCmd() *cobra.Command {
 			return nil
 		},
 	}
+	cmd.Flags().BoolVar(&demo, "demo-tenants", false, "also create the tenants demo and acme with the keys SAGAFLOW_DEMO_KEY and SAGAFLOW_ACME_KEY, as dev does (make cluster)")
+	return cmd
 }
 
 func (c *cli) tenantCmd() *cobra.Command {

@@ -68,7 +68,7 @@ func newRoot() *cobra.Command {
 	for _, v := range config.Vars() {
 		c.flags[v.Env] = root.PersistentFlags().String(v.Flag, "", fmt.Sprintf("%s (env %s, default %q)", v.Help, v.Env, v.Default))
 	}
-	root.AddCommand(c.devCmd(), c.apiCmd(), c.workerCmd(), c.simCmd(), c.migrateCmd(), c.tenantCmd(), c.channelsCmd())
+	root.AddCommand(c.devCmd(), c.apiCmd(), c.workerCmd(), c.simCmd(), c.uiCmd(), c.migrateCmd(), c.tenantCmd(), c.channelsCmd())
 	return root
 }
 

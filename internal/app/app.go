@@ -284,19 +284,23 @@ func (a *App) Handler() http.Handler {
 
 // Seed creates the demo tenants (demo and acme) with the configured keys,
 // idempotently: restarting dev keeps them and their data.
-func (a *App) Seed(ctx context.Context) error {
-	for name, key := range map[string]string{"demo": a.Config.DemoKey, "acme": a.Config.AcmeKey} {
+func (a *App) Seed(ctx context.Context) error { return SeedDemo(ctx, a.Store, a.Config) }
+
+// SeedDemo creates the tenants demo and acme in s with the keys
+// cfg.DemoKey and cfg.AcmeKey (none where a key is empty), idempotently.
+func SeedDemo(ctx context.Context, s *store.Store, cfg config.Config) error {
+	for name, key := range map[string]string{"demo": cfg.DemoKey, "acme": cfg.AcmeKey} {
 		t, err := tenant.New(name)
 		if err != nil {
 			return err
 		}
-		if err := a.Store.EnsureTenant(ctx, t); err != nil {
+		if err := s.EnsureTenant(ctx, t); err != nil {
 			return err
 		}
 		if key == "" {
 			continue
 		}
-		if err := a.Store.AddAPIKey(ctx, t.Name, tenant.HashKey(key), "seeded by dev"); err != nil {
+		if err := s.AddAPIKey(ctx, t.Name, tenant.HashKey(key), "seeded by dev"); err != nil {
 			return err
 		}
 	}

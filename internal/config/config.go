@@ -49,6 +49,8 @@ type Config struct {
 	DevUIPort       int    `env:"SAGAFLOW_DEV_UI_PORT" envDefault:"8233" help:"port of the embedded Temporal Web UI (0: no UI)"`
 	DataDir         string `env:"SAGAFLOW_DATA_DIR" envDefault:".data" help:"directory for the embedded Temporal server's SQLite file"`
 
+	UIAddr string `env:"SAGAFLOW_UI_ADDR" envDefault:"127.0.0.1:8233" help:"address 'sagaflow ui' serves the Temporal Web UI on, for the cluster at TEMPORAL_ADDRESS"`
+
 	DatabaseURL      string `env:"DATABASE_URL" envDefault:"postgres://sagaflow:sagaflow@127.0.0.1:54320/sagaflow?sslmode=disable" help:"PostgreSQL connection URL"`
 	DatabaseMaxConns int32  `env:"SAGAFLOW_DB_MAX_CONNS" envDefault:"20" help:"largest number of PostgreSQL connections per process"`
 	RedisURL         string `env:"REDIS_URL" envDefault:"redis://127.0.0.1:63790/0" help:"Redis connection URL"`

@@ -68,10 +68,8 @@ type Options struct {
 // Server is a running embedded Temporal server. Stop it once.
 type Server struct {
 	server  temporal.Server
-	ui      *uiserver.Server
-	uiErr   atomic.Value
+	ui      *UI
 	address string
-	uiURL   string
 }
 
 // Start builds and starts the server and returns when the frontend accepts
@@ -134,7 +132,7 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 		return nil, fmt.Errorf("devserver: start: %w", err)
 	}
 	if o.UIPort != 0 {
-		s.startUI(o)
+		s.ui = StartUI(UIOptions{BindIP: o.BindIP, Port: o.UIPort, Frontend: s.address, Namespace: o.Namespace, Logger: o.Logger})
 	}
 	if err := waitListening(ctx, s.address); err != nil {
 		s.Stop()
@@ -147,14 +145,19 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 func (s *Server) Address() string { return s.address }
 
 // UIURL is the Web UI's URL, or "" when it runs without one.
-func (s *Server) UIURL() string { return s.uiURL }
+func (s *Server) UIURL() string {
+	if s.ui == nil {
+		return ""
+	}
+	return s.ui.URL()
+}
 
 // UIError is the error the Web UI stopped with, if it did.
 func (s *Server) UIError() error {
-	if err, ok := s.uiErr.Load().(error); ok {
-		return err
+	if s.ui == nil {
+		return nil
 	}
-	return nil
+	return s.ui.Err()
 }
 
 // Stop stops the UI and the server; the SQLite file keeps every workflow.
@@ -165,28 +168,74 @@ func (s *Server) Stop() {
 	_ = s.server.Stop()
 }
 
-func (s *Server) startUI(o Options) {
-	host := o.BindIP
-	s.ui = uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
-		Host:                host,
-		Port:                o.UIPort,
-		TemporalGRPCAddress: s.address,
-		EnableUI:            true,
-		DefaultNamespace:    o.Namespace,
-		CORS:                uiconfig.CORS{CookieInsecure: true},
-		HideLogs:            true,
-		DisableNewsFetch:    true, // our machines are offline; the UI works without it
-	}))
-	s.uiURL = "http://" + net.JoinHostPort(host, strconv.Itoa(o.UIPort))
+// UIOptions configure a Web UI. Port, Frontend and Logger are required.
+type UIOptions struct {
+	// BindIP is the IP the UI listens on; empty means 127.0.0.1.
+	BindIP string
+	// Port the UI listens on.
+	Port int
+	// Frontend is the host:port of the Temporal frontend the UI reads.
+	Frontend string
+	// Namespace the UI opens on.
+	Namespace string
+	// Logger receives the error the UI stops with.
+	Logger *slog.Logger
+}
+
+// UI is a running Temporal Web UI, served from assets embedded in the
+// binary (it works offline). Stop it once.
+type UI struct {
+	srv *uiserver.Server
+	url string
+	err atomic.Value
+}
+
+// StartUI serves the Web UI for o.Frontend on o.Port. The caller checks the
+// port is free first: a port taken is reported by Err, not at once.
+func StartUI(o UIOptions) *UI {
+	if o.BindIP == "" {
+		o.BindIP = "127.0.0.1"
+	}
+	u := &UI{
+		srv: uiserver.NewServer(uiserveroptions.WithConfigProvider(&uiconfig.Config{
+			Host:                o.BindIP,
+			Port:                o.Port,
+			TemporalGRPCAddress: o.Frontend,
+			EnableUI:            true,
+			DefaultNamespace:    o.Namespace,
+			CORS:                uiconfig.CORS{CookieInsecure: true},
+			HideLogs:            true,
+			DisableNewsFetch:    true, // our machines are offline; the UI works without it
+		})),
+		url: "http://" + net.JoinHostPort(o.BindIP, strconv.Itoa(o.Port)),
+	}
 	// Start blocks until Stop; its error (a port taken after our check) is
-	// kept for UIError instead of the panic the UI server would otherwise need.
+	// kept for Err instead of the panic the UI server would otherwise need.
 	go func() {
-		if err := s.ui.Start(); err != nil && !errors.Is(err, context.Canceled) {
-			s.uiErr.Store(err)
+		if err := u.srv.Start(); err != nil && !errors.Is(err, context.Canceled) {
+			u.err.Store(err)
 			o.Logger.Error("temporal web ui stopped", "error", err)
 		}
 	}()
+	return u
 }
+
+// URL is where the UI answers.
+func (u *UI) URL() string { return u.url }
+
+// Err is the error the UI stopped with, if it did.
+func (u *UI) Err() error {
+	if err, ok := u.err.Load().(error); ok {
+		return err
+	}
+	return nil
+}
+
+// Stop stops the UI.
+func (u *UI) Stop() { u.srv.Stop() }
+
+// PortFree reports, as an error naming the port, whether ip:port is taken.
+func PortFree(ip string, port int) error { return portFree(ip, port) }
 
 func (o Options) sqlConfig() (*config.SQL, error) {
 	conf := &config.SQL{PluginName: sqliteplugin.PluginName}
