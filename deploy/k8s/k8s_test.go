@@ -73,6 +73,7 @@ var defaultIsFine = map[string]string{
 	"SAGAFLOW_DEV_BIND_IP":                   "dev only",
 	"SAGAFLOW_DEV_TEMPORAL_PORT":             "dev only (TEMPORAL_ADDRESS is set)",
 	"SAGAFLOW_DEV_UI_PORT":                   "dev only",
+	"SAGAFLOW_UI_ADDR":                       "read only by 'sagaflow ui' (make cluster); on Kubernetes the Temporal chart serves the Web UI",
 	"SAGAFLOW_DATA_DIR":                      "dev only (embedded Temporal's SQLite)",
 	"SAGAFLOW_SIM_PAYMENT_ADDR":              "simulators only",
 	"SAGAFLOW_SIM_NOTIFY_ADDR":               "simulators only",
