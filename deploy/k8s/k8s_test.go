@@ -547,6 +547,10 @@ func TestKEDA_scales_the_workers_on_every_task_queue_and_the_ingest_queue(t *tes
 					t.Errorf("%s: temporal trigger %s asks %s namespace %s; the workers use %s namespace %s",
 						dir, md["taskQueue"], md["endpoint"], md["namespace"], env["TEMPORAL_ADDRESS"], env["TEMPORAL_NAMESPACE"])
 				}
+				if md["includeRunningWorkflowCount"] != "false" {
+					t.Errorf("%s: temporal trigger %s: includeRunningWorkflowCount %q, want \"false\": the long-lived workflows would count as load for ever",
+						dir, md["taskQueue"], md["includeRunningWorkflowCount"])
+				}
 				for _, q := range strings.Split(md["queueTypes"], ",") {
 					if q != "workflow" && q != "activity" {
 						t.Errorf("%s: temporal trigger %s: queueTypes %q", dir, md["taskQueue"], md["queueTypes"])
