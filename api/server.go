@@ -102,9 +102,14 @@ func NewHandler(d Deps) http.Handler {
 	v1.POST("/channels", s.createChannel)
 	v1.GET("/channels", s.listChannels)
 	v1.DELETE("/channels/:id", s.deleteChannel)
-	v1.GET("/dlq", s.listParked)
-	v1.POST("/dlq/:id/retry", s.parkedAction(workflows.ParkingRetry))
-	v1.POST("/dlq/:id/discard", s.parkedAction(workflows.ParkingDiscard))
+	// The parking lot: /v1/parked is its name; /v1/dlq, its first one, is
+	// an alias kept for existing callers (the bus's dead-letter queue is
+	// /v1/deadletters).
+	for _, prefix := range []string{"/parked", "/dlq"} {
+		v1.GET(prefix, s.listParked)
+		v1.POST(prefix+"/:id/retry", s.parkedAction(workflows.ParkingRetry))
+		v1.POST(prefix+"/:id/discard", s.parkedAction(workflows.ParkingDiscard))
+	}
 	return r
 }
 

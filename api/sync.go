@@ -220,7 +220,7 @@ func (s *Server) querySync(ctx context.Context, wfID, sku string) (map[string]ac
 	var pending map[string]pendingPush
 	for _, cs := range list {
 		a := activeSync{ChannelSync: cs}
-		if cs.Status == "in_flight" {
+		if cs.Status == catalog.SyncInFlight {
 			if pending == nil {
 				pending = s.pendingPushes(qctx, wfID)
 			}

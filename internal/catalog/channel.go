@@ -144,6 +144,9 @@ const (
 	SyncPending  = "pending"
 	SyncRetrying = "retrying"
 	SyncParked   = "parked"
+	// SyncInFlight is a sync workflow's own status of a push under way; the
+	// API shows it as pending or retrying.
+	SyncInFlight = "in_flight"
 )
 
 // ParkedItem is a change a channel could not apply: out of retries or

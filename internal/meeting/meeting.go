@@ -184,8 +184,17 @@ type Step struct {
 // Payment is what a join knows of its charge.
 type Payment struct {
 	ID     string `json:"id,omitempty"`
-	Status string `json:"status"` // none | succeeded | declined | refunded | unknown
+	Status string `json:"status"` // one of the Payment* statuses
 }
+
+// Payment statuses of a join (Payment.Status).
+const (
+	PaymentNone      = "none"
+	PaymentSucceeded = "succeeded"
+	PaymentDeclined  = "declined"
+	PaymentRefunded  = "refunded"
+	PaymentUnknown   = "unknown"
+)
 
 // Join is the state of one join, as the API shows it.
 type Join struct {

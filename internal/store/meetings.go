@@ -228,7 +228,7 @@ func (m *Meetings) NewJoin(ctx context.Context, joinID, idempotencyKey, requestH
 		}
 		created = true
 		j = meeting.Join{JoinID: joinID, MeetingID: r.MeetingID, UserID: r.UserID, Status: status,
-			Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{}}
+			Payment: meeting.Payment{Status: meeting.PaymentNone}, Steps: []meeting.Step{}}
 		hash = requestHash
 		return starter.Enqueue(ctx, tx, start)
 	})

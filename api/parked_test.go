@@ -1,0 +1,162 @@
+package api
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/http"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/workflows"
+)
+
+// parkedLot is an in-memory parking lot per tenant schema.
+type parkedLot struct {
+	CatalogStore // the other methods are not called
+	items        []catalog.ParkedItem
+}
+
+func (p *parkedLot) ParkedPage(_ context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
+	var out []catalog.ParkedItem
+	for _, it := range p.items {
+		if !afterSince.IsZero() && (it.Since.Before(afterSince) || it.Since.Equal(afterSince) && it.ID <= afterID) {
+			continue
+		}
+		out = append(out, it)
+		if len(out) == limit {
+			break
+		}
+	}
+	return out, nil
+}
+
+func (p *parkedLot) ParkedItem(_ context.Context, id string) (catalog.ParkedItem, error) {
+	for _, it := range p.items {
+		if it.ID == id {
+			return it, nil
+		}
+	}
+	return catalog.ParkedItem{}, catalog.ErrNotFound
+}
+
+// signals records the signals sent with SignalWithStartWorkflow; the other
+// methods of client.Client are not called.
+type signals struct {
+	client.Client
+	mu   sync.Mutex
+	sent []sentSignal
+}
+
+type sentSignal struct {
+	workflowID, name string
+	arg              any
+}
+
+func (s *signals) SignalWithStartWorkflow(_ context.Context, id, name string, arg any, _ client.StartWorkflowOptions, _ any, _ ...any) (client.WorkflowRun, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.sent = append(s.sent, sentSignal{id, name, arg})
+	return nil, nil
+}
+
+func (s *signals) actions() []workflows.ParkingAction {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	var out []workflows.ParkingAction
+	for _, sg := range s.sent {
+		if a, ok := sg.arg.(workflows.ParkingAction); ok && sg.name == workflows.SignalParking {
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+// twoTenants resolves demo-key to demo and acme-key to acme.
+type twoTenants struct{}
+
+func (twoTenants) TenantByKeyHash(_ context.Context, h tenant.KeyHash) (tenant.Tenant, tenant.KeyHash, error) {
+	for _, t := range []tenant.Tenant{{Name: "demo", Schema: "tenant_demo"}, {Name: "acme", Schema: "tenant_acme"}} {
+		if h == tenant.HashKey(t.Name+"-key") {
+			return t, h, nil
+		}
+	}
+	return tenant.Tenant{}, tenant.KeyHash{}, tenant.ErrNotFound
+}
+
+const (
+	parkedA = "11111111-1111-4111-8111-111111111111"
+	parkedB = "22222222-2222-4222-8222-222222222222"
+	chanA   = "aaaaaaaa-aaaa-4aaa-8aaa-aaaaaaaaaaaa"
+	chanB   = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+)
+
+// parkedHandler serves tenant demo's lot (two items) and acme's (empty).
+func parkedHandler(t *testing.T) (http.Handler, *signals, map[string]*parkedLot) {
+	t.Helper()
+	m, err := telemetry.NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
+	lots := map[string]*parkedLot{
+		"tenant_demo": {items: []catalog.ParkedItem{
+			{ID: parkedA, SKU: "SKU-1", ChannelID: chanA, Market: "shopwave", Version: 3, Error: "503", Attempts: 12, Since: at, WorkflowID: "demo:sync:000"},
+			{ID: parkedB, SKU: "SKU-2", ChannelID: chanB, Market: "souk", Version: 1, Error: "429", Attempts: 12, Since: at.Add(time.Hour), WorkflowID: "demo:sync:001"},
+		}},
+		"tenant_acme": {},
+	}
+	sig := &signals{}
+	h := NewHandler(Deps{
+		Temporal:     sig,
+		Tenants:      twoTenants{},
+		Catalog:      func(schema string) CatalogStore { return lots[schema] },
+		Markets:      []MarketInfo{{Name: "shopwave"}, {Name: "souk"}, {Name: "bazaar"}},
+		Sync:         SyncConfig{Shards: 2},
+		Metrics:      m,
+		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
+		MaxBodyBytes: 64 << 10,
+	})
+	return h, sig, lots
+}
+
+// /v1/parked is the parking lot's name and /v1/dlq its alias: the same
+// handlers, the same answers, the same signals.
+func TestParked_dlq_is_an_alias_of_parked(t *testing.T) {
+	t.Parallel()
+	h, sig, _ := parkedHandler(t)
+	parked, _ := do(h, http.MethodGet, "/v1/parked", "demo-key", "")
+	dlq, _ := do(h, http.MethodGet, "/v1/dlq", "demo-key", "")
+	if parked.Code != http.StatusOK || dlq.Code != http.StatusOK {
+		t.Fatalf("GET /v1/parked %d, /v1/dlq %d", parked.Code, dlq.Code)
+	}
+	if parked.Body.String() != dlq.Body.String() {
+		t.Fatalf("GET /v1/parked and /v1/dlq differ:\n%s\n%s", parked.Body, dlq.Body)
+	}
+	for _, prefix := range []string{"/v1/parked/", "/v1/dlq/"} {
+		for _, action := range []string{workflows.ParkingRetry, workflows.ParkingDiscard} {
+			if rec, _ := do(h, http.MethodPost, prefix+parkedA+"/"+action, "demo-key", ""); rec.Code != http.StatusAccepted {
+				t.Fatalf("POST %s%s/%s = %d %s", prefix, parkedA, action, rec.Code, rec.Body)
+			}
+		}
+	}
+	acts := sig.actions()
+	want := []string{workflows.ParkingRetry, workflows.ParkingDiscard, workflows.ParkingRetry, workflows.ParkingDiscard}
+	var got []string
+	for _, a := range acts {
+		if a.ID != parkedA || a.SKU != "SKU-1" || a.Version != 3 {
+			t.Fatalf("signalled %+v, want item %s", a, parkedA)
+		}
+		got = append(got, a.Action)
+	}
+	if !slices.Equal(got, want) {
+		t.Fatalf("actions %v, want %v", got, want)
+	}
+}
