@@ -2,10 +2,13 @@ package api
 
 import (
 	"context"
+	"encoding/json"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/url"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -24,10 +27,10 @@ type parkedLot struct {
 	items        []catalog.ParkedItem
 }
 
-func (p *parkedLot) ParkedPage(_ context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
+func (p *parkedLot) ParkedPage(_ context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
 	var out []catalog.ParkedItem
 	for _, it := range p.items {
-		if !afterSince.IsZero() && (it.Since.Before(afterSince) || it.Since.Equal(afterSince) && it.ID <= afterID) {
+		if !f.Matches(it) || !afterSince.IsZero() && (it.Since.Before(afterSince) || it.Since.Equal(afterSince) && it.ID <= afterID) {
 			continue
 		}
 		out = append(out, it)
@@ -158,5 +161,99 @@ func TestParked_dlq_is_an_alias_of_parked(t *testing.T) {
 	}
 	if !slices.Equal(got, want) {
 		t.Fatalf("actions %v, want %v", got, want)
+	}
+}
+
+// badParkedFilters are bad values of each filter field and the field the
+// 400 must name.
+var badParkedFilters = []struct {
+	name, field, value string
+}{
+	{"market_nul", "market", "shop\x00wave"},
+	{"market_control", "market", "shop\x07wave"},
+	{"market_newline", "market", "shopwave\r\nX: 1"},
+	{"market_invalid_utf8", "market", "shop\xffwave"},
+	{"market_huge", "market", strings.Repeat("m", 10_000)},
+	{"market_unknown", "market", "amazon"},
+	{"channel_nul", "channel", chanA[:10] + "\x00" + chanA[11:]},
+	{"channel_control", "channel", "\x1b[31m"},
+	{"channel_invalid_utf8", "channel", "\xc3\x28"},
+	{"channel_huge", "channel", strings.Repeat("a", 10_000)},
+	{"channel_uppercase", "channel", strings.ToUpper(chanA)},
+	{"channel_urn", "channel", "urn:uuid:" + chanA},
+	{"channel_not_an_id", "channel", "channel-1"},
+	{"sku_nul", "sku", "SKU\x00-1"},
+	{"sku_control", "sku", "SKU\x7f"},
+	{"sku_invalid_utf8", "sku", "SKU-\xff"},
+	{"sku_huge", "sku", strings.Repeat("S", 65)},
+	{"sku_space", "sku", "SKU 1"},
+	{"since_nul", "since", "2026-12-01T00:00:00Z\x00"},
+	{"since_invalid_utf8", "since", "2026-12-01T00:00:00\xffZ"},
+	{"since_huge", "since", strings.Repeat("2", 10_000)},
+	{"since_no_zone", "since", "2026-12-01T00:00:00"},
+	{"since_date_only", "since", "2026-12-01"},
+	{"since_unix", "since", "1764547200"},
+	{"since_month_13", "since", "2026-13-01T00:00:00Z"},
+}
+
+// Every bad filter value of GET /v1/parked (and its alias) is a 400 that
+// names the field, and reaches no store.
+func TestParked_list_bad_filter_is_400_naming_the_field(t *testing.T) {
+	t.Parallel()
+	h, _, _ := parkedHandler(t)
+	for _, tt := range badParkedFilters {
+		for _, path := range []string{"/v1/parked", "/v1/dlq"} {
+			q := url.Values{tt.field: {tt.value}}.Encode()
+			rec, e := do(h, http.MethodGet, path+"?"+q, "demo-key", "")
+			if rec.Code != http.StatusBadRequest || e.Error.Code != "bad_request" || !namesField(e, tt.field) {
+				t.Errorf("%s %s: %d %s, want 400 naming %s", tt.name, path, rec.Code, rec.Body, tt.field)
+			}
+		}
+	}
+}
+
+func namesField(e errorBody, field string) bool {
+	for _, f := range e.Error.Fields {
+		if f.Field == field {
+			return true
+		}
+	}
+	return false
+}
+
+// Each filter keeps only what it selects.
+func TestParked_list_filters(t *testing.T) {
+	t.Parallel()
+	h, _, _ := parkedHandler(t)
+	tests := []struct {
+		query string
+		want  []string
+	}{
+		{"", []string{parkedA, parkedB}},
+		{"market=souk", []string{parkedB}},
+		{"market=bazaar", nil},
+		{"channel=" + chanA, []string{parkedA}},
+		{"sku=SKU-2", []string{parkedB}},
+		{"since=2026-12-01T10:30:00Z", []string{parkedB}},
+		{"since=2026-12-01T19:00:00%2B09:00", []string{parkedA, parkedB}},
+		{"market=shopwave&sku=SKU-2", nil},
+	}
+	for _, tt := range tests {
+		rec, _ := do(h, http.MethodGet, "/v1/parked?"+tt.query, "demo-key", "")
+		var body struct {
+			Items []struct {
+				ID string `json:"id"`
+			} `json:"items"`
+		}
+		if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || rec.Code != http.StatusOK {
+			t.Fatalf("?%s: %d %s", tt.query, rec.Code, rec.Body)
+		}
+		var got []string
+		for _, it := range body.Items {
+			got = append(got, it.ID)
+		}
+		if !slices.Equal(got, tt.want) {
+			t.Errorf("?%s: %v, want %v", tt.query, got, tt.want)
+		}
 	}
 }

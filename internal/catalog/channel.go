@@ -162,3 +162,23 @@ type ParkedItem struct {
 	Since      time.Time `json:"since"`
 	WorkflowID string    `json:"-"`
 }
+
+// ParkedFilter selects parked items; a zero field selects every item.
+type ParkedFilter struct {
+	Market    string
+	ChannelID string
+	SKU       string
+	// Since keeps the items parked at or after it.
+	Since time.Time
+}
+
+// Empty reports whether f selects every item.
+func (f ParkedFilter) Empty() bool {
+	return f.Market == "" && f.ChannelID == "" && f.SKU == "" && f.Since.IsZero()
+}
+
+// Matches reports whether f selects it.
+func (f ParkedFilter) Matches(it ParkedItem) bool {
+	return (f.Market == "" || it.Market == f.Market) && (f.ChannelID == "" || it.ChannelID == f.ChannelID) &&
+		(f.SKU == "" || it.SKU == f.SKU) && (f.Since.IsZero() || !it.Since.Before(f.Since))
+}

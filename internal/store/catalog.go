@@ -710,12 +710,13 @@ func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem
 	return it, nil
 }
 
-// ParkedPage lists up to limit parked items (1 or more) after the item
-// (afterSince, afterID), oldest first; from the oldest when afterSince is
-// zero. Keyset pagination on (since, id): a page costs the same however many
-// items are parked, and an item parked or removed meanwhile moves no other
-// item between pages.
-func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
+// ParkedPage lists up to limit parked items (1 or more) that f selects,
+// after the item (afterSince, afterID), oldest first; from the oldest when
+// afterSince is zero. Keyset pagination on (since, id): a page costs the
+// same however many items are parked, and an item parked or removed
+// meanwhile moves no other item between pages. A channel id in f that is
+// not a UUID selects nothing.
+func (c *Catalog) ParkedPage(ctx context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
 	if limit < 1 {
 		limit = 1
 	}
@@ -727,9 +728,23 @@ func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Tim
 			after = u
 		}
 	}
+	var channel *uuid.UUID
+	if f.ChannelID != "" {
+		u, err := uuid.Parse(f.ChannelID)
+		if err != nil {
+			return nil, nil
+		}
+		channel = &u
+	}
+	var from *time.Time
+	if !f.Since.IsZero() {
+		from = &f.Since
+	}
 	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
-		WHERE $1::timestamptz IS NULL OR (since, id) > ($1::timestamptz, $2::uuid)
-		ORDER BY since, id LIMIT $3`, since, after, limit)
+		WHERE ($1::timestamptz IS NULL OR (since, id) > ($1::timestamptz, $2::uuid))
+			AND ($4::text = '' OR market = $4) AND ($5::uuid IS NULL OR channel_id = $5)
+			AND ($6::text = '' OR sku = $6) AND ($7::timestamptz IS NULL OR since >= $7)
+		ORDER BY since, id LIMIT $3`, since, after, limit, f.Market, channel, f.SKU, from)
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}
