@@ -1,6 +1,7 @@
 package api
 
 import (
+	"context"
 	"encoding/base64"
 	"errors"
 	"fmt"
@@ -8,11 +9,14 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/gin-gonic/gin"
+	"golang.org/x/sync/errgroup"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/valid"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -164,11 +168,116 @@ func (s *Server) parkedAction(action string) gin.HandlerFunc {
 			fail(c, err)
 			return
 		}
-		act := workflows.ParkingAction{ID: it.ID, ChannelID: it.ChannelID, SKU: it.SKU, Version: it.Version, Action: action}
-		if err := s.signalShard(ctx, t, catalog.Shard(it.SKU, s.deps.Sync.Shards), workflows.SignalParking, act); err != nil {
-			fail(c, fmt.Errorf("signal %s of parked item %s: %w", action, it.ID, err))
+		if err := s.signalParked(ctx, t, it, action); err != nil {
+			fail(c, err)
 			return
 		}
 		c.JSON(http.StatusAccepted, gin.H{"id": it.ID, "action": action, "status": "accepted"})
 	}
+}
+
+// signalParked signals the shard workflow of the item's SKU to retry or
+// discard it (starting the workflow if it is not running).
+func (s *Server) signalParked(ctx context.Context, t tenant.Tenant, it catalog.ParkedItem, action string) error {
+	act := workflows.ParkingAction{ID: it.ID, ChannelID: it.ChannelID, SKU: it.SKU, Version: it.Version, Action: action}
+	if err := s.signalShard(ctx, t, catalog.Shard(it.SKU, s.deps.Sync.Shards), workflows.SignalParking, act); err != nil {
+		return fmt.Errorf("signal %s of parked item %s: %w", action, it.ID, err)
+	}
+	return nil
+}
+
+// MaxBulkParked is how many parked items one bulk retry or discard signals.
+const MaxBulkParked = 1000
+
+// bulkSignalers is how many signals a bulk action has in flight at once:
+// enough to hide the round trips, few enough not to crowd the frontend.
+const bulkSignalers = 8
+
+// parkedBulkBody is the body of POST /v1/parked/retry and /discard.
+type parkedBulkBody struct {
+	parkedFilterInput
+	// All must be true to select every item with an empty filter.
+	All bool `json:"all"`
+	// Cursor is the next_cursor of the call before, to go on after it.
+	Cursor string `json:"cursor"`
+}
+
+// parkedBulk retries or discards, by signal, up to MaxBulkParked of the
+// caller's parked items that the body's filter selects, oldest first.
+// An empty filter is refused unless the body says {"all":true}. 202 with
+// how many were signalled; more and next_cursor when items remain (send
+// the same filter with the cursor: the items signalled stay in the lot
+// until their workflow has dealt with them, and would be signalled again).
+func (s *Server) parkedBulk(action string) gin.HandlerFunc {
+	return func(c *gin.Context) {
+		ctx := c.Request.Context()
+		var body parkedBulkBody
+		if err := bindJSON(c, &body, false); err != nil {
+			fail(c, err)
+			return
+		}
+		var v valid.Errors
+		f := s.parkedFilter(body.parkedFilterInput, &v)
+		since, after, ok := decodeParkedCursor(body.Cursor)
+		v.Check(ok, "cursor", "must be the next_cursor of an earlier call")
+		if v.Empty() {
+			v.Check(!f.Empty() || body.All, "all", "an empty filter selects every parked item: send {\"all\":true} to mean that")
+			v.Check(f.Empty() || !body.All, "all", "all selects every parked item: send it without a filter")
+		}
+		if err := v.Err(); err != nil {
+			fail(c, err)
+			return
+		}
+		items, err := s.catalog(c).ParkedPage(ctx, f, MaxBulkParked+1, since, after)
+		if err != nil {
+			fail(c, err)
+			return
+		}
+		more := len(items) > MaxBulkParked
+		if more {
+			items = items[:MaxBulkParked]
+		}
+		signalled, err := s.signalAll(ctx, tenantFrom(c), items, action)
+		if err != nil && signalled == 0 {
+			fail(c, err)
+			return
+		}
+		out := gin.H{"action": action, "matched": len(items), "signalled": signalled, "more": more}
+		if err != nil {
+			loggerFrom(c).Warn("bulk parking action partly failed", "action", action, "failed", len(items)-signalled, "error", err)
+			out["failed"], out["error"] = len(items)-signalled, "some signals failed; call again"
+		}
+		if more {
+			last := items[len(items)-1]
+			out["next_cursor"] = encodeParkedCursor(last.Since, last.ID)
+		}
+		c.JSON(http.StatusAccepted, out)
+	}
+}
+
+// signalAll signals action for each item, bulkSignalers at a time, and
+// returns how many signals Temporal accepted and the first error.
+func (s *Server) signalAll(ctx context.Context, t tenant.Tenant, items []catalog.ParkedItem, action string) (int, error) {
+	var (
+		mu        sync.Mutex
+		signalled int
+		first     error
+	)
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(bulkSignalers)
+	for _, it := range items {
+		g.Go(func() error {
+			err := s.signalParked(gctx, t, it, action)
+			mu.Lock()
+			defer mu.Unlock()
+			if err == nil {
+				signalled++
+			} else if first == nil {
+				first = err
+			}
+			return nil // one failed signal does not stop the others
+		})
+	}
+	_ = g.Wait()
+	return signalled, first
 }

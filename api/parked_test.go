@@ -3,6 +3,7 @@ package api
 import (
 	"context"
 	"encoding/json"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -12,6 +13,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	"go.temporal.io/sdk/client"
 
@@ -255,5 +257,140 @@ func TestParked_list_filters(t *testing.T) {
 		if !slices.Equal(got, tt.want) {
 			t.Errorf("?%s: %v, want %v", tt.query, got, tt.want)
 		}
+	}
+}
+
+type bulkAnswer struct {
+	Signalled  int    `json:"signalled"`
+	Matched    int    `json:"matched"`
+	More       bool   `json:"more"`
+	NextCursor string `json:"next_cursor"`
+}
+
+func bulk(t *testing.T, h http.Handler, key, path, body string) bulkAnswer {
+	t.Helper()
+	rec, _ := do(h, http.MethodPost, path, key, body)
+	var a bulkAnswer
+	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || rec.Code != http.StatusAccepted {
+		t.Fatalf("POST %s %s: %d %s", path, body, rec.Code, rec.Body)
+	}
+	return a
+}
+
+// A bulk action signals what its filter selects, through the single-item
+// signal; an empty filter needs {"all":true}.
+func TestParked_bulk_signals_what_the_filter_selects(t *testing.T) {
+	t.Parallel()
+	h, sig, _ := parkedHandler(t)
+	for _, body := range []string{`{}`, `{"all":false}`, `{"market":""}`} {
+		rec, e := do(h, http.MethodPost, "/v1/parked/retry", "demo-key", body)
+		if rec.Code != http.StatusBadRequest || !namesField(e, "all") {
+			t.Fatalf("empty filter %s: %d %s, want 400 naming all", body, rec.Code, rec.Body)
+		}
+	}
+	if rec, e := do(h, http.MethodPost, "/v1/parked/retry", "demo-key", `{"all":true,"market":"souk"}`); rec.Code != http.StatusBadRequest || !namesField(e, "all") {
+		t.Fatalf("all with a filter: %d %s, want 400 naming all", rec.Code, rec.Body)
+	}
+	if n := len(sig.actions()); n != 0 {
+		t.Fatalf("a refused call signalled %d items", n)
+	}
+	if a := bulk(t, h, "demo-key", "/v1/parked/discard", `{"market":"souk"}`); a.Signalled != 1 || a.More {
+		t.Fatalf("market=souk: %+v, want 1 signalled", a)
+	}
+	if acts := sig.actions(); len(acts) != 1 || acts[0].ID != parkedB || acts[0].Action != workflows.ParkingDiscard {
+		t.Fatalf("signalled %+v, want a discard of %s", acts, parkedB)
+	}
+	if a := bulk(t, h, "demo-key", "/v1/dlq/retry", `{"all":true}`); a.Signalled != 2 || a.More {
+		t.Fatalf("all through the alias: %+v, want 2 signalled", a)
+	}
+	sig.mu.Lock()
+	defer sig.mu.Unlock()
+	for _, s := range sig.sent {
+		if !strings.HasPrefix(s.workflowID, "demo:sync:") {
+			t.Fatalf("signalled workflow %s, want one of demo's shards", s.workflowID)
+		}
+	}
+}
+
+// A bulk action signals at most MaxBulkParked items a call and says when
+// more remain; the cursor goes on after them, so each item is signalled
+// once.
+func TestParked_bulk_caps_each_call_and_goes_on_with_the_cursor(t *testing.T) {
+	t.Parallel()
+	h, sig, lots := parkedHandler(t)
+	lot := lots["tenant_demo"]
+	base := lot.items[1].Since
+	for i := range MaxBulkParked + 5 {
+		lot.items = append(lot.items, catalog.ParkedItem{ID: fmt.Sprintf("33333333-3333-4333-8333-%012d", i), SKU: fmt.Sprintf("S-%d", i),
+			ChannelID: chanB, Market: "souk", Version: 1, Since: base.Add(time.Duration(i+1) * time.Second)})
+	}
+	first := bulk(t, h, "demo-key", "/v1/parked/retry", `{"market":"souk"}`)
+	if first.Signalled != MaxBulkParked || !first.More || first.NextCursor == "" {
+		t.Fatalf("first call: %+v, want %d signalled and more", first, MaxBulkParked)
+	}
+	second := bulk(t, h, "demo-key", "/v1/parked/retry", `{"market":"souk","cursor":"`+first.NextCursor+`"}`)
+	if second.Signalled != 6 || second.More || second.NextCursor != "" {
+		t.Fatalf("second call: %+v, want the 6 left and no more", second)
+	}
+	seen := map[string]bool{}
+	for _, a := range sig.actions() {
+		if seen[a.ID] {
+			t.Fatalf("item %s signalled twice", a.ID)
+		}
+		seen[a.ID] = true
+	}
+	if len(seen) != MaxBulkParked+6 {
+		t.Fatalf("%d items signalled, want %d", len(seen), MaxBulkParked+6)
+	}
+}
+
+// Every bad filter value of a bulk action is a 400 naming the field (the
+// body as a whole for invalid UTF-8, which JSON cannot carry), and nothing
+// is signalled.
+func TestParked_bulk_bad_filter_is_400_naming_the_field(t *testing.T) {
+	t.Parallel()
+	h, sig, _ := parkedHandler(t)
+	for _, tt := range badParkedFilters {
+		field := tt.field
+		body, _ := json.Marshal(map[string]string{tt.field: tt.value})
+		if !utf8.ValidString(tt.value) {
+			body, field = []byte(`{"`+tt.field+`":"`+tt.value+`"}`), "body"
+		}
+		for _, path := range []string{"/v1/parked/retry", "/v1/dlq/discard"} {
+			rec, e := do(h, http.MethodPost, path, "demo-key", string(body))
+			if rec.Code != http.StatusBadRequest || !namesField(e, field) {
+				t.Errorf("%s %s: %d %s, want 400 naming %s", tt.name, path, rec.Code, rec.Body, field)
+			}
+		}
+	}
+	for _, body := range []string{`{"cursor":"nope","all":true}`, `{"cursor":7,"all":true}`, `{"all":"yes"}`, `{"market":"souk","x":1}`, `[]`, ``} {
+		if rec, _ := do(h, http.MethodPost, "/v1/parked/retry", "demo-key", body); rec.Code != http.StatusBadRequest {
+			t.Errorf("body %s: %d %s, want 400", body, rec.Code, rec.Body)
+		}
+	}
+	if n := len(sig.actions()); n != 0 {
+		t.Fatalf("bad filters signalled %d items", n)
+	}
+}
+
+// Tenant acme neither sees nor retries demo's parked items, one by one or
+// in bulk.
+func TestParked_other_tenant_sees_and_signals_nothing(t *testing.T) {
+	t.Parallel()
+	h, sig, _ := parkedHandler(t)
+	rec, _ := do(h, http.MethodGet, "/v1/parked", "acme-key", "")
+	if rec.Code != http.StatusOK || !strings.Contains(rec.Body.String(), `"items":[]`) {
+		t.Fatalf("acme's lot: %d %s, want empty", rec.Code, rec.Body)
+	}
+	for _, path := range []string{"/v1/parked/" + parkedA + "/retry", "/v1/dlq/" + parkedA + "/discard"} {
+		if rec, _ := do(h, http.MethodPost, path, "acme-key", ""); rec.Code != http.StatusNotFound {
+			t.Fatalf("acme POST %s: %d, want 404", path, rec.Code)
+		}
+	}
+	if a := bulk(t, h, "acme-key", "/v1/parked/retry", `{"all":true}`); a.Signalled != 0 {
+		t.Fatalf("acme's bulk retry signalled %d", a.Signalled)
+	}
+	if n := len(sig.actions()); n != 0 {
+		t.Fatalf("acme signalled %d of demo's items", n)
 	}
 }

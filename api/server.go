@@ -107,6 +107,8 @@ func NewHandler(d Deps) http.Handler {
 	// /v1/deadletters).
 	for _, prefix := range []string{"/parked", "/dlq"} {
 		v1.GET(prefix, s.listParked)
+		v1.POST(prefix+"/retry", s.parkedBulk(workflows.ParkingRetry))
+		v1.POST(prefix+"/discard", s.parkedBulk(workflows.ParkingDiscard))
 		v1.POST(prefix+"/:id/retry", s.parkedAction(workflows.ParkingRetry))
 		v1.POST(prefix+"/:id/discard", s.parkedAction(workflows.ParkingDiscard))
 	}
