@@ -74,15 +74,24 @@ func (s *Server) parkedFilter(in parkedFilterInput, v *valid.Errors) catalog.Par
 	return f
 }
 
-// parkedItemJSON is a parked item as the API shows it.
+// parkedItemJSON is a parked item as the API shows it: with the sync
+// workflow that holds it and that workflow's page in the Web UI.
 type parkedItemJSON struct {
 	catalog.ParkedItem
+	WorkflowID string `json:"workflow_id"`
+	UIURL      string `json:"ui_url,omitempty"`
 }
 
-func (s *Server) parkedView(items []catalog.ParkedItem) []parkedItemJSON {
+// parkedView shows t's items; an item parked before the parking lot kept
+// workflow ids names the shard workflow of its SKU, which holds it today.
+func (s *Server) parkedView(t tenant.Tenant, items []catalog.ParkedItem) []parkedItemJSON {
 	out := make([]parkedItemJSON, len(items))
 	for i, it := range items {
-		out[i] = parkedItemJSON{ParkedItem: it}
+		id := it.WorkflowID
+		if id == "" {
+			id = workflows.CatalogSyncWorkflowID(t.Name, catalog.Shard(it.SKU, s.deps.Sync.Shards))
+		}
+		out[i] = parkedItemJSON{ParkedItem: it, WorkflowID: id, UIURL: s.workflowURL(id)}
 	}
 	return out
 }
@@ -113,7 +122,7 @@ func (s *Server) listParked(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	out := gin.H{"items": s.parkedView(items)}
+	out := gin.H{"items": s.parkedView(tenantFrom(c), items)}
 	if len(items) == limit {
 		last := items[len(items)-1]
 		out["next_cursor"] = encodeParkedCursor(last.Since, last.ID)

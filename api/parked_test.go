@@ -113,8 +113,8 @@ func parkedHandler(t *testing.T) (http.Handler, *signals, map[string]*parkedLot)
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	lots := map[string]*parkedLot{
 		"tenant_demo": {items: []catalog.ParkedItem{
-			{ID: parkedA, SKU: "SKU-1", ChannelID: chanA, Market: "shopwave", Version: 3, Error: "503", Attempts: 12, Since: at, WorkflowID: "demo:sync:000"},
-			{ID: parkedB, SKU: "SKU-2", ChannelID: chanB, Market: "souk", Version: 1, Error: "429", Attempts: 12, Since: at.Add(time.Hour), WorkflowID: "demo:sync:001"},
+			{ID: parkedA, SKU: "SKU-1", ChannelID: chanA, Market: "shopwave", Version: 3, Error: "503", Attempts: 12, Since: at, WorkflowID: "demo:sync:000", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"},
+			{ID: parkedB, SKU: "SKU-2", ChannelID: chanB, Market: "souk", Version: 1, Error: "429", Attempts: 12, Since: at.Add(time.Hour)},
 		}},
 		"tenant_acme": {},
 	}
@@ -125,6 +125,7 @@ func parkedHandler(t *testing.T) (http.Handler, *signals, map[string]*parkedLot)
 		Catalog:      func(schema string) CatalogStore { return lots[schema] },
 		Markets:      []MarketInfo{{Name: "shopwave"}, {Name: "souk"}, {Name: "bazaar"}},
 		Sync:         SyncConfig{Shards: 2},
+		Ops:          OpsConfig{UIURL: "http://ui.test:8233/", Namespace: "sagaflow"},
 		Metrics:      m,
 		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxBodyBytes: 64 << 10,
@@ -392,5 +393,33 @@ func TestParked_other_tenant_sees_and_signals_nothing(t *testing.T) {
 	}
 	if n := len(sig.actions()); n != 0 {
 		t.Fatalf("acme signalled %d of demo's items", n)
+	}
+}
+
+// A parked item links to its workflow's page in the Web UI and carries its
+// trace id; one parked before workflow ids were kept names its shard's.
+func TestParked_items_link_to_the_web_ui_with_their_trace_id(t *testing.T) {
+	t.Parallel()
+	h, _, _ := parkedHandler(t)
+	rec, _ := do(h, http.MethodGet, "/v1/parked", "demo-key", "")
+	var body struct {
+		Items []struct {
+			ID         string `json:"id"`
+			WorkflowID string `json:"workflow_id"`
+			UIURL      string `json:"ui_url"`
+			TraceID    string `json:"trace_id"`
+		} `json:"items"`
+	}
+	if err := json.Unmarshal(rec.Body.Bytes(), &body); err != nil || len(body.Items) != 2 {
+		t.Fatalf("%d %s", rec.Code, rec.Body)
+	}
+	a, b := body.Items[0], body.Items[1]
+	if a.WorkflowID != "demo:sync:000" || a.UIURL != "http://ui.test:8233/namespaces/sagaflow/workflows/demo:sync:000" ||
+		a.TraceID != "4bf92f3577b34da6a3ce929d0e0e4736" {
+		t.Errorf("item A: %+v", a)
+	}
+	wantB := workflows.CatalogSyncWorkflowID("demo", catalog.Shard("SKU-2", 2))
+	if b.WorkflowID != wantB || b.UIURL != "http://ui.test:8233/namespaces/sagaflow/workflows/"+wantB || b.TraceID != "" {
+		t.Errorf("item B: %+v, want workflow %s", b, wantB)
 	}
 }

@@ -35,6 +35,7 @@ type Deps struct {
 	Catalog      func(schema string) CatalogStore
 	Markets      []MarketInfo
 	Sync         SyncConfig
+	Ops          OpsConfig
 	Checks       map[string]Check
 	Metrics      *telemetry.Metrics
 	Logger       *slog.Logger

@@ -259,6 +259,7 @@ func (a *App) Handler() http.Handler {
 		Catalog:   func(schema string) api.CatalogStore { return a.Store.Catalog(schema) },
 		Markets:   MarketInfos(a.Config),
 		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config), Channels: ChannelPolicy(a.Config)},
+		Ops:       api.OpsConfig{UIURL: a.Config.TemporalUIURL, Namespace: a.Config.TemporalNamespace, StuckAfter: a.Config.OpsStuckAfter},
 		Checks: map[string]api.Check{
 			"temporal": func(ctx context.Context) error {
 				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})

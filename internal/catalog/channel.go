@@ -161,6 +161,9 @@ type ParkedItem struct {
 	Attempts   int       `json:"attempts"`
 	Since      time.Time `json:"since"`
 	WorkflowID string    `json:"-"`
+	// TraceID is the trace id of the parked version's change, when the
+	// product still holds that version ("" otherwise, or when none came).
+	TraceID string `json:"trace_id"`
 }
 
 // ParkedFilter selects parked items; a zero field selects every item.

@@ -97,6 +97,7 @@ func ParseChange(body []byte, routingKey string) (Envelope, Product, error) {
 	if len(errs) > 0 {
 		return e, Product{}, fmt.Errorf("%w: %s", ErrInvalid, strings.Join(errs, "; "))
 	}
+	p.TraceID = e.TraceID
 	return e, p, nil
 }
 

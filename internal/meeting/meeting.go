@@ -118,6 +118,9 @@ type JoinRequest struct {
 	UserID       string   `json:"user_id"`
 	PaymentToken string   `json:"payment_token"`
 	Channels     []string `json:"channels"`
+	// TraceID is the trace id of the request (not part of the body or of
+	// Hash): stored with the join for operators.
+	TraceID string `json:"-"`
 }
 
 var userPattern = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,128}$`)
@@ -205,6 +208,9 @@ type Join struct {
 	Reason    string  `json:"reason,omitempty"`
 	Payment   Payment `json:"payment"`
 	Steps     []Step  `json:"steps"`
+	// TraceID is the trace id of the request that created the join, as
+	// PostgreSQL has it (the workflow's state does not carry it).
+	TraceID string `json:"trace_id,omitempty"`
 }
 
 // JoinStart is what the API reads before it starts a join.

@@ -56,3 +56,46 @@ func TestParkedPage_filters(t *testing.T) {
 		}
 	}
 }
+
+// A parked item carries the trace id of the change that made its version,
+// from the API (PutProduct) or the bus (ApplyChanges), while its product
+// still holds that version.
+func TestParked_items_carry_the_trace_id_of_their_version(t *testing.T) {
+	t.Parallel()
+	c, _, tn := newCatalog(t)
+	ctx := context.Background()
+	ch := newChannel(t, c, "alpha")
+	const apiTrace, busTrace = "4bf92f3577b34da6a3ce929d0e0e4736", "external-trace-7"
+	p, _, err := c.PutProduct(ctx, tn.Name, product("T-1", 1), apiTrace)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bus := product("T-2", 1)
+	bus.Version, bus.TraceID = 4, busTrace
+	if _, err := c.ApplyChanges(ctx, []catalog.Product{bus}); err != nil {
+		t.Fatal(err)
+	}
+	a, err := c.Park(ctx, catalog.ParkedItem{SKU: "T-1", ChannelID: ch.ID, Market: "alpha", Version: p.Version, Error: "e"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Park(ctx, catalog.ParkedItem{SKU: "T-2", ChannelID: ch.ID, Market: "alpha", Version: 4, Error: "e"}); err != nil {
+		t.Fatal(err)
+	}
+	got, err := c.ParkedItem(ctx, a.ID)
+	if err != nil || got.TraceID != apiTrace {
+		t.Fatalf("ParkedItem = %+v, %v; want trace %s", got, err, apiTrace)
+	}
+	page, err := c.ParkedPage(ctx, catalog.ParkedFilter{SKU: "T-2"}, 10, time.Time{}, "")
+	if err != nil || len(page) != 1 || page[0].TraceID != busTrace {
+		t.Fatalf("ParkedPage = %+v, %v; want trace %s", page, err, busTrace)
+	}
+	// A newer version of T-1: the parked (older) version's trace is gone.
+	changed := product("T-1", 2)
+	if _, _, err := c.PutProduct(ctx, tn.Name, changed, "0af7651916cd43dd8448eb211c80319c"); err != nil {
+		t.Fatal(err)
+	}
+	if got, err := c.ParkedItem(ctx, a.ID); err != nil || got.TraceID != "" {
+		t.Fatalf("after a newer version: %+v, %v; want no trace id", got, err)
+	}
+}
