@@ -27,15 +27,17 @@ type Check func(ctx context.Context) error
 
 // Deps are the API's collaborators, built once per process.
 type Deps struct {
-	Temporal     client.Client
-	Tenants      TenantResolver
-	Meetings     func(schema string) MeetingStore
-	Campaigns    func(schema string) CampaignStore
-	Queue        FirstCome
-	Catalog      func(schema string) CatalogStore
-	Markets      []MarketInfo
-	Sync         SyncConfig
-	Ops          OpsConfig
+	Temporal  client.Client
+	Tenants   TenantResolver
+	Meetings  func(schema string) MeetingStore
+	Campaigns func(schema string) CampaignStore
+	Queue     FirstCome
+	Catalog   func(schema string) CatalogStore
+	Markets   []MarketInfo
+	Sync      SyncConfig
+	Ops       OpsConfig
+	// OpsStore reads what GET /v1/ops/summary reports of a tenant.
+	OpsStore     func(schema string) OpsStore
 	Checks       map[string]Check
 	Metrics      *telemetry.Metrics
 	Logger       *slog.Logger
@@ -62,6 +64,7 @@ type Sealer interface {
 // Server holds the handlers' dependencies.
 type Server struct {
 	deps Deps
+	lags lagMemory
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -99,6 +102,7 @@ func NewHandler(d Deps) http.Handler {
 	v1.PUT("/products/:sku", s.putProduct)
 	v1.GET("/products/:sku", s.getProduct)
 	v1.GET("/products/:sku/sync", s.getProductSync)
+	v1.GET("/ops/summary", s.opsSummary)
 	v1.GET("/markets", s.listMarkets)
 	v1.POST("/channels", s.createChannel)
 	v1.GET("/channels", s.listChannels)

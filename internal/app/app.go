@@ -260,6 +260,7 @@ func (a *App) Handler() http.Handler {
 		Markets:   MarketInfos(a.Config),
 		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config), Channels: ChannelPolicy(a.Config)},
 		Ops:       api.OpsConfig{UIURL: a.Config.TemporalUIURL, Namespace: a.Config.TemporalNamespace, StuckAfter: a.Config.OpsStuckAfter},
+		OpsStore:  func(schema string) api.OpsStore { return a.Store.Ops(schema) },
 		Checks: map[string]api.Check{
 			"temporal": func(ctx context.Context) error {
 				_, err := a.Temporal.CheckHealth(ctx, &client.CheckHealthRequest{})

@@ -213,6 +213,15 @@ type Join struct {
 	TraceID string `json:"trace_id,omitempty"`
 }
 
+// OpenJoin is a join that has not ended, as its stored row has it.
+type OpenJoin struct {
+	JoinID  string
+	Status  string
+	TraceID string
+	// Since is when the row last changed.
+	Since time.Time
+}
+
 // JoinStart is what the API reads before it starts a join.
 type JoinStart struct {
 	Meeting Meeting
