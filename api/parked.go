@@ -110,7 +110,7 @@ func (s *Server) listParked(c *gin.Context) {
 			limit = n
 		}
 	}
-	since, id, ok := decodeParkedCursor(c.Query("cursor"))
+	since, id, ok := decodeCursor(c.Query("cursor"))
 	v.Check(ok, "cursor", "must be the next_cursor of an earlier page")
 	f := s.parkedFilter(parkedFilterInput{Market: c.Query("market"), Channel: c.Query("channel"), SKU: c.Query("sku"), Since: c.Query("since")}, &v)
 	if err := v.Err(); err != nil {
@@ -125,19 +125,19 @@ func (s *Server) listParked(c *gin.Context) {
 	out := gin.H{"items": s.parkedView(tenantFrom(c), items)}
 	if len(items) == limit {
 		last := items[len(items)-1]
-		out["next_cursor"] = encodeParkedCursor(last.Since, last.ID)
+		out["next_cursor"] = encodeCursor(last.Since, last.ID)
 	}
 	c.JSON(http.StatusOK, out)
 }
 
-// A parked-items cursor is the (since, id) of a page's last item, opaque to
-// the caller: base64url of "<RFC 3339 since>/<id>".
-func encodeParkedCursor(since time.Time, id string) string {
+// A cursor is the (time, id) of a page's last item (parked items, dead
+// letters), opaque to the caller: base64url of "<RFC 3339 time>/<id>".
+func encodeCursor(since time.Time, id string) string {
 	return base64.RawURLEncoding.EncodeToString([]byte(since.UTC().Format(time.RFC3339Nano) + "/" + id))
 }
 
-// decodeParkedCursor reads a cursor; "" is the start (zero time).
-func decodeParkedCursor(cur string) (time.Time, string, bool) {
+// decodeCursor reads a cursor; "" is the start (zero time).
+func decodeCursor(cur string) (time.Time, string, bool) {
 	if cur == "" {
 		return time.Time{}, "", true
 	}
@@ -227,7 +227,7 @@ func (s *Server) parkedBulk(action string) gin.HandlerFunc {
 		}
 		var v valid.Errors
 		f := s.parkedFilter(body.parkedFilterInput, &v)
-		since, after, ok := decodeParkedCursor(body.Cursor)
+		since, after, ok := decodeCursor(body.Cursor)
 		v.Check(ok, "cursor", "must be the next_cursor of an earlier call")
 		if v.Empty() {
 			v.Check(!f.Empty() || body.All, "all", "an empty filter selects every parked item: send {\"all\":true} to mean that")
@@ -258,7 +258,7 @@ func (s *Server) parkedBulk(action string) gin.HandlerFunc {
 		}
 		if more {
 			last := items[len(items)-1]
-			out["next_cursor"] = encodeParkedCursor(last.Since, last.ID)
+			out["next_cursor"] = encodeCursor(last.Since, last.ID)
 		}
 		c.JSON(http.StatusAccepted, out)
 	}

@@ -37,7 +37,10 @@ type Deps struct {
 	Sync      SyncConfig
 	Ops       OpsConfig
 	// OpsStore reads what GET /v1/ops/summary reports of a tenant.
-	OpsStore     func(schema string) OpsStore
+	OpsStore func(schema string) OpsStore
+	// DeadLetters and Replayer serve /v1/deadletters (nil: 501).
+	DeadLetters  func(schema string) DeadLetterStore
+	Replayer     DeadLetterReplayer
 	Checks       map[string]Check
 	Metrics      *telemetry.Metrics
 	Logger       *slog.Logger
@@ -103,6 +106,8 @@ func NewHandler(d Deps) http.Handler {
 	v1.GET("/products/:sku", s.getProduct)
 	v1.GET("/products/:sku/sync", s.getProductSync)
 	v1.GET("/ops/summary", s.opsSummary)
+	v1.GET("/deadletters", s.listDeadLetters)
+	v1.POST("/deadletters/replay", s.replayDeadLetters)
 	v1.GET("/markets", s.listMarkets)
 	v1.POST("/channels", s.createChannel)
 	v1.GET("/channels", s.listChannels)

@@ -14,7 +14,7 @@ import (
 
 // AdminSchema is the schema of the administrators' dead letters: those
 // whose tenant could not be told.
-const AdminSchema = "sagaflow"
+const AdminSchema = deadletter.AdminSchema
 
 // DeadLetters is the PostgreSQL adapter of one schema's dead_letters: a
 // tenant's (every query names its schema, so a tenant never reaches
@@ -193,4 +193,16 @@ func (d *DeadLetters) Replay(ctx context.Context, sel deadletter.Selection, limi
 		return nil, false, fmt.Errorf("replay dead letters of %s: %w", d.schema, err)
 	}
 	return out, more, nil
+}
+
+// ArchiveDeadLetter is DeadLetters(schema).Archive, for
+// internal/deadletter.Archiver.
+func (s *Store) ArchiveDeadLetter(ctx context.Context, schema string, l deadletter.Letter) (string, bool, error) {
+	return s.DeadLetters(schema).Archive(ctx, l)
+}
+
+// ReplayDeadLetters is DeadLetters(schema).Replay, for
+// internal/deadletter.Replayer.
+func (s *Store) ReplayDeadLetters(ctx context.Context, schema string, sel deadletter.Selection, limit int, publish func(context.Context, []deadletter.Letter) error) ([]deadletter.Letter, bool, error) {
+	return s.DeadLetters(schema).Replay(ctx, sel, limit, publish)
 }
