@@ -100,7 +100,7 @@ func (a *Archiver) session(ctx context.Context, consuming func()) error {
 	if err := ch.Qos(a.opts.Prefetch, 0, false); err != nil {
 		return fmt.Errorf("deadletter: qos: %w", err)
 	}
-	ds, err := ch.ConsumeWithContext(ctx, a.opts.Queue, "sagaflow-deadletter-archiver", false, false, false, false, nil)
+	ds, err := ch.Consume(a.opts.Queue, "", false, false, false, false, nil)
 	if err != nil {
 		return fmt.Errorf("deadletter: consume %s: %w", a.opts.Queue, err)
 	}
