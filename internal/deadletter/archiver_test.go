@@ -190,7 +190,7 @@ func TestReplayer_publishes_to_the_ingest_once(t *testing.T) {
 	body := []byte(`{"message_id":"transient-1"}`)
 	l := deadletter.Letter{MessageID: "transient-1", Reason: deadletter.ReasonDeliveryLimit, Transient: true, RoutingKey: key,
 		Headers: map[string]any{"x-death": []any{}, "traceparent": "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"},
-		Body: body, Fingerprint: deadletter.Fingerprint(key, "transient-1", body), DeadAt: time.Now()}
+		Body:    body, Fingerprint: deadletter.Fingerprint(key, "transient-1", body), DeadAt: time.Now()}
 	id, _, err := f.store.ArchiveDeadLetter(ctx, f.tenant.Schema, l)
 	if err != nil {
 		t.Fatal(err)
