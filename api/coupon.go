@@ -256,7 +256,7 @@ func (s *Server) getCoupon(c *gin.Context) {
 	}
 	got, err := store.Coupon(ctx, cp.ID, user)
 	if err == nil {
-		c.JSON(http.StatusOK, gin.H{"status": "issued", "code": got.Code, "rank": got.Rank})
+		c.JSON(http.StatusOK, gin.H{"status": coupon.CouponIssued, "code": got.Code, "rank": got.Rank})
 		return
 	}
 	if !errors.Is(err, coupon.ErrNotFound) {
@@ -270,9 +270,9 @@ func (s *Server) getCoupon(c *gin.Context) {
 			return
 		}
 		if ok {
-			c.JSON(http.StatusOK, gin.H{"status": "pending", "rank": rank})
+			c.JSON(http.StatusOK, gin.H{"status": coupon.CouponPending, "rank": rank})
 			return
 		}
 	}
-	c.JSON(http.StatusOK, gin.H{"status": "none"})
+	c.JSON(http.StatusOK, gin.H{"status": coupon.CouponNone})
 }

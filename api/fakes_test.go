@@ -127,7 +127,7 @@ func (f fakeCatalog) SyncedByChannel(context.Context, string) (map[string]int64,
 	f.hit()
 	return nil, nil
 }
-func (f fakeCatalog) ParkedPage(context.Context, int, time.Time, string) ([]catalog.ParkedItem, error) {
+func (f fakeCatalog) ParkedPage(context.Context, catalog.ParkedFilter, int, time.Time, string) ([]catalog.ParkedItem, error) {
 	f.hit()
 	return nil, nil
 }

@@ -125,6 +125,7 @@ func (s *Server) createJoin(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	req.TraceID = traceID(c)
 	store := s.meetings(c)
 	joinID := meeting.JoinID(t.Name, key)
 	js, err := store.JoinStart(ctx, req.MeetingID, joinID, req.UserID)
@@ -209,17 +210,19 @@ func (s *Server) getJoin(c *gin.Context) {
 		fail(c, err)
 		return
 	}
+	wfID := workflows.JoinWorkflowID(t.Name, j.JoinID)
 	if j.Status == meeting.JoinPending || j.Status == meeting.JoinConfirmed {
 		qctx, cancel := context.WithTimeout(ctx, 3*time.Second)
 		defer cancel()
-		if v, err := s.deps.Temporal.QueryWorkflow(qctx, workflows.JoinWorkflowID(t.Name, j.JoinID), "", workflows.QueryStatus); err == nil {
+		if v, err := s.deps.Temporal.QueryWorkflow(qctx, wfID, "", workflows.QueryStatus); err == nil {
 			var live meeting.Join
 			if err := v.Get(&live); err == nil {
+				live.TraceID = j.TraceID
 				j = live
 			}
 		}
 	}
-	c.JSON(http.StatusOK, j)
+	c.JSON(http.StatusOK, joinJSON{Join: j, WorkflowID: wfID, UIURL: s.workflowURL(wfID)})
 }
 
 // cancelJoin sends the cancel update; the saga's validator refuses it after

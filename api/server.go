@@ -35,8 +35,14 @@ type Deps struct {
 	Catalog   func(schema string) CatalogStore
 	Markets   []MarketInfo
 	Sync      SyncConfig
-	Checks    map[string]Check
-	Metrics   *telemetry.Metrics
+	Ops       OpsConfig
+	// OpsStore reads what GET /v1/ops/summary reports of a tenant.
+	OpsStore func(schema string) OpsStore
+	// DeadLetters and Replayer serve /v1/deadletters (nil: 501).
+	DeadLetters func(schema string) DeadLetterStore
+	Replayer    DeadLetterReplayer
+	Checks      map[string]Check
+	Metrics     *telemetry.Metrics
 	// Coupons counts the answers to coupon requests; nil counts nothing.
 	Coupons      CouponMetrics
 	Logger       *slog.Logger
@@ -63,6 +69,7 @@ type Sealer interface {
 // Server holds the handlers' dependencies.
 type Server struct {
 	deps Deps
+	lags lagMemory
 }
 
 func init() { gin.SetMode(gin.ReleaseMode) }
@@ -103,13 +110,23 @@ func NewHandler(d Deps) http.Handler {
 	v1.PUT("/products/:sku", s.putProduct)
 	v1.GET("/products/:sku", s.getProduct)
 	v1.GET("/products/:sku/sync", s.getProductSync)
+	v1.GET("/ops/summary", s.opsSummary)
+	v1.GET("/deadletters", s.listDeadLetters)
+	v1.POST("/deadletters/replay", s.replayDeadLetters)
 	v1.GET("/markets", s.listMarkets)
 	v1.POST("/channels", s.createChannel)
 	v1.GET("/channels", s.listChannels)
 	v1.DELETE("/channels/:id", s.deleteChannel)
-	v1.GET("/dlq", s.listParked)
-	v1.POST("/dlq/:id/retry", s.parkedAction(workflows.ParkingRetry))
-	v1.POST("/dlq/:id/discard", s.parkedAction(workflows.ParkingDiscard))
+	// The parking lot: /v1/parked is its name; /v1/dlq, its first one, is
+	// an alias kept for existing callers (the bus's dead-letter queue is
+	// /v1/deadletters).
+	for _, prefix := range []string{"/parked", "/dlq"} {
+		v1.GET(prefix, s.listParked)
+		v1.POST(prefix+"/retry", s.parkedBulk(workflows.ParkingRetry))
+		v1.POST(prefix+"/discard", s.parkedBulk(workflows.ParkingDiscard))
+		v1.POST(prefix+"/:id/retry", s.parkedAction(workflows.ParkingRetry))
+		v1.POST(prefix+"/:id/discard", s.parkedAction(workflows.ParkingDiscard))
+	}
 	return r
 }
 

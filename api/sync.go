@@ -2,12 +2,8 @@ package api
 
 import (
 	"context"
-	"encoding/base64"
 	"errors"
-	"fmt"
 	"net/http"
-	"strconv"
-	"strings"
 	"time"
 
 	"github.com/gin-gonic/gin"
@@ -15,7 +11,6 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/tenant"
-	"github.com/sagaflow/sagaflow/internal/valid"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -28,7 +23,7 @@ type CatalogStore interface {
 	Channels(ctx context.Context) ([]catalog.Channel, error)
 	DeleteChannel(ctx context.Context, id string) error
 	SyncedByChannel(ctx context.Context, sku string) (map[string]int64, error)
-	ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error)
+	ParkedPage(ctx context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error)
 	ParkedBySKU(ctx context.Context, sku string) ([]catalog.ParkedItem, error)
 	ParkedItem(ctx context.Context, id string) (catalog.ParkedItem, error)
 }
@@ -220,7 +215,7 @@ func (s *Server) querySync(ctx context.Context, wfID, sku string) (map[string]ac
 	var pending map[string]pendingPush
 	for _, cs := range list {
 		a := activeSync{ChannelSync: cs}
-		if cs.Status == "in_flight" {
+		if cs.Status == catalog.SyncInFlight {
 			if pending == nil {
 				pending = s.pendingPushes(qctx, wfID)
 			}
@@ -357,94 +352,4 @@ func (s *Server) signalShard(ctx context.Context, t tenant.Tenant, shard int, si
 	opts, in := workflows.CatalogSyncStart(t.Name, t.Schema, shard, s.deps.Sync.Options)
 	_, err := s.deps.Temporal.SignalWithStartWorkflow(ctx, opts.ID, signal, arg, opts, workflows.CatalogSyncWorkflowType, in)
 	return err
-}
-
-// listParked lists the caller's parked items, oldest first, a page at a
-// time: ?limit (1-1000, default 100) and ?cursor, the next_cursor of the
-// page before. A full page carries next_cursor; the last page has none.
-func (s *Server) listParked(c *gin.Context) {
-	var v valid.Errors
-	limit := 100
-	if q := c.Query("limit"); q != "" {
-		n, err := strconv.Atoi(q)
-		if v.Check(err == nil && n >= 1 && n <= 1000, "limit", "must be a whole number from 1 to 1000") {
-			limit = n
-		}
-	}
-	since, id, ok := decodeParkedCursor(c.Query("cursor"))
-	v.Check(ok, "cursor", "must be the next_cursor of an earlier page")
-	if err := v.Err(); err != nil {
-		fail(c, err)
-		return
-	}
-	items, err := s.catalog(c).ParkedPage(c.Request.Context(), limit, since, id)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	if items == nil {
-		items = []catalog.ParkedItem{}
-	}
-	out := gin.H{"items": items}
-	if len(items) == limit {
-		last := items[len(items)-1]
-		out["next_cursor"] = encodeParkedCursor(last.Since, last.ID)
-	}
-	c.JSON(http.StatusOK, out)
-}
-
-// A parked-items cursor is the (since, id) of a page's last item, opaque to
-// the caller: base64url of "<RFC 3339 since>/<id>".
-func encodeParkedCursor(since time.Time, id string) string {
-	return base64.RawURLEncoding.EncodeToString([]byte(since.UTC().Format(time.RFC3339Nano) + "/" + id))
-}
-
-// decodeParkedCursor reads a cursor; "" is the start (zero time).
-func decodeParkedCursor(cur string) (time.Time, string, bool) {
-	if cur == "" {
-		return time.Time{}, "", true
-	}
-	if len(cur) > 200 {
-		return time.Time{}, "", false
-	}
-	b, err := base64.RawURLEncoding.DecodeString(cur)
-	if err != nil {
-		return time.Time{}, "", false
-	}
-	ts, id, found := strings.Cut(string(b), "/")
-	since, err := time.Parse(time.RFC3339Nano, ts)
-	if !found || err != nil || since.IsZero() || !valid.UUID(id) {
-		return time.Time{}, "", false
-	}
-	return since, id, true
-}
-
-// parkedAction signals the item's workflow to retry or discard it; the
-// workflow removes it from the parking lot. 202: the signal is delivered,
-// its effect follows.
-func (s *Server) parkedAction(action string) gin.HandlerFunc {
-	return func(c *gin.Context) {
-		ctx := c.Request.Context()
-		t := tenantFrom(c)
-		id, err := uuidParam(c, "id")
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		it, err := s.catalog(c).ParkedItem(ctx, id)
-		if errors.Is(err, catalog.ErrNotFound) {
-			fail(c, notFound("no parked item "+id))
-			return
-		}
-		if err != nil {
-			fail(c, err)
-			return
-		}
-		act := workflows.ParkingAction{ID: it.ID, ChannelID: it.ChannelID, SKU: it.SKU, Version: it.Version, Action: action}
-		if err := s.signalShard(ctx, t, catalog.Shard(it.SKU, s.deps.Sync.Shards), workflows.SignalParking, act); err != nil {
-			fail(c, fmt.Errorf("signal %s of parked item %s: %w", action, it.ID, err))
-			return
-		}
-		c.JSON(http.StatusAccepted, gin.H{"id": it.ID, "action": action, "status": "accepted"})
-	}
 }

@@ -56,7 +56,7 @@ var ErrJoinEnded = errors.New("the join has ended already")
 func Join(ctx workflow.Context, in JoinInput) (meeting.Join, error) {
 	s := &joinSaga{in: in, state: meeting.Join{
 		JoinID: in.JoinID, MeetingID: in.MeetingID, UserID: in.UserID,
-		Status: meeting.JoinPending, Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{},
+		Status: meeting.JoinPending, Payment: meeting.Payment{Status: meeting.PaymentNone}, Steps: []meeting.Step{},
 	}}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, func() (meeting.Join, error) { return s.state, nil }); err != nil {
 		return s.state, err
@@ -408,9 +408,9 @@ func isDecline(err error) bool {
 
 func paymentStatusFor(err error) string {
 	if isDecline(err) {
-		return "declined"
+		return meeting.PaymentDeclined
 	}
-	return "none"
+	return meeting.PaymentNone
 }
 
 // Activity options of the join saga. The seat operations and the saving of

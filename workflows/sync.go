@@ -263,7 +263,7 @@ func (s *syncRun) sync(sku string) ([]ChannelSync, error) {
 		cw := s.channels[id]
 		cs := ChannelSync{ChannelID: id, Market: cw.Market}
 		if v, ok := cw.inflight[sku]; ok {
-			cs.Status, cs.Version, cs.ActivityID = "in_flight", max(v, cw.Want[sku]), cw.activityID
+			cs.Status, cs.Version, cs.ActivityID = catalog.SyncInFlight, max(v, cw.Want[sku]), cw.activityID
 		} else if v, ok := cw.Want[sku]; ok {
 			cs.Status, cs.Version = catalog.SyncPending, v
 		} else if p, ok := cw.Parked[sku]; ok {

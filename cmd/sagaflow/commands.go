@@ -57,6 +57,7 @@ func (c *cli) devCmd() *cobra.Command {
 			g.Go(func() error { return a.Starter().Run(gctx) })
 			g.Go(func() error { return a.RunRelay(gctx) })
 			g.Go(func() error { return a.Ingest().Run(gctx) })
+			g.Go(func() error { return a.DeadLetterArchiver().Run(gctx) })
 			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg, log) })
 			c.banner(a, l.Addr(), time.Since(start))
 			err = g.Wait()
@@ -132,6 +133,7 @@ func (c *cli) workerCmd() *cobra.Command {
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
 			g.Go(func() error { return a.Ingest().Run(gctx) })
+			g.Go(func() error { return a.DeadLetterArchiver().Run(gctx) })
 			if c.cfg.WorkerHTTPAddr != "" {
 				l, err := net.Listen("tcp", c.cfg.WorkerHTTPAddr)
 				if err != nil {

@@ -25,6 +25,7 @@ import (
 	"github.com/sagaflow/sagaflow/api"
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/config"
+	"github.com/sagaflow/sagaflow/internal/deadletter"
 	"github.com/sagaflow/sagaflow/internal/ingest"
 	"github.com/sagaflow/sagaflow/internal/market"
 	"github.com/sagaflow/sagaflow/internal/meeting"
@@ -263,15 +264,18 @@ func (a *App) Workers() map[string]worker.Worker {
 // Handler is the REST API over this process's clients.
 func (a *App) Handler() http.Handler {
 	return api.NewHandler(api.Deps{
-		Temporal:  a.Temporal,
-		Tenants:   a.Store,
-		Meetings:  func(schema string) api.MeetingStore { return a.Store.Meetings(schema) },
-		Campaigns: func(schema string) api.CampaignStore { return a.Store.Campaigns(schema) },
-		Queue:     a.Redis,
-		Catalog:   func(schema string) api.CatalogStore { return a.Store.Catalog(schema) },
-		Markets:   MarketInfos(a.Config),
-		Sync:      api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config), Channels: ChannelPolicy(a.Config)},
-
+		Temporal:     a.Temporal,
+		Tenants:      a.Store,
+		Meetings:     func(schema string) api.MeetingStore { return a.Store.Meetings(schema) },
+		Campaigns:    func(schema string) api.CampaignStore { return a.Store.Campaigns(schema) },
+		Queue:        a.Redis,
+		Catalog:      func(schema string) api.CatalogStore { return a.Store.Catalog(schema) },
+		Markets:      MarketInfos(a.Config),
+		Sync:         api.SyncConfig{Shards: a.Config.SyncShards, Options: SyncOptions(a.Config), Channels: ChannelPolicy(a.Config)},
+		Ops:          api.OpsConfig{UIURL: a.Config.TemporalUIURL, Namespace: a.Config.TemporalNamespace, StuckAfter: a.Config.OpsStuckAfter},
+		OpsStore:     func(schema string) api.OpsStore { return a.Store.Ops(schema) },
+		DeadLetters:  func(schema string) api.DeadLetterStore { return a.Store.DeadLetters(schema) },
+		Replayer:     deadletter.NewReplayer(a.Rabbit, a.Store),
 		Checks:       a.Checks(),
 		Metrics:      a.Metrics,
 		Coupons:      a.Coupons,
@@ -454,6 +458,13 @@ func (a *App) RunRelay(ctx context.Context) error {
 		return err
 	}
 	return r.Run(ctx)
+}
+
+// DeadLetterArchiver moves the bus's dead letters from RabbitMQ into the
+// tenants' dead_letters tables; run it in every worker process, next to the
+// ingest (competing consumers).
+func (a *App) DeadLetterArchiver() *deadletter.Archiver {
+	return deadletter.NewArchiver(a.Rabbit, a.Store, a.Store, a.Log, deadletter.ArchiverOptions{})
 }
 
 // Ingest consumes the product changes from RabbitMQ and hands them to the

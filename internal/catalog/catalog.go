@@ -60,6 +60,9 @@ type Product struct {
 	Stock      int64             `json:"stock"`
 	Attributes map[string]string `json:"attributes"`
 	Version    int64             `json:"version"`
+	// TraceID is the trace id of the change that made this version (the
+	// envelope's trace_id); stored with the product, never sent to a market.
+	TraceID string `json:"-"`
 }
 
 // HeldVersion is a product's current version next to the version one

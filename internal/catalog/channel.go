@@ -144,6 +144,9 @@ const (
 	SyncPending  = "pending"
 	SyncRetrying = "retrying"
 	SyncParked   = "parked"
+	// SyncInFlight is a sync workflow's own status of a push under way; the
+	// API shows it as pending or retrying.
+	SyncInFlight = "in_flight"
 )
 
 // ParkedItem is a change a channel could not apply: out of retries or
@@ -158,4 +161,27 @@ type ParkedItem struct {
 	Attempts   int       `json:"attempts"`
 	Since      time.Time `json:"since"`
 	WorkflowID string    `json:"-"`
+	// TraceID is the trace id of the parked version's change, when the
+	// product still holds that version ("" otherwise, or when none came).
+	TraceID string `json:"trace_id"`
+}
+
+// ParkedFilter selects parked items; a zero field selects every item.
+type ParkedFilter struct {
+	Market    string
+	ChannelID string
+	SKU       string
+	// Since keeps the items parked at or after it.
+	Since time.Time
+}
+
+// Empty reports whether f selects every item.
+func (f ParkedFilter) Empty() bool {
+	return f.Market == "" && f.ChannelID == "" && f.SKU == "" && f.Since.IsZero()
+}
+
+// Matches reports whether f selects it.
+func (f ParkedFilter) Matches(it ParkedItem) bool {
+	return (f.Market == "" || it.Market == f.Market) && (f.ChannelID == "" || it.ChannelID == f.ChannelID) &&
+		(f.SKU == "" || it.SKU == f.SKU) && (f.Since.IsZero() || !it.Since.Before(f.Since))
 }

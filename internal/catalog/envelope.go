@@ -82,6 +82,7 @@ func ParseChange(body []byte, routingKey string) (Envelope, Product, error) {
 	if err := v.Err(); err != nil {
 		return e, Product{}, err
 	}
+	p.TraceID = e.TraceID
 	return e, p, nil
 }
 

@@ -42,6 +42,10 @@ type Config struct {
 	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"sagaflow" help:"Temporal namespace of every workflow"`
 	PayloadKeys       string `env:"SAGAFLOW_PAYLOAD_KEYS" help:"AES-256 keys that encrypt every Temporal payload, as id:base64key pairs separated by commas (the first encrypts, all decrypt; empty: payloads in the clear)"`
 
+	TemporalUIURL string `env:"SAGAFLOW_TEMPORAL_UI_URL" envDefault:"http://127.0.0.1:8233" help:"base URL of the Temporal Web UI that parked items, dead letters and failed joins link to (ui_url)"`
+
+	OpsStuckAfter time.Duration `env:"SAGAFLOW_OPS_STUCK_AFTER" envDefault:"5m" help:"how long a join may stay compensating before GET /v1/ops/summary reports it stuck"`
+
 	WorkflowStartsRetention time.Duration `env:"SAGAFLOW_WORKFLOW_STARTS_RETENTION" envDefault:"24h" help:"how long a started row of sagaflow.workflow_starts is kept before it is deleted"`
 
 	DevBindIP       string `env:"SAGAFLOW_DEV_BIND_IP" envDefault:"127.0.0.1" help:"IP the embedded Temporal server and its Web UI bind to"`
@@ -214,6 +218,16 @@ func (c Config) Validate() error {
 	}
 	if c.TemporalNamespace == "" {
 		bad("TEMPORAL_NAMESPACE", "must not be empty")
+	}
+	checkBaseURL := func(key, raw string) {
+		u, err := url.Parse(raw)
+		if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.User != nil || u.RawQuery != "" || u.Fragment != "" {
+			bad(key, "want an http or https base URL without credentials, query or fragment, got %q", redact(raw))
+		}
+	}
+	checkBaseURL("SAGAFLOW_TEMPORAL_UI_URL", c.TemporalUIURL)
+	if c.OpsStuckAfter <= 0 {
+		bad("SAGAFLOW_OPS_STUCK_AFTER", "must be positive, got %s", c.OpsStuckAfter)
 	}
 	if c.WorkflowStartsRetention <= 0 {
 		bad("SAGAFLOW_WORKFLOW_STARTS_RETENTION", "must be positive")

@@ -14,6 +14,9 @@ func TestLoad_defaults_work_for_the_local_stack(t *testing.T) {
 	if c.HTTPAddr != ":8080" || c.TemporalNamespace != "sagaflow" || c.ShutdownTimeout != 30*time.Second {
 		t.Fatalf("unexpected defaults: %+v", c)
 	}
+	if c.TemporalUIURL != "http://127.0.0.1:8233" || c.OpsStuckAfter != 5*time.Minute {
+		t.Fatalf("ops defaults: ui %q, stuck after %s", c.TemporalUIURL, c.OpsStuckAfter)
+	}
 	if got := c.TemporalHostPort(); got != "127.0.0.1:7233" {
 		t.Fatalf("TemporalHostPort = %q, want the embedded server", got)
 	}
@@ -46,6 +49,10 @@ func TestLoad_rejects_bad_values_naming_each_variable(t *testing.T) {
 			[]string{"SAGAFLOW_LOG_LEVEL", "SAGAFLOW_WORKER_ACTIVITY_POLLERS", "SAGAFLOW_HTTP_ADDR"}},
 		{"bad_temporal_address", []string{"TEMPORAL_ADDRESS=nohostport"}, []string{"TEMPORAL_ADDRESS"}},
 		{"hash_tag_in_redis_prefix", []string{"SAGAFLOW_REDIS_PREFIX=app{}:"}, []string{"SAGAFLOW_REDIS_PREFIX"}},
+		{"ui_url_not_http", []string{"SAGAFLOW_TEMPORAL_UI_URL=ftp://ui:8233"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},
+		{"ui_url_with_query", []string{"SAGAFLOW_TEMPORAL_UI_URL=http://ui:8233/?x=1"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},
+		{"ui_url_with_password", []string{"SAGAFLOW_TEMPORAL_UI_URL=http://u:secret@ui:8233"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},
+		{"stuck_after_zero", []string{"SAGAFLOW_OPS_STUCK_AFTER=0s"}, []string{"SAGAFLOW_OPS_STUCK_AFTER"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -89,6 +89,13 @@ func Status(c Campaign, left int64, now time.Time) string {
 	return StatusOpen
 }
 
+// Where a user's coupon of a campaign stands, as the API answers it.
+const (
+	CouponIssued  = "issued"
+	CouponPending = "pending" // accepted, not yet written
+	CouponNone    = "none"    // never accepted
+)
+
 // Coupon is one issued coupon.
 type Coupon struct {
 	CampaignID string    `json:"campaign_id"`

@@ -118,6 +118,9 @@ type JoinRequest struct {
 	UserID       string   `json:"user_id"`
 	PaymentToken string   `json:"payment_token"`
 	Channels     []string `json:"channels"`
+	// TraceID is the trace id of the request (not part of the body or of
+	// Hash): stored with the join for operators.
+	TraceID string `json:"-"`
 }
 
 var userPattern = regexp.MustCompile(`^[A-Za-z0-9_.@:-]{1,128}$`)
@@ -184,8 +187,17 @@ type Step struct {
 // Payment is what a join knows of its charge.
 type Payment struct {
 	ID     string `json:"id,omitempty"`
-	Status string `json:"status"` // none | succeeded | declined | refunded | unknown
+	Status string `json:"status"` // one of the Payment* statuses
 }
+
+// Payment statuses of a join (Payment.Status).
+const (
+	PaymentNone      = "none"
+	PaymentSucceeded = "succeeded"
+	PaymentDeclined  = "declined"
+	PaymentRefunded  = "refunded"
+	PaymentUnknown   = "unknown"
+)
 
 // Join is the state of one join, as the API shows it.
 type Join struct {
@@ -196,6 +208,18 @@ type Join struct {
 	Reason    string  `json:"reason,omitempty"`
 	Payment   Payment `json:"payment"`
 	Steps     []Step  `json:"steps"`
+	// TraceID is the trace id of the request that created the join, as
+	// PostgreSQL has it (the workflow's state does not carry it).
+	TraceID string `json:"trace_id,omitempty"`
+}
+
+// OpenJoin is a join that has not ended, as its stored row has it.
+type OpenJoin struct {
+	JoinID  string
+	Status  string
+	TraceID string
+	// Since is when the row last changed.
+	Since time.Time
 }
 
 // JoinStart is what the API reads before it starts a join.

@@ -85,6 +85,7 @@ func (c *Catalog) PutProduct(ctx context.Context, tenantName string, p catalog.P
 	if p.Attributes == nil {
 		p.Attributes = map[string]string{}
 	}
+	p.TraceID = traceID
 	var out catalog.Product
 	var changed bool
 	err := pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
@@ -123,8 +124,8 @@ func (c *Catalog) writeProduct(ctx context.Context, tx pgx.Tx, p catalog.Product
 			}
 			p.Version = cur.Version + 1
 			err = tx.QueryRow(ctx, `UPDATE `+c.table("products")+` SET name = $2, price_amount = $3, price_currency = $4,
-				stock = $5, attributes = $6, version = $7, updated_at = now() WHERE sku = $1 RETURNING updated_at`,
-				p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version).Scan(&at)
+				stock = $5, attributes = $6, version = $7, trace_id = $8, updated_at = now() WHERE sku = $1 RETURNING updated_at`,
+				p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version, p.TraceID).Scan(&at)
 			if err != nil {
 				return catalog.Product{}, time.Time{}, false, fmt.Errorf("update: %w", err)
 			}
@@ -133,9 +134,9 @@ func (c *Catalog) writeProduct(ctx context.Context, tx pgx.Tx, p catalog.Product
 			return catalog.Product{}, time.Time{}, false, fmt.Errorf("lock: %w", err)
 		}
 		p.Version = 1
-		err = tx.QueryRow(ctx, `INSERT INTO `+c.table("products")+` (`+productColumns+`)
-			VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (sku) DO NOTHING RETURNING updated_at`,
-			p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version).Scan(&at)
+		err = tx.QueryRow(ctx, `INSERT INTO `+c.table("products")+` (`+productColumns+`, trace_id)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sku) DO NOTHING RETURNING updated_at`,
+			p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version, p.TraceID).Scan(&at)
 		if err == nil {
 			return p, at, true, nil
 		}
@@ -228,7 +229,7 @@ func (c *Catalog) ApplyChanges(ctx context.Context, ps []catalog.Product) (int, 
 	// Sorted, so that concurrent batches lock rows in the same order.
 	skus := slices.Sorted(maps.Keys(newest))
 	n := len(skus)
-	names, currencies, attrs := make([]string, n), make([]string, n), make([]string, n)
+	names, currencies, attrs, traces := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
 	amounts, stocks, versions := make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, sku := range skus {
 		p := newest[sku]
@@ -239,17 +240,17 @@ func (c *Catalog) ApplyChanges(ctx context.Context, ps []catalog.Product) (int, 
 		if err != nil {
 			return 0, fmt.Errorf("apply changes: attributes of %s: %w", sku, err)
 		}
-		names[i], currencies[i], attrs[i] = p.Name, p.Price.Currency, string(b)
+		names[i], currencies[i], attrs[i], traces[i] = p.Name, p.Price.Currency, string(b), p.TraceID
 		amounts[i], stocks[i], versions[i] = p.Price.Amount, p.Stock, p.Version
 	}
-	tag, err := c.s.pool.Exec(ctx, `INSERT INTO `+c.table("products")+` AS p (`+productColumns+`)
-		SELECT sku, name, amount, currency, stock, attrs::jsonb, version
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[])
-			AS t(sku, name, amount, currency, stock, attrs, version)
+	tag, err := c.s.pool.Exec(ctx, `INSERT INTO `+c.table("products")+` AS p (`+productColumns+`, trace_id)
+		SELECT sku, name, amount, currency, stock, attrs::jsonb, version, trace
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[])
+			AS t(sku, name, amount, currency, stock, attrs, version, trace)
 		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_amount = EXCLUDED.price_amount,
 			price_currency = EXCLUDED.price_currency, stock = EXCLUDED.stock, attributes = EXCLUDED.attributes,
-			version = EXCLUDED.version, updated_at = now()
-		WHERE p.version < EXCLUDED.version`, skus, names, amounts, currencies, stocks, attrs, versions)
+			version = EXCLUDED.version, trace_id = EXCLUDED.trace_id, updated_at = now()
+		WHERE p.version < EXCLUDED.version`, skus, names, amounts, currencies, stocks, attrs, versions, traces)
 	if err != nil {
 		return 0, fmt.Errorf("apply %d changes: %w", n, err)
 	}
@@ -610,10 +611,29 @@ func (c *Catalog) SyncedByChannel(ctx context.Context, sku string) (map[string]i
 
 const parkedColumns = `id, channel_id, sku, market, version, error, attempts, since, workflow_id`
 
-func scanParked(row pgx.Row) (catalog.ParkedItem, error) {
+// parkedRead selects parkedColumns of the parked items pi with the trace
+// id of the parked version, which its product holds while that version is
+// current; scanParkedTraced reads it.
+func (c *Catalog) parkedRead() string {
+	return `SELECT pi.id, pi.channel_id, pi.sku, pi.market, pi.version, pi.error, pi.attempts, pi.since, pi.workflow_id,
+		COALESCE(p.trace_id, '') FROM ` + c.table("parked_items") + ` pi
+		LEFT JOIN ` + c.table("products") + ` p ON p.sku = pi.sku AND p.version = pi.version `
+}
+
+// scanParked reads parkedColumns.
+func scanParked(row pgx.Row) (catalog.ParkedItem, error) { return scanParkedWith(row, false) }
+
+// scanParkedTraced reads what parkedRead selects.
+func scanParkedTraced(row pgx.Row) (catalog.ParkedItem, error) { return scanParkedWith(row, true) }
+
+func scanParkedWith(row pgx.Row, traced bool) (catalog.ParkedItem, error) {
 	var it catalog.ParkedItem
 	var id, channelID uuid.UUID
-	err := row.Scan(&id, &channelID, &it.SKU, &it.Market, &it.Version, &it.Error, &it.Attempts, &it.Since, &it.WorkflowID)
+	dest := []any{&id, &channelID, &it.SKU, &it.Market, &it.Version, &it.Error, &it.Attempts, &it.Since, &it.WorkflowID}
+	if traced {
+		dest = append(dest, &it.TraceID)
+	}
+	err := row.Scan(dest...)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return catalog.ParkedItem{}, catalog.ErrNotFound
 	}
@@ -669,12 +689,11 @@ func (c *Catalog) ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedI
 	if limit > 0 {
 		lim = &limit
 	}
-	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
-		ORDER BY since, id LIMIT $1`, lim)
+	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`ORDER BY pi.since, pi.id LIMIT $1`, lim)
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParked(r) })
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParkedTraced(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}
@@ -684,12 +703,11 @@ func (c *Catalog) ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedI
 // ParkedBySKU lists the parked items of sku (at most one per channel),
 // oldest first; for the sync status of a product.
 func (c *Catalog) ParkedBySKU(ctx context.Context, sku string) ([]catalog.ParkedItem, error) {
-	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
-		WHERE sku = $1 ORDER BY since, id`, sku)
+	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`WHERE pi.sku = $1 ORDER BY pi.since, pi.id`, sku)
 	if err != nil {
 		return nil, fmt.Errorf("list parked items of %s: %w", sku, err)
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParked(r) })
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParkedTraced(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list parked items of %s: %w", sku, err)
 	}
@@ -703,19 +721,20 @@ func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem
 	if !ok {
 		return catalog.ParkedItem{}, fmt.Errorf("read parked item %q: %w", id, catalog.ErrNotFound)
 	}
-	it, err := scanParked(c.s.pool.QueryRow(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+` WHERE id = $1`, uid))
+	it, err := scanParkedTraced(c.s.pool.QueryRow(ctx, c.parkedRead()+`WHERE pi.id = $1`, uid))
 	if err != nil {
 		return catalog.ParkedItem{}, fmt.Errorf("read parked item %s: %w", id, err)
 	}
 	return it, nil
 }
 
-// ParkedPage lists up to limit parked items (1 or more) after the item
-// (afterSince, afterID), oldest first; from the oldest when afterSince is
-// zero. Keyset pagination on (since, id): a page costs the same however many
-// items are parked, and an item parked or removed meanwhile moves no other
-// item between pages.
-func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
+// ParkedPage lists up to limit parked items (1 or more) that f selects,
+// after the item (afterSince, afterID), oldest first; from the oldest when
+// afterSince is zero. Keyset pagination on (since, id): a page costs the
+// same however many items are parked, and an item parked or removed
+// meanwhile moves no other item between pages. A channel id in f that is
+// not a UUID selects nothing.
+func (c *Catalog) ParkedPage(ctx context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
 	if limit < 1 {
 		limit = 1
 	}
@@ -727,13 +746,27 @@ func (c *Catalog) ParkedPage(ctx context.Context, limit int, afterSince time.Tim
 			after = u
 		}
 	}
-	rows, err := c.s.pool.Query(ctx, `SELECT `+parkedColumns+` FROM `+c.table("parked_items")+`
-		WHERE $1::timestamptz IS NULL OR (since, id) > ($1::timestamptz, $2::uuid)
-		ORDER BY since, id LIMIT $3`, since, after, limit)
+	var channel *uuid.UUID
+	if f.ChannelID != "" {
+		u, err := uuid.Parse(f.ChannelID)
+		if err != nil {
+			return nil, nil
+		}
+		channel = &u
+	}
+	var from *time.Time
+	if !f.Since.IsZero() {
+		from = &f.Since
+	}
+	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`
+		WHERE ($1::timestamptz IS NULL OR (pi.since, pi.id) > ($1::timestamptz, $2::uuid))
+			AND ($4::text = '' OR pi.market = $4) AND ($5::uuid IS NULL OR pi.channel_id = $5)
+			AND ($6::text = '' OR pi.sku = $6) AND ($7::timestamptz IS NULL OR pi.since >= $7)
+		ORDER BY pi.since, pi.id LIMIT $3`, since, after, limit, f.Market, channel, f.SKU, from)
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParked(r) })
+	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParkedTraced(r) })
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}

@@ -551,7 +551,7 @@ func TestParked_pages_counts_and_supersedes(t *testing.T) {
 	var afterSince time.Time
 	var afterID string
 	for range 4 {
-		page, err := c.ParkedPage(ctx, 2, afterSince, afterID)
+		page, err := c.ParkedPage(ctx, catalog.ParkedFilter{}, 2, afterSince, afterID)
 		if err != nil {
 			t.Fatal(err)
 		}

@@ -218,8 +218,8 @@ func (m *Meetings) JoinStart(ctx context.Context, meetingID, joinID, userID stri
 func (m *Meetings) NewJoin(ctx context.Context, joinID, idempotencyKey, requestHash string, r meeting.JoinRequest, start starter.Start) (j meeting.Join, hash string, created bool, err error) {
 	err = pgx.BeginFunc(ctx, m.s.pool, func(tx pgx.Tx) error {
 		var status string
-		err := tx.QueryRow(ctx, `INSERT INTO `+m.table("joins")+` (id, idempotency_key, request_hash, meeting_id, user_id)
-			VALUES ($1, $2, $3, $4, $5) ON CONFLICT DO NOTHING RETURNING status`, joinID, idempotencyKey, requestHash, r.MeetingID, r.UserID).Scan(&status)
+		err := tx.QueryRow(ctx, `INSERT INTO `+m.table("joins")+` (id, idempotency_key, request_hash, meeting_id, user_id, trace_id)
+			VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT DO NOTHING RETURNING status`, joinID, idempotencyKey, requestHash, r.MeetingID, r.UserID, r.TraceID).Scan(&status)
 		if errors.Is(err, pgx.ErrNoRows) {
 			return nil // recorded already: read it below
 		}
@@ -228,7 +228,7 @@ func (m *Meetings) NewJoin(ctx context.Context, joinID, idempotencyKey, requestH
 		}
 		created = true
 		j = meeting.Join{JoinID: joinID, MeetingID: r.MeetingID, UserID: r.UserID, Status: status,
-			Payment: meeting.Payment{Status: "none"}, Steps: []meeting.Step{}}
+			Payment: meeting.Payment{Status: meeting.PaymentNone}, Steps: []meeting.Step{}, TraceID: r.TraceID}
 		hash = requestHash
 		return starter.Enqueue(ctx, tx, start)
 	})
@@ -250,9 +250,9 @@ func (m *Meetings) join(ctx context.Context, joinID string) (meeting.Join, strin
 	var hash string
 	var meetingID uuid.UUID
 	var steps []byte
-	err := m.s.pool.QueryRow(ctx, `SELECT id, meeting_id, user_id, status, reason, payment_id, payment_status, steps, request_hash
+	err := m.s.pool.QueryRow(ctx, `SELECT id, meeting_id, user_id, status, reason, payment_id, payment_status, steps, request_hash, trace_id
 		FROM `+m.table("joins")+` WHERE id = $1`, joinID).Scan(&j.JoinID, &meetingID, &j.UserID, &j.Status, &j.Reason,
-		&j.Payment.ID, &j.Payment.Status, &steps, &hash)
+		&j.Payment.ID, &j.Payment.Status, &steps, &hash, &j.TraceID)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return meeting.Join{}, "", meeting.ErrJoinNotFound
 	}

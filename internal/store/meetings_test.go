@@ -134,7 +134,7 @@ func TestConfirm_fails_when_closed_or_user_already_in(t *testing.T) {
 func TestJoins_are_recorded_once_per_id_with_their_start(t *testing.T) {
 	ms, m, s, tn := newMeetingsIn(t, 5)
 	ctx := context.Background()
-	r := meeting.JoinRequest{MeetingID: m.ID, UserID: "alice", PaymentToken: "tok"}
+	r := meeting.JoinRequest{MeetingID: m.ID, UserID: "alice", PaymentToken: "tok", TraceID: "4bf92f3577b34da6a3ce929d0e0e4736"}
 	start := starter.Start{Tenant: tn.Name, WorkflowID: tn.Name + ":join:j1", WorkflowType: "Join", TaskQueue: "q", Input: []byte(`{"join_id":"j1"}`)}
 	j, hash, created, err := ms.NewJoin(ctx, "j1", "key1", "h1", r, start)
 	if err != nil || !created || hash != "h1" || j.Status != meeting.JoinPending {
@@ -154,8 +154,8 @@ func TestJoins_are_recorded_once_per_id_with_their_start(t *testing.T) {
 		t.Fatal(err)
 	}
 	got, err := ms.Join(ctx, "j1")
-	if err != nil || got.Status != meeting.JoinFailed || len(got.Steps) != 1 {
-		t.Fatalf("Join = %+v, %v", got, err)
+	if err != nil || got.Status != meeting.JoinFailed || len(got.Steps) != 1 || got.TraceID != r.TraceID {
+		t.Fatalf("Join = %+v, %v (want trace id %s kept)", got, err, r.TraceID)
 	}
 	if _, err := ms.Join(ctx, "nope"); !errors.Is(err, meeting.ErrJoinNotFound) {
 		t.Fatalf("unknown join: %v", err)
