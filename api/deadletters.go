@@ -91,15 +91,7 @@ func (s *Server) deadLetters(c *gin.Context) (DeadLetterStore, bool) {
 // ?since (died at or after it).
 func (s *Server) listDeadLetters(c *gin.Context) {
 	var v valid.Errors
-	limit := 100
-	if q := c.Query("limit"); q != "" {
-		n, err := strconv.Atoi(q)
-		if v.Check(err == nil && n >= 1 && n <= 1000, "limit", "must be a whole number from 1 to 1000") {
-			limit = n
-		}
-	}
-	at, id, ok := decodeCursor(c.Query("cursor"))
-	v.Check(ok, "cursor", "must be the next_cursor of an earlier page")
+	limit, at, id := pageQuery(c, &v)
 	f := deadLetterFilter(c.Query("reason"), c.Query("since"), &v)
 	if err := v.Err(); err != nil {
 		fail(c, err)

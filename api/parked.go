@@ -103,15 +103,7 @@ func (s *Server) parkedView(t tenant.Tenant, items []catalog.ParkedItem) []parke
 // page carries next_cursor; the last page has none.
 func (s *Server) listParked(c *gin.Context) {
 	var v valid.Errors
-	limit := 100
-	if q := c.Query("limit"); q != "" {
-		n, err := strconv.Atoi(q)
-		if v.Check(err == nil && n >= 1 && n <= 1000, "limit", "must be a whole number from 1 to 1000") {
-			limit = n
-		}
-	}
-	since, id, ok := decodeCursor(c.Query("cursor"))
-	v.Check(ok, "cursor", "must be the next_cursor of an earlier page")
+	limit, since, id := pageQuery(c, &v)
 	f := s.parkedFilter(parkedFilterInput{Market: c.Query("market"), Channel: c.Query("channel"), SKU: c.Query("sku"), Since: c.Query("since")}, &v)
 	if err := v.Err(); err != nil {
 		fail(c, err)
@@ -128,6 +120,21 @@ func (s *Server) listParked(c *gin.Context) {
 		out["next_cursor"] = encodeCursor(last.Since, last.ID)
 	}
 	c.JSON(http.StatusOK, out)
+}
+
+// pageQuery reads ?limit (1-1000, default 100) and ?cursor (the
+// next_cursor of the page before) of a keyset-paged list.
+func pageQuery(c *gin.Context, v *valid.Errors) (int, time.Time, string) {
+	limit := 100
+	if q := c.Query("limit"); q != "" {
+		n, err := strconv.Atoi(q)
+		if v.Check(err == nil && n >= 1 && n <= 1000, "limit", "must be a whole number from 1 to 1000") {
+			limit = n
+		}
+	}
+	at, id, ok := decodeCursor(c.Query("cursor"))
+	v.Check(ok, "cursor", "must be the next_cursor of an earlier page")
+	return limit, at, id
 }
 
 // A cursor is the (time, id) of a page's last item (parked items, dead

@@ -728,6 +728,19 @@ func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem
 	return it, nil
 }
 
+// keysetAfter is the (time, id) a keyset page starts after, as query
+// arguments: a nil time (and uuid.Nil) for the first page.
+func keysetAfter(at time.Time, id string) (*time.Time, uuid.UUID) {
+	if at.IsZero() {
+		return nil, uuid.Nil
+	}
+	u, err := uuid.Parse(id)
+	if err != nil {
+		u = uuid.Nil
+	}
+	return &at, u
+}
+
 // ParkedPage lists up to limit parked items (1 or more) that f selects,
 // after the item (afterSince, afterID), oldest first; from the oldest when
 // afterSince is zero. Keyset pagination on (since, id): a page costs the
@@ -735,17 +748,8 @@ func (c *Catalog) ParkedItem(ctx context.Context, id string) (catalog.ParkedItem
 // meanwhile moves no other item between pages. A channel id in f that is
 // not a UUID selects nothing.
 func (c *Catalog) ParkedPage(ctx context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
-	if limit < 1 {
-		limit = 1
-	}
-	var since *time.Time
-	after := uuid.Nil
-	if !afterSince.IsZero() {
-		since = &afterSince
-		if u, err := uuid.Parse(afterID); err == nil {
-			after = u
-		}
-	}
+	limit = max(limit, 1)
+	since, after := keysetAfter(afterSince, afterID)
 	var channel *uuid.UUID
 	if f.ChannelID != "" {
 		u, err := uuid.Parse(f.ChannelID)

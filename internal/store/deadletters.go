@@ -86,17 +86,8 @@ func (d *DeadLetters) Archive(ctx context.Context, l deadletter.Letter) (string,
 // letter (afterAt, afterID), oldest first (keyset pagination on dead_at,
 // id, as ParkedPage).
 func (d *DeadLetters) Page(ctx context.Context, f deadletter.Filter, limit int, afterAt time.Time, afterID string) ([]deadletter.Letter, error) {
-	if limit < 1 {
-		limit = 1
-	}
-	var after *time.Time
-	aid := uuid.Nil
-	if !afterAt.IsZero() {
-		after = &afterAt
-		if u, err := uuid.Parse(afterID); err == nil {
-			aid = u
-		}
-	}
+	limit = max(limit, 1)
+	after, aid := keysetAfter(afterAt, afterID)
 	var since *time.Time
 	if !f.Since.IsZero() {
 		since = &f.Since
