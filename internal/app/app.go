@@ -464,7 +464,8 @@ func (a *App) RunRelay(ctx context.Context) error {
 // tenants' dead_letters tables; run it in every worker process, next to the
 // ingest (competing consumers).
 func (a *App) DeadLetterArchiver() *deadletter.Archiver {
-	return deadletter.NewArchiver(a.Rabbit, a.Store, a.Store, a.Log, deadletter.ArchiverOptions{})
+	a.Bus.ArchivedReasons(deadletter.Reasons)
+	return deadletter.NewArchiver(a.Rabbit, a.Store, a.Store, a.Log, deadletter.ArchiverOptions{Archived: a.Bus.Archived})
 }
 
 // Ingest consumes the product changes from RabbitMQ and hands them to the

@@ -35,6 +35,9 @@ type ArchiverOptions struct {
 	Queue string
 	// Prefetch is how many unacked letters the archiver holds (default 50).
 	Prefetch int
+	// Archived is told the reason of each letter archived (not of a
+	// redelivery of one archived already); nil tells nobody.
+	Archived func(reason string)
 }
 
 // Archiver moves the bus's dead letters into PostgreSQL: each message of
@@ -137,6 +140,9 @@ func (a *Archiver) archive(ctx context.Context, d amqp.Delivery) error {
 	}
 	if inserted {
 		a.log.Info("deadletter: archived", "schema", schema, "id", id, "reason", l.Reason, "message_id", l.MessageID)
+		if a.opts.Archived != nil {
+			a.opts.Archived(l.Reason)
+		}
 	}
 	return nil
 }

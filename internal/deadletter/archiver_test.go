@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"log/slog"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -143,7 +144,12 @@ func TestArchiver_stores_each_letter_once_and_acks_after_the_commit(t *testing.T
 	st := &flaky{Store: f.store}
 	st.fails.Store(2)
 	log := slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelError}))
-	a := deadletter.NewArchiver(f.conn, f.store, st, log, deadletter.ArchiverOptions{Queue: q, Prefetch: 1})
+	var archived sync.Map // reason -> *atomic.Int64
+	count := func(reason string) {
+		n, _ := archived.LoadOrStore(reason, new(atomic.Int64))
+		n.(*atomic.Int64).Add(1)
+	}
+	a := deadletter.NewArchiver(f.conn, f.store, st, log, deadletter.ArchiverOptions{Queue: q, Prefetch: 1, Archived: count})
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
@@ -169,6 +175,14 @@ func TestArchiver_stores_each_letter_once_and_acks_after_the_commit(t *testing.T
 	}
 	if st.fails.Load() >= 0 {
 		t.Fatal("the failing writes were not tried")
+	}
+	// Told once per letter stored, not per delivery: the redelivered
+	// poison-1 and the failed writes count nothing.
+	for reason, want := range map[string]int64{deadletter.ReasonInvalid: 1, deadletter.ReasonUnknownTenant: 1} {
+		n, _ := archived.Load(reason)
+		if got, _ := n.(*atomic.Int64); got == nil || got.Load() != want {
+			t.Errorf("Archived(%q) told %v times, want %d", reason, got, want)
+		}
 	}
 }
 

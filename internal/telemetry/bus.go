@@ -21,6 +21,7 @@ const scrapeTimeout = 3 * time.Second
 // for concurrent use.
 type BusMetrics struct {
 	deadLetters *prometheus.CounterVec
+	archived    *prometheus.CounterVec
 	lag         prometheus.Histogram
 	oldest      atomic.Pointer[func() time.Time]
 }
@@ -31,6 +32,10 @@ func NewBusMetrics(m *Metrics) *BusMetrics {
 		deadLetters: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "sagaflow_bus_dead_letters_total",
 			Help: "Messages the ingest dead-lettered itself, by reason (invalid_message, unknown_tenant, store_refused, temporal_refused, superseded). Those the broker dead-letters after its delivery limit only show in sagaflow_bus_queue_messages of the dead queue.",
+		}, []string{"reason"}),
+		archived: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "sagaflow_bus_dead_letters_archived_total",
+			Help: "Dead letters the archiver moved from the bus's dead queue into PostgreSQL (GET /v1/deadletters), by reason (invalid, unknown_tenant, refused, delivery_limit, rejected, expired, maxlen, unroutable); a redelivered letter counts once.",
 		}, []string{"reason"}),
 		lag: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "sagaflow_ingest_lag_seconds",
@@ -52,7 +57,7 @@ func NewBusMetrics(m *Metrics) *BusMetrics {
 		}
 		return max(0, time.Since(t).Seconds())
 	})
-	m.Registry.MustRegister(b.deadLetters, b.lag, oldest)
+	m.Registry.MustRegister(b.deadLetters, b.archived, b.lag, oldest)
 	return b
 }
 
@@ -60,6 +65,19 @@ func NewBusMetrics(m *Metrics) *BusMetrics {
 // the free text of the header).
 func (b *BusMetrics) DeadLettered(reason string, n int) {
 	b.deadLetters.WithLabelValues(reason).Add(float64(n))
+}
+
+// Archived counts one dead letter archived for reason (a class).
+func (b *BusMetrics) Archived(reason string) {
+	b.archived.WithLabelValues(reason).Inc()
+}
+
+// ArchivedReasons starts the archived count of each reason at zero, so that
+// increase() sees a reason's first dead letter too.
+func (b *BusMetrics) ArchivedReasons(reasons []string) {
+	for _, r := range reasons {
+		b.archived.WithLabelValues(r)
+	}
 }
 
 // HandedOver records the lag of one message committed at published.

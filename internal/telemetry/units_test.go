@@ -130,3 +130,16 @@ func TestTemporal_schedule_to_start_latency_has_its_task_queue(t *testing.T) {
 		}
 	}
 }
+
+func TestBus_archived_dead_letters_start_at_zero_per_reason(t *testing.T) {
+	m := newMetrics(t)
+	b := telemetry.NewBusMetrics(m)
+	b.ArchivedReasons([]string{"invalid", "delivery_limit"})
+	b.Archived("invalid")
+	b.Archived("invalid")
+	wantSeries(t, m, []series{
+		{"sagaflow_bus_dead_letters_archived_total", "reason=invalid", 2},
+		// There before its first letter, so increase() sees that one too.
+		{"sagaflow_bus_dead_letters_archived_total", "reason=delivery_limit", 0},
+	})
+}
