@@ -1,26 +1,19 @@
 package deploy
 
 // These tests load ../docker-compose.yml with the compose-spec loader (the
-// library docker compose itself uses) and check what a user would otherwise
-// find out at `docker compose up`: a service or port missing, a start order
-// that lets api run before its migrations, a dependency waiting on a health
-// check that does not exist, a URL naming the wrong host or credentials, an
-// environment variable internal/config does not know or refuses, and a
-// Dockerfile that does not build the binary the services run. Nothing is
-// started or built; no Docker engine is needed.
-//
-// The Dockerfile is read line by line for the few facts that matter: the
-// real parser (github.com/moby/buildkit/frontend/dockerfile/parser) would
-// upgrade grpc and the OpenTelemetry exporters under the Temporal server.
+// library docker compose uses) and check what a user would otherwise learn at
+// `docker compose up`: a missing service or port, a wrong start order or
+// health check, a URL naming the wrong host or credentials, an environment
+// internal/config does not know or refuses, a Dockerfile that does not build
+// the binary the services run. Nothing is started; no Docker engine needed.
+// dockerfile_test.go checks the Dockerfile against this file.
 
 import (
 	"context"
 	"encoding/base64"
-	"encoding/json"
 	"fmt"
 	"net"
 	"net/url"
-	"os"
 	"path/filepath"
 	"slices"
 	"strings"
@@ -133,31 +126,31 @@ func TestCompose_services_exist(t *testing.T) {
 	}
 }
 
+// ports are the host:container ports each service publishes.
+var ports = map[string][]string{
+	"api":         {"8080:8080"},
+	"temporal":    {"7233:7233"},
+	"temporal-ui": {"8233:8080"},
+	"rabbitmq":    {"5672:5672", "15672:15672"},
+	"prometheus":  {"9090:9090"},
+	"grafana":     {"3000:3000"},
+	"jaeger":      {"16686:16686", "4317:4317"},
+}
+
 func TestCompose_publishes_ports(t *testing.T) {
 	p := project(t)
-	for _, tc := range []struct {
-		service   string
-		target    uint32 // container port
-		published string // host port
-	}{
-		{"api", 8080, "8080"},
-		{"temporal", 7233, "7233"},
-		{"temporal-ui", 8080, "8233"},
-		{"rabbitmq", 5672, "5672"},
-		{"rabbitmq", 15672, "15672"},
-		{"prometheus", 9090, "9090"},
-		{"grafana", 3000, "3000"},
-		{"jaeger", 16686, "16686"},
-		{"jaeger", 4317, "4317"},
-	} {
-		t.Run(fmt.Sprintf("%s_%s", tc.service, tc.published), func(t *testing.T) {
-			s := service(t, p, tc.service)
-			if !slices.ContainsFunc(s.Ports, func(pc types.ServicePortConfig) bool {
-				return pc.Target == tc.target && pc.Published == tc.published && (pc.Protocol == "" || pc.Protocol == "tcp")
-			}) {
-				t.Errorf("service %q does not publish tcp host port %s to container port %d (ports: %+v)", tc.service, tc.published, tc.target, s.Ports)
+	for name, want := range ports {
+		var got []string
+		for _, pc := range service(t, p, name).Ports {
+			if pc.Protocol == "" || pc.Protocol == "tcp" {
+				got = append(got, fmt.Sprintf("%s:%d", pc.Published, pc.Target))
 			}
-		})
+		}
+		for _, w := range want {
+			if !slices.Contains(got, w) {
+				t.Errorf("service %q publishes %q over tcp, want %s", name, got, w)
+			}
+		}
 	}
 }
 
@@ -264,46 +257,27 @@ func TestCompose_sagaflow_services_run_the_image(t *testing.T) {
 	}
 }
 
-// endpoints are the connection settings: each must name the service (and
-// the port it listens on) that is meant.
-var endpoints = []struct {
-	services []string
-	env      string
-	scheme   string // "": a bare host:port
-	host     string
-	port     string
-}{
-	{[]string{"migrate", "api", "worker"}, "DATABASE_URL", "postgres", "postgres", "5432"},
-	{[]string{"migrate", "api", "worker"}, "REDIS_URL", "redis", "redis", "6379"},
-	{[]string{"migrate", "api", "worker"}, "AMQP_URL", "amqp", "rabbitmq", "5672"},
-	{[]string{"migrate", "api", "worker", "temporal-ui"}, "TEMPORAL_ADDRESS", "", "temporal", "7233"},
-	{[]string{"migrate", "api", "worker"}, "OTEL_EXPORTER_OTLP_ENDPOINT", "http", "jaeger", "4317"},
-	{[]string{"temporal"}, "POSTGRES_SEEDS", "", "postgres", ""},
-}
-
+// TestCompose_env_points_at_services: each connection setting names the
+// service meant and the port it listens on (migrate and worker share api's
+// environment, see below).
 func TestCompose_env_points_at_services(t *testing.T) {
 	p := project(t)
-	for _, e := range endpoints {
-		for _, name := range e.services {
-			t.Run(name+"_"+e.env, func(t *testing.T) {
-				value, _ := envValue(service(t, p, name), e.env)
-				host, port := value, ""
-				if e.scheme != "" {
-					u, err := url.Parse(value)
-					if err != nil || u.Scheme != e.scheme {
-						t.Fatalf("service %q: %s=%q, want a %s:// URL", name, e.env, value, e.scheme)
-					}
-					host, port = u.Hostname(), u.Port()
-				} else if e.port != "" {
-					var err error
-					if host, port, err = net.SplitHostPort(value); err != nil {
-						t.Fatalf("service %q: %s=%q: %v", name, e.env, value, err)
-					}
-				}
-				if host != e.host || port != e.port {
-					t.Errorf("service %q: %s=%q, want host %s port %s", name, e.env, value, e.host, e.port)
-				}
-			})
+	for _, tc := range []struct{ service, env, scheme, hostPort string }{
+		{"api", "DATABASE_URL", "postgres", "postgres:5432"},
+		{"api", "REDIS_URL", "redis", "redis:6379"},
+		{"api", "AMQP_URL", "amqp", "rabbitmq:5672"},
+		{"api", "TEMPORAL_ADDRESS", "", "temporal:7233"},
+		{"api", "OTEL_EXPORTER_OTLP_ENDPOINT", "http", "jaeger:4317"},
+		{"temporal-ui", "TEMPORAL_ADDRESS", "", "temporal:7233"},
+		{"temporal", "POSTGRES_SEEDS", "", "postgres"},
+	} {
+		value, _ := envValue(service(t, p, tc.service), tc.env)
+		u, err := url.Parse(value)
+		if tc.scheme == "" {
+			u, err = url.Parse("//" + value)
+		}
+		if err != nil || u.Scheme != tc.scheme || u.Host != tc.hostPort {
+			t.Errorf("service %q: %s=%q, want %s://%s", tc.service, tc.env, value, tc.scheme, tc.hostPort)
 		}
 	}
 }
@@ -318,17 +292,15 @@ func TestCompose_credentials_match_servers(t *testing.T) {
 	if u, p := env(temporal, "POSTGRES_USER"), env(temporal, "POSTGRES_PWD"); u != pgUser || p != pgPass {
 		t.Errorf("temporal connects to postgres as %s:%s, postgres is initialised with %s:%s", u, p, pgUser, pgPass)
 	}
-	for name := range sagaflowServices {
-		s := service(t, p, name)
-		db, _ := url.Parse(env(s, "DATABASE_URL"))
-		if pass, _ := db.User.Password(); db.User.Username() != pgUser || pass != pgPass || db.Path != "/"+pgDB {
-			t.Errorf("service %q: DATABASE_URL %s does not match postgres's POSTGRES_USER, _PASSWORD and _DB", name, db.Redacted())
-		}
-		amqp, _ := url.Parse(env(s, "AMQP_URL"))
-		pass, _ := amqp.User.Password()
-		if amqp.User.Username() == "guest" || amqp.User.Username() != env(rmq, "RABBITMQ_DEFAULT_USER") || pass != env(rmq, "RABBITMQ_DEFAULT_PASS") {
-			t.Errorf("service %q: AMQP_URL %s does not match rabbitmq's RABBITMQ_DEFAULT_USER and _PASS (guest is refused)", name, amqp.Redacted())
-		}
+	api := service(t, p, "api")
+	db, _ := url.Parse(env(api, "DATABASE_URL"))
+	if pass, _ := db.User.Password(); db.User.Username() != pgUser || pass != pgPass || db.Path != "/"+pgDB {
+		t.Errorf("DATABASE_URL %s does not match postgres's POSTGRES_USER, _PASSWORD and _DB", db.Redacted())
+	}
+	amqp, _ := url.Parse(env(api, "AMQP_URL"))
+	pass, _ := amqp.User.Password()
+	if amqp.User.Username() == "guest" || amqp.User.Username() != env(rmq, "RABBITMQ_DEFAULT_USER") || pass != env(rmq, "RABBITMQ_DEFAULT_PASS") {
+		t.Errorf("AMQP_URL %s does not match rabbitmq's RABBITMQ_DEFAULT_USER and _PASS (guest is refused)", amqp.Redacted())
 	}
 }
 
@@ -336,27 +308,21 @@ func TestCompose_credentials_match_servers(t *testing.T) {
 // prefixes): they share one environment.
 func TestCompose_sagaflow_services_share_one_environment(t *testing.T) {
 	p := project(t)
-	want := service(t, p, "api").Environment
+	want := environ(service(t, p, "api"))
 	for name := range sagaflowServices {
-		if got := service(t, p, name).Environment; !equalMapping(got, want) {
-			t.Errorf("service %q has environment %v, api has %v", name, keys(got), keys(want))
+		if got := environ(service(t, p, name)); !slices.Equal(got, want) {
+			t.Errorf("service %q has environment %q, api has %q", name, got, want)
 		}
 	}
 }
 
-func equalMapping(a, b types.MappingWithEquals) bool {
-	ja, _ := json.Marshal(a)
-	jb, _ := json.Marshal(b)
-	return string(ja) == string(jb)
-}
-
-func keys(m types.MappingWithEquals) []string {
-	out := make([]string, 0, len(m))
-	for k, v := range m {
+// environ is s's environment as sorted KEY=value pairs (os.Environ form).
+func environ(s types.ServiceConfig) []string {
+	var out []string
+	for k, v := range s.Environment {
 		if v != nil {
-			k += "=" + *v
+			out = append(out, k+"="+*v)
 		}
-		out = append(out, k)
 	}
 	slices.Sort(out)
 	return out
@@ -377,16 +343,13 @@ func TestCompose_env_is_valid_config(t *testing.T) {
 		t.Fatalf("load docker-compose.yml with SAGAFLOW_SECRET_KEYS set: %v", err)
 	}
 	for name := range sagaflowServices {
-		var environ []string
-		for k, v := range service(t, p, name).Environment {
+		s := service(t, p, name)
+		for k := range s.Environment {
 			if !slices.Contains(known, k) {
 				t.Errorf("service %q sets %s, which internal/config does not read", name, k)
 			}
-			if v != nil {
-				environ = append(environ, k+"="+*v)
-			}
 		}
-		if _, err := config.Load(environ, nil); err != nil {
+		if _, err := config.Load(environ(s), nil); err != nil {
 			t.Errorf("service %q: its environment is refused by internal/config: %v", name, err)
 		}
 	}
@@ -417,105 +380,4 @@ func TestCompose_state_survives_restarts(t *testing.T) {
 func declared(p *types.Project, volume string) bool {
 	_, ok := p.Volumes[volume]
 	return ok
-}
-
-// dockerStage is one FROM stage of the Dockerfile: its name and its
-// instructions, continuation lines joined, comments dropped.
-type dockerStage struct {
-	name string
-	ins  [][]string // instruction keyword (upper case) followed by its words
-}
-
-func readDockerfile(t *testing.T) []dockerStage {
-	t.Helper()
-	b, err := os.ReadFile("../Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	var stages []dockerStage
-	var cur string
-	for _, line := range strings.Split(string(b), "\n") {
-		line = strings.TrimSpace(line)
-		if strings.HasPrefix(line, "#") {
-			continue
-		}
-		if body, more := strings.CutSuffix(line, "\\"); more {
-			cur += body + " "
-			continue
-		}
-		words := strings.Fields(cur + line)
-		cur = ""
-		if len(words) == 0 {
-			continue
-		}
-		words[0] = strings.ToUpper(words[0])
-		if words[0] == "FROM" {
-			stages = append(stages, dockerStage{name: words[len(words)-1]})
-		} else if len(stages) > 0 {
-			stages[len(stages)-1].ins = append(stages[len(stages)-1].ins, words)
-		}
-	}
-	if len(stages) < 2 {
-		t.Fatalf("Dockerfile has %d stages, want a build and a runtime stage", len(stages))
-	}
-	return stages
-}
-
-// last returns the words of the stage's last instruction keyword, nil if none.
-func (s dockerStage) last(keyword string) []string {
-	for i := len(s.ins) - 1; i >= 0; i-- {
-		if s.ins[i][0] == keyword {
-			return s.ins[i][1:]
-		}
-	}
-	return nil
-}
-
-// The final stage runs, as a non-root user, the binary the build stage
-// compiles from ./cmd/sagaflow; it exposes the API port that config defaults
-// to and compose publishes, and installs what the compose healthchecks run.
-func TestDockerfile_runs_cmd_sagaflow(t *testing.T) {
-	stages := readDockerfile(t)
-	build, final := stages[0], stages[len(stages)-1]
-
-	run := build.last("RUN")
-	o := slices.Index(run, "-o")
-	if !strings.Contains(strings.Join(run, " "), "go build") || run[len(run)-1] != "./cmd/sagaflow" || o < 0 || o+1 >= len(run) {
-		t.Fatalf("the build stage's last RUN is %q, want go build -o <binary> ./cmd/sagaflow", run)
-	}
-	out := run[o+1]
-	var entrypoint []string
-	if err := json.Unmarshal([]byte(strings.Join(final.last("ENTRYPOINT"), " ")), &entrypoint); err != nil || len(entrypoint) != 1 {
-		t.Fatalf("ENTRYPOINT %q, want the binary alone in exec (JSON) form: compose passes the subcommand", final.last("ENTRYPOINT"))
-	}
-	copied := slices.ContainsFunc(final.ins, func(in []string) bool {
-		return in[0] == "COPY" && slices.Equal(in[1:], []string{"--from=" + build.name, out, entrypoint[0]})
-	})
-	if !copied {
-		t.Errorf("the runtime stage does not COPY --from=%s %s %s, the binary its ENTRYPOINT runs", build.name, out, entrypoint[0])
-	}
-
-	if user := final.last("USER"); len(user) == 0 || slices.Contains([]string{"root", "0"}, strings.Split(user[0], ":")[0]) {
-		t.Errorf("the runtime stage runs as root (USER %q)", user)
-	}
-
-	_, port, _ := net.SplitHostPort(defaults(t).HTTPAddr)
-	api := service(t, project(t), "api")
-	if expose := final.last("EXPOSE"); !slices.Equal(expose, []string{port}) ||
-		listenPort(t, api, "SAGAFLOW_HTTP_ADDR", defaults(t).HTTPAddr) != port {
-		t.Errorf("Dockerfile EXPOSEs %q; config's SAGAFLOW_HTTP_ADDR defaults to port %s, compose's api listens on %s",
-			expose, port, listenPort(t, api, "SAGAFLOW_HTTP_ADDR", defaults(t).HTTPAddr))
-	}
-
-	var installed []string
-	for _, in := range final.ins {
-		if in[0] == "RUN" {
-			installed = append(installed, in[1:]...)
-		}
-	}
-	for name := range sagaflowServices {
-		if cmd := healthcheck(service(t, project(t), name)); cmd != "" && !slices.Contains(installed, strings.Fields(cmd)[0]) {
-			t.Errorf("service %q healthcheck runs %q, which the runtime stage does not install", name, strings.Fields(cmd)[0])
-		}
-	}
 }
