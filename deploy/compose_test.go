@@ -349,8 +349,11 @@ func TestCompose_env_is_valid_config(t *testing.T) {
 				t.Errorf("service %q sets %s, which internal/config does not read", name, k)
 			}
 		}
-		if _, err := config.Load(environ(s), nil); err != nil {
+		c, err := config.Load(environ(s), nil)
+		if err != nil {
 			t.Errorf("service %q: its environment is refused by internal/config: %v", name, err)
+		} else if !c.Dev() && c.SecretKeys == "" { // internal/app refuses to start then
+			t.Errorf("service %q: SAGAFLOW_ENV=%s without SAGAFLOW_SECRET_KEYS", name, c.Env)
 		}
 	}
 }

@@ -69,7 +69,7 @@ func TestDockerfile_runs_cmd_sagaflow_as_non_root(t *testing.T) {
 	}
 	var entrypoint []string
 	if err := json.Unmarshal([]byte(strings.Join(final.last("ENTRYPOINT"), " ")), &entrypoint); err != nil || len(entrypoint) != 1 {
-		t.Fatalf("ENTRYPOINT %q, want the binary alone in exec (JSON) form", final.last("ENTRYPOINT"))
+		t.Fatalf("ENTRYPOINT %s, want the binary alone in exec (JSON) form", strings.Join(final.last("ENTRYPOINT"), " "))
 	}
 	want := []string{"COPY", "--from=" + build.name, run[o+1], entrypoint[0]}
 	if !slices.ContainsFunc(final.ins, func(in []string) bool { return slices.Equal(in, want) }) {
