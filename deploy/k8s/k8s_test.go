@@ -69,6 +69,7 @@ var defaultIsFine = map[string]string{
 	"SAGAFLOW_WORKER_MAX_WORKFLOW_TASKS": "100 workflow tasks per task queue per pod",
 	"SAGAFLOW_COUPON_TENANT_ACTIVITIES":  "keeps one tenant from taking every slot",
 	"SAGAFLOW_PPROF_ADDR":                "profiling off",
+	"SAGAFLOW_OPS_STUCK_AFTER":           "a join compensating for 5 minutes is worth an operator's look",
 	// Read only by 'sagaflow dev' and 'sagaflow sim', which production does not run.
 	"SAGAFLOW_DEV_BIND_IP":                   "dev only",
 	"SAGAFLOW_DEV_TEMPORAL_PORT":             "dev only (TEMPORAL_ADDRESS is set)",
