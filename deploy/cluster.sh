@@ -64,13 +64,18 @@ cd "$ROOT"
 DIR=$ROOT/.data/cluster
 BIN=$ROOT/bin
 SHARDS=${TEMPORAL_SHARDS:-16}
-# How many RabbitMQ nodes of its own the cluster runs (0 or 3); down and
-# status read what up chose.
-RABBIT_NODES=${CLUSTER_RABBITMQ_NODES:-$(cat "$DIR/rabbitmq_nodes" 2>/dev/null || echo 0)}
-case $RABBIT_NODES in 0 | 3) ;; *) echo "cluster: CLUSTER_RABBITMQ_NODES is 0 or 3, not $RABBIT_NODES" >&2; exit 2 ;; esac
-RABBITS=()
-for ((i = 1; i <= RABBIT_NODES; i++)); do RABBITS+=("rabbit$i"); done
-SERVICES=("${RABBITS[@]}" temporal ui sim worker1 worker2 api1 api2)
+# set_rabbits N: the cluster runs N RabbitMQ nodes of its own (0 or 3).
+set_rabbits() {
+  case $1 in 0 | 3) ;; *) echo "cluster: CLUSTER_RABBITMQ_NODES is 0 or 3, not $1" >&2; exit 2 ;; esac
+  RABBIT_NODES=$1
+  local i
+  RABBITS=()
+  for ((i = 1; i <= RABBIT_NODES; i++)); do RABBITS+=("rabbit$i"); done
+  SERVICES=("${RABBITS[@]}" temporal ui sim worker1 worker2 api1 api2)
+}
+# up reads CLUSTER_RABBITMQ_NODES (default 0); the other commands act on
+# what up chose.
+set_rabbits "$(cat "$DIR/rabbitmq_nodes" 2>/dev/null || echo 0)"
 RABBIT_HOME=$DIR/rabbitmq
 EPMD_PORT=56850
 
@@ -502,7 +507,10 @@ status() {
 }
 
 case ${1:-} in
-  up) up ;;
+  up)
+    set_rabbits "${CLUSTER_RABBITMQ_NODES:-0}"
+    up
+    ;;
   down) down "${2:-}" ;;
   status) status ;;
   env)
