@@ -39,12 +39,14 @@ cluster-status: ## each process of the cluster: pid, restarts, health
 # docs/cluster.md): bring the cluster up, kill and restart its processes
 # mid-burst, check the sagas' invariants, take it down again (also when a
 # test fails), then print the rows like `make chaos`. CLUSTER_RUN narrows
-# the tests (a -run pattern).
+# the tests (a -run pattern); the cluster runs three RabbitMQ nodes of its
+# own unless CLUSTER_RABBITMQ_NODES=0 (then the RabbitMQ node test skips).
 CLUSTER_REPORT := .data/cluster-chaos.tsv
 CLUSTER_RUN ?= .
-test-cluster: ## the fault runs on `make cluster` (kill -9, Temporal and PostgreSQL restarts), then their table
+CLUSTER_RABBITMQ_NODES ?= 3
+test-cluster: ## the fault runs on `make cluster` (kill -9, Temporal, PostgreSQL and RabbitMQ node faults), then their table
 	@mkdir -p .data; rm -f $(CLUSTER_REPORT)
-	@rc=0; deploy/cluster.sh up || rc=$$?; \
+	@rc=0; CLUSTER_RABBITMQ_NODES=$(CLUSTER_RABBITMQ_NODES) deploy/cluster.sh up || rc=$$?; \
 	  if [ $$rc -eq 0 ]; then eval "$$(deploy/cluster.sh env)"; \
 	    SAGAFLOW_CHAOS_REPORT=$(CURDIR)/$(CLUSTER_REPORT) $(GO) test -tags cluster -count=1 -timeout 30m -v -run '$(CLUSTER_RUN)' ./internal/clustertest/ || rc=$$?; fi; \
 	  deploy/cluster.sh down || true; \

@@ -12,8 +12,10 @@
 #   deploy/cluster.sh stop NAME     stop NAME and keep it stopped
 #   deploy/cluster.sh start NAME    start NAME again
 #   deploy/cluster.sh restart NAME  stop, then start
+#   deploy/cluster.sh rabbitmqctl ARGS  rabbitmqctl against the cluster's RabbitMQ nodes
 #
-# NAME is one of: temporal ui sim api1 api2 worker1 worker2.
+# NAME is one of: temporal ui sim api1 api2 worker1 worker2, and rabbit1
+# rabbit2 rabbit3 when the cluster has its own RabbitMQ nodes.
 #
 # The Temporal server is go.temporal.io/server's own cmd/server, built from
 # this module (so it is the version the embedding uses, go.mod's tool
@@ -35,6 +37,20 @@
 #   api1/2    8080 / 8081 REST API, /metrics
 #   worker1/2 9091 / 9092 /healthz, /readyz, /metrics
 #   sim       8091 payment, 8092 notify, 8093 shopwave, 8094 souk, 8095 bazaar
+#   rabbitN   5680N AMQP, 5681N Erlang distribution, 56850 their epmd
+#             (only with CLUSTER_RABBITMQ_NODES=3)
+#
+# RabbitMQ: by default the cluster uses the stack's one node. With
+# CLUSTER_RABBITMQ_NODES=3 (make test-cluster sets it) it runs three private
+# nodes of its own, rabbit1..3@localhost, clustered through classic config
+# peer discovery, with their data under .data/cluster/rabbitN/. Every quorum
+# queue has a member on all three (the script grows the queues once the
+# workers have declared them). internal/rabbit dials one AMQP_URL, so api1
+# and worker1 talk to rabbit1, api2 and worker2 to rabbit2, and rabbit3
+# holds replicas only; a node killed takes its clients' connections with
+# it until its supervisor has started it again, while the other half of
+# the processes carries on. `deploy/cluster.sh rabbitmqctl ARGS` runs
+# rabbitmqctl against rabbit1 with the nodes' environment.
 #
 # Environment: TEMPORAL_SHARDS (16), and anything sagaflow reads (see
 # `bin/sagaflow --help`), passed on to every sagaflow process. The processes
@@ -47,8 +63,21 @@ ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
 cd "$ROOT"
 DIR=$ROOT/.data/cluster
 BIN=$ROOT/bin
-SERVICES=(temporal ui sim worker1 worker2 api1 api2)
 SHARDS=${TEMPORAL_SHARDS:-16}
+# set_rabbits N: the cluster runs N RabbitMQ nodes of its own (0 or 3).
+set_rabbits() {
+  case $1 in 0 | 3) ;; *) echo "cluster: CLUSTER_RABBITMQ_NODES is 0 or 3, not $1" >&2; exit 2 ;; esac
+  RABBIT_NODES=$1
+  local i
+  RABBITS=()
+  for ((i = 1; i <= RABBIT_NODES; i++)); do RABBITS+=("rabbit$i"); done
+  SERVICES=("${RABBITS[@]}" temporal ui sim worker1 worker2 api1 api2)
+}
+# up reads CLUSTER_RABBITMQ_NODES (default 0); the other commands act on
+# what up chose.
+set_rabbits "$(cat "$DIR/rabbitmq_nodes" 2>/dev/null || echo 0)"
+RABBIT_HOME=$DIR/rabbitmq
+EPMD_PORT=56850
 
 log() { printf 'cluster: %s\n' "$*" >&2; }
 die() {
@@ -105,20 +134,74 @@ stack_env() {
 # cluster_env: what every process of the cluster reads.
 cluster_env() {
   eval "$(deploy/stack.sh env)"
+  [ "$RABBIT_NODES" = 3 ] && AMQP_URL=$(amqp_of 1)
   export TEMPORAL_ADDRESS=127.0.0.1:7233 SAGAFLOW_ENV=dev SAGAFLOW_UI_ADDR=127.0.0.1:8233
   export SAGAFLOW_TEMPORAL_UI_URL=${SAGAFLOW_TEMPORAL_UI_URL:-http://127.0.0.1:8233}
+}
+
+# amqp_of N: the AMQP URL of rabbit node N, or the stack's when the cluster
+# has no nodes of its own.
+amqp_of() {
+  if [ "$RABBIT_NODES" = 0 ]; then echo "$AMQP_URL"; else echo "amqp://guest:guest@127.0.0.1:$((56800 + $1))/"; fi
+}
+
+# rabbit_env N: the environment of rabbit node N (and of rabbitmqctl
+# talking to it), as export lines: everything private, nothing read from
+# /etc/rabbitmq.
+rabbit_env() {
+  cat <<ENV
+export HOME='$RABBIT_HOME'
+export RABBITMQ_NODENAME='rabbit$1@localhost'
+export RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
+export RABBITMQ_NODE_PORT=$((56800 + $1))
+export RABBITMQ_DIST_PORT=$((56810 + $1))
+export RABBITMQ_MNESIA_BASE='$DIR/rabbit$1/mnesia'
+export RABBITMQ_LOG_BASE='$DIR/rabbit$1/log'
+export RABBITMQ_CONFIG_FILE='$DIR/rabbit$1/rabbitmq.conf'
+export RABBITMQ_ENABLED_PLUGINS_FILE='$RABBIT_HOME/enabled_plugins'
+export RABBITMQ_PID_FILE='$DIR/rabbit$1/beam.pid'
+export RABBITMQ_CONF_ENV_FILE='$RABBIT_HOME/rabbitmq-env.conf'
+export ERL_EPMD_PORT=$EPMD_PORT
+export RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS='-kernel inet_dist_use_interface {127,0,0,1}'
+ENV
+}
+
+rabbitctl() { (eval "$(rabbit_env 1)" && /usr/lib/rabbitmq/bin/rabbitmqctl "$@"); }
+
+# write_rabbit N: node N's config and the script its supervisor runs.
+write_rabbit() {
+  mkdir -p "$RABBIT_HOME" "$DIR/rabbit$1/log" "$DIR/rabbit$1/mnesia"
+  echo '[].' >"$RABBIT_HOME/enabled_plugins"
+  : >"$RABBIT_HOME/rabbitmq-env.conf"
+  cat >"$DIR/rabbit$1/rabbitmq.conf" <<CONF
+# Written by deploy/cluster.sh.
+listeners.tcp.default = 127.0.0.1:$((56800 + $1))
+loopback_users = none
+cluster_formation.peer_discovery_backend = classic_config
+cluster_formation.classic_config.nodes.1 = rabbit1@localhost
+cluster_formation.classic_config.nodes.2 = rabbit2@localhost
+cluster_formation.classic_config.nodes.3 = rabbit3@localhost
+CONF
+  {
+    echo '#!/usr/bin/env bash'
+    echo "# Written by deploy/cluster.sh: rabbit$1 in the foreground."
+    rabbit_env "$1"
+    echo 'exec /usr/lib/rabbitmq/bin/rabbitmq-server'
+  } >"$DIR/rabbit$1.sh"
+  chmod +x "$DIR/rabbit$1.sh"
 }
 
 # command_of NAME: the command line NAME runs, with its own environment.
 command_of() {
   case $1 in
+    rabbit[123]) [ "${1#rabbit}" -le "$RABBIT_NODES" ] || die "no process named $1 (one of: ${SERVICES[*]})"; echo "$DIR/$1.sh" ;;
     temporal) echo "$BIN/temporal-server --config-file $DIR/temporal.yaml --allow-no-auth start" ;;
     ui) echo "$BIN/sagaflow ui" ;;
     sim) echo "$BIN/sagaflow sim" ;;
-    api1) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8080 $BIN/sagaflow api" ;;
-    api2) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8081 $BIN/sagaflow api" ;;
-    worker1) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9091 $BIN/sagaflow worker" ;;
-    worker2) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9092 $BIN/sagaflow worker" ;;
+    api1) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8080 AMQP_URL=$(amqp_of 1) $BIN/sagaflow api" ;;
+    api2) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8081 AMQP_URL=$(amqp_of 2) $BIN/sagaflow api" ;;
+    worker1) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9091 AMQP_URL=$(amqp_of 1) $BIN/sagaflow worker" ;;
+    worker2) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9092 AMQP_URL=$(amqp_of 2) $BIN/sagaflow worker" ;;
     *) die "no process named $1 (one of: ${SERVICES[*]})" ;;
   esac
 }
@@ -126,6 +209,7 @@ command_of() {
 # health_of NAME: the URL that answers 200 when NAME is up, or a port.
 health_of() {
   case $1 in
+    rabbit[123]) echo "port $((56800 + ${1#rabbit}))" ;;
     temporal) echo "port 7233" ;;
     ui) echo "http://127.0.0.1:8233/" ;;
     sim) echo "port 8095" ;;
@@ -296,7 +380,9 @@ up() {
   for name in "${SERVICES[@]}"; do
     alive "$(supervisor_of "$name")" && die "$name runs already (deploy/cluster.sh status; down first)"
   done
-  for p in 7233 7234 7235 7239 7243 6933 6934 6935 6939 8000 8233 8080 8081 9091 9092 8091 8092 8093 8094 8095; do
+  local rabbit_ports=()
+  [ "$RABBIT_NODES" = 3 ] && rabbit_ports=(56801 56802 56803 56811 56812 56813 "$EPMD_PORT")
+  for p in 7233 7234 7235 7239 7243 6933 6934 6935 6939 8000 8233 8080 8081 9091 9092 8091 8092 8093 8094 8095 "${rabbit_ports[@]}"; do
     port_taken "$p" && die "port $p is taken (is 'make run' running?); stop it first"
   done
   deploy/stack.sh up
@@ -314,6 +400,11 @@ up() {
   write_config
 
   cluster_env
+  if [ "$RABBIT_NODES" = 3 ]; then
+    rabbit_up
+  else
+    rm -f "$DIR/rabbitmq_nodes"
+  fi
   start temporal
   wait_up temporal 60 || die "the Temporal server does not listen on 7233 after 60 s: $(tail -n 20 "$DIR/temporal.log")"
   log "migrating PostgreSQL, registering the namespace, seeding tenants demo and acme"
@@ -324,6 +415,7 @@ up() {
   for name in ui sim worker1 worker2 api1 api2; do
     wait_up "$name" 90 || die "$name is not up after 90 s: $(tail -n 20 "$DIR/$name.log")"
   done
+  [ "$RABBIT_NODES" = 3 ] && rabbit_replicate
   status
   cat <<EOF
 
@@ -337,6 +429,40 @@ up() {
 EOF
 }
 
+# rabbit_up: the three nodes, rabbit1 first (the others join it through
+# classic config peer discovery), then a check that they form one cluster.
+rabbit_up() {
+  local i
+  for i in 1 2 3; do write_rabbit "$i"; done
+  echo 3 >"$DIR/rabbitmq_nodes"
+  (eval "$(rabbit_env 1)" && epmd -port "$EPMD_PORT" -address 127.0.0.1 -daemon)
+  start rabbit1
+  wait_up rabbit1 90 || die "rabbit1 is not up after 90 s: $(tail -n 20 "$DIR/rabbit1.log")"
+  start rabbit2
+  start rabbit3
+  for i in 2 3; do
+    wait_up "rabbit$i" 90 || die "rabbit$i is not up after 90 s: $(tail -n 20 "$DIR/rabbit$i.log")"
+  done
+  for ((i = 0; i < 60; i++)); do
+    [ "$(rabbitctl cluster_status --formatter json 2>/dev/null | jq '.running_nodes | length')" = 3 ] && break
+    sleep 1
+  done
+  [ "$i" -lt 60 ] || die "the three RabbitMQ nodes do not form one cluster: $(rabbitctl cluster_status 2>&1 | tail -n 20)"
+  log "rabbitmq: rabbit1..3@localhost clustered on 56801-56803"
+}
+
+# rabbit_replicate: a member of every quorum queue on every node (the
+# queues exist once the workers have declared them).
+rabbit_replicate() {
+  local i
+  for i in 1 2 3; do
+    (eval "$(rabbit_env 1)" && /usr/lib/rabbitmq/bin/rabbitmq-queues grow "rabbit$i@localhost" all >>"$DIR/rabbitmq-grow.log" 2>&1) \
+      || die "rabbitmq-queues grow rabbit$i failed: $(tail -n 5 "$DIR/rabbitmq-grow.log")"
+  done
+  log "rabbitmq: quorum queues: $(rabbitctl list_queues -q name type members --formatter json 2>/dev/null |
+    jq -r '[.[] | select(.type == "quorum") | (.members | length)] | "\(length) queues, members per queue \(unique)"')"
+}
+
 down() {
   local name
   mkdir -p "$DIR"
@@ -347,7 +473,11 @@ down() {
       stop "$name"
     fi
   done
+  if [ "$RABBIT_NODES" = 3 ]; then
+    (eval "$(rabbit_env 1)" && epmd -port "$EPMD_PORT" -kill >/dev/null 2>&1 || true)
+  fi
   if [ "${1:-}" = --purge ]; then
+    rm -rf "$DIR"/rabbit[123] "$DIR/rabbitmq" "$DIR/rabbitmq_nodes"
     stack_env
     for db in temporal temporal_visibility; do
       [ -x "$BIN/temporal-sql-tool" ] && "$BIN/temporal-sql-tool" --plugin postgres12_pgx --ep "$PG_HOST" -p "$PG_PORT" \
@@ -377,12 +507,16 @@ status() {
 }
 
 case ${1:-} in
-  up) up ;;
+  up)
+    set_rabbits "${CLUSTER_RABBITMQ_NODES:-0}"
+    up
+    ;;
   down) down "${2:-}" ;;
   status) status ;;
   env)
     deploy/stack.sh env
     echo "export TEMPORAL_ADDRESS='127.0.0.1:7233'"
+    echo "export SAGAFLOW_CLUSTER_RABBITMQ_NODES='$RABBIT_NODES'"
     echo "export SAGAFLOW_CLUSTER_API_URLS='http://127.0.0.1:8080 http://127.0.0.1:8081'"
     ;;
   kill)
@@ -390,6 +524,12 @@ case ${1:-} in
     command_of "$2" >/dev/null
     pid=$(pid_of "$2")
     alive "$pid" || die "$2 is not running"
+    case $2 in
+      rabbit[123]) # the node is the Erlang VM the script started, not the script
+        beam=$(cat "$DIR/$2/beam.pid" 2>/dev/null || true)
+        alive "$beam" && kill -KILL "$beam"
+        ;;
+    esac
     kill -KILL "$pid"
     log "killed $2 (pid $pid); its supervisor starts it again"
     ;;
@@ -403,6 +543,11 @@ case ${1:-} in
     cluster_env
     start "$2"
     wait_up "$2" 90 || die "$2 is not up after 90 s: $(tail -n 20 "$DIR/$2.log")"
+    ;;
+  rabbitmqctl)
+    [ "$RABBIT_NODES" = 3 ] || die "the cluster runs no RabbitMQ nodes of its own (CLUSTER_RABBITMQ_NODES=3 deploy/cluster.sh up)"
+    shift
+    rabbitctl "$@"
     ;;
   restart)
     [ -n "${2:-}" ] || die "restart NAME"

@@ -84,7 +84,8 @@ func newSyncRun(t *testing.T, c *cluster, tag string, skus int) *syncRun {
 func sku(i int) string { return fmt.Sprintf("SKU-%04d", i) }
 
 // put changes every SKU rounds times through the APIs, 16 clients at once,
-// each SKU's changes in order; during[n] starts in its own goroutine when
+// each SKU's changes in order (prices in tens of won, which bazaar
+// requires); during[n] starts in its own goroutine when
 // the n-th change is sent. Each PUT is retried across the APIs until
 // answered (the same body is idempotent: it changes nothing twice). It
 // returns when every change is answered and every fault has returned.
@@ -101,7 +102,7 @@ func (s *syncRun) put(t *testing.T, rounds int, during map[int]func()) time.Dura
 						faults.Go(f)
 					}
 					name := fmt.Sprintf("%s %s round %d", s.tenant, sku(i), round+1)
-					body := map[string]any{"name": name, "price": map[string]any{"amount": 1000 + 10*round + i, "currency": "KRW"},
+					body := map[string]any{"name": name, "price": map[string]any{"amount": 1000 + 10*(round+i), "currency": "KRW"},
 						"stock": 10*i + round, "attributes": map[string]string{"tenant": s.tenant}}
 					var out struct {
 						Version int64 `json:"version"`
@@ -116,6 +117,9 @@ func (s *syncRun) put(t *testing.T, rounds int, during map[int]func()) time.Dura
 						s.latest[sku(i)], s.names[sku(i)] = out.Version, name
 					}
 					s.mu.Unlock()
+					// About 160 changes a second in all: the burst lasts
+					// long enough for a fault to land in its middle.
+					time.Sleep(100 * time.Millisecond)
 				}
 			}
 		})
