@@ -41,11 +41,13 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 )
 
@@ -55,6 +57,9 @@ type Change struct {
 	Schema    string
 	Product   catalog.Product
 	MessageID string
+	// Trace is the W3C context of the message that carried the change:
+	// the sync links its push to it.
+	Trace telemetry.TraceContext
 }
 
 // Sink hands a batch of coalesced changes (at most one per (tenant, SKU):
@@ -308,8 +313,10 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	if ch.IsClosed() {
 		return errors.New("ingest: channel closed")
 	}
-	wait := func(err error) error { return c.retryWait(ctx, ch, len(ds), failed, err) }
 	es := parse(ds)
+	ctx, span := c.startBatchSpan(ctx, es)
+	defer span.End()
+	wait := func(err error) error { return c.retryWait(ctx, ch, len(ds), failed, err) }
 	if err := untilDone(func() error { return c.resolveTenants(ctx, es) }, wait); err != nil {
 		return err
 	}
@@ -566,7 +573,12 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 		if e.state != invalid {
 			continue
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.DeadExchange, e.d.RoutingKey, false, false, deadCopy(e.d, e.reason))
+		msg := deadCopy(e.d, e.reason)
+		// The copy carries the checked context, never the headers as they came.
+		delete(msg.Headers, rabbit.TraceparentHeader)
+		delete(msg.Headers, rabbit.TracestateHeader)
+		maps.Copy(msg.Headers, rabbit.HeadersOf(trace.ContextWithSpanContext(ctx, e.trace)))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.DeadExchange, e.d.RoutingKey, false, false, msg)
 		if err != nil {
 			return fmt.Errorf("ingest: dead-letter: %w", err)
 		}
@@ -594,6 +606,31 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 		"first_reason", truncate(dead[0].reason, maxReasonBytes))
 	c.deadLettered.Add(int64(len(dead)))
 	return nil
+}
+
+// maxBatchLinks bounds the links of a batch's span (the SDK's default
+// limit): a batch of 2000 messages links to the first 128.
+const maxBatchLinks = 128
+
+// startBatchSpan gives every entry its trace context — the message's W3C
+// headers if they are valid, else (an external publisher, a malformed or
+// hostile header) a new root trace of its own, started by a "receive" span
+// — and starts the batch's CONSUMER span, linked to them.
+func (c *Consumer) startBatchSpan(ctx context.Context, es []entry) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, min(len(es), maxBatchLinks))
+	for i := range es {
+		e := &es[i]
+		e.trace = rabbit.TraceContextFrom(e.d.Headers).SpanContext()
+		if !e.trace.IsValid() {
+			_, root := rabbit.StartReceive(ctx, catalog.IngestQueue, e.d.MessageId)
+			e.trace = root.SpanContext()
+			root.End()
+		}
+		if len(links) < maxBatchLinks {
+			links = append(links, trace.Link{SpanContext: e.trace})
+		}
+	}
+	return rabbit.StartProcess(ctx, catalog.IngestQueue, len(es), links)
 }
 
 func (c *Consumer) backoff(attempt int) time.Duration {
