@@ -26,14 +26,9 @@ const (
 // Put HeadersOf(the returned context) in the message's headers.
 func StartPublish(ctx context.Context, exchange, routingKey, messageID string) (context.Context, trace.Span) {
 	return otel.Tracer(tracerName).Start(ctx, "publish "+exchange, trace.WithSpanKind(trace.SpanKindProducer),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "rabbitmq"),
-			attribute.String("messaging.operation.name", "publish"),
-			attribute.String("messaging.operation.type", "send"),
-			attribute.String("messaging.destination.name", exchange),
+		messaging("publish", "send", exchange,
 			attribute.String("messaging.rabbitmq.destination.routing_key", routingKey),
-			attribute.String("messaging.message.id", messageID),
-		))
+			attribute.String("messaging.message.id", messageID)))
 }
 
 // StartProcess starts the CONSUMER span of processing a batch of messages
@@ -43,13 +38,7 @@ func StartPublish(ctx context.Context, exchange, routingKey, messageID string) (
 func StartProcess(ctx context.Context, queue string, messages int, links []trace.Link) (context.Context, trace.Span) {
 	return otel.Tracer(tracerName).Start(ctx, "process "+queue, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(),
 		trace.WithLinks(links...),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "rabbitmq"),
-			attribute.String("messaging.operation.name", "process"),
-			attribute.String("messaging.operation.type", "process"),
-			attribute.String("messaging.destination.name", queue),
-			attribute.Int("messaging.batch.message_count", messages),
-		))
+		messaging("process", "process", queue, attribute.Int("messaging.batch.message_count", messages)))
 }
 
 // StartReceive starts the CONSUMER span that roots a new trace for a
@@ -57,13 +46,18 @@ func StartProcess(ctx context.Context, queue string, messages int, links []trace
 // or headers refused as malformed), named "receive <queue>".
 func StartReceive(ctx context.Context, queue, messageID string) (context.Context, trace.Span) {
 	return otel.Tracer(tracerName).Start(ctx, "receive "+queue, trace.WithSpanKind(trace.SpanKindConsumer), trace.WithNewRoot(),
-		trace.WithAttributes(
-			attribute.String("messaging.system", "rabbitmq"),
-			attribute.String("messaging.operation.name", "receive"),
-			attribute.String("messaging.operation.type", "receive"),
-			attribute.String("messaging.destination.name", queue),
-			attribute.String("messaging.message.id", messageID),
-		))
+		messaging("receive", "receive", queue, attribute.String("messaging.message.id", messageID)))
+}
+
+// messaging is the attributes of the messaging conventions for RabbitMQ
+// that every span of the bus has, plus extra.
+func messaging(operation, operationType, destination string, extra ...attribute.KeyValue) trace.SpanStartOption {
+	return trace.WithAttributes(append([]attribute.KeyValue{
+		attribute.String("messaging.system", "rabbitmq"),
+		attribute.String("messaging.operation.name", operation),
+		attribute.String("messaging.operation.type", operationType),
+		attribute.String("messaging.destination.name", destination),
+	}, extra...)...)
 }
 
 // HeadersOf is the headers that carry ctx's span context (traceparent and,
