@@ -462,7 +462,7 @@ func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.Par
 			return nil, err
 		}
 		out = append(out, parked)
-		a.logger().Warn("sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
+		a.logger().WarnContext(ctx, "sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
 			"channel", in.Channel.ID, "sku", it.SKU, "version", it.Version, "attempts", it.Attempts, "error", it.Error, "parked_id", parked.ID)
 	}
 	if a.SyncMetrics != nil {

@@ -336,7 +336,7 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 		}
 	}
 	if len(refused) > 0 {
-		c.log.Warn("ingest: changes refused for good; dead-lettering their messages", "items", len(refused),
+		c.log.WarnContext(ctx, "ingest: changes refused for good; dead-lettering their messages", "items", len(refused),
 			"first_tenant", refused[0].tenant.Name, "first_sku", refused[0].product.SKU, "first_reason", truncate(refused[0].reason, maxReasonBytes))
 	}
 	c.refused.Add(int64(len(refused)))
@@ -466,7 +466,7 @@ func (c *Consumer) retryWait(ctx context.Context, ch *amqp.Channel, deliveries i
 	c.failures.Add(1)
 	*failed++
 	wait := c.backoff(*failed)
-	c.log.Warn("ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
+	c.log.WarnContext(ctx, "ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
 	if !backoff.Sleep(ctx, wait) {
 		return ctx.Err()
 	}
@@ -531,7 +531,7 @@ func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 		cmds[i] = pipe.Exists(ctx, c.key(keyOf(e)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		c.log.Warn("ingest: dedupe check failed; treating the batch as new", "error", err)
+		c.log.WarnContext(ctx, "ingest: dedupe check failed; treating the batch as new", "error", err)
 		return
 	}
 	for i, e := range fresh {
@@ -558,7 +558,7 @@ func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
 		return
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		c.log.Warn("ingest: recording delivered message ids failed", "error", err)
+		c.log.WarnContext(ctx, "ingest: recording delivered message ids failed", "error", err)
 	}
 }
 
@@ -602,7 +602,7 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 	for _, e := range dead {
 		e.state = deadLettered
 	}
-	c.log.Info("ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
+	c.log.InfoContext(ctx, "ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
 		"first_reason", truncate(dead[0].reason, maxReasonBytes))
 	c.deadLettered.Add(int64(len(dead)))
 	return nil
