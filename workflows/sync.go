@@ -609,7 +609,7 @@ func (cw *ChannelWork) setTrace(sku, traceparent string) {
 // pruneTraces forgets the traces of SKUs no longer wanted, so they never
 // outnumber Want.
 func (cw *ChannelWork) pruneTraces() {
-	for sku := range cw.traces {
+	for _, sku := range sortedKeys(cw.traces) {
 		if _, ok := cw.Want[sku]; !ok {
 			delete(cw.traces, sku)
 		}
