@@ -149,14 +149,6 @@ func run(m *testing.M) int {
 		logw = os.Stderr
 	}
 	log := telemetry.NewLogger(logw, "text", slog.LevelInfo)
-	// As the processes do: the OTEL_* variables decide (unset: spans are
-	// not recorded); a test may install its own (testenv.RecordSpans).
-	stopTracing, err := telemetry.SetupTracing(ctx, "sagaflow-test", log)
-	if err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	defer func() { _ = stopTracing(context.Background()) }()
 
 	startCtx, startCancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer startCancel()

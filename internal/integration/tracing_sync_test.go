@@ -151,7 +151,7 @@ func TestTracing_one_put_is_one_connected_trace_down_to_the_market(t *testing.T)
 func attr(s sdktrace.ReadOnlySpan, key string) string {
 	for _, kv := range s.Attributes() {
 		if kv.Key == attribute.Key(key) {
-			return kv.Value.Emit()
+			return kv.Value.String()
 		}
 	}
 	return ""

@@ -5,6 +5,9 @@ import (
 	"testing"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.temporal.io/sdk/interceptor"
 	"go.temporal.io/sdk/testsuite"
 	"go.temporal.io/sdk/worker"
@@ -26,7 +29,11 @@ func tracedWorkflow(ctx workflow.Context) (string, error) {
 // builds it before telemetry.SetupTracing or a test sets one: the spans must
 // still reach the provider installed later.
 func TestTracingInterceptor_uses_the_provider_installed_later(t *testing.T) {
-	first := testenv.RecordSpans(t) // the provider at dial time
+	// The provider at dial time, as telemetry.SetupTracing installs it.
+	first := tracetest.NewSpanRecorder()
+	prev := otel.GetTracerProvider()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(first)))
+	t.Cleanup(func() { otel.SetTracerProvider(prev) })
 	i, err := TracingInterceptor()
 	if err != nil {
 		t.Fatal(err)

@@ -33,3 +33,19 @@ func TestRecordSpans_records_global_spans_and_restores_the_provider(t *testing.T
 		t.Fatal("the previous tracer provider was not restored")
 	}
 }
+
+// A tracer taken before any test installed a provider (the global API's
+// delegate) reports to each later test's recorder, not only the first.
+func TestRecordSpans_reaches_tracers_taken_before(t *testing.T) {
+	early := otel.Tracer("early")
+	for _, name := range []string{"first", "second"} {
+		t.Run(name, func(t *testing.T) {
+			rec := RecordSpans(t)
+			_, span := early.Start(context.Background(), name)
+			span.End()
+			if ended := rec.Ended(); len(ended) != 1 || ended[0].Name() != name {
+				t.Fatalf("recorded %d spans, want %q", len(ended), name)
+			}
+		})
+	}
+}
