@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: help cluster cluster-down cluster-status test-cluster lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean
+.PHONY: help cluster cluster-down cluster-status test-cluster lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean traces
 
 .DEFAULT_GOAL := help
 help: ## this list
@@ -16,6 +16,19 @@ help: ## this list
 
 run: up build ## the whole system in one process, with tenants demo and acme
 	@$(STACK_ENV); exec $(BIN) dev
+
+# A trace viewer with nothing but Go: Jaeger v1.75.0, built from its own
+# module (tools/jaeger: its dependencies would fight the Temporal server's),
+# spans in memory, OTLP on 4317 (gRPC) and 4318 (HTTP), query API on 16686.
+# Its web UI is a placeholder (the UI assets are not in the Go module); read
+# traces with `cd tools/jaeger && go run ./tracetree TRACE_ID`. docs/tracing.md.
+JAEGER := bin/jaeger
+traces: ## run Jaeger (OTLP 4317/4318, query 16686); export with the endpoint it prints
+	@cd tools/jaeger && $(GO) build -o ../../$(JAEGER) github.com/jaegertracing/jaeger/cmd/jaeger
+	@echo "export to it: OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$${JAEGER_OTLP_HTTP_PORT:-4318} make run"
+	@echo "   (gRPC: OTEL_EXPORTER_OTLP_PROTOCOL=grpc OTEL_EXPORTER_OTLP_ENDPOINT=http://127.0.0.1:$${JAEGER_OTLP_GRPC_PORT:-4317})"
+	@echo "read a trace: cd tools/jaeger && go run ./tracetree TRACE_ID    (API: http://127.0.0.1:$${JAEGER_UI_PORT:-16686}/api/traces/TRACE_ID)"
+	@exec $(JAEGER) --config=file:tools/jaeger/config.yaml
 
 up: ## start (installing if needed) PostgreSQL, Redis and RabbitMQ under .data/
 	@deploy/stack.sh up

@@ -10,11 +10,14 @@ import (
 	"strings"
 	"time"
 
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/trace"
 	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/temporal"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/market"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // CatalogStore is one tenant's products, channels, synced versions and
@@ -72,6 +75,10 @@ const (
 type SKUVersion struct {
 	SKU     string `json:"sku"`
 	Version int64  `json:"version"`
+	// Traceparent is the W3C context of the change that brought the
+	// version (optional): the push links its span to it, as one push
+	// carries items of many traces.
+	Traceparent string `json:"traceparent,omitempty"`
 }
 
 // ChannelRef is what the sync workflow keeps of a channel.
@@ -248,6 +255,7 @@ type PushResult struct {
 // nor is a deleted channel (ErrTypeChannelGone). What the market applied
 // before a failure is recorded all the same.
 func (a *Activities) PushProducts(ctx context.Context, in PushInput) (out PushResult, _ error) {
+	linkItems(ctx, in.Items)
 	res := PushResult{Synced: map[string]int64{}}
 	store := a.Catalog(in.Schema)
 	ch, err := store.Channel(ctx, in.ChannelID)
@@ -321,6 +329,30 @@ func (a *Activities) PushProducts(ctx context.Context, in PushInput) (out PushRe
 		return res, classifyPushError(ctx, ch, pushErr)
 	}
 	return res, nil
+}
+
+// maxPushLinks bounds the links of one push's span (the SDK's default limit).
+const maxPushLinks = 128
+
+// linkItems links the activity's span (the tracing interceptor's
+// RunActivity) to the context of each item's change, so that each PUT's
+// trace leads to the push that carried it and to the market call below it.
+// A traceparent that does not parse is skipped.
+func linkItems(ctx context.Context, items []SKUVersion) {
+	span := trace.SpanFromContext(ctx)
+	if !span.IsRecording() {
+		return
+	}
+	n := 0
+	for _, it := range items {
+		if n == maxPushLinks {
+			break
+		}
+		if sc := (telemetry.TraceContext{Traceparent: it.Traceparent}).SpanContext(); sc.IsValid() {
+			span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("sagaflow.sku", it.SKU)}})
+			n++
+		}
+	}
 }
 
 // unparkSynced removes the parked items that the push's synced versions
@@ -444,7 +476,7 @@ func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.Par
 			return nil, err
 		}
 		out = append(out, parked)
-		a.logger().Warn("sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
+		a.logger().WarnContext(ctx, "sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
 			"channel", in.Channel.ID, "sku", it.SKU, "version", it.Version, "attempts", it.Attempts, "error", it.Error, "parked_id", parked.ID)
 	}
 	a.syncMetrics().Parked(in.Channel.Market, in.Tenant, len(out))

@@ -127,6 +127,10 @@ type ChannelWork struct {
 	// in flight, never carried across continue-as-new
 	inflight   map[string]int64
 	activityID string
+	// traces is the W3C traceparent of the change that brought each wanted
+	// version, when it came with one; the push links to them. Only within
+	// one run (a run that continues as new starts without them).
+	traces map[string]string
 }
 
 // Backfill is a channel's catch-up: the pages read so far end at After.
@@ -481,6 +485,7 @@ func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
 				cw.Want = map[string]int64{}
 			}
 			cw.Want[c.SKU] = c.Version
+			cw.setTrace(c.SKU, c.Traceparent)
 		}
 	}
 }
@@ -577,14 +582,38 @@ func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 		in.WorkflowID = workflow.GetInfo(ctx).WorkflowExecution.ID
 	}
 	cw.inflight = make(map[string]int64, len(skus))
+	cw.pruneTraces()
 	for _, sku := range skus {
-		in.Items = append(in.Items, activities.SKUVersion{SKU: sku, Version: cw.Want[sku]})
+		in.Items = append(in.Items, activities.SKUVersion{SKU: sku, Version: cw.Want[sku], Traceparent: cw.traces[sku]})
 		cw.inflight[sku] = cw.Want[sku]
 	}
 	s.seq++
 	cw.activityID = fmt.Sprintf("push:%s:%d", id, s.seq)
 	ctx = workflow.WithActivityOptions(ctx, withActivityID(workflow.GetActivityOptions(ctx), cw.activityID))
 	return workflow.ExecuteActivity(ctx, a.PushProducts, in)
+}
+
+// setTrace records the traceparent of sku's wanted version (none: forget
+// the older version's).
+func (cw *ChannelWork) setTrace(sku, traceparent string) {
+	if traceparent == "" {
+		delete(cw.traces, sku)
+		return
+	}
+	if cw.traces == nil {
+		cw.traces = map[string]string{}
+	}
+	cw.traces[sku] = traceparent
+}
+
+// pruneTraces forgets the traces of SKUs no longer wanted, so they never
+// outnumber Want.
+func (cw *ChannelWork) pruneTraces() {
+	for _, sku := range sortedKeys(cw.traces) {
+		if _, ok := cw.Want[sku]; !ok {
+			delete(cw.traces, sku)
+		}
+	}
 }
 
 func withActivityID(o workflow.ActivityOptions, id string) workflow.ActivityOptions {
@@ -727,6 +756,7 @@ func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
 				cw.Want = map[string]int64{}
 			}
 			cw.Want[act.SKU] = version
+			cw.setTrace(act.SKU, "")
 		}
 		full := s.bounded && cw.Backfill != nil && (len(cw.Backfill.Discarded) >= maxDiscarded ||
 			(!cw.Backfill.Again && act.SKU <= cw.Backfill.After))

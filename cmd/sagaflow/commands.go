@@ -27,6 +27,23 @@ func (c *cli) logger() *slog.Logger {
 	return telemetry.NewLogger(os.Stderr, c.cfg.LogFormat, level)
 }
 
+// tracing installs the process's tracer provider (telemetry.SetupTracing,
+// configured by the standard OTEL_* variables) and returns what flushes it
+// when the command ends.
+func (c *cli) tracing(ctx context.Context, service string, log *slog.Logger) (func(), error) {
+	shutdown, err := telemetry.SetupTracing(ctx, service, log)
+	if err != nil {
+		return nil, err
+	}
+	return func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		if err := shutdown(ctx); err != nil {
+			log.Warn("traces not flushed", "error", err)
+		}
+	}, nil
+}
+
 func (c *cli) devCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "dev",
@@ -34,6 +51,11 @@ func (c *cli) devCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log, start := cmd.Context(), c.logger(), time.Now()
+			stopTracing, err := c.tracing(ctx, "sagaflow-dev", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			c.cfg.Env = config.EnvDev // simulators on loopback, the dev secret key
 			a, err := app.Open(ctx, c.cfg, log, app.Options{EmbedTemporal: true, Migrate: true})
 			if err != nil {
@@ -99,6 +121,11 @@ func (c *cli) apiCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log := cmd.Context(), c.logger()
+			stopTracing, err := c.tracing(ctx, "sagaflow-api", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			a, err := app.Open(ctx, c.cfg, log, app.Options{})
 			if err != nil {
 				return err
@@ -125,6 +152,11 @@ func (c *cli) workerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log := cmd.Context(), c.logger()
+			stopTracing, err := c.tracing(ctx, "sagaflow-worker", log)
+			if err != nil {
+				return err
+			}
+			defer stopTracing()
 			a, err := app.Open(ctx, c.cfg, log, app.Options{})
 			if err != nil {
 				return err

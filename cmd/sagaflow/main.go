@@ -86,5 +86,9 @@ func envHelp() string {
 		fmt.Fprintf(w, "%s\t--%s\t%s\t%s\n", v.Env, v.Flag, def, v.Help)
 	}
 	_ = w.Flush()
+	b.WriteString("\nTracing: the standard OpenTelemetry variables (not flags): OTEL_EXPORTER_OTLP_ENDPOINT or\n" +
+		"OTEL_EXPORTER_OTLP_TRACES_ENDPOINT turns export on (unset: nothing is recorded or exported),\n" +
+		"OTEL_EXPORTER_OTLP_PROTOCOL grpc|http/protobuf (default http/protobuf), OTEL_SERVICE_NAME,\n" +
+		"OTEL_TRACES_SAMPLER, OTEL_TRACES_SAMPLER_ARG; see docs/tracing.md.\n")
 	return b.String()
 }

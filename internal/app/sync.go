@@ -56,7 +56,8 @@ func (s syncSink) Deliver(ctx context.Context, changes []ingest.Change) error {
 	groups := map[shardKey][]activities.SKUVersion{}
 	for _, ch := range changes {
 		k := shardKey{ch.Tenant, ch.Schema, catalog.Shard(ch.Product.SKU, s.shards)}
-		groups[k] = append(groups[k], activities.SKUVersion{SKU: ch.Product.SKU, Version: ch.Product.Version})
+		groups[k] = append(groups[k], activities.SKUVersion{SKU: ch.Product.SKU, Version: ch.Product.Version,
+			Traceparent: ch.Trace.Traceparent})
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)

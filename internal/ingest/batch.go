@@ -2,14 +2,17 @@ package ingest
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"slices"
 	"strings"
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 )
 
@@ -40,6 +43,9 @@ type entry struct {
 	env     catalog.Envelope
 	product catalog.Product
 	tenant  tenant.Tenant
+	// trace is the message's creation context (its W3C headers, checked),
+	// or a new root if it came without a valid one.
+	trace trace.SpanContext
 }
 
 // parse parses every delivery of a batch.
@@ -111,7 +117,8 @@ type item struct {
 }
 
 func (it *item) change() Change {
-	return Change{Tenant: it.tenant.Name, Schema: it.tenant.Schema, Product: it.product, MessageID: it.carrier.env.MessageID}
+	return Change{Tenant: it.tenant.Name, Schema: it.tenant.Schema, Product: it.product, MessageID: it.carrier.env.MessageID,
+		Trace: telemetry.TraceContextOf(trace.ContextWithSpanContext(context.Background(), it.carrier.trace))}
 }
 
 // refuse records that the item cannot be ingested, and marks its entries

@@ -42,11 +42,13 @@ import (
 
 	amqp "github.com/rabbitmq/amqp091-go"
 	"github.com/redis/go-redis/v9"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 )
 
@@ -56,6 +58,9 @@ type Change struct {
 	Schema    string
 	Product   catalog.Product
 	MessageID string
+	// Trace is the W3C context of the message that carried the change:
+	// the sync links its push to it.
+	Trace telemetry.TraceContext
 }
 
 // Sink hands a batch of coalesced changes (at most one per (tenant, SKU):
@@ -390,8 +395,10 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	if ch.IsClosed() {
 		return errors.New("ingest: channel closed")
 	}
-	wait := func(err error) error { return c.retryWait(ctx, ch, len(ds), failed, err) }
 	es := parse(ds)
+	ctx, span := c.startBatchSpan(ctx, es)
+	defer span.End()
+	wait := func(err error) error { return c.retryWait(ctx, ch, len(ds), failed, err) }
 	if err := untilDone(func() error { return c.resolveTenants(ctx, es) }, wait); err != nil {
 		return err
 	}
@@ -411,7 +418,7 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 		}
 	}
 	if len(refused) > 0 {
-		c.log.Warn("ingest: changes refused for good; dead-lettering their messages", "items", len(refused),
+		c.log.WarnContext(ctx, "ingest: changes refused for good; dead-lettering their messages", "items", len(refused),
 			"first_tenant", refused[0].tenant.Name, "first_sku", refused[0].product.SKU, "first_reason", truncate(refused[0].reason, maxReasonBytes))
 	}
 	c.refused.Add(int64(len(refused)))
@@ -544,7 +551,7 @@ func (c *Consumer) retryWait(ctx context.Context, ch *amqp.Channel, deliveries i
 	c.failures.Add(1)
 	*failed++
 	wait := c.backoff(*failed)
-	c.log.Warn("ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
+	c.log.WarnContext(ctx, "ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
 	if !backoff.Sleep(ctx, wait) {
 		return ctx.Err()
 	}
@@ -609,7 +616,7 @@ func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 		cmds[i] = pipe.Exists(ctx, c.key(keyOf(e)))
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		c.log.Warn("ingest: dedupe check failed; treating the batch as new", "error", err)
+		c.log.WarnContext(ctx, "ingest: dedupe check failed; treating the batch as new", "error", err)
 		return
 	}
 	for i, e := range fresh {
@@ -636,7 +643,7 @@ func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
 		return
 	}
 	if _, err := pipe.Exec(ctx); err != nil {
-		c.log.Warn("ingest: recording delivered message ids failed", "error", err)
+		c.log.WarnContext(ctx, "ingest: recording delivered message ids failed", "error", err)
 	}
 }
 
@@ -651,7 +658,12 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 		if e.state != invalid {
 			continue
 		}
-		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.DeadExchange, e.d.RoutingKey, false, false, deadCopy(e.d, e.reason))
+		msg := deadCopy(e.d, e.reason)
+		// The copy carries the checked context, never the headers as they came.
+		delete(msg.Headers, rabbit.TraceparentHeader)
+		delete(msg.Headers, rabbit.TracestateHeader)
+		maps.Copy(msg.Headers, rabbit.HeadersOf(trace.ContextWithSpanContext(ctx, e.trace)))
+		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.DeadExchange, e.d.RoutingKey, false, false, msg)
 		if err != nil {
 			return fmt.Errorf("ingest: dead-letter: %w", err)
 		}
@@ -680,10 +692,35 @@ func (c *Consumer) deadLetter(ctx context.Context, ch *amqp.Channel, es []entry)
 	for class, n := range classes {
 		c.opts.Metrics.DeadLettered(class, n)
 	}
-	c.log.Info("ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
+	c.log.InfoContext(ctx, "ingest: dead-lettered messages", "count", len(dead), "first_routing_key", dead[0].d.RoutingKey,
 		"first_reason", truncate(dead[0].reason, maxReasonBytes))
 	c.deadLettered.Add(int64(len(dead)))
 	return nil
+}
+
+// maxBatchLinks bounds the links of a batch's span (the SDK's default
+// limit): a batch of 2000 messages links to the first 128.
+const maxBatchLinks = 128
+
+// startBatchSpan gives every entry its trace context — the message's W3C
+// headers if they are valid, else (an external publisher, a malformed or
+// hostile header) a new root trace of its own, started by a "receive" span
+// — and starts the batch's CONSUMER span, linked to them.
+func (c *Consumer) startBatchSpan(ctx context.Context, es []entry) (context.Context, trace.Span) {
+	links := make([]trace.Link, 0, min(len(es), maxBatchLinks))
+	for i := range es {
+		e := &es[i]
+		e.trace = rabbit.TraceContextFrom(e.d.Headers).SpanContext()
+		if !e.trace.IsValid() {
+			_, root := rabbit.StartReceive(ctx, catalog.IngestQueue, e.d.MessageId)
+			e.trace = root.SpanContext()
+			root.End()
+		}
+		if len(links) < maxBatchLinks {
+			links = append(links, trace.Link{SpanContext: e.trace})
+		}
+	}
+	return rabbit.StartProcess(ctx, catalog.IngestQueue, len(es), links)
 }
 
 func (c *Consumer) backoff(attempt int) time.Duration {

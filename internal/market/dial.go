@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // ErrAddressRefused means a base URL's host resolved to an address that is
@@ -94,7 +95,7 @@ func newHTTPClient(timeout time.Duration, allowPrivate bool) *http.Client {
 	}
 	return &http.Client{
 		Timeout:   timeout,
-		Transport: tr,
+		Transport: telemetry.HTTPTransport(tr),
 		CheckRedirect: func(*http.Request, []*http.Request) error {
 			return http.ErrUseLastResponse
 		},

@@ -27,9 +27,12 @@ import (
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
 	amqp "github.com/rabbitmq/amqp091-go"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // Channel is the PostgreSQL NOTIFY channel that wakes the relays; the
@@ -296,6 +299,9 @@ type message struct {
 	typ        string
 	payload    []byte
 	createdAt  time.Time
+	// trace is the context of the transaction that wrote the row: the
+	// message is published in that trace.
+	trace telemetry.TraceContext
 }
 
 // RunOnce claims up to Batch unsent rows of schema's outbox, publishes them
@@ -306,14 +312,15 @@ func (r *Relay) RunOnce(ctx context.Context, schema string) (int, error) {
 	table := pgx.Identifier{schema, "outbox"}.Sanitize()
 	var claimed int
 	err := pgx.BeginFunc(ctx, r.pool, func(tx pgx.Tx) error {
-		rows, err := tx.Query(ctx, `SELECT id, message_id::text, exchange, routing_key, type, payload, created_at
+		rows, err := tx.Query(ctx, `SELECT id, message_id::text, exchange, routing_key, type, payload, created_at,
+				coalesce(traceparent, ''), coalesce(tracestate, '')
 			FROM `+table+` WHERE sent_at IS NULL ORDER BY id LIMIT $1 FOR UPDATE SKIP LOCKED`, r.opts.Batch)
 		if err != nil {
 			return err
 		}
 		msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (message, error) {
 			var m message
-			err := row.Scan(&m.id, &m.messageID, &m.exchange, &m.routingKey, &m.typ, &m.payload, &m.createdAt)
+			err := row.Scan(&m.id, &m.messageID, &m.exchange, &m.routingKey, &m.typ, &m.payload, &m.createdAt, &m.trace.Traceparent, &m.trace.Tracestate)
 			return m, err
 		})
 		if err != nil {
@@ -349,8 +356,21 @@ func (r *Relay) publish(ctx context.Context, msgs []message) error {
 		return fmt.Errorf("%w: %w", errBroker, err)
 	}
 	confirms := make([]*amqp.DeferredConfirmation, 0, len(msgs))
+	// One PRODUCER span per message, in the trace of the transaction that
+	// wrote its row (a row without one starts a new trace), ended once the
+	// broker confirmed it.
+	spans := make([]trace.Span, 0, len(msgs))
+	defer func() {
+		for _, sp := range spans {
+			sp.End()
+		}
+	}()
 	for _, m := range msgs {
+		parent := trace.ContextWithSpanContext(ctx, m.trace.SpanContext())
+		pctx, span := rabbit.StartPublish(parent, m.exchange, m.routingKey, m.messageID)
+		spans = append(spans, span)
 		dc, err := ch.PublishWithDeferredConfirmWithContext(ctx, m.exchange, m.routingKey, false, false, amqp.Publishing{
+			Headers:      rabbit.HeadersOf(pctx),
 			ContentType:  "application/json",
 			DeliveryMode: amqp.Persistent,
 			MessageId:    m.messageID,
@@ -360,6 +380,7 @@ func (r *Relay) publish(ctx context.Context, msgs []message) error {
 		})
 		if err != nil {
 			r.dropChannel()
+			span.SetStatus(codes.Error, "publish failed")
 			return fmt.Errorf("%w: publish %s: %w", errBroker, m.messageID, err)
 		}
 		confirms = append(confirms, dc)
@@ -370,11 +391,13 @@ func (r *Relay) publish(ctx context.Context, msgs []message) error {
 		acked, err := dc.WaitContext(wctx)
 		if err != nil {
 			r.dropChannel()
+			spans[i].SetStatus(codes.Error, "no confirm")
 			return fmt.Errorf("%w: confirm of %s: %w", errBroker, msgs[i].messageID, err)
 		}
 		if !acked {
 			// A nack, or the channel closed before the confirm arrived.
 			r.dropChannel()
+			spans[i].SetStatus(codes.Error, "nacked")
 			return fmt.Errorf("%w: %s not confirmed (nacked or channel closed)", errBroker, msgs[i].messageID)
 		}
 	}

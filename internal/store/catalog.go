@@ -12,9 +12,13 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"go.opentelemetry.io/otel/attribute"
+	"go.opentelemetry.io/otel/codes"
+	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/secret"
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // OutboxChannel is the PostgreSQL NOTIFY channel that wakes the outbox
@@ -86,6 +90,8 @@ func (c *Catalog) PutProduct(ctx context.Context, tenantName string, p catalog.P
 		p.Attributes = map[string]string{}
 	}
 	p.TraceID = traceID
+	ctx, span := startSpan(ctx, "catalog.put_product", attribute.String("sagaflow.tenant", tenantName))
+	defer span.End()
 	var out catalog.Product
 	var changed bool
 	err := pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
@@ -101,6 +107,7 @@ func (c *Catalog) PutProduct(ctx context.Context, tenantName string, p catalog.P
 		return nil
 	})
 	if err != nil {
+		span.SetStatus(codes.Error, "put product failed")
 		return catalog.Product{}, false, fmt.Errorf("put product %s: %w", p.SKU, err)
 	}
 	return out, changed, nil
@@ -153,6 +160,13 @@ func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName strin
 	if err != nil {
 		return fmt.Errorf("encode product: %w", err)
 	}
+	// The row carries the W3C context of this transaction, so that the
+	// relay publishes the message in the request's trace; the envelope's
+	// trace_id is that context's trace id.
+	tc := telemetry.TraceContextOf(ctx)
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		traceID = sc.TraceID().String()
+	}
 	env := catalog.Envelope{
 		MessageID:  uuid.NewString(),
 		TenantID:   tenantName,
@@ -171,8 +185,9 @@ func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName strin
 	if _, _, err := catalog.ParseChange(body, catalog.RoutingKey(tenantName)); err != nil {
 		return fmt.Errorf("envelope the ingest would refuse: %w", err)
 	}
-	if _, err := tx.Exec(ctx, `INSERT INTO `+c.table("outbox")+` (message_id, exchange, routing_key, type, payload)
-		VALUES ($1, $2, $3, $4, $5)`, env.MessageID, catalog.Exchange, catalog.RoutingKey(tenantName), env.Type, body); err != nil {
+	if _, err := tx.Exec(ctx, `INSERT INTO `+c.table("outbox")+` (message_id, exchange, routing_key, type, payload, traceparent, tracestate)
+		VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''))`, env.MessageID, catalog.Exchange, catalog.RoutingKey(tenantName), env.Type, body,
+		tc.Traceparent, tc.Tracestate); err != nil {
 		return fmt.Errorf("enqueue change: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, OutboxChannel, c.schema); err != nil {

@@ -15,6 +15,8 @@ import (
 	"slices"
 	"time"
 
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/trace"
 	enumspb "go.temporal.io/api/enums/v1"
 	"go.temporal.io/api/operatorservice/v1"
 	"go.temporal.io/api/serviceerror"
@@ -34,8 +36,9 @@ type Options struct {
 	// Metrics receives the SDK's metrics; nil drops them.
 	Metrics client.MetricsHandler
 	// Interceptors run around every client and worker call, after the
-	// OpenTelemetry tracing interceptor that Dial always installs (it traces
-	// through the global tracer provider, a no-op until one is set).
+	// OpenTelemetry tracing interceptor that Dial always installs
+	// (TracingInterceptor: it traces through the global tracer provider,
+	// looked up at each span).
 	Interceptors []interceptor.ClientInterceptor
 	// PayloadKeys is SAGAFLOW_PAYLOAD_KEYS (see ParsePayloadKeys): empty
 	// sends payloads in the clear; else the first key encrypts them and
@@ -47,9 +50,9 @@ type Options struct {
 // Dial connects to Temporal, retrying until ctx ends so that a process can
 // start before its Temporal frontend does (docker compose, a restart).
 func Dial(ctx context.Context, o Options) (client.Client, error) {
-	tracing, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{})
+	tracing, err := TracingInterceptor()
 	if err != nil {
-		return nil, fmt.Errorf("temporal: tracing interceptor: %w", err)
+		return nil, err
 	}
 	keys, err := ParsePayloadKeys(o.PayloadKeys)
 	if err != nil {
@@ -84,6 +87,26 @@ func Dial(ctx context.Context, o Options) (client.Client, error) {
 		case <-time.After(min(time.Duration(attempt)*500*time.Millisecond, 5*time.Second)):
 		}
 	}
+}
+
+// TracingInterceptor is the SDK's OpenTelemetry tracing interceptor, made
+// to take its tracer from the global provider each time it starts a span
+// (named "temporal-sdk-go"), not once when the client is dialled: a
+// provider installed later (telemetry.SetupTracing, a test's
+// testenv.RecordSpans) gets the workflow and activity spans. The context
+// travels in the Temporal header "_tracer-data" as W3C traceparent and
+// baggage.
+func TracingInterceptor() (interceptor.Interceptor, error) {
+	i, err := temporalotel.NewTracingInterceptor(temporalotel.TracerOptions{
+		SpanStarter: func(ctx context.Context, _ trace.Tracer, name string, opts ...trace.SpanStartOption) trace.Span {
+			_, span := otel.Tracer("temporal-sdk-go").Start(ctx, name, opts...)
+			return span
+		},
+	})
+	if err != nil {
+		return nil, fmt.Errorf("temporal: tracing interceptor: %w", err)
+	}
+	return i, nil
 }
 
 // EnsureNamespace registers namespace unless it exists, then waits until the

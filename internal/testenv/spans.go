@@ -1,0 +1,79 @@
+package testenv
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"go.opentelemetry.io/otel"
+	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
+	"go.opentelemetry.io/otel/trace"
+	"go.opentelemetry.io/otel/trace/embedded"
+	"go.opentelemetry.io/otel/trace/noop"
+)
+
+// RecordSpans installs, for the rest of test t, a tracer provider that
+// samples every span and keeps the ended ones in memory, as the global
+// provider (with the W3C tracecontext and baggage propagator), and returns
+// its recorder: rec.Ended() lists the spans ended so far. The previous
+// provider and propagator come back when the test ends.
+//
+// The global provider it sets is one per process that passes each span to
+// the provider of the test running now (none between tests: spans are then
+// no-ops): instrumentation that took its tracer before (from the global
+// API's delegate, which binds to the first provider ever set) still reports
+// to the current test. Tests that call it change process-wide state: do not
+// combine it with t.Parallel.
+func RecordSpans(t testing.TB) *tracetest.SpanRecorder {
+	t.Helper()
+	rec := tracetest.NewSpanRecorder()
+	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(rec))
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	recording.mu.Lock()
+	recording.current = tp
+	recording.mu.Unlock()
+	otel.SetTracerProvider(switchProvider{})
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	t.Cleanup(func() {
+		recording.mu.Lock()
+		if recording.current == tp {
+			recording.current = nil
+		}
+		recording.mu.Unlock()
+		otel.SetTracerProvider(prevTP)
+		otel.SetTextMapPropagator(prevProp)
+		_ = tp.Shutdown(context.Background())
+	})
+	return rec
+}
+
+var recording struct {
+	mu      sync.Mutex
+	current *sdktrace.TracerProvider
+}
+
+// switchProvider starts each span with the current test's provider, or a
+// no-op one between tests.
+type switchProvider struct{ embedded.TracerProvider }
+
+func (switchProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return switchTracer{name: name, opts: opts}
+}
+
+type switchTracer struct {
+	embedded.Tracer
+	name string
+	opts []trace.TracerOption
+}
+
+func (t switchTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	recording.mu.Lock()
+	tp := recording.current
+	recording.mu.Unlock()
+	if tp == nil {
+		return noop.NewTracerProvider().Tracer(t.name).Start(ctx, name, opts...)
+	}
+	return tp.Tracer(t.name, t.opts...).Start(ctx, name, opts...)
+}
