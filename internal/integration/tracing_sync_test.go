@@ -8,7 +8,6 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5"
-	"go.opentelemetry.io/otel/attribute"
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 
@@ -146,15 +145,6 @@ func TestTracing_one_put_is_one_connected_trace_down_to_the_market(t *testing.T)
 	if envTrace != traceHex || sc.TraceID().String() != traceHex || sc.SpanID() != tx.SpanContext().SpanID() {
 		t.Fatalf("outbox row: envelope trace_id %q, traceparent %q; want trace %s, span %s", envTrace, traceparent, traceHex, tx.SpanContext().SpanID())
 	}
-}
-
-func attr(s sdktrace.ReadOnlySpan, key string) string {
-	for _, kv := range s.Attributes() {
-		if kv.Key == attribute.Key(key) {
-			return kv.Value.String()
-		}
-	}
-	return ""
 }
 
 func linksTo(s sdktrace.ReadOnlySpan, traceHex string) bool {
