@@ -92,6 +92,12 @@ func (c *Catalog) PutProduct(ctx context.Context, tenantName string, p catalog.P
 	p.TraceID = traceID
 	ctx, span := startSpan(ctx, "catalog.put_product", attribute.String("sagaflow.tenant", tenantName))
 	defer span.End()
+	// The change's trace id is the W3C trace id of its context (the
+	// request's trace, or the root this span started); traceID is kept
+	// only where there is no tracer provider at all.
+	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
+		traceID = sc.TraceID().String()
+	}
 	var out catalog.Product
 	var changed bool
 	err := pgx.BeginFunc(ctx, c.s.pool, func(tx pgx.Tx) error {
@@ -161,12 +167,9 @@ func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName strin
 		return fmt.Errorf("encode product: %w", err)
 	}
 	// The row carries the W3C context of this transaction, so that the
-	// relay publishes the message in the request's trace; the envelope's
-	// trace_id is that context's trace id.
+	// relay publishes the message in the request's trace (PutProduct made
+	// traceID that context's trace id).
 	tc := telemetry.TraceContextOf(ctx)
-	if sc := trace.SpanContextFromContext(ctx); sc.IsValid() {
-		traceID = sc.TraceID().String()
-	}
 	env := catalog.Envelope{
 		MessageID:  uuid.NewString(),
 		TenantID:   tenantName,
