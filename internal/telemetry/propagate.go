@@ -114,20 +114,30 @@ func (lateProp) Fields() []string { return otel.GetTextMapPropagator().Fields() 
 // each time a span starts, for instrumentation that takes its tracer when
 // it is built (otelgin, otelhttp): built before SetupTracing or a test's
 // testenv.RecordSpans, it still reports to the provider set later.
-func LateTracerProvider() trace.TracerProvider { return lateProvider{} }
+func LateTracerProvider() trace.TracerProvider { return DeferredTracerProvider(otel.GetTracerProvider) }
 
-type lateProvider struct{ embedded.TracerProvider }
-
-func (lateProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
-	return lateTracer{name: name, opts: opts}
+// DeferredTracerProvider is a tracer provider whose tracers start each span
+// with the provider get returns at that moment.
+func DeferredTracerProvider(get func() trace.TracerProvider) trace.TracerProvider {
+	return deferredProvider{get: get}
 }
 
-type lateTracer struct {
+type deferredProvider struct {
+	embedded.TracerProvider
+	get func() trace.TracerProvider
+}
+
+func (p deferredProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
+	return deferredTracer{get: p.get, name: name, opts: opts}
+}
+
+type deferredTracer struct {
 	embedded.Tracer
+	get  func() trace.TracerProvider
 	name string
 	opts []trace.TracerOption
 }
 
-func (t lateTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	return otel.GetTracerProvider().Tracer(t.name, t.opts...).Start(ctx, name, opts...)
+func (t deferredTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+	return t.get().Tracer(t.name, t.opts...).Start(ctx, name, opts...)
 }

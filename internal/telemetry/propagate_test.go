@@ -7,9 +7,10 @@ import (
 	"strings"
 	"testing"
 
+	"go.opentelemetry.io/otel"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
+	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 const (
@@ -97,7 +98,9 @@ func TestHTTPTransport_sends_traceparent_and_reports_to_the_provider_of_the_mome
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { got = r.Header.Get("traceparent") }))
 	defer srv.Close()
 	client := &http.Client{Transport: HTTPTransport(http.DefaultTransport)} // built before the provider
-	rec := testenv.RecordSpans(t)
+	rec := tracetest.NewSpanRecorder()
+	otel.SetTracerProvider(sdktrace.NewTracerProvider(sdktrace.WithSpanProcessor(rec)))
+	otel.SetTextMapPropagator(Propagator())
 	ctx := TraceContext{Traceparent: goodParent}.Context(context.Background())
 	req, _ := http.NewRequestWithContext(ctx, http.MethodGet, srv.URL, nil)
 	resp, err := client.Do(req)

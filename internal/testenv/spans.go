@@ -10,8 +10,9 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
-	"go.opentelemetry.io/otel/trace/embedded"
 	"go.opentelemetry.io/otel/trace/noop"
+
+	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // RecordSpans installs, for the rest of test t, a tracer provider that
@@ -34,7 +35,7 @@ func RecordSpans(t testing.TB) *tracetest.SpanRecorder {
 	recording.mu.Lock()
 	recording.current = tp
 	recording.mu.Unlock()
-	otel.SetTracerProvider(switchProvider{})
+	otel.SetTracerProvider(switchProvider)
 	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
 	t.Cleanup(func() {
 		recording.mu.Lock()
@@ -56,24 +57,11 @@ var recording struct {
 
 // switchProvider starts each span with the current test's provider, or a
 // no-op one between tests.
-type switchProvider struct{ embedded.TracerProvider }
-
-func (switchProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
-	return switchTracer{name: name, opts: opts}
-}
-
-type switchTracer struct {
-	embedded.Tracer
-	name string
-	opts []trace.TracerOption
-}
-
-func (t switchTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
+var switchProvider = telemetry.DeferredTracerProvider(func() trace.TracerProvider {
 	recording.mu.Lock()
-	tp := recording.current
-	recording.mu.Unlock()
-	if tp == nil {
-		return noop.NewTracerProvider().Tracer(t.name).Start(ctx, name, opts...)
+	defer recording.mu.Unlock()
+	if recording.current == nil {
+		return noop.NewTracerProvider()
 	}
-	return tp.Tracer(t.name, t.opts...).Start(ctx, name, opts...)
-}
+	return recording.current
+})
