@@ -238,6 +238,9 @@ type syncRun struct {
 	// state) and at most Options.MaxPending pending SKUs per channel; runs
 	// recorded before it (workflows/testdata) do neither.
 	bounded bool
+	// reloadWanted: a channels signal came; the channels are loaded again
+	// once nothing is in flight.
+	reloadWanted bool
 }
 
 // boundedStateChange is the workflow.GetVersion change ID of bounded state.
@@ -293,31 +296,24 @@ func (s *syncRun) run(ctx workflow.Context) error {
 	}
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			// The activity sets each next delay itself (backoff with jitter,
-			// Retry-After); these are the bounds when it does not.
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-			MaximumAttempts:        s.opts.MaxAttempts,
-			NonRetryableErrorTypes: []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected},
-		},
+		RetryPolicy:         pushRetry(s.opts.MaxAttempts),
 	})
 	pageCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		HeartbeatTimeout:    20 * time.Second,
 		// PostgreSQL may be away for a while: no attempt limit.
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+		RetryPolicy: syncRetry(),
 	})
 	futures := map[string]workflow.Future{} // pushes, by channel
 	pages := map[string]workflow.Future{}   // backfill pages, by channel
-	var reloadWanted bool
 	var failure error
 	for {
 		if failure != nil {
 			return failure
 		}
 		idle := len(futures) == 0 && len(pages) == 0
-		if reloadWanted && idle {
-			reloadWanted = false
+		if s.reloadWanted && idle {
+			s.reloadWanted = false
 			if err := s.loadChannels(ctx); err != nil {
 				return err
 			}
@@ -326,7 +322,7 @@ func (s *syncRun) run(ctx workflow.Context) error {
 		if draining && idle {
 			return s.continueAsNew(ctx, changes, parking, reload)
 		}
-		if !draining && !reloadWanted {
+		if !draining && !s.reloadWanted {
 			for _, id := range sortedKeys(s.channels) {
 				if _, busy := futures[id]; !busy {
 					if f := s.startPush(pushCtx, id); f != nil {
@@ -342,22 +338,9 @@ func (s *syncRun) run(ctx workflow.Context) error {
 		}
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { failure = ctx.Err() })
-		sel.AddReceive(changes, func(c workflow.ReceiveChannel, _ bool) {
-			var batch []activities.SKUVersion
-			c.Receive(ctx, &batch)
-			s.addChanges(batch)
-		})
-		sel.AddReceive(parking, func(c workflow.ReceiveChannel, _ bool) {
-			var act ParkingAction
-			c.Receive(ctx, &act)
-			failure = s.onParking(ctx, act)
-		})
-		sel.AddReceive(reload, func(c workflow.ReceiveChannel, _ bool) {
-			var msg ChannelsChanged
-			c.Receive(ctx, &msg)
-			s.learnShards(msg)
-			reloadWanted = true
-		})
+		for _, c := range []workflow.ReceiveChannel{changes, parking, reload} {
+			sel.AddReceive(c, func(c workflow.ReceiveChannel, _ bool) { _, failure = s.receive(ctx, c, true) })
+		}
 		for _, id := range sortedKeys(futures) {
 			sel.AddFuture(futures[id], func(f workflow.Future) {
 				delete(futures, id)
@@ -373,12 +356,54 @@ func (s *syncRun) run(ctx workflow.Context) error {
 		sel.Select(ctx)
 		// Take every change already here before the next pushes start, so a
 		// storm of signals becomes one push per channel, not one per signal.
-		for {
-			var batch []activities.SKUVersion
-			if !changes.ReceiveAsync(&batch) {
-				break
-			}
-			s.addChanges(batch)
+		if err := s.drain(ctx, changes); err != nil {
+			return err
+		}
+	}
+}
+
+// receive takes the next signal of c (SignalChanges, SignalParking or
+// SignalChannels) into the state; it is the one place a signal is read. With
+// wait it blocks until there is one (a selector's callback: there is);
+// without, it reports whether one was buffered.
+func (s *syncRun) receive(ctx workflow.Context, c workflow.ReceiveChannel, wait bool) (bool, error) {
+	take := func(v any) bool {
+		if wait {
+			c.Receive(ctx, v)
+			return true
+		}
+		return c.ReceiveAsync(v)
+	}
+	switch c.Name() {
+	case SignalChanges:
+		var batch []activities.SKUVersion
+		if !take(&batch) {
+			return false, nil
+		}
+		s.addChanges(batch)
+	case SignalParking:
+		var act ParkingAction
+		if !take(&act) {
+			return false, nil
+		}
+		return true, s.onParking(ctx, act)
+	default: // SignalChannels
+		var msg ChannelsChanged
+		if !take(&msg) {
+			return false, nil
+		}
+		s.learnShards(msg)
+		s.reloadWanted = true
+	}
+	return true, nil
+}
+
+// drain takes every signal buffered on c into the state.
+func (s *syncRun) drain(ctx workflow.Context, c workflow.ReceiveChannel) error {
+	for {
+		ok, err := s.receive(ctx, c, false)
+		if err != nil || !ok {
+			return err
 		}
 	}
 }
@@ -856,32 +881,12 @@ func (s *syncRun) updateParked(ctx workflow.Context) error {
 }
 
 func (s *syncRun) continueAsNew(ctx workflow.Context, chans ...workflow.ReceiveChannel) error {
-	// Nothing signalled may be lost: take what is buffered into the state.
+	// Nothing signalled may be lost: take what is buffered into the state
+	// (a channels signal only for its shard count: the next run loads the
+	// channels anyway).
 	for _, c := range chans {
-		for {
-			ok := false
-			switch c.Name() {
-			case SignalChanges:
-				var batch []activities.SKUVersion
-				if ok = c.ReceiveAsync(&batch); ok {
-					s.addChanges(batch)
-				}
-			case SignalParking:
-				var act ParkingAction
-				if ok = c.ReceiveAsync(&act); ok {
-					if err := s.onParking(ctx, act); err != nil {
-						return err
-					}
-				}
-			default: // channels: the next run loads them anyway
-				var msg ChannelsChanged
-				if ok = c.ReceiveAsync(&msg); ok {
-					s.learnShards(msg)
-				}
-			}
-			if !ok {
-				break
-			}
+		if err := s.drain(ctx, c); err != nil {
+			return err
 		}
 	}
 	next := s.in
@@ -909,8 +914,27 @@ func (s *syncRun) localCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		ScheduleToCloseTimeout: budget,
 		StartToCloseTimeout:    10 * time.Second,
-		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+		RetryPolicy:            syncRetry(),
 	})
+}
+
+// syncRetry is the retry policy of every activity and local activity of the
+// sync workflow: 1 s doubling to 30 s, with no attempt limit. Each call
+// returns a new value, so a caller may add to it.
+func syncRetry() *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
+}
+
+// pushRetry is syncRetry with the two things a push adds: at most
+// maxAttempts attempts (then its items are parked), and no retry of a
+// channel that is gone or of a market's refusal. The activity sets each next
+// delay itself (backoff with jitter, Retry-After); syncRetry's are the bounds
+// when it does not.
+func pushRetry(maxAttempts int32) *temporal.RetryPolicy {
+	p := syncRetry()
+	p.MaximumAttempts = maxAttempts
+	p.NonRetryableErrorTypes = []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected}
+	return p
 }
 
 // sortedKeys is the one place workflow code ranges over a map: the order
