@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -107,7 +106,8 @@ type SyncInput struct {
 	Runs     int                     `json:"runs,omitempty"`
 }
 
-// ChannelWork is what one channel still has to do.
+// ChannelWork is what one channel still has to do: the part of its state
+// carried across continue-as-new (what a run has in flight is not: flight).
 type ChannelWork struct {
 	Market string `json:"market"`
 	// Want is the version each SKU must reach on this channel.
@@ -123,14 +123,6 @@ type ChannelWork struct {
 	// existed before the workflow knew the channel stands; nil when there
 	// is none to do.
 	Backfill *Backfill `json:"backfill,omitempty"`
-
-	// in flight, never carried across continue-as-new
-	inflight   map[string]int64
-	activityID string
-	// traces is the W3C traceparent of the change that brought each wanted
-	// version, when it came with one; the push links to them. Only within
-	// one run (a run that continues as new starts without them).
-	traces map[string]string
 }
 
 // Backfill is a channel's catch-up: the pages read so far end at After.
@@ -215,9 +207,9 @@ type ChannelLoad struct {
 // kept until an operator's retry or discard, or a newer version of the SKU.
 // It ends only when cancelled (pushes in flight are cancelled with it).
 func CatalogSync(ctx workflow.Context, in SyncInput) error {
-	s := &syncRun{in: in, opts: in.Options.withDefaults(), channels: in.Channels}
-	if s.channels == nil {
-		s.channels = map[string]*ChannelWork{}
+	s := &syncRun{in: in, opts: in.Options.withDefaults(), channels: make(map[string]*channel, len(in.Channels))}
+	for _, id := range sortedKeys(in.Channels) {
+		s.channels[id] = &channel{ChannelWork: in.Channels[id]}
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, s.status); err != nil {
 		return err
@@ -231,7 +223,7 @@ func CatalogSync(ctx workflow.Context, in SyncInput) error {
 type syncRun struct {
 	in       SyncInput
 	opts     SyncOptions
-	channels map[string]*ChannelWork
+	channels map[string]*channel
 	seq      int
 	parked   int64 // the search attribute's last value
 	// bounded: this run keeps parked items in PostgreSQL (counts in the
@@ -246,20 +238,13 @@ type syncRun struct {
 // boundedStateChange is the workflow.GetVersion change ID of bounded state.
 const boundedStateChange = "sync-bounded-state"
 
-// parkedOf is how many items the channel holds parked.
-func (s *syncRun) parkedOf(cw *ChannelWork) int {
-	if s.bounded {
-		return cw.ParkedCount
-	}
-	return len(cw.Parked)
-}
+// rules are what the channel rules (channel.go) depend on in this run.
+func (s *syncRun) rules() channelRules { return channelRules{opts: s.opts, bounded: s.bounded} }
 
 func (s *syncRun) status() (SyncStatus, error) {
 	st := SyncStatus{Tenant: s.in.Tenant, Shard: s.in.Shard, Runs: s.in.Runs, Channels: map[string]ChannelLoad{}}
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: s.parkedOf(cw),
-			Backfilling: cw.Backfill != nil, BackfillPaused: s.backfillHeld(cw)}
+		st.Channels[id] = s.channels[id].load(s.rules())
 	}
 	return st, nil
 }
@@ -267,18 +252,9 @@ func (s *syncRun) status() (SyncStatus, error) {
 func (s *syncRun) sync(sku string) ([]ChannelSync, error) {
 	var out []ChannelSync
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		cs := ChannelSync{ChannelID: id, Market: cw.Market}
-		if v, ok := cw.inflight[sku]; ok {
-			cs.Status, cs.Version, cs.ActivityID = catalog.SyncInFlight, max(v, cw.Want[sku]), cw.activityID
-		} else if v, ok := cw.Want[sku]; ok {
-			cs.Status, cs.Version = catalog.SyncPending, v
-		} else if p, ok := cw.Parked[sku]; ok {
-			cs.Status, cs.Version, cs.Error, cs.ParkedID = catalog.SyncParked, p.Version, p.Error, p.ID
-		} else {
-			continue
+		if cs, ok := s.channels[id].syncOf(id, sku); ok {
+			out = append(out, cs)
 		}
-		out = append(out, cs)
 	}
 	return out, nil
 }
@@ -414,24 +390,11 @@ func (s *syncRun) historyFull(ctx workflow.Context) bool {
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= s.opts.MaxHistory
 }
 
-// adoptState makes the state a bounded run starts from bounded: parked
-// items carried by a run from before are in PostgreSQL already (the load
-// counts them), and pending SKUs beyond MaxPending are left to the catch-up.
+// adoptState makes the state a bounded run starts from bounded
+// (channel.adopt).
 func (s *syncRun) adoptState() {
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		cw.Parked = nil
-		if b := cw.Backfill; b != nil && len(b.Discarded) > maxDiscarded {
-			for _, sku := range sortedKeys(b.Discarded)[maxDiscarded:] {
-				delete(b.Discarded, sku)
-			}
-		}
-		if len(cw.Want) > s.opts.MaxPending && s.opts.Shards > 0 {
-			for _, sku := range sortedKeys(cw.Want)[s.opts.MaxPending:] {
-				delete(cw.Want, sku)
-				s.overflow(cw, sku)
-			}
-		}
+		s.channels[id].adopt(s.rules())
 	}
 }
 
@@ -455,7 +418,7 @@ func (s *syncRun) loadChannels(ctx workflow.Context) error {
 			cw.Market, cw.ParkedCount = r.Market, r.Parked
 			continue
 		}
-		s.channels[r.ID] = &ChannelWork{Market: r.Market, ParkedCount: r.Parked, Backfill: s.newBackfill(ctx)}
+		s.channels[r.ID] = &channel{ChannelWork: &ChannelWork{Market: r.Market, ParkedCount: r.Parked, Backfill: s.newBackfill(ctx)}}
 	}
 	for _, id := range sortedKeys(s.channels) {
 		if !seen[id] {
@@ -486,44 +449,7 @@ func (s *syncRun) newBackfill(ctx workflow.Context) *Backfill {
 
 func (s *syncRun) addChanges(batch []activities.SKUVersion) {
 	for _, id := range sortedKeys(s.channels) {
-		s.want(s.channels[id], batch)
-	}
-}
-
-// want adds versions to a channel's work, unless it wants a newer one or
-// holds the SKU parked at that version or newer.
-//
-// A bounded run does not know its parked items (the push skips what is
-// parked at the version it would send), and holds at most MaxPending SKUs:
-// a SKU beyond it is left to the channel's catch-up.
-func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
-	for _, c := range items {
-		if p, ok := cw.Parked[c.SKU]; ok && c.Version <= p.Version {
-			continue // parked at this version or newer: wait for the operator
-		}
-		if _, held := cw.Want[c.SKU]; s.bounded && !held && len(cw.Want) >= s.opts.MaxPending && s.opts.Shards > 0 {
-			s.overflow(cw, c.SKU)
-			continue
-		}
-		if c.Version > cw.Want[c.SKU] {
-			if cw.Want == nil {
-				cw.Want = map[string]int64{}
-			}
-			cw.Want[c.SKU] = c.Version
-			cw.setTrace(c.SKU, c.Traceparent)
-		}
-	}
-}
-
-// overflow leaves sku to the channel's catch-up: PostgreSQL has its version,
-// newer than the channel's, and the catch-up reads what the channel lacks.
-// A catch-up that has passed sku reads the catalogue again once done.
-func (s *syncRun) overflow(cw *ChannelWork, sku string) {
-	switch {
-	case cw.Backfill == nil:
-		cw.Backfill = &Backfill{}
-	case cw.Backfill.After != "" && sku <= cw.Backfill.After:
-		cw.Backfill.Again = true
+		s.channels[id].want(s.rules(), batch)
 	}
 }
 
@@ -532,7 +458,7 @@ func (s *syncRun) overflow(cw *ChannelWork, sku string) {
 // however large the catalogue); or returns nil.
 func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future {
 	cw := s.channels[id]
-	if cw.Backfill == nil || s.backfillHeld(cw) || len(cw.Want) >= s.opts.Batch {
+	if !cw.wantsPage(s.rules()) {
 		return nil
 	}
 	s.seq++
@@ -543,51 +469,14 @@ func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future
 	})
 }
 
-// backfillHeld says a channel's catch-up waits: its last push failed as a
-// whole, or it holds a batch or more parked (a market that refuses every
-// item one by one, such as bazaar for a catalogue priced in USD). Either
-// way reading on would park the channel's whole shard, item by item.
-func (s *syncRun) backfillHeld(cw *ChannelWork) bool {
-	return cw.Backfill != nil && (cw.Backfill.Paused || s.parkedOf(cw) >= s.opts.Batch)
-}
-
 // onBackfillPage adds a page of catch-up to the channel's work.
 func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Future) error {
 	var page activities.BackfillPage
 	if err := f.Get(ctx, &page); err != nil {
 		return err // retried without limit: only a cancellation ends it
 	}
-	cw, ok := s.channels[id]
-	if !ok || cw.Backfill == nil {
-		return nil // deleted meanwhile
-	}
-	items := page.Items
-	if len(cw.Backfill.Discarded) > 0 {
-		items = slices.DeleteFunc(slices.Clone(items), func(it activities.SKUVersion) bool {
-			return it.Version <= cw.Backfill.Discarded[it.SKU]
-		})
-	}
-	if s.bounded {
-		// First: what the page cannot take (past MaxPending) is behind the
-		// cursor then, so overflow marks the catch-up to read again.
-		cw.Backfill.After = page.After
-	}
-	s.want(cw, items)
-	switch {
-	case page.Done && s.bounded && cw.Backfill.Again:
-		cw.Backfill.After, cw.Backfill.Again = "", false
-	case page.Done:
-		cw.Backfill = nil
-	default:
-		cw.Backfill.After = page.After
-		if s.bounded && !cw.Backfill.Again {
-			// Passed: this catch-up does not reach them again.
-			for _, sku := range sortedKeys(cw.Backfill.Discarded) {
-				if sku <= page.After {
-					delete(cw.Backfill.Discarded, sku)
-				}
-			}
-		}
+	if cw, ok := s.channels[id]; ok { // else deleted meanwhile
+		cw.takePage(s.rules(), page)
 	}
 	return nil
 }
@@ -595,22 +484,13 @@ func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Fut
 // startPush sends the next batch of channel id's work, or returns nil.
 func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 	cw := s.channels[id]
-	if len(cw.Want) == 0 {
+	items := cw.nextPush(s.rules())
+	if items == nil {
 		return nil
 	}
-	skus := sortedKeys(cw.Want)
-	if len(skus) > s.opts.Batch {
-		skus = skus[:s.opts.Batch]
-	}
-	in := activities.PushInput{Tenant: s.in.Tenant, Schema: s.in.Schema, ChannelID: id}
+	in := activities.PushInput{Tenant: s.in.Tenant, Schema: s.in.Schema, ChannelID: id, Items: items}
 	if s.bounded {
 		in.WorkflowID = workflow.GetInfo(ctx).WorkflowExecution.ID
-	}
-	cw.inflight = make(map[string]int64, len(skus))
-	cw.pruneTraces()
-	for _, sku := range skus {
-		in.Items = append(in.Items, activities.SKUVersion{SKU: sku, Version: cw.Want[sku], Traceparent: cw.traces[sku]})
-		cw.inflight[sku] = cw.Want[sku]
 	}
 	s.seq++
 	cw.activityID = fmt.Sprintf("push:%s:%d", id, s.seq)
@@ -618,111 +498,28 @@ func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 	return workflow.ExecuteActivity(ctx, a.PushProducts, in)
 }
 
-// setTrace records the traceparent of sku's wanted version (none: forget
-// the older version's).
-func (cw *ChannelWork) setTrace(sku, traceparent string) {
-	if traceparent == "" {
-		delete(cw.traces, sku)
-		return
-	}
-	if cw.traces == nil {
-		cw.traces = map[string]string{}
-	}
-	cw.traces[sku] = traceparent
-}
-
-// pruneTraces forgets the traces of SKUs no longer wanted, so they never
-// outnumber Want.
-func (cw *ChannelWork) pruneTraces() {
-	for _, sku := range sortedKeys(cw.traces) {
-		if _, ok := cw.Want[sku]; !ok {
-			delete(cw.traces, sku)
-		}
-	}
-}
-
 func withActivityID(o workflow.ActivityOptions, id string) workflow.ActivityOptions {
 	o.ActivityID = id
 	return o
 }
 
-// onPushDone settles a finished push: synced SKUs leave the work unless a
-// newer version arrived meanwhile; refused ones and, when the push gave up,
-// all of them are parked.
+// onPushDone settles a finished push (channel.settle) and does what it
+// leaves to do: drop a channel that is gone, unpark what a newer version
+// made moot, park what did not go through.
 func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future) error {
-	cw := s.channels[id]
-	sent := cw.inflight
-	cw.inflight, cw.activityID = nil, ""
 	var res activities.PushResult
 	err := f.Get(ctx, &res)
-	if err != nil {
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeChannelGone {
-			delete(s.channels, id)
-			return s.updateParked(ctx)
-		}
-		if cw.Backfill != nil {
-			cw.Backfill.Paused = true
-		}
-		attempts := s.opts.MaxAttempts
-		if errors.As(err, &appErr) && appErr.NonRetryable() {
-			attempts = 1
-		}
-		var park []catalog.ParkedItem
-		for _, sku := range sortedKeys(sent) {
-			if v, ok := res.Synced[sku]; ok && v >= cw.Want[sku] {
-				delete(cw.Want, sku)
-				continue
-			}
-			if s.bounded && slices.Contains(res.Parked, sku) && cw.Want[sku] <= sent[sku] {
-				delete(cw.Want, sku) // parked at that version already
-				continue
-			}
-			park = append(park, catalog.ParkedItem{SKU: sku, Version: cw.Want[sku], Error: rootMessage(err), Attempts: int(attempts)})
-		}
-		return s.park(ctx, id, park)
+	st := s.channels[id].settle(s.rules(), res, err)
+	if st.gone {
+		delete(s.channels, id)
+		return s.updateParked(ctx)
 	}
-	if cw.Backfill != nil {
-		cw.Backfill.Paused = false
-	}
-	if res.ParkedLeft != nil {
-		cw.ParkedCount = *res.ParkedLeft
-	}
-	for _, sku := range res.Parked {
-		if cw.Want[sku] <= sent[sku] {
-			delete(cw.Want, sku) // parked at that version: wait for the operator
-		}
-	}
-	var superseded []string
-	for _, sku := range sortedKeys(res.Synced) {
-		v := res.Synced[sku]
-		if v >= cw.Want[sku] {
-			delete(cw.Want, sku)
-		}
-		if p, ok := cw.Parked[sku]; ok && p.Version <= v {
-			// A newer version went through: the parked one is moot.
-			delete(cw.Parked, sku)
-			superseded = append(superseded, p.ID)
-		}
-	}
-	if len(superseded) > 0 {
-		if err := s.unpark(ctx, "", superseded); err != nil {
+	if len(st.superseded) > 0 {
+		if err := s.unpark(ctx, "", st.superseded); err != nil {
 			return err
 		}
 	}
-	for _, sku := range res.Missing {
-		if cw.Want[sku] <= sent[sku] {
-			delete(cw.Want, sku)
-		}
-	}
-	var park []catalog.ParkedItem
-	for _, r := range res.Rejected {
-		if cw.Want[r.SKU] > r.Version {
-			continue // a newer version is on its way; try that instead
-		}
-		park = append(park, catalog.ParkedItem{SKU: r.SKU, Version: r.Version, Error: r.Reason, Attempts: 1})
-	}
-	return s.park(ctx, id, park)
+	return s.park(ctx, id, st.park)
 }
 
 func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.ParkedItem) error {
@@ -746,10 +543,7 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 		if err != nil {
 			return err
 		}
-		cw.ParkedCount = res.Parked
-		for _, sku := range res.SKUs {
-			delete(cw.Want, sku)
-		}
+		cw.parkedCounted(res)
 		return s.updateParked(ctx)
 	}
 	var parked []catalog.ParkedItem
@@ -757,40 +551,15 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 	if err != nil {
 		return err
 	}
-	if cw.Parked == nil {
-		cw.Parked = map[string]catalog.ParkedItem{}
-	}
-	for _, p := range parked {
-		cw.Parked[p.SKU] = p
-		delete(cw.Want, p.SKU)
-	}
+	cw.parkedHeld(parked)
 	return s.updateParked(ctx)
 }
 
+// onParking applies an operator's retry or discard (channel.decide) and
+// removes the item from the parking lot.
 func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
 	if cw, ok := s.channels[act.ChannelID]; ok {
-		version := act.Version
-		if p, ok := cw.Parked[act.SKU]; ok && p.ID == act.ID {
-			delete(cw.Parked, act.SKU)
-			version = max(version, p.Version)
-		}
-		if act.Action == ParkingRetry && s.bounded {
-			s.want(cw, []activities.SKUVersion{{SKU: act.SKU, Version: version}})
-		} else if act.Action == ParkingRetry && version > cw.Want[act.SKU] {
-			if cw.Want == nil {
-				cw.Want = map[string]int64{}
-			}
-			cw.Want[act.SKU] = version
-			cw.setTrace(act.SKU, "")
-		}
-		full := s.bounded && cw.Backfill != nil && (len(cw.Backfill.Discarded) >= maxDiscarded ||
-			(!cw.Backfill.Again && act.SKU <= cw.Backfill.After))
-		if act.Action == ParkingDiscard && cw.Backfill != nil && !full && version > cw.Backfill.Discarded[act.SKU] {
-			if cw.Backfill.Discarded == nil {
-				cw.Backfill.Discarded = map[string]int64{}
-			}
-			cw.Backfill.Discarded[act.SKU] = version
-		}
+		cw.decide(s.rules(), act)
 	}
 	// Removed from the parking lot whatever the workflow knew of it: the
 	// operator's word is final, and a stale row must not linger.
@@ -853,25 +622,11 @@ func bookkeepBackoff(attempt int) time.Duration {
 	return min(d, 5*time.Minute)
 }
 
-// rootMessage is what the activity said (market, channel, error), without
-// Temporal's wrapping; or what timed out.
-func rootMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	var timeout *temporal.TimeoutError
-	if errors.As(err, &timeout) {
-		return "timed out: " + timeout.Message()
-	}
-	return err.Error()
-}
-
 // updateParked keeps the SagaflowParked search attribute true.
 func (s *syncRun) updateParked(ctx workflow.Context) error {
 	var n int64
 	for _, id := range sortedKeys(s.channels) {
-		n += int64(s.parkedOf(s.channels[id]))
+		n += int64(s.channels[id].parked(s.rules()))
 	}
 	if n == s.parked {
 		return nil
@@ -890,7 +645,10 @@ func (s *syncRun) continueAsNew(ctx workflow.Context, chans ...workflow.ReceiveC
 		}
 	}
 	next := s.in
-	next.Channels, next.Runs = s.channels, s.in.Runs+1
+	next.Channels, next.Runs = make(map[string]*ChannelWork, len(s.channels)), s.in.Runs+1
+	for _, id := range sortedKeys(s.channels) {
+		next.Channels[id] = s.channels[id].ChannelWork
+	}
 	return workflow.NewContinueAsNewError(ctx, CatalogSync, next)
 }
 
