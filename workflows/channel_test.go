@@ -1,6 +1,7 @@
 package workflows
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"strconv"
@@ -428,4 +429,29 @@ func TestChannel_parking_writes_leave_the_work(t *testing.T) {
 func TestRootMessage(t *testing.T) {
 	require.Equal(t, "shopwave: 503", rootMessage(fmt.Errorf("activity: %w", temporal.NewApplicationError("shopwave: 503", "Unavailable"))))
 	require.Equal(t, "boom", rootMessage(errors.New("boom")))
+}
+
+// What a run hands over when it continues as new keeps its JSON shape (runs
+// recorded before a change decode it), and nothing of a channel's flight is
+// in it.
+func TestChannel_carried_state_keeps_its_json_shape(t *testing.T) {
+	cw := newChannel(ChannelWork{
+		Market:      "souk",
+		Want:        map[string]int64{"A": 2},
+		Parked:      map[string]catalog.ParkedItem{"B": {ID: "p1", SKU: "B", Version: 1}},
+		ParkedCount: 3,
+		Backfill:    &Backfill{After: "A", Paused: true, Discarded: map[string]int64{"C": 1}, Again: true},
+	})
+	cw.want(legacyRules, []activities.SKUVersion{{SKU: "D", Version: 1, Traceparent: "tp-d1"}})
+	cw.nextPush(legacyRules)
+	cw.activityID = "push:c1:1"
+	in := SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3, Options: SyncOptions{Shards: 8},
+		Channels: map[string]*ChannelWork{"c1": cw.ChannelWork}, Runs: 2}
+	got, err := json.Marshal(in)
+	require.NoError(t, err)
+	require.JSONEq(t, `{"tenant":"demo","schema":"tenant_demo","shard":3,"options":{"shards":8},"runs":2,
+		"channels":{"c1":{"market":"souk","want":{"A":2,"D":1},
+			"parked":{"B":{"id":"p1","sku":"B","channel":"","market":"","version":1,"error":"","attempts":0,"since":"0001-01-01T00:00:00Z","trace_id":""}},
+			"parked_count":3,
+			"backfill":{"after":"A","paused":true,"discarded":{"C":1},"again":true}}}}`, string(got))
 }
