@@ -106,48 +106,6 @@ type SyncInput struct {
 	Runs     int                     `json:"runs,omitempty"`
 }
 
-// ChannelWork is what one channel still has to do: the part of its state
-// carried across continue-as-new (what a run has in flight is not: flight).
-type ChannelWork struct {
-	Market string `json:"market"`
-	// Want is the version each SKU must reach on this channel.
-	Want map[string]int64 `json:"want,omitempty"`
-	// Parked holds the items waiting for an operator, by SKU: runs that
-	// started before bounded state only. Later runs keep them in PostgreSQL
-	// and hold ParkedCount.
-	Parked map[string]catalog.ParkedItem `json:"parked,omitempty"`
-	// ParkedCount is how many items this workflow holds parked on the
-	// channel, as PostgreSQL counted them at its last parking write.
-	ParkedCount int `json:"parked_count,omitempty"`
-	// Backfill is where the channel's catch-up with the catalogue that
-	// existed before the workflow knew the channel stands; nil when there
-	// is none to do.
-	Backfill *Backfill `json:"backfill,omitempty"`
-}
-
-// Backfill is a channel's catch-up: the pages read so far end at After.
-type Backfill struct {
-	After string `json:"after"`
-	// Paused: the channel's last push failed as a whole (out of retries,
-	// or refused outright: bad credentials, say). No more of the catalogue
-	// is read until a push to it goes through, so a broken channel parks
-	// one batch, not its whole shard.
-	Paused bool `json:"paused,omitempty"`
-	// Discarded holds the versions an operator discarded while the
-	// catch-up ran: reaching them, it does not bring them back. With
-	// bounded state it holds only SKUs the catch-up has still to reach, at
-	// most maxDiscarded.
-	Discarded map[string]int64 `json:"discarded,omitempty"`
-	// Again: changes beyond MaxPending were left in PostgreSQL at SKUs the
-	// catch-up had passed; once done, it reads the catalogue once more.
-	Again bool `json:"again,omitempty"`
-}
-
-// maxDiscarded bounds Backfill.Discarded: past it, a discarded item the
-// catch-up has still to reach may be parked again (and can be discarded
-// again); the state stays bounded.
-const maxDiscarded = 1000
-
 // ParkingAction is an operator's decision on a parked item.
 type ParkingAction struct {
 	ID        string `json:"id"`
