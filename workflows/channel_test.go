@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"strconv"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"go.temporal.io/sdk/temporal"
@@ -28,6 +29,15 @@ var (
 )
 
 func newChannel(w ChannelWork) *channel { return &channel{ChannelWork: &w} }
+
+// requireWant checks the channel wants exactly want (nil: nothing).
+func requireWant(t *testing.T, want map[string]int64, cw *channel) {
+	t.Helper()
+	require.Equal(t, len(want), len(cw.Want), "want %v, got %v", want, cw.Want)
+	for sku, v := range want {
+		require.Equal(t, v, cw.Want[sku], sku)
+	}
+}
 
 func sv(sku string, version int64) activities.SKUVersion {
 	return activities.SKUVersion{SKU: sku, Version: version}
@@ -73,10 +83,7 @@ func TestChannel_want(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cw := newChannel(tc.work)
 			cw.want(tc.rules, tc.items)
-			require.Equal(t, len(tc.want), len(cw.Want), "want %v, got %v", tc.want, cw.Want)
-			for sku, v := range tc.want {
-				require.Equal(t, v, cw.Want[sku], sku)
-			}
+			requireWant(t, tc.want, cw)
 			require.Equal(t, tc.wantBackfill, cw.Backfill)
 		})
 	}
@@ -199,10 +206,7 @@ func TestChannel_settle(t *testing.T) {
 			}
 			got := cw.settle(tc.rules, tc.res, tc.err)
 			require.Equal(t, tc.settlement, got)
-			require.Equal(t, len(tc.want), len(cw.Want), "want %v, got %v", tc.want, cw.Want)
-			for sku, v := range tc.want {
-				require.Equal(t, v, cw.Want[sku], sku)
-			}
+			requireWant(t, tc.want, cw)
 			if tc.parked != nil {
 				require.Equal(t, tc.parked, cw.Parked)
 			}
@@ -292,10 +296,7 @@ func TestChannel_takePage(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cw := newChannel(tc.work)
 			cw.takePage(tc.rules, tc.page)
-			require.Equal(t, len(tc.want), len(cw.Want), "want %v, got %v", tc.want, cw.Want)
-			for sku, v := range tc.want {
-				require.Equal(t, v, cw.Want[sku], sku)
-			}
+			requireWant(t, tc.want, cw)
 			require.Equal(t, tc.wantBackfill, cw.Backfill)
 		})
 	}
@@ -365,10 +366,7 @@ func TestChannel_decide(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			cw := newChannel(tc.work)
 			cw.decide(tc.rules, tc.act)
-			require.Equal(t, len(tc.want), len(cw.Want), "want %v, got %v", tc.want, cw.Want)
-			for sku, v := range tc.want {
-				require.Equal(t, v, cw.Want[sku], sku)
-			}
+			requireWant(t, tc.want, cw)
 			require.Len(t, cw.Parked, tc.parked)
 			if tc.wantDiscarded != nil {
 				require.Len(t, cw.Backfill.Discarded, len(tc.wantDiscarded))
@@ -454,4 +452,16 @@ func TestChannel_carried_state_keeps_its_json_shape(t *testing.T) {
 			"parked":{"B":{"id":"p1","sku":"B","channel":"","market":"","version":1,"error":"","attempts":0,"since":"0001-01-01T00:00:00Z","trace_id":""}},
 			"parked_count":3,
 			"backfill":{"after":"A","paused":true,"discarded":{"C":1},"again":true}}}}`, string(got))
+}
+
+// Every sync activity retries 1 s doubling to 30 s; a push adds its attempt
+// limit and the errors it does not retry, without changing anyone else's.
+func TestSyncRetry_push_adds_only_its_limit(t *testing.T) {
+	push := pushRetry(5)
+	require.Equal(t, &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}, syncRetry())
+	require.Equal(t, int32(5), push.MaximumAttempts)
+	require.Equal(t, []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected}, push.NonRetryableErrorTypes)
+	base := *push
+	base.MaximumAttempts, base.NonRetryableErrorTypes = 0, nil
+	require.Equal(t, *syncRetry(), base, "the rest is syncRetry's")
 }
