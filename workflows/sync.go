@@ -1,7 +1,6 @@
 package workflows
 
 import (
-	"errors"
 	"fmt"
 	"slices"
 	"time"
@@ -107,55 +106,6 @@ type SyncInput struct {
 	Runs     int                     `json:"runs,omitempty"`
 }
 
-// ChannelWork is what one channel still has to do.
-type ChannelWork struct {
-	Market string `json:"market"`
-	// Want is the version each SKU must reach on this channel.
-	Want map[string]int64 `json:"want,omitempty"`
-	// Parked holds the items waiting for an operator, by SKU: runs that
-	// started before bounded state only. Later runs keep them in PostgreSQL
-	// and hold ParkedCount.
-	Parked map[string]catalog.ParkedItem `json:"parked,omitempty"`
-	// ParkedCount is how many items this workflow holds parked on the
-	// channel, as PostgreSQL counted them at its last parking write.
-	ParkedCount int `json:"parked_count,omitempty"`
-	// Backfill is where the channel's catch-up with the catalogue that
-	// existed before the workflow knew the channel stands; nil when there
-	// is none to do.
-	Backfill *Backfill `json:"backfill,omitempty"`
-
-	// in flight, never carried across continue-as-new
-	inflight   map[string]int64
-	activityID string
-	// traces is the W3C traceparent of the change that brought each wanted
-	// version, when it came with one; the push links to them. Only within
-	// one run (a run that continues as new starts without them).
-	traces map[string]string
-}
-
-// Backfill is a channel's catch-up: the pages read so far end at After.
-type Backfill struct {
-	After string `json:"after"`
-	// Paused: the channel's last push failed as a whole (out of retries,
-	// or refused outright: bad credentials, say). No more of the catalogue
-	// is read until a push to it goes through, so a broken channel parks
-	// one batch, not its whole shard.
-	Paused bool `json:"paused,omitempty"`
-	// Discarded holds the versions an operator discarded while the
-	// catch-up ran: reaching them, it does not bring them back. With
-	// bounded state it holds only SKUs the catch-up has still to reach, at
-	// most maxDiscarded.
-	Discarded map[string]int64 `json:"discarded,omitempty"`
-	// Again: changes beyond MaxPending were left in PostgreSQL at SKUs the
-	// catch-up had passed; once done, it reads the catalogue once more.
-	Again bool `json:"again,omitempty"`
-}
-
-// maxDiscarded bounds Backfill.Discarded: past it, a discarded item the
-// catch-up has still to reach may be parked again (and can be discarded
-// again); the state stays bounded.
-const maxDiscarded = 1000
-
 // ParkingAction is an operator's decision on a parked item.
 type ParkingAction struct {
 	ID        string `json:"id"`
@@ -215,9 +165,9 @@ type ChannelLoad struct {
 // kept until an operator's retry or discard, or a newer version of the SKU.
 // It ends only when cancelled (pushes in flight are cancelled with it).
 func CatalogSync(ctx workflow.Context, in SyncInput) error {
-	s := &syncRun{in: in, opts: in.Options.withDefaults(), channels: in.Channels}
-	if s.channels == nil {
-		s.channels = map[string]*ChannelWork{}
+	s := &syncRun{in: in, opts: in.Options.withDefaults(), channels: make(map[string]*channel, len(in.Channels))}
+	for _, id := range sortedKeys(in.Channels) {
+		s.channels[id] = &channel{ChannelWork: in.Channels[id]}
 	}
 	if err := workflow.SetQueryHandler(ctx, QueryStatus, s.status); err != nil {
 		return err
@@ -231,32 +181,28 @@ func CatalogSync(ctx workflow.Context, in SyncInput) error {
 type syncRun struct {
 	in       SyncInput
 	opts     SyncOptions
-	channels map[string]*ChannelWork
+	channels map[string]*channel
 	seq      int
 	parked   int64 // the search attribute's last value
 	// bounded: this run keeps parked items in PostgreSQL (counts in the
 	// state) and at most Options.MaxPending pending SKUs per channel; runs
 	// recorded before it (workflows/testdata) do neither.
 	bounded bool
+	// reloadWanted: a channels signal came; the channels are loaded again
+	// once nothing is in flight.
+	reloadWanted bool
 }
 
 // boundedStateChange is the workflow.GetVersion change ID of bounded state.
 const boundedStateChange = "sync-bounded-state"
 
-// parkedOf is how many items the channel holds parked.
-func (s *syncRun) parkedOf(cw *ChannelWork) int {
-	if s.bounded {
-		return cw.ParkedCount
-	}
-	return len(cw.Parked)
-}
+// rules are what the channel rules (channel.go) depend on in this run.
+func (s *syncRun) rules() channelRules { return channelRules{opts: s.opts, bounded: s.bounded} }
 
 func (s *syncRun) status() (SyncStatus, error) {
 	st := SyncStatus{Tenant: s.in.Tenant, Shard: s.in.Shard, Runs: s.in.Runs, Channels: map[string]ChannelLoad{}}
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		st.Channels[id] = ChannelLoad{Market: cw.Market, Pending: len(cw.Want), InFlight: len(cw.inflight), Parked: s.parkedOf(cw),
-			Backfilling: cw.Backfill != nil, BackfillPaused: s.backfillHeld(cw)}
+		st.Channels[id] = s.channels[id].load(s.rules())
 	}
 	return st, nil
 }
@@ -264,18 +210,9 @@ func (s *syncRun) status() (SyncStatus, error) {
 func (s *syncRun) sync(sku string) ([]ChannelSync, error) {
 	var out []ChannelSync
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		cs := ChannelSync{ChannelID: id, Market: cw.Market}
-		if v, ok := cw.inflight[sku]; ok {
-			cs.Status, cs.Version, cs.ActivityID = catalog.SyncInFlight, max(v, cw.Want[sku]), cw.activityID
-		} else if v, ok := cw.Want[sku]; ok {
-			cs.Status, cs.Version = catalog.SyncPending, v
-		} else if p, ok := cw.Parked[sku]; ok {
-			cs.Status, cs.Version, cs.Error, cs.ParkedID = catalog.SyncParked, p.Version, p.Error, p.ID
-		} else {
-			continue
+		if cs, ok := s.channels[id].syncOf(id, sku); ok {
+			out = append(out, cs)
 		}
-		out = append(out, cs)
 	}
 	return out, nil
 }
@@ -293,31 +230,24 @@ func (s *syncRun) run(ctx workflow.Context) error {
 	}
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy: &temporal.RetryPolicy{
-			// The activity sets each next delay itself (backoff with jitter,
-			// Retry-After); these are the bounds when it does not.
-			InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second,
-			MaximumAttempts:        s.opts.MaxAttempts,
-			NonRetryableErrorTypes: []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected},
-		},
+		RetryPolicy:         pushRetry(s.opts.MaxAttempts),
 	})
 	pageCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
 		HeartbeatTimeout:    20 * time.Second,
 		// PostgreSQL may be away for a while: no attempt limit.
-		RetryPolicy: &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+		RetryPolicy: syncRetry(),
 	})
 	futures := map[string]workflow.Future{} // pushes, by channel
 	pages := map[string]workflow.Future{}   // backfill pages, by channel
-	var reloadWanted bool
 	var failure error
 	for {
 		if failure != nil {
 			return failure
 		}
 		idle := len(futures) == 0 && len(pages) == 0
-		if reloadWanted && idle {
-			reloadWanted = false
+		if s.reloadWanted && idle {
+			s.reloadWanted = false
 			if err := s.loadChannels(ctx); err != nil {
 				return err
 			}
@@ -326,7 +256,7 @@ func (s *syncRun) run(ctx workflow.Context) error {
 		if draining && idle {
 			return s.continueAsNew(ctx, changes, parking, reload)
 		}
-		if !draining && !reloadWanted {
+		if !draining && !s.reloadWanted {
 			for _, id := range sortedKeys(s.channels) {
 				if _, busy := futures[id]; !busy {
 					if f := s.startPush(pushCtx, id); f != nil {
@@ -342,22 +272,9 @@ func (s *syncRun) run(ctx workflow.Context) error {
 		}
 		sel := workflow.NewSelector(ctx)
 		sel.AddReceive(ctx.Done(), func(workflow.ReceiveChannel, bool) { failure = ctx.Err() })
-		sel.AddReceive(changes, func(c workflow.ReceiveChannel, _ bool) {
-			var batch []activities.SKUVersion
-			c.Receive(ctx, &batch)
-			s.addChanges(batch)
-		})
-		sel.AddReceive(parking, func(c workflow.ReceiveChannel, _ bool) {
-			var act ParkingAction
-			c.Receive(ctx, &act)
-			failure = s.onParking(ctx, act)
-		})
-		sel.AddReceive(reload, func(c workflow.ReceiveChannel, _ bool) {
-			var msg ChannelsChanged
-			c.Receive(ctx, &msg)
-			s.learnShards(msg)
-			reloadWanted = true
-		})
+		for _, c := range []workflow.ReceiveChannel{changes, parking, reload} {
+			sel.AddReceive(c, func(c workflow.ReceiveChannel, _ bool) { _, failure = s.receive(ctx, c, true) })
+		}
 		for _, id := range sortedKeys(futures) {
 			sel.AddFuture(futures[id], func(f workflow.Future) {
 				delete(futures, id)
@@ -373,12 +290,54 @@ func (s *syncRun) run(ctx workflow.Context) error {
 		sel.Select(ctx)
 		// Take every change already here before the next pushes start, so a
 		// storm of signals becomes one push per channel, not one per signal.
-		for {
-			var batch []activities.SKUVersion
-			if !changes.ReceiveAsync(&batch) {
-				break
-			}
-			s.addChanges(batch)
+		if err := s.drain(ctx, changes); err != nil {
+			return err
+		}
+	}
+}
+
+// receive takes the next signal of c (SignalChanges, SignalParking or
+// SignalChannels) into the state; it is the one place a signal is read. With
+// wait it blocks until there is one (a selector's callback: there is);
+// without, it reports whether one was buffered.
+func (s *syncRun) receive(ctx workflow.Context, c workflow.ReceiveChannel, wait bool) (bool, error) {
+	take := func(v any) bool {
+		if wait {
+			c.Receive(ctx, v)
+			return true
+		}
+		return c.ReceiveAsync(v)
+	}
+	switch c.Name() {
+	case SignalChanges:
+		var batch []activities.SKUVersion
+		if !take(&batch) {
+			return false, nil
+		}
+		s.addChanges(batch)
+	case SignalParking:
+		var act ParkingAction
+		if !take(&act) {
+			return false, nil
+		}
+		return true, s.onParking(ctx, act)
+	default: // SignalChannels
+		var msg ChannelsChanged
+		if !take(&msg) {
+			return false, nil
+		}
+		s.learnShards(msg)
+		s.reloadWanted = true
+	}
+	return true, nil
+}
+
+// drain takes every signal buffered on c into the state.
+func (s *syncRun) drain(ctx workflow.Context, c workflow.ReceiveChannel) error {
+	for {
+		ok, err := s.receive(ctx, c, false)
+		if err != nil || !ok {
+			return err
 		}
 	}
 }
@@ -389,24 +348,11 @@ func (s *syncRun) historyFull(ctx workflow.Context) bool {
 	return info.GetContinueAsNewSuggested() || info.GetCurrentHistoryLength() >= s.opts.MaxHistory
 }
 
-// adoptState makes the state a bounded run starts from bounded: parked
-// items carried by a run from before are in PostgreSQL already (the load
-// counts them), and pending SKUs beyond MaxPending are left to the catch-up.
+// adoptState makes the state a bounded run starts from bounded
+// (channel.adopt).
 func (s *syncRun) adoptState() {
 	for _, id := range sortedKeys(s.channels) {
-		cw := s.channels[id]
-		cw.Parked = nil
-		if b := cw.Backfill; b != nil && len(b.Discarded) > maxDiscarded {
-			for _, sku := range sortedKeys(b.Discarded)[maxDiscarded:] {
-				delete(b.Discarded, sku)
-			}
-		}
-		if len(cw.Want) > s.opts.MaxPending && s.opts.Shards > 0 {
-			for _, sku := range sortedKeys(cw.Want)[s.opts.MaxPending:] {
-				delete(cw.Want, sku)
-				s.overflow(cw, sku)
-			}
-		}
+		s.channels[id].adopt(s.rules())
 	}
 }
 
@@ -430,7 +376,7 @@ func (s *syncRun) loadChannels(ctx workflow.Context) error {
 			cw.Market, cw.ParkedCount = r.Market, r.Parked
 			continue
 		}
-		s.channels[r.ID] = &ChannelWork{Market: r.Market, ParkedCount: r.Parked, Backfill: s.newBackfill(ctx)}
+		s.channels[r.ID] = &channel{ChannelWork: &ChannelWork{Market: r.Market, ParkedCount: r.Parked, Backfill: s.newBackfill(ctx)}}
 	}
 	for _, id := range sortedKeys(s.channels) {
 		if !seen[id] {
@@ -461,44 +407,7 @@ func (s *syncRun) newBackfill(ctx workflow.Context) *Backfill {
 
 func (s *syncRun) addChanges(batch []activities.SKUVersion) {
 	for _, id := range sortedKeys(s.channels) {
-		s.want(s.channels[id], batch)
-	}
-}
-
-// want adds versions to a channel's work, unless it wants a newer one or
-// holds the SKU parked at that version or newer.
-//
-// A bounded run does not know its parked items (the push skips what is
-// parked at the version it would send), and holds at most MaxPending SKUs:
-// a SKU beyond it is left to the channel's catch-up.
-func (s *syncRun) want(cw *ChannelWork, items []activities.SKUVersion) {
-	for _, c := range items {
-		if p, ok := cw.Parked[c.SKU]; ok && c.Version <= p.Version {
-			continue // parked at this version or newer: wait for the operator
-		}
-		if _, held := cw.Want[c.SKU]; s.bounded && !held && len(cw.Want) >= s.opts.MaxPending && s.opts.Shards > 0 {
-			s.overflow(cw, c.SKU)
-			continue
-		}
-		if c.Version > cw.Want[c.SKU] {
-			if cw.Want == nil {
-				cw.Want = map[string]int64{}
-			}
-			cw.Want[c.SKU] = c.Version
-			cw.setTrace(c.SKU, c.Traceparent)
-		}
-	}
-}
-
-// overflow leaves sku to the channel's catch-up: PostgreSQL has its version,
-// newer than the channel's, and the catch-up reads what the channel lacks.
-// A catch-up that has passed sku reads the catalogue again once done.
-func (s *syncRun) overflow(cw *ChannelWork, sku string) {
-	switch {
-	case cw.Backfill == nil:
-		cw.Backfill = &Backfill{}
-	case cw.Backfill.After != "" && sku <= cw.Backfill.After:
-		cw.Backfill.Again = true
+		s.channels[id].want(s.rules(), batch)
 	}
 }
 
@@ -507,7 +416,7 @@ func (s *syncRun) overflow(cw *ChannelWork, sku string) {
 // however large the catalogue); or returns nil.
 func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future {
 	cw := s.channels[id]
-	if cw.Backfill == nil || s.backfillHeld(cw) || len(cw.Want) >= s.opts.Batch {
+	if !cw.wantsPage(s.rules()) {
 		return nil
 	}
 	s.seq++
@@ -518,51 +427,14 @@ func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future
 	})
 }
 
-// backfillHeld says a channel's catch-up waits: its last push failed as a
-// whole, or it holds a batch or more parked (a market that refuses every
-// item one by one, such as bazaar for a catalogue priced in USD). Either
-// way reading on would park the channel's whole shard, item by item.
-func (s *syncRun) backfillHeld(cw *ChannelWork) bool {
-	return cw.Backfill != nil && (cw.Backfill.Paused || s.parkedOf(cw) >= s.opts.Batch)
-}
-
 // onBackfillPage adds a page of catch-up to the channel's work.
 func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Future) error {
 	var page activities.BackfillPage
 	if err := f.Get(ctx, &page); err != nil {
 		return err // retried without limit: only a cancellation ends it
 	}
-	cw, ok := s.channels[id]
-	if !ok || cw.Backfill == nil {
-		return nil // deleted meanwhile
-	}
-	items := page.Items
-	if len(cw.Backfill.Discarded) > 0 {
-		items = slices.DeleteFunc(slices.Clone(items), func(it activities.SKUVersion) bool {
-			return it.Version <= cw.Backfill.Discarded[it.SKU]
-		})
-	}
-	if s.bounded {
-		// First: what the page cannot take (past MaxPending) is behind the
-		// cursor then, so overflow marks the catch-up to read again.
-		cw.Backfill.After = page.After
-	}
-	s.want(cw, items)
-	switch {
-	case page.Done && s.bounded && cw.Backfill.Again:
-		cw.Backfill.After, cw.Backfill.Again = "", false
-	case page.Done:
-		cw.Backfill = nil
-	default:
-		cw.Backfill.After = page.After
-		if s.bounded && !cw.Backfill.Again {
-			// Passed: this catch-up does not reach them again.
-			for _, sku := range sortedKeys(cw.Backfill.Discarded) {
-				if sku <= page.After {
-					delete(cw.Backfill.Discarded, sku)
-				}
-			}
-		}
+	if cw, ok := s.channels[id]; ok { // else deleted meanwhile
+		cw.takePage(s.rules(), page)
 	}
 	return nil
 }
@@ -570,22 +442,13 @@ func (s *syncRun) onBackfillPage(ctx workflow.Context, id string, f workflow.Fut
 // startPush sends the next batch of channel id's work, or returns nil.
 func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 	cw := s.channels[id]
-	if len(cw.Want) == 0 {
+	items := cw.nextPush(s.rules())
+	if items == nil {
 		return nil
 	}
-	skus := sortedKeys(cw.Want)
-	if len(skus) > s.opts.Batch {
-		skus = skus[:s.opts.Batch]
-	}
-	in := activities.PushInput{Tenant: s.in.Tenant, Schema: s.in.Schema, ChannelID: id}
+	in := activities.PushInput{Tenant: s.in.Tenant, Schema: s.in.Schema, ChannelID: id, Items: items}
 	if s.bounded {
 		in.WorkflowID = workflow.GetInfo(ctx).WorkflowExecution.ID
-	}
-	cw.inflight = make(map[string]int64, len(skus))
-	cw.pruneTraces()
-	for _, sku := range skus {
-		in.Items = append(in.Items, activities.SKUVersion{SKU: sku, Version: cw.Want[sku], Traceparent: cw.traces[sku]})
-		cw.inflight[sku] = cw.Want[sku]
 	}
 	s.seq++
 	cw.activityID = fmt.Sprintf("push:%s:%d", id, s.seq)
@@ -593,111 +456,28 @@ func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 	return workflow.ExecuteActivity(ctx, a.PushProducts, in)
 }
 
-// setTrace records the traceparent of sku's wanted version (none: forget
-// the older version's).
-func (cw *ChannelWork) setTrace(sku, traceparent string) {
-	if traceparent == "" {
-		delete(cw.traces, sku)
-		return
-	}
-	if cw.traces == nil {
-		cw.traces = map[string]string{}
-	}
-	cw.traces[sku] = traceparent
-}
-
-// pruneTraces forgets the traces of SKUs no longer wanted, so they never
-// outnumber Want.
-func (cw *ChannelWork) pruneTraces() {
-	for _, sku := range sortedKeys(cw.traces) {
-		if _, ok := cw.Want[sku]; !ok {
-			delete(cw.traces, sku)
-		}
-	}
-}
-
 func withActivityID(o workflow.ActivityOptions, id string) workflow.ActivityOptions {
 	o.ActivityID = id
 	return o
 }
 
-// onPushDone settles a finished push: synced SKUs leave the work unless a
-// newer version arrived meanwhile; refused ones and, when the push gave up,
-// all of them are parked.
+// onPushDone settles a finished push (channel.settle) and does what it
+// leaves to do: drop a channel that is gone, unpark what a newer version
+// made moot, park what did not go through.
 func (s *syncRun) onPushDone(ctx workflow.Context, id string, f workflow.Future) error {
-	cw := s.channels[id]
-	sent := cw.inflight
-	cw.inflight, cw.activityID = nil, ""
 	var res activities.PushResult
 	err := f.Get(ctx, &res)
-	if err != nil {
-		var appErr *temporal.ApplicationError
-		if errors.As(err, &appErr) && appErr.Type() == activities.ErrTypeChannelGone {
-			delete(s.channels, id)
-			return s.updateParked(ctx)
-		}
-		if cw.Backfill != nil {
-			cw.Backfill.Paused = true
-		}
-		attempts := s.opts.MaxAttempts
-		if errors.As(err, &appErr) && appErr.NonRetryable() {
-			attempts = 1
-		}
-		var park []catalog.ParkedItem
-		for _, sku := range sortedKeys(sent) {
-			if v, ok := res.Synced[sku]; ok && v >= cw.Want[sku] {
-				delete(cw.Want, sku)
-				continue
-			}
-			if s.bounded && slices.Contains(res.Parked, sku) && cw.Want[sku] <= sent[sku] {
-				delete(cw.Want, sku) // parked at that version already
-				continue
-			}
-			park = append(park, catalog.ParkedItem{SKU: sku, Version: cw.Want[sku], Error: rootMessage(err), Attempts: int(attempts)})
-		}
-		return s.park(ctx, id, park)
+	st := s.channels[id].settle(s.rules(), res, err)
+	if st.gone {
+		delete(s.channels, id)
+		return s.updateParked(ctx)
 	}
-	if cw.Backfill != nil {
-		cw.Backfill.Paused = false
-	}
-	if res.ParkedLeft != nil {
-		cw.ParkedCount = *res.ParkedLeft
-	}
-	for _, sku := range res.Parked {
-		if cw.Want[sku] <= sent[sku] {
-			delete(cw.Want, sku) // parked at that version: wait for the operator
-		}
-	}
-	var superseded []string
-	for _, sku := range sortedKeys(res.Synced) {
-		v := res.Synced[sku]
-		if v >= cw.Want[sku] {
-			delete(cw.Want, sku)
-		}
-		if p, ok := cw.Parked[sku]; ok && p.Version <= v {
-			// A newer version went through: the parked one is moot.
-			delete(cw.Parked, sku)
-			superseded = append(superseded, p.ID)
-		}
-	}
-	if len(superseded) > 0 {
-		if err := s.unpark(ctx, "", superseded); err != nil {
+	if len(st.superseded) > 0 {
+		if err := s.unpark(ctx, "", st.superseded); err != nil {
 			return err
 		}
 	}
-	for _, sku := range res.Missing {
-		if cw.Want[sku] <= sent[sku] {
-			delete(cw.Want, sku)
-		}
-	}
-	var park []catalog.ParkedItem
-	for _, r := range res.Rejected {
-		if cw.Want[r.SKU] > r.Version {
-			continue // a newer version is on its way; try that instead
-		}
-		park = append(park, catalog.ParkedItem{SKU: r.SKU, Version: r.Version, Error: r.Reason, Attempts: 1})
-	}
-	return s.park(ctx, id, park)
+	return s.park(ctx, id, st.park)
 }
 
 func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.ParkedItem) error {
@@ -721,10 +501,7 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 		if err != nil {
 			return err
 		}
-		cw.ParkedCount = res.Parked
-		for _, sku := range res.SKUs {
-			delete(cw.Want, sku)
-		}
+		cw.parkedCounted(res)
 		return s.updateParked(ctx)
 	}
 	var parked []catalog.ParkedItem
@@ -732,40 +509,15 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 	if err != nil {
 		return err
 	}
-	if cw.Parked == nil {
-		cw.Parked = map[string]catalog.ParkedItem{}
-	}
-	for _, p := range parked {
-		cw.Parked[p.SKU] = p
-		delete(cw.Want, p.SKU)
-	}
+	cw.parkedHeld(parked)
 	return s.updateParked(ctx)
 }
 
+// onParking applies an operator's retry or discard (channel.decide) and
+// removes the item from the parking lot.
 func (s *syncRun) onParking(ctx workflow.Context, act ParkingAction) error {
 	if cw, ok := s.channels[act.ChannelID]; ok {
-		version := act.Version
-		if p, ok := cw.Parked[act.SKU]; ok && p.ID == act.ID {
-			delete(cw.Parked, act.SKU)
-			version = max(version, p.Version)
-		}
-		if act.Action == ParkingRetry && s.bounded {
-			s.want(cw, []activities.SKUVersion{{SKU: act.SKU, Version: version}})
-		} else if act.Action == ParkingRetry && version > cw.Want[act.SKU] {
-			if cw.Want == nil {
-				cw.Want = map[string]int64{}
-			}
-			cw.Want[act.SKU] = version
-			cw.setTrace(act.SKU, "")
-		}
-		full := s.bounded && cw.Backfill != nil && (len(cw.Backfill.Discarded) >= maxDiscarded ||
-			(!cw.Backfill.Again && act.SKU <= cw.Backfill.After))
-		if act.Action == ParkingDiscard && cw.Backfill != nil && !full && version > cw.Backfill.Discarded[act.SKU] {
-			if cw.Backfill.Discarded == nil {
-				cw.Backfill.Discarded = map[string]int64{}
-			}
-			cw.Backfill.Discarded[act.SKU] = version
-		}
+		cw.decide(s.rules(), act)
 	}
 	// Removed from the parking lot whatever the workflow knew of it: the
 	// operator's word is final, and a stale row must not linger.
@@ -828,25 +580,11 @@ func bookkeepBackoff(attempt int) time.Duration {
 	return min(d, 5*time.Minute)
 }
 
-// rootMessage is what the activity said (market, channel, error), without
-// Temporal's wrapping; or what timed out.
-func rootMessage(err error) string {
-	var appErr *temporal.ApplicationError
-	if errors.As(err, &appErr) {
-		return appErr.Message()
-	}
-	var timeout *temporal.TimeoutError
-	if errors.As(err, &timeout) {
-		return "timed out: " + timeout.Message()
-	}
-	return err.Error()
-}
-
 // updateParked keeps the SagaflowParked search attribute true.
 func (s *syncRun) updateParked(ctx workflow.Context) error {
 	var n int64
 	for _, id := range sortedKeys(s.channels) {
-		n += int64(s.parkedOf(s.channels[id]))
+		n += int64(s.channels[id].parked(s.rules()))
 	}
 	if n == s.parked {
 		return nil
@@ -856,36 +594,19 @@ func (s *syncRun) updateParked(ctx workflow.Context) error {
 }
 
 func (s *syncRun) continueAsNew(ctx workflow.Context, chans ...workflow.ReceiveChannel) error {
-	// Nothing signalled may be lost: take what is buffered into the state.
+	// Nothing signalled may be lost: take what is buffered into the state
+	// (a channels signal only for its shard count: the next run loads the
+	// channels anyway).
 	for _, c := range chans {
-		for {
-			ok := false
-			switch c.Name() {
-			case SignalChanges:
-				var batch []activities.SKUVersion
-				if ok = c.ReceiveAsync(&batch); ok {
-					s.addChanges(batch)
-				}
-			case SignalParking:
-				var act ParkingAction
-				if ok = c.ReceiveAsync(&act); ok {
-					if err := s.onParking(ctx, act); err != nil {
-						return err
-					}
-				}
-			default: // channels: the next run loads them anyway
-				var msg ChannelsChanged
-				if ok = c.ReceiveAsync(&msg); ok {
-					s.learnShards(msg)
-				}
-			}
-			if !ok {
-				break
-			}
+		if err := s.drain(ctx, c); err != nil {
+			return err
 		}
 	}
 	next := s.in
-	next.Channels, next.Runs = s.channels, s.in.Runs+1
+	next.Channels, next.Runs = make(map[string]*ChannelWork, len(s.channels)), s.in.Runs+1
+	for _, id := range sortedKeys(s.channels) {
+		next.Channels[id] = s.channels[id].ChannelWork
+	}
 	return workflow.NewContinueAsNewError(ctx, CatalogSync, next)
 }
 
@@ -909,8 +630,27 @@ func (s *syncRun) localCtx(ctx workflow.Context) workflow.Context {
 	return workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{
 		ScheduleToCloseTimeout: budget,
 		StartToCloseTimeout:    10 * time.Second,
-		RetryPolicy:            &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second},
+		RetryPolicy:            syncRetry(),
 	})
+}
+
+// syncRetry is the retry policy of every activity and local activity of the
+// sync workflow: 1 s doubling to 30 s, with no attempt limit. Each call
+// returns a new value, so a caller may add to it.
+func syncRetry() *temporal.RetryPolicy {
+	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
+}
+
+// pushRetry is syncRetry with the two things a push adds: at most
+// maxAttempts attempts (then its items are parked), and no retry of a
+// channel that is gone or of a market's refusal. The activity sets each next
+// delay itself (backoff with jitter, Retry-After); syncRetry's are the bounds
+// when it does not.
+func pushRetry(maxAttempts int32) *temporal.RetryPolicy {
+	p := syncRetry()
+	p.MaximumAttempts = maxAttempts
+	p.NonRetryableErrorTypes = []string{activities.ErrTypeChannelGone, activities.ErrTypeMarketRejected}
+	return p
 }
 
 // sortedKeys is the one place workflow code ranges over a map: the order
