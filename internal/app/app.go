@@ -65,8 +65,8 @@ type App struct {
 	// Secrets seals channel credentials and payment tokens at rest.
 	Secrets *secret.Keyring
 	Coupons *telemetry.CouponMetrics
-	// issueLimit is shared by every Activities this process builds.
-	issueLimit *activities.TenantLimit
+	// acts are the activity sets, built once in Open.
+	acts *activities.Activities
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -168,7 +168,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	a.Bus = telemetry.NewBusMetrics(a.Metrics)
 	telemetry.RegisterQueues(a.Metrics, a.Rabbit.Inspect, []string{catalog.IngestQueue, catalog.DeadQueue}, telemetry.DefaultScrapeEvery)
 	a.Outbox = telemetry.NewOutboxMetrics(a.Metrics, a.Store.Pool(), telemetry.DefaultScrapeEvery)
-	a.issueLimit = &activities.TenantLimit{Max: cfg.CouponTenantActivities}
+	a.acts = a.newActivities()
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
 		HostPort:  cfg.TemporalHostPort(),
@@ -229,24 +229,36 @@ func (a *App) Close() {
 	a.closers = nil
 }
 
-// Activities are the activity implementations over this process's clients.
-func (a *App) Activities() *activities.Activities {
+// Activities are the activity sets, one per saga, over this process's
+// clients, built once by Open.
+func (a *App) Activities() *activities.Activities { return a.acts }
+
+// newActivities builds the activity sets, each with only the clients its
+// saga uses, and the per-schema store closures once.
+func (a *App) newActivities() *activities.Activities {
 	return &activities.Activities{
-		Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit,
-		Meetings:    func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
-		Payments:    a.Payments,
-		JoinMetrics: a.Joins,
-		Notifier:    a.Notifier,
-		Campaigns:   func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
-		Queue:       a.Redis,
-		Catalog:     func(schema string) activities.CatalogStore { return a.Store.Catalog(schema) },
-		Markets:     a.Markets,
-		SyncMetrics: a.Sync,
-		Secrets:     a.Secrets,
-		Log:         a.Log,
-		// Coupon campaigns: set-aside requests counted, issuing bounded per tenant.
-		CouponMetrics: a.Coupons,
-		IssueLimit:    a.issueLimit,
+		Probe: &activities.ProbeActivities{Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit},
+		Join: &activities.JoinActivities{
+			Meetings:    func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
+			Payments:    a.Payments,
+			JoinMetrics: a.Joins,
+			Notifier:    a.Notifier,
+			Secrets:     a.Secrets,
+		},
+		Coupon: &activities.CouponActivities{
+			Campaigns: func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
+			Queue:     a.Redis,
+			// Set-aside requests counted, issuing bounded per tenant.
+			CouponMetrics: a.Coupons,
+			IssueLimit:    &activities.TenantLimit{Max: a.Config.CouponTenantActivities},
+			Log:           a.Log,
+		},
+		Sync: &activities.SyncActivities{
+			Catalog:     func(schema string) activities.CatalogStore { return a.Store.Catalog(schema) },
+			Markets:     a.Markets,
+			SyncMetrics: a.Sync,
+			Log:         a.Log,
+		},
 	}
 }
 
