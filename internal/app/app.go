@@ -27,6 +27,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/deadletter"
 	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
 	"github.com/sagaflow/sagaflow/internal/market"
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/notify"
@@ -483,7 +484,7 @@ func (a *App) DeadLetterArchiver() *deadletter.Archiver {
 // Ingest consumes the product changes from RabbitMQ and hands them to the
 // sync workflows; run it in every worker process (competing consumers).
 func (a *App) Ingest() *ingest.Consumer {
-	c := ingest.New(a.Rabbit, a.Redis, a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
+	c := ingest.New(a.Rabbit, redisdedupe.New(a.Redis), a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
 		ingest.Options{Consumers: a.Config.IngestConsumers, Prefetch: a.Config.IngestPrefetch, FlushEvery: a.Config.IngestFlush, Metrics: a.Bus})
 	a.Bus.WatchOldest(c.OldestUnacked)
 	return c
