@@ -5,22 +5,24 @@ import (
 	"testing"
 	"time"
 
+	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/ingest"
 	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
+// open connects to the stack's Redis under a prefix of its own (Redis is
+// all this package needs, so no testenv.New with its database and vhost).
 func open(t *testing.T) *queue.Redis {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	env, err := testenv.New(ctx)
+	cfg, err := config.FromEnv()
 	if err != nil {
 		t.Fatal(err)
 	}
-	t.Cleanup(env.Close)
-	r, err := queue.Open(ctx, env.Config.RedisURL, env.Config.RedisPrefix)
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	r, err := queue.Open(ctx, cfg.RedisURL, "sagaflow-test-"+testenv.RunID()+":")
 	if err != nil {
 		t.Fatal(err)
 	}
