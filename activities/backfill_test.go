@@ -13,7 +13,8 @@ import (
 // the channel does not hold at the current version: not what it holds, and
 // each SKU once.
 func TestBackfillPage_pages_through_what_the_channel_lacks(t *testing.T) {
-	a, tn := storeActivities(t)
+	_, tn := storeActivities(t)
+	a := &SyncActivities{Catalog: func(schema string) CatalogStore { return infra.store.Catalog(schema) }}
 	ctx := context.Background()
 	cat := infra.store.Catalog(tn.Schema)
 	ch, err := cat.CreateChannel(ctx, catalog.Channel{Market: "shopwave", BaseURL: "http://127.0.0.1:1", Credentials: "k", RateLimitPerSec: 1})
@@ -87,7 +88,7 @@ func TestBackfillPage_pages_through_what_the_channel_lacks(t *testing.T) {
 }
 
 func TestBackfillPage_refuses_a_missing_shard_count(t *testing.T) {
-	a := &Activities{}
+	a := &SyncActivities{}
 	if _, err := a.BackfillPage(context.Background(), BackfillInput{Max: 10}); !isNonRetryable(err, "BadInput") {
 		t.Fatalf("err = %v, want a non-retryable BadInput", err)
 	}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"slices"
 	"sync"
 	"time"
@@ -82,6 +83,22 @@ func (l *TenantLimit) acquire(tenant string) (release func(), ok bool) {
 	}, true
 }
 
+// CouponActivities are the coupon campaign's activities, run on the coupon
+// task queue; the workflow refers to them through a nil *CouponActivities.
+// Safe for concurrent use when its fields are.
+type CouponActivities struct {
+	// Campaigns returns the campaign store of the tenant whose schema it is.
+	Campaigns func(schema string) CampaignStore
+	Queue     FirstCome
+	// CouponMetrics counts the campaigns' issued and set-aside requests;
+	// nil: none.
+	CouponMetrics CouponMetrics
+	// IssueLimit bounds each tenant's issuing activities; nil: no bound.
+	IssueLimit *TenantLimit
+	// Log receives the alerts the activities raise; nil means slog.Default.
+	Log *slog.Logger
+}
+
 // CampaignRef names a campaign and carries what its activities need.
 type CampaignRef struct {
 	Tenant     string    `json:"tenant"`
@@ -98,7 +115,7 @@ func (r CampaignRef) queue() queue.Campaign {
 
 // OpenCampaign writes the campaign into Redis unless it is there (the API
 // did it already, unless it crashed first).
-func (a *Activities) OpenCampaign(ctx context.Context, ref CampaignRef) error {
+func (a *CouponActivities) OpenCampaign(ctx context.Context, ref CampaignRef) error {
 	return a.Queue.OpenCampaign(ctx, ref.queue())
 }
 
@@ -171,7 +188,7 @@ const issuePoll = 20 * time.Millisecond
 //
 // A request that PostgreSQL can never store does not block those behind it:
 // it is set aside with its reason (see issue), counted in SetAside.
-func (a *Activities) IssueNext(ctx context.Context, in IssueInput) (IssueResult, error) {
+func (a *CouponActivities) IssueNext(ctx context.Context, in IssueInput) (IssueResult, error) {
 	ref := in.Campaign
 	if in.Yield {
 		release, ok := a.IssueLimit.acquire(ref.Tenant)
@@ -293,7 +310,7 @@ func issueSpan(ctx context.Context, ref CampaignRef, entries []queue.Entry) (con
 // queue: the issued ones as issued, the ones that can never be written as
 // set aside. It returns how many of each. Its span ("coupon issue") links
 // to the requests' traces (see MaxBatchLinks).
-func (a *Activities) issue(ctx context.Context, ref CampaignRef, entries []queue.Entry, beat func()) (issued, setAside int, err error) {
+func (a *CouponActivities) issue(ctx context.Context, ref CampaignRef, entries []queue.Entry, beat func()) (issued, setAside int, err error) {
 	ctx, span := issueSpan(ctx, ref, entries)
 	defer func() { endSpan(span, err) }()
 	coupons := make([]coupon.Coupon, len(entries))
@@ -330,7 +347,7 @@ func (a *Activities) issue(ctx context.Context, ref CampaignRef, entries []queue
 // ends it (the caller's retry writes again; coupons written already are
 // skipped, the store's writes being idempotent). beat, if set, is called
 // after each statement, as a split batch may take many.
-func (a *Activities) write(ctx context.Context, ref CampaignRef, coupons []coupon.Coupon, beat func()) ([]coupon.SetAside, error) {
+func (a *CouponActivities) write(ctx context.Context, ref CampaignRef, coupons []coupon.Coupon, beat func()) ([]coupon.SetAside, error) {
 	if len(coupons) == 0 {
 		return nil, nil
 	}
@@ -361,7 +378,7 @@ func (a *Activities) write(ctx context.Context, ref CampaignRef, coupons []coupo
 
 // setAside records the requests that can never be issued (see
 // FirstCome.SetAside), and says so in the log and the metrics.
-func (a *Activities) setAside(ctx context.Context, ref CampaignRef, bad []coupon.SetAside) error {
+func (a *CouponActivities) setAside(ctx context.Context, ref CampaignRef, bad []coupon.SetAside) error {
 	if len(bad) == 0 {
 		return nil
 	}
@@ -371,7 +388,7 @@ func (a *Activities) setAside(ctx context.Context, ref CampaignRef, bad []coupon
 	}
 	for _, b := range bad {
 		// %q: the user id is what PostgreSQL could not hold (a NUL, bad UTF-8).
-		a.logger().Warn("coupon request set aside: it can never be issued; its unit goes back to the stock",
+		orDefault(a.Log).Warn("coupon request set aside: it can never be issued; its unit goes back to the stock",
 			"tenant", ref.Tenant, "campaign", ref.CampaignID, "rank", b.Rank, "user", fmt.Sprintf("%q", b.User), "reason", b.Reason)
 	}
 	if n > 0 {
@@ -393,7 +410,7 @@ type ReconcileResult struct {
 // any that still cannot be written), records the campaign done, and
 // removes its Redis keys. Idempotent: a campaign recorded done only has its
 // keys removed.
-func (a *Activities) Reconcile(ctx context.Context, ref CampaignRef) (ReconcileResult, error) {
+func (a *CouponActivities) Reconcile(ctx context.Context, ref CampaignRef) (ReconcileResult, error) {
 	store := a.Campaigns(ref.Schema)
 	c, err := store.Get(ctx, ref.CampaignID)
 	if err != nil {

@@ -42,9 +42,9 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-// storeActivities returns activities on the real stores and a tenant of
-// their own, opening the stack on first use.
-func storeActivities(t *testing.T) (*Activities, tenant.Tenant) {
+// storeActivities returns coupon activities on the real stores and a tenant
+// of their own, opening the stack on first use.
+func storeActivities(t *testing.T) (*CouponActivities, tenant.Tenant) {
 	t.Helper()
 	infra.once.Do(func() {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -70,16 +70,15 @@ func storeActivities(t *testing.T) (*Activities, tenant.Tenant) {
 	if err := infra.store.CreateTenant(context.Background(), tn); err != nil {
 		t.Fatal(err)
 	}
-	return &Activities{
+	return &CouponActivities{
 		Campaigns: func(schema string) CampaignStore { return infra.store.Campaigns(schema) },
-		Catalog:   func(schema string) CatalogStore { return infra.store.Catalog(schema) },
 		Queue:     infra.queue,
 	}, tn
 }
 
 // openCampaign creates a campaign of stock, open now for a minute, in
 // PostgreSQL and Redis.
-func openCampaign(t *testing.T, a *Activities, tn tenant.Tenant, stock int) CampaignRef {
+func openCampaign(t *testing.T, a *CouponActivities, tn tenant.Tenant, stock int) CampaignRef {
 	t.Helper()
 	ctx := context.Background()
 	now := time.Now()
@@ -107,7 +106,7 @@ func requestCoupons(t *testing.T, ref CampaignRef, users ...string) {
 	}
 }
 
-func issueNext(env *testsuite.TestActivityEnvironment, a *Activities, in IssueInput) (IssueResult, error) {
+func issueNext(env *testsuite.TestActivityEnvironment, a *CouponActivities, in IssueInput) (IssueResult, error) {
 	v, err := env.ExecuteActivity(a.IssueNext, in)
 	if err != nil {
 		return IssueResult{}, err
@@ -118,7 +117,7 @@ func issueNext(env *testsuite.TestActivityEnvironment, a *Activities, in IssueIn
 }
 
 // mustIssueNext is issueNext on the test's goroutine.
-func mustIssueNext(t *testing.T, env *testsuite.TestActivityEnvironment, a *Activities, in IssueInput) IssueResult {
+func mustIssueNext(t *testing.T, env *testsuite.TestActivityEnvironment, a *CouponActivities, in IssueInput) IssueResult {
 	t.Helper()
 	res, err := issueNext(env, a, in)
 	if err != nil {
@@ -127,7 +126,7 @@ func mustIssueNext(t *testing.T, env *testsuite.TestActivityEnvironment, a *Acti
 	return res
 }
 
-func activityEnv(a *Activities) *testsuite.TestActivityEnvironment {
+func activityEnv(a *CouponActivities) *testsuite.TestActivityEnvironment {
 	env := new(testsuite.WorkflowTestSuite).NewTestActivityEnvironment()
 	env.RegisterActivity(a)
 	return env
@@ -340,7 +339,7 @@ func TestReconcile_sets_aside_what_can_never_be_written(t *testing.T) {
 // The PostgreSQL errors that set a request aside are the ones about the data.
 func TestWrite_retries_what_is_not_about_the_data(t *testing.T) {
 	calls := 0
-	a := &Activities{Campaigns: func(string) CampaignStore {
+	a := &CouponActivities{Campaigns: func(string) CampaignStore {
 		return fakeIssue(func(cs []coupon.Coupon) error {
 			calls++
 			return errors.New("issue coupons of c: dial tcp: connection refused")
@@ -355,7 +354,7 @@ func TestWrite_retries_what_is_not_about_the_data(t *testing.T) {
 // Bisecting finds every bad coupon and writes the others, in rank order.
 func TestWrite_splits_a_refused_batch_down_to_its_bad_coupons(t *testing.T) {
 	var written []int64
-	a := &Activities{Campaigns: func(string) CampaignStore {
+	a := &CouponActivities{Campaigns: func(string) CampaignStore {
 		return fakeIssue(func(cs []coupon.Coupon) error {
 			for _, c := range cs {
 				if strings.HasPrefix(c.UserID, "bad") {

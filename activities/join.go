@@ -72,6 +72,21 @@ type Notifier interface {
 	Send(ctx context.Context, m notify.Message) error
 }
 
+// JoinActivities are the join saga's activities (the seat ones run as local
+// activities), run on the join task queue; the workflow refers to them
+// through a nil *JoinActivities. Safe for concurrent use when its fields are.
+type JoinActivities struct {
+	// Meetings returns the meeting store of the tenant whose schema it is.
+	Meetings func(schema string) MeetingStore
+	Payments PaymentGateway
+	// JoinMetrics counts the joins' ends and uncertain charges; nil: none.
+	JoinMetrics JoinMetrics
+	Notifier    Notifier
+	// Secrets opens the payment tokens the API sealed; nil leaves a sealed
+	// token sealed (and the charge fails for good).
+	Secrets Opener
+}
+
 // SeatInput names a join's seat in a tenant's meeting.
 type SeatInput struct {
 	Schema    string `json:"schema"`
@@ -89,7 +104,7 @@ func (in SeatInput) attrs() []attribute.KeyValue {
 
 // ReserveSeat takes a seat, atomically against the capacity; idempotent per
 // join. A full, closed or unknown meeting is a non-retryable failure.
-func (a *Activities) ReserveSeat(ctx context.Context, in SeatInput) (err error) {
+func (a *JoinActivities) ReserveSeat(ctx context.Context, in SeatInput) (err error) {
 	ctx, span := startSpan(ctx, "seat reserve", in.attrs()...)
 	defer func() { endSpan(span, err) }()
 	return seatError(a.Meetings(in.Schema).Reserve(ctx, in.MeetingID, in.JoinID, in.UserID))
@@ -97,7 +112,7 @@ func (a *Activities) ReserveSeat(ctx context.Context, in SeatInput) (err error) 
 
 // ConfirmSeat confirms the join's reserved seat; idempotent. A meeting closed
 // meanwhile, or a user already confirmed by another join, is non-retryable.
-func (a *Activities) ConfirmSeat(ctx context.Context, in SeatInput) (err error) {
+func (a *JoinActivities) ConfirmSeat(ctx context.Context, in SeatInput) (err error) {
 	ctx, span := startSpan(ctx, "seat confirm", in.attrs()...)
 	defer func() { endSpan(span, err) }()
 	return seatError(a.Meetings(in.Schema).Confirm(ctx, in.MeetingID, in.JoinID))
@@ -105,7 +120,7 @@ func (a *Activities) ConfirmSeat(ctx context.Context, in SeatInput) (err error) 
 
 // ReleaseSeat gives the join's seat back; idempotent. Its span is a
 // compensation, with in.Reason.
-func (a *Activities) ReleaseSeat(ctx context.Context, in SeatInput) (err error) {
+func (a *JoinActivities) ReleaseSeat(ctx context.Context, in SeatInput) (err error) {
 	ctx, span := startSpan(ctx, "seat release", append(in.attrs(), compensation(in.Reason)...)...)
 	defer func() { endSpan(span, err) }()
 	return a.Meetings(in.Schema).Release(ctx, in.MeetingID, in.JoinID)
@@ -147,7 +162,7 @@ type ChargeResult struct {
 // idempotency key before returning, so an applied charge is reported as
 // such; one not applied is returned as a retryable error and the retry sends
 // it again under the same key, which the gateway applies at most once.
-func (a *Activities) Charge(ctx context.Context, in ChargeInput) (res ChargeResult, err error) {
+func (a *JoinActivities) Charge(ctx context.Context, in ChargeInput) (res ChargeResult, err error) {
 	ctx, span := startSpan(ctx, "payment charge", attrJoinID.String(in.IdempotencyKey), attrAmount.Int64(in.Amount), attrCurrency.String(in.Currency))
 	defer func() {
 		span.SetAttributes(attrPaymentStatus.String(res.Status))
@@ -197,7 +212,7 @@ type Opener interface {
 // Temporal's history nor sagaflow.workflow_starts holds it readable. A
 // token that is not sealed (joins started before sealing) is used as it
 // is; one that does not open is a refusal: retrying cannot open it.
-func (a *Activities) openToken(in ChargeInput) (string, error) {
+func (a *JoinActivities) openToken(in ChargeInput) (string, error) {
 	if !strings.HasPrefix(in.Token, secret.Prefix) {
 		return in.Token, nil
 	}
@@ -214,7 +229,7 @@ func (a *Activities) openToken(in ChargeInput) (string, error) {
 // LookupCharge reports the charge made under the key: succeeded, declined,
 // refunded, or none. It fails (and is retried) only if the gateway does not
 // answer: the saga never guesses.
-func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
+func (a *JoinActivities) LookupCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
 	defer func() { a.joinMetrics().Settled("lookup", settledStatus(res, err)) }()
 	c, err := a.Payments.Lookup(ctx, idempotencyKey)
 	if errors.Is(err, payment.ErrNotFound) {
@@ -232,7 +247,7 @@ func (a *Activities) LookupCharge(ctx context.Context, idempotencyKey string) (r
 // reply was lost cannot commit after this). Idempotent; it fails (and is
 // retried) only while the gateway does not answer. The saga calls it, never
 // LookupCharge, before deciding that no money was taken.
-func (a *Activities) VoidCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
+func (a *JoinActivities) VoidCharge(ctx context.Context, idempotencyKey string) (res ChargeResult, err error) {
 	defer func() { a.joinMetrics().Settled("void", settledStatus(res, err)) }()
 	ctx, span := startSpan(ctx, "payment void", attrJoinID.String(idempotencyKey))
 	defer func() {
@@ -260,7 +275,7 @@ type RefundInput struct {
 
 // Refund returns the money of a charge; idempotent. Its span is a
 // compensation, with in.Reason.
-func (a *Activities) Refund(ctx context.Context, in RefundInput) (res ChargeResult, err error) {
+func (a *JoinActivities) Refund(ctx context.Context, in RefundInput) (res ChargeResult, err error) {
 	ctx, span := startSpan(ctx, "payment refund", append(compensation(in.Reason), attrJoinID.String(in.IdempotencyKey))...)
 	defer func() {
 		span.SetAttributes(attrPaymentStatus.String(res.Status))
@@ -286,7 +301,7 @@ type NotifyInput struct {
 }
 
 // Notify sends on one channel, at most once per (join, channel).
-func (a *Activities) Notify(ctx context.Context, in NotifyInput) error {
+func (a *JoinActivities) Notify(ctx context.Context, in NotifyInput) error {
 	err := a.Notifier.Send(ctx, notify.Message{
 		Channel: in.Channel, To: in.UserID, Subject: in.Subject, Body: in.Body,
 		IdempotencyKey: in.JoinID + ":" + in.Channel,
@@ -306,7 +321,7 @@ type SaveJoinInput struct {
 // SaveJoin stores the join's state in the tenant's schema, for reads after
 // the workflow ends. A join row that does not exist (its tenant was
 // deleted) is non-retryable; every other failure is retried.
-func (a *Activities) SaveJoin(ctx context.Context, in SaveJoinInput) error {
+func (a *JoinActivities) SaveJoin(ctx context.Context, in SaveJoinInput) error {
 	err := a.Meetings(in.Schema).SaveJoin(ctx, in.Join)
 	if errors.Is(err, meeting.ErrJoinNotFound) {
 		return temporal.NewNonRetryableApplicationError(err.Error(), ErrTypeJoinNotFound, err)

@@ -19,12 +19,12 @@ import (
 // call it through the real client. The timeout is short enough for the
 // timeout-after-commit case, long enough that a loaded machine does not turn
 // an ordinary call into an unknown outcome.
-func gateway(t *testing.T, cfg sim.PaymentConfig) (*Activities, *sim.PaymentGateway) {
+func gateway(t *testing.T, cfg sim.PaymentConfig) (*JoinActivities, *sim.PaymentGateway) {
 	t.Helper()
 	g := sim.NewPaymentGateway(cfg, 1)
 	srv := httptest.NewServer(g)
 	t.Cleanup(func() { g.Close(); srv.Close() })
-	return &Activities{Payments: payment.NewClient(srv.URL, 2*time.Second)}, g
+	return &JoinActivities{Payments: payment.NewClient(srv.URL, 2*time.Second)}, g
 }
 
 func isNonRetryable(err error, typ string) bool {

@@ -1,23 +1,23 @@
 package activities
 
-// The metrics an Activities was given, or ones that count nothing, so that
+// The metrics an activities type was given, or ones that count nothing, so that
 // each call site is one line.
 
-func (a *Activities) syncMetrics() SyncMetrics {
+func (a *SyncActivities) syncMetrics() SyncMetrics {
 	if a.SyncMetrics == nil {
 		return noMetrics{}
 	}
 	return a.SyncMetrics
 }
 
-func (a *Activities) couponMetrics() CouponMetrics {
+func (a *CouponActivities) couponMetrics() CouponMetrics {
 	if a.CouponMetrics == nil {
 		return noMetrics{}
 	}
 	return a.CouponMetrics
 }
 
-func (a *Activities) joinMetrics() JoinMetrics {
+func (a *JoinActivities) joinMetrics() JoinMetrics {
 	if a.JoinMetrics == nil {
 		return noMetrics{}
 	}

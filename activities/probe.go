@@ -1,13 +1,8 @@
-// Package activities holds the side effects of sagaflow's workflows. Each
-// activity is a method on Activities, whose fields are the process's clients,
-// built once per process; the workflows refer to the methods through a nil
-// *Activities. One input and one result struct per activity.
 package activities
 
 import (
 	"context"
 	"fmt"
-	"log/slog"
 	"time"
 
 	"go.temporal.io/sdk/temporal"
@@ -30,36 +25,13 @@ type SchemaChecker interface {
 	SchemaExists(ctx context.Context, schema string) (bool, error)
 }
 
-// Activities carries the clients activities use. Safe for concurrent use
-// when its fields are.
-type Activities struct {
+// ProbeActivities are the probe's activities, run on the ops task queue;
+// the workflow refers to them through a nil *ProbeActivities. Safe for
+// concurrent use when its fields are.
+type ProbeActivities struct {
 	Postgres SchemaChecker
 	Redis    Pinger
 	RabbitMQ Pinger
-	// Meetings returns the meeting store of the tenant whose schema it is.
-	Meetings func(schema string) MeetingStore
-	Payments PaymentGateway
-	// JoinMetrics counts the joins' ends and uncertain charges; nil: none.
-	JoinMetrics JoinMetrics
-	Notifier    Notifier
-	// Campaigns returns the campaign store of the tenant whose schema it is.
-	Campaigns func(schema string) CampaignStore
-	Queue     FirstCome
-	// CouponMetrics counts the campaigns' issued and set-aside requests;
-	// nil: none.
-	CouponMetrics CouponMetrics
-	// IssueLimit bounds each tenant's issuing activities; nil: no bound.
-	IssueLimit *TenantLimit
-	// Catalog returns the catalog store of the tenant whose schema it is.
-	Catalog func(schema string) CatalogStore
-	Markets Markets
-	// SyncMetrics counts pushes and parked items; nil: none.
-	SyncMetrics SyncMetrics
-	// Secrets opens the payment tokens the API sealed; nil leaves a sealed
-	// token sealed (and the charge fails for good).
-	Secrets Opener
-	// Log receives the alerts activities raise; nil means slog.Default.
-	Log *slog.Logger
 }
 
 // CheckInput names the dependency to check and, for PostgreSQL, the tenant
@@ -81,7 +53,7 @@ type CheckResult struct {
 // CheckDependency checks that one dependency answers. An unreachable server
 // is returned as an error (retried by policy); a tenant schema that does not
 // exist, or an unknown dependency, is not retryable.
-func (a *Activities) CheckDependency(ctx context.Context, in CheckInput) (CheckResult, error) {
+func (a *ProbeActivities) CheckDependency(ctx context.Context, in CheckInput) (CheckResult, error) {
 	start := time.Now()
 	var err error
 	switch in.Dependency {

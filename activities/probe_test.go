@@ -19,7 +19,7 @@ func (f fakeSchemas) SchemaExists(_ context.Context, schema string) (bool, error
 }
 
 func TestCheckDependency(t *testing.T) {
-	a := &Activities{
+	a := &ProbeActivities{
 		Postgres: fakeSchemas{"tenant_demo": true},
 		Redis:    fakePinger{},
 		RabbitMQ: fakePinger{err: errors.New("connection refused")},

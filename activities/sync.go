@@ -71,6 +71,20 @@ const (
 	syncBackoffMax  = 30 * time.Second
 )
 
+// SyncActivities are the catalog sync's activities (the channel and park
+// ones run as local activities), run on the sync task queue; the workflow
+// refers to them through a nil *SyncActivities. Safe for concurrent use
+// when its fields are.
+type SyncActivities struct {
+	// Catalog returns the catalog store of the tenant whose schema it is.
+	Catalog func(schema string) CatalogStore
+	Markets Markets
+	// SyncMetrics counts pushes and parked items; nil: none.
+	SyncMetrics SyncMetrics
+	// Log receives the alerts the activities raise; nil means slog.Default.
+	Log *slog.Logger
+}
+
 // SKUVersion is one SKU at the version a change brought.
 type SKUVersion struct {
 	SKU     string `json:"sku"`
@@ -91,7 +105,7 @@ type ChannelRef struct {
 }
 
 // LoadChannels lists the tenant's channels (a local activity).
-func (a *Activities) LoadChannels(ctx context.Context, schema string) ([]ChannelRef, error) {
+func (a *SyncActivities) LoadChannels(ctx context.Context, schema string) ([]ChannelRef, error) {
 	chs, err := a.Catalog(schema).Channels(ctx)
 	if err != nil {
 		return nil, err
@@ -115,7 +129,7 @@ type LoadSyncChannelsInput struct {
 // the workflow holds parked on it (a local activity). The items themselves
 // stay in PostgreSQL: the workflow keeps counts, so its state does not grow
 // with the parking lot.
-func (a *Activities) LoadSyncChannels(ctx context.Context, in LoadSyncChannelsInput) ([]ChannelRef, error) {
+func (a *SyncActivities) LoadSyncChannels(ctx context.Context, in LoadSyncChannelsInput) ([]ChannelRef, error) {
 	refs, err := a.LoadChannels(ctx, in.Schema)
 	if err != nil {
 		return nil, err
@@ -165,7 +179,7 @@ const (
 // in.Max. A newly connected channel catches up with the existing catalogue
 // this way; what it holds already (channel_products) is skipped, so reading
 // the catalogue again is harmless.
-func (a *Activities) BackfillPage(ctx context.Context, in BackfillInput) (BackfillPage, error) {
+func (a *SyncActivities) BackfillPage(ctx context.Context, in BackfillInput) (BackfillPage, error) {
 	if in.Shards <= 0 || in.Max <= 0 {
 		return BackfillPage{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("backfill: shards %d and max %d must be positive", in.Shards, in.Max), "BadInput", nil)
 	}
@@ -254,7 +268,7 @@ type PushResult struct {
 // market asked; a 4xx of the whole call is not retried (ErrTypeMarketRejected),
 // nor is a deleted channel (ErrTypeChannelGone). What the market applied
 // before a failure is recorded all the same.
-func (a *Activities) PushProducts(ctx context.Context, in PushInput) (out PushResult, _ error) {
+func (a *SyncActivities) PushProducts(ctx context.Context, in PushInput) (out PushResult, _ error) {
 	linkItems(ctx, in.Items)
 	res := PushResult{Synced: map[string]int64{}}
 	store := a.Catalog(in.Schema)
@@ -358,7 +372,7 @@ func linkItems(ctx context.Context, items []SKUVersion) {
 // unparkSynced removes the parked items that the push's synced versions
 // supersede and, if it removed any, sets res.ParkedLeft. Best effort: a
 // failure leaves the rows for a later push (or the operator) to clear.
-func (a *Activities) unparkSynced(ctx context.Context, store CatalogStore, channelID, workflowID string, res *PushResult) {
+func (a *SyncActivities) unparkSynced(ctx context.Context, store CatalogStore, channelID, workflowID string, res *PushResult) {
 	if len(res.Synced) == 0 {
 		return
 	}
@@ -384,7 +398,7 @@ const breakerWait = time.Minute
 // waits (1-3 s at a time, with jitter, so the channels of a recovering
 // market do not probe it together) and pushes what was not sent, until
 // breakerWait is spent or the attempt's deadline nears.
-func (a *Activities) pushThroughBreaker(ctx context.Context, ch catalog.Channel, items []market.Item) ([]market.Result, error) {
+func (a *SyncActivities) pushThroughBreaker(ctx context.Context, ch catalog.Channel, items []market.Item) ([]market.Result, error) {
 	target := market.Target{ChannelID: ch.ID, Market: ch.Market, BaseURL: ch.BaseURL, Credentials: ch.Credentials, RateLimitPerSec: ch.RateLimitPerSec}
 	var done []market.Result
 	giveUp := time.Now().Add(breakerWait)
@@ -463,7 +477,7 @@ type ParkInput struct {
 // ParkItems records parked items in the tenant's parking lot (GET /v1/dlq
 // lists it) and raises the alert: a log line at warn and a metric. Idempotent
 // per (channel, sku). It returns the items with their IDs.
-func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.ParkedItem, error) {
+func (a *SyncActivities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.ParkedItem, error) {
 	store := a.Catalog(in.Schema)
 	out := make([]catalog.ParkedItem, 0, len(in.Items))
 	for _, it := range in.Items {
@@ -476,7 +490,7 @@ func (a *Activities) ParkItems(ctx context.Context, in ParkInput) ([]catalog.Par
 			return nil, err
 		}
 		out = append(out, parked)
-		a.logger().WarnContext(ctx, "sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
+		orDefault(a.Log).WarnContext(ctx, "sync item parked", "alert", "sync_parked", "tenant", in.Tenant, "market", in.Channel.Market,
 			"channel", in.Channel.ID, "sku", it.SKU, "version", it.Version, "attempts", it.Attempts, "error", it.Error, "parked_id", parked.ID)
 	}
 	a.syncMetrics().Parked(in.Channel.Market, in.Tenant, len(out))
@@ -501,7 +515,7 @@ type ParkResult struct {
 
 // ParkAndCount is ParkItems for a workflow that keeps counts, not items: it
 // returns the SKUs it parked and the channel's count (a local activity).
-func (a *Activities) ParkAndCount(ctx context.Context, in ParkInput) (ParkResult, error) {
+func (a *SyncActivities) ParkAndCount(ctx context.Context, in ParkInput) (ParkResult, error) {
 	items, err := a.ParkItems(ctx, in)
 	if err != nil {
 		return ParkResult{}, err
@@ -519,7 +533,7 @@ func (a *Activities) ParkAndCount(ctx context.Context, in ParkInput) (ParkResult
 
 // UnparkAndCount is UnparkItems, then the count of the items the workflow
 // holds parked on in.ChannelID (a local activity).
-func (a *Activities) UnparkAndCount(ctx context.Context, in UnparkInput) (int, error) {
+func (a *SyncActivities) UnparkAndCount(ctx context.Context, in UnparkInput) (int, error) {
 	if err := a.UnparkItems(ctx, in); err != nil {
 		return 0, err
 	}
@@ -531,7 +545,7 @@ func (a *Activities) UnparkAndCount(ctx context.Context, in UnparkInput) (int, e
 }
 
 // UnparkItems removes the items from the parking lot; idempotent.
-func (a *Activities) UnparkItems(ctx context.Context, in UnparkInput) error {
+func (a *SyncActivities) UnparkItems(ctx context.Context, in UnparkInput) error {
 	store := a.Catalog(in.Schema)
 	for _, id := range in.IDs {
 		if err := store.Unpark(ctx, id); err != nil {
@@ -541,9 +555,10 @@ func (a *Activities) UnparkItems(ctx context.Context, in UnparkInput) error {
 	return nil
 }
 
-func (a *Activities) logger() *slog.Logger {
-	if a.Log != nil {
-		return a.Log
+// orDefault is l, or slog.Default when l is nil.
+func orDefault(l *slog.Logger) *slog.Logger {
+	if l != nil {
+		return l
 	}
 	return slog.Default()
 }

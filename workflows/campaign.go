@@ -76,6 +76,9 @@ const (
 	campaignBusyMax   = 2 * time.Second
 )
 
+// campaignActs are the campaign's activities, referred to by method.
+var campaignActs *activities.CouponActivities
+
 // Campaign issues a first-come campaign's coupons in rank order, in
 // batches, until the stock is issued or the window is over and the queue is
 // empty; then it reconciles Redis with PostgreSQL, removes the campaign's
@@ -94,7 +97,7 @@ func Campaign(ctx workflow.Context, in CampaignInput) (CampaignState, error) {
 		RetryPolicy:         &temporal.RetryPolicy{InitialInterval: 200 * time.Millisecond, BackoffCoefficient: 2, MaximumInterval: 10 * time.Second},
 	})
 	if in.Runs == 0 {
-		if err := workflow.ExecuteActivity(ctx, a.OpenCampaign, in.Campaign).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(ctx, campaignActs.OpenCampaign, in.Campaign).Get(ctx, nil); err != nil {
 			return state, err
 		}
 	}
@@ -105,7 +108,7 @@ func Campaign(ctx workflow.Context, in CampaignInput) (CampaignState, error) {
 			return state, workflow.NewContinueAsNewError(ctx, Campaign, next)
 		}
 		var res activities.IssueResult
-		err := workflow.ExecuteActivity(ctx, a.IssueNext, activities.IssueInput{
+		err := workflow.ExecuteActivity(ctx, campaignActs.IssueNext, activities.IssueInput{
 			Campaign: in.Campaign, Max: campaignBatch, Wait: campaignWait, Linger: campaignLinger,
 		}).Get(ctx, &res)
 		if err != nil {
@@ -122,7 +125,7 @@ func Campaign(ctx workflow.Context, in CampaignInput) (CampaignState, error) {
 	}
 	state.Phase = "reconciling"
 	var rec activities.ReconcileResult
-	if err := workflow.ExecuteActivity(ctx, a.Reconcile, in.Campaign).Get(ctx, &rec); err != nil {
+	if err := workflow.ExecuteActivity(ctx, campaignActs.Reconcile, in.Campaign).Get(ctx, &rec); err != nil {
 		return state, err
 	}
 	state.Phase, state.Accepted, state.Issued, state.SetAside = "done", rec.Accepted, rec.Issued, rec.SetAside
@@ -161,7 +164,7 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 		}
 	}
 	if in.Runs == 0 {
-		if err := workflow.ExecuteActivity(issueCtx, a.OpenCampaign, in.Campaign).Get(ctx, nil); err != nil {
+		if err := workflow.ExecuteActivity(issueCtx, campaignActs.OpenCampaign, in.Campaign).Get(ctx, nil); err != nil {
 			return *state, err
 		}
 	}
@@ -182,7 +185,7 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 		}
 		drain() // a wake for requests this call will see
 		var res activities.IssueResult
-		err := workflow.ExecuteActivity(issueCtx, a.IssueNext, activities.IssueInput{
+		err := workflow.ExecuteActivity(issueCtx, campaignActs.IssueNext, activities.IssueInput{
 			Campaign: in.Campaign, Max: campaignBatch, Wait: campaignStreamLinger, Linger: campaignStreamLinger, IdleGap: campaignStreamGap, Yield: true,
 		}).Get(ctx, &res)
 		if err != nil {
@@ -220,7 +223,7 @@ func campaignYielding(ctx workflow.Context, in CampaignInput, state *CampaignSta
 	}
 	state.Phase = "reconciling"
 	var rec activities.ReconcileResult
-	if err := workflow.ExecuteActivity(reconcileCtx, a.Reconcile, in.Campaign).Get(ctx, &rec); err != nil {
+	if err := workflow.ExecuteActivity(reconcileCtx, campaignActs.Reconcile, in.Campaign).Get(ctx, &rec); err != nil {
 		return *state, err
 	}
 	state.Phase, state.Accepted, state.Issued, state.SetAside = "done", rec.Accepted, rec.Issued, rec.SetAside

@@ -18,7 +18,7 @@ import (
 func newCampaignEnv() *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.CouponActivities{})
 	env.SetStartTime(campaignInput().Campaign.StartsAt) // its window is open
 	return env
 }
@@ -30,7 +30,7 @@ func campaignInput() CampaignInput {
 
 func TestCampaign_issues_in_batches_then_reconciles(t *testing.T) {
 	env := newCampaignEnv()
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(activities.IssueResult{Issued: 1000, LastRank: 1000}, nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(activities.IssueResult{}, nil).Once() // waited, nothing came
@@ -48,7 +48,7 @@ func TestCampaign_issues_in_batches_then_reconciles(t *testing.T) {
 
 func TestCampaign_continues_as_new_to_keep_its_history_small(t *testing.T) {
 	env := newCampaignEnv()
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(activities.IssueResult{Issued: 10, LastRank: 10}, nil)
 	env.ExecuteWorkflow(Campaign, campaignInput())
@@ -65,7 +65,7 @@ func TestCampaign_continues_as_new_to_keep_its_history_small(t *testing.T) {
 
 func TestCampaign_next_run_does_not_reopen_and_keeps_counting(t *testing.T) {
 	env := newCampaignEnv()
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(activities.IssueResult{Issued: 4, LastRank: 2004}, nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(activities.IssueResult{Finished: true}, nil).Once()
 	env.OnActivity(a.Reconcile, mock.Anything, mock.Anything).Return(activities.ReconcileResult{Accepted: 2004, Issued: 2004}, nil)
@@ -82,7 +82,7 @@ func TestCampaign_next_run_does_not_reopen_and_keeps_counting(t *testing.T) {
 
 func TestCampaign_status_query_shows_progress(t *testing.T) {
 	env := newCampaignEnv()
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil)
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(activities.IssueResult{Issued: 500, LastRank: 500}, nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).After(time.Minute).Return(activities.IssueResult{Finished: true}, nil).Once()
@@ -105,7 +105,7 @@ func TestCampaign_scheduled_sleeps_until_its_window_opens(t *testing.T) {
 	env := newCampaignEnv()
 	in := campaignInput()
 	env.SetStartTime(in.Campaign.StartsAt.Add(-3 * time.Hour))
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	var calls []time.Time
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(func(_ context.Context, got activities.IssueInput) (activities.IssueResult, error) {
@@ -141,7 +141,7 @@ func TestCampaign_asleep_waits_for_the_wake_signal_or_its_timer(t *testing.T) {
 	env := newCampaignEnv()
 	in := campaignInput()
 	start := env.Now()
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	var calls []time.Duration
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(func(context.Context, activities.IssueInput) (activities.IssueResult, error) {
@@ -170,7 +170,7 @@ func TestCampaign_asleep_waits_for_the_wake_signal_or_its_timer(t *testing.T) {
 func TestCampaign_busy_tenant_backs_off(t *testing.T) {
 	env := newCampaignEnv()
 	start := env.Now()
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	var calls []time.Duration
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(func(context.Context, activities.IssueInput) (activities.IssueResult, error) {
@@ -208,7 +208,7 @@ func TestCampaign_outlasts_an_outage_of_hours(t *testing.T) {
 		}
 		return nil
 	}
-	var a *activities.Activities
+	var a *activities.CouponActivities
 	issued, attempts := 0, 0
 	env.OnActivity(a.OpenCampaign, mock.Anything, mock.Anything).Return(nil).Once()
 	env.OnActivity(a.IssueNext, mock.Anything, mock.Anything).Return(func(ctx context.Context, _ activities.IssueInput) (activities.IssueResult, error) {

@@ -89,7 +89,8 @@ type joinSaga struct {
 	undo []func(workflow.Context) error
 }
 
-var a *activities.Activities
+// joinActs are the join saga's activities, referred to by method.
+var joinActs *activities.JoinActivities
 
 func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 	s.version = workflow.GetVersion(ctx, joinVersionUntilDone, workflow.DefaultVersion, 1)
@@ -99,14 +100,14 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 		// with one more input field (replays compare no inputs).
 		undo := seat
 		undo.Reason = s.state.Reason
-		err := workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), a.ReleaseSeat, undo).Get(ctx, nil)
+		err := workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), joinActs.ReleaseSeat, undo).Get(ctx, nil)
 		s.compensated(ctx, "release_seat", err)
 		return err
 	}
 
 	// 1. Reserve a seat. Only a refusal (full, closed, unknown, already
 	// joined) ends the join here; an outage is waited out.
-	if err := workflow.ExecuteLocalActivity(withLocal(ctx, s.seatLocal()), a.ReserveSeat, seat).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(withLocal(ctx, s.seatLocal()), joinActs.ReserveSeat, seat).Get(ctx, nil); err != nil {
 		s.step(ctx, "reserve_seat", "failed", errorMessage(err))
 		if s.version >= 1 && !isRefusal(err) {
 			// Cancelled mid-reserve: the seat may have been taken; releasing
@@ -138,7 +139,7 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 
 	// 3. Confirm the participant: fails if the meeting closed meanwhile (an
 	// outage is waited out: the money is taken, the seat is held).
-	if err := workflow.ExecuteLocalActivity(withLocal(ctx, s.seatLocal()), a.ConfirmSeat, seat).Get(ctx, nil); err != nil {
+	if err := workflow.ExecuteLocalActivity(withLocal(ctx, s.seatLocal()), joinActs.ConfirmSeat, seat).Get(ctx, nil); err != nil {
 		s.step(ctx, "confirm", "failed", errorMessage(err))
 		return s.compensate(ctx, reasonFor(err))
 	}
@@ -180,13 +181,13 @@ func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
 func (s *joinSaga) charge(ctx workflow.Context) error {
 	in := activities.ChargeInput{IdempotencyKey: s.in.JoinID, Amount: s.in.Fee.Amount, Currency: s.in.Fee.Currency, Token: s.in.PaymentToken}
 	var res activities.ChargeResult
-	err := workflow.ExecuteActivity(withOptions(ctx, chargeOptions), a.Charge, in).Get(ctx, &res)
+	err := workflow.ExecuteActivity(withOptions(ctx, chargeOptions), joinActs.Charge, in).Get(ctx, &res)
 	if err != nil && !isDecline(err) && ctx.Err() == nil && s.version >= 1 {
 		// Retries ran out with the outcome unknown. A lookup that finds
 		// nothing can be overtaken by a late commit, so void the key: its
 		// answer is final.
 		var found activities.ChargeResult
-		if rerr := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.VoidCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil {
+		if rerr := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), joinActs.VoidCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil {
 			switch found.Status {
 			case activities.ChargeSucceeded:
 				res, err = found, nil
@@ -209,7 +210,7 @@ func (s *joinSaga) charge(ctx workflow.Context) error {
 	} else if err != nil && !isDecline(err) && ctx.Err() == nil {
 		// Retries ran out with the outcome unknown: resolve it.
 		var found activities.ChargeResult
-		if rerr := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.LookupCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil &&
+		if rerr := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), joinActs.LookupCharge, in.IdempotencyKey).Get(ctx, &found); rerr == nil &&
 			found.Status == activities.ChargeSucceeded {
 			res, err = found, nil
 			s.step(ctx, "resolve_charge", "done", "charge was applied: "+found.PaymentID)
@@ -243,9 +244,9 @@ func (s *joinSaga) pushRefund(key, paymentID string) {
 			// The outcome is unknown: settle it for good (v1: void, which no
 			// late commit can overtake), and refund only if money was taken.
 			var found activities.ChargeResult
-			settle := a.LookupCharge
+			settle := joinActs.LookupCharge
 			if s.version >= 1 {
-				settle = a.VoidCharge
+				settle = joinActs.VoidCharge
 			}
 			if err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), settle, key).Get(ctx, &found); err != nil {
 				s.compensated(ctx, "settle_charge", err)
@@ -257,7 +258,7 @@ func (s *joinSaga) pushRefund(key, paymentID string) {
 			id = found.PaymentID
 		}
 		var res activities.ChargeResult
-		err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), a.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key, Reason: s.state.Reason}).Get(ctx, &res)
+		err := workflow.ExecuteActivity(withOptions(ctx, s.undoRemote()), joinActs.Refund, activities.RefundInput{PaymentID: id, IdempotencyKey: key, Reason: s.state.Reason}).Get(ctx, &res)
 		if err == nil {
 			s.state.Payment = meeting.Payment{ID: id, Status: res.Status}
 		}
@@ -269,7 +270,7 @@ func (s *joinSaga) pushRefund(key, paymentID string) {
 func (s *joinSaga) notify(ctx workflow.Context) {
 	futures := make([]workflow.Future, len(s.in.Channels))
 	for i, ch := range s.in.Channels {
-		futures[i] = workflow.ExecuteActivity(withOptions(ctx, notifyOptions), a.Notify, activities.NotifyInput{
+		futures[i] = workflow.ExecuteActivity(withOptions(ctx, notifyOptions), joinActs.Notify, activities.NotifyInput{
 			Channel: ch, JoinID: s.in.JoinID, UserID: s.in.UserID,
 			Subject: "You joined " + s.in.MeetingTitle,
 			Body:    fmt.Sprintf("Your seat in %q is confirmed (join %s).", s.in.MeetingTitle, s.in.JoinID),
@@ -352,7 +353,7 @@ func (s *joinSaga) cancel(workflow.Context) error {
 }
 
 func (s *joinSaga) save(ctx workflow.Context) error {
-	return workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), a.SaveJoin, activities.SaveJoinInput{Schema: s.in.Schema, Join: s.state}).Get(ctx, nil)
+	return workflow.ExecuteLocalActivity(withLocal(ctx, s.undoLocal()), joinActs.SaveJoin, activities.SaveJoinInput{Schema: s.in.Schema, Join: s.state}).Get(ctx, nil)
 }
 
 func (s *joinSaga) step(ctx workflow.Context, name, status, detail string) {

@@ -33,7 +33,7 @@ type joinTest struct {
 func newJoinTest(t *testing.T) *joinTest {
 	var s testsuite.WorkflowTestSuite
 	jt := &joinTest{TestWorkflowEnvironment: s.NewTestWorkflowEnvironment(), t: t}
-	jt.RegisterActivity(&activities.Activities{})
+	jt.RegisterActivity(&activities.JoinActivities{})
 	return jt
 }
 

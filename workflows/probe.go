@@ -28,6 +28,9 @@ type ProbeState struct {
 // ProbeDependencies are checked in this order; the result lists them so.
 var ProbeDependencies = []string{activities.DependencyPostgres, activities.DependencyRedis, activities.DependencyRabbitMQ}
 
+// probeActs are the probe's activities, referred to by method.
+var probeActs *activities.ProbeActivities
+
 // Probe checks, from a worker, that each dependency a saga needs answers for
 // the tenant: its PostgreSQL schema, Redis, RabbitMQ. The checks run in
 // parallel, each retried a few times; a check that still fails is recorded
@@ -48,10 +51,9 @@ func Probe(ctx workflow.Context, in ProbeInput) (ProbeState, error) {
 			MaximumAttempts:    3,
 		},
 	})
-	var a *activities.Activities
 	futures := make([]workflow.Future, len(ProbeDependencies))
 	for i, dep := range ProbeDependencies {
-		futures[i] = workflow.ExecuteActivity(ctx, a.CheckDependency, activities.CheckInput{
+		futures[i] = workflow.ExecuteActivity(ctx, probeActs.CheckDependency, activities.CheckInput{
 			Dependency: dep, Tenant: in.Tenant, Schema: in.Schema,
 		})
 	}

@@ -17,7 +17,7 @@ import (
 func newProbeEnv(t *testing.T) *testsuite.TestWorkflowEnvironment {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.ProbeActivities{})
 	return env
 }
 
@@ -27,7 +27,7 @@ func checkOK(dep string) activities.CheckResult {
 
 func TestProbe_healthy_when_every_check_passes(t *testing.T) {
 	env := newProbeEnv(t)
-	var a *activities.Activities
+	var a *activities.ProbeActivities
 	for _, dep := range ProbeDependencies {
 		env.OnActivity(a.CheckDependency, mock.Anything, activities.CheckInput{Dependency: dep, Tenant: "demo", Schema: "tenant_demo"}).
 			Return(checkOK(dep), nil).Once()
@@ -50,7 +50,7 @@ func TestProbe_healthy_when_every_check_passes(t *testing.T) {
 
 func TestProbe_records_a_failing_dependency_after_retries(t *testing.T) {
 	env := newProbeEnv(t)
-	var a *activities.Activities
+	var a *activities.ProbeActivities
 	env.OnActivity(a.CheckDependency, mock.Anything, mock.MatchedBy(func(in activities.CheckInput) bool {
 		return in.Dependency != activities.DependencyRedis
 	})).Return(func(_ context.Context, in activities.CheckInput) (activities.CheckResult, error) {
@@ -76,7 +76,7 @@ func TestProbe_records_a_failing_dependency_after_retries(t *testing.T) {
 
 func TestProbe_does_not_retry_a_missing_schema(t *testing.T) {
 	env := newProbeEnv(t)
-	var a *activities.Activities
+	var a *activities.ProbeActivities
 	env.OnActivity(a.CheckDependency, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CheckInput) (activities.CheckResult, error) {
 			if in.Dependency == activities.DependencyPostgres {
@@ -95,7 +95,7 @@ func TestProbe_does_not_retry_a_missing_schema(t *testing.T) {
 
 func TestProbe_status_query_shows_progress(t *testing.T) {
 	env := newProbeEnv(t)
-	var a *activities.Activities
+	var a *activities.ProbeActivities
 	env.OnActivity(a.CheckDependency, mock.Anything, mock.Anything).Return(
 		func(_ context.Context, in activities.CheckInput) (activities.CheckResult, error) {
 			return checkOK(in.Dependency), nil

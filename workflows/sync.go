@@ -47,6 +47,9 @@ var SearchAttributeParked = temporal.NewSearchAttributeKeyInt64("SagaflowParked"
 // CatalogSyncWorkflowType is the registered name of CatalogSync.
 const CatalogSyncWorkflowType = "CatalogSync"
 
+// syncActs are the sync's activities, referred to by method.
+var syncActs *activities.SyncActivities
+
 // CatalogSyncWorkflowID is the ID of the sync workflow of shard of tenant's
 // SKUs (catalog.Shard).
 func CatalogSyncWorkflowID(tenant string, shard int) string {
@@ -361,12 +364,12 @@ func (s *syncRun) loadChannels(ctx workflow.Context) error {
 	if s.bounded {
 		in := activities.LoadSyncChannelsInput{Schema: s.in.Schema, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID}
 		err := s.bookkeep(ctx, "load channels", func(lctx workflow.Context) error {
-			return workflow.ExecuteLocalActivity(lctx, a.LoadSyncChannels, in).Get(lctx, &refs)
+			return workflow.ExecuteLocalActivity(lctx, syncActs.LoadSyncChannels, in).Get(lctx, &refs)
 		})
 		if err != nil {
 			return err
 		}
-	} else if err := workflow.ExecuteLocalActivity(s.localCtx(ctx), a.LoadChannels, s.in.Schema).Get(ctx, &refs); err != nil {
+	} else if err := workflow.ExecuteLocalActivity(s.localCtx(ctx), syncActs.LoadChannels, s.in.Schema).Get(ctx, &refs); err != nil {
 		return err
 	}
 	seen := map[string]bool{}
@@ -421,7 +424,7 @@ func (s *syncRun) startBackfill(ctx workflow.Context, id string) workflow.Future
 	}
 	s.seq++
 	ctx = workflow.WithActivityOptions(ctx, withActivityID(workflow.GetActivityOptions(ctx), fmt.Sprintf("backfill:%s:%d", id, s.seq)))
-	return workflow.ExecuteActivity(ctx, a.BackfillPage, activities.BackfillInput{
+	return workflow.ExecuteActivity(ctx, syncActs.BackfillPage, activities.BackfillInput{
 		Schema: s.in.Schema, ChannelID: id, Shard: s.in.Shard, Shards: s.opts.Shards,
 		After: cw.Backfill.After, Max: s.opts.Batch, SkipParked: s.bounded,
 	})
@@ -453,7 +456,7 @@ func (s *syncRun) startPush(ctx workflow.Context, id string) workflow.Future {
 	s.seq++
 	cw.activityID = fmt.Sprintf("push:%s:%d", id, s.seq)
 	ctx = workflow.WithActivityOptions(ctx, withActivityID(workflow.GetActivityOptions(ctx), cw.activityID))
-	return workflow.ExecuteActivity(ctx, a.PushProducts, in)
+	return workflow.ExecuteActivity(ctx, syncActs.PushProducts, in)
 }
 
 func withActivityID(o workflow.ActivityOptions, id string) workflow.ActivityOptions {
@@ -496,7 +499,7 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 	if s.bounded {
 		var res activities.ParkResult
 		err := s.bookkeep(ctx, "park items", func(lctx workflow.Context) error {
-			return workflow.ExecuteLocalActivity(lctx, a.ParkAndCount, in).Get(lctx, &res)
+			return workflow.ExecuteLocalActivity(lctx, syncActs.ParkAndCount, in).Get(lctx, &res)
 		})
 		if err != nil {
 			return err
@@ -505,7 +508,7 @@ func (s *syncRun) park(ctx workflow.Context, channelID string, items []catalog.P
 		return s.updateParked(ctx)
 	}
 	var parked []catalog.ParkedItem
-	err := workflow.ExecuteLocalActivity(s.localCtx(ctx), a.ParkItems, in).Get(ctx, &parked)
+	err := workflow.ExecuteLocalActivity(s.localCtx(ctx), syncActs.ParkItems, in).Get(ctx, &parked)
 	if err != nil {
 		return err
 	}
@@ -531,7 +534,7 @@ func (s *syncRun) unpark(ctx workflow.Context, channelID string, ids []string) e
 		in := activities.UnparkInput{Schema: s.in.Schema, IDs: ids, WorkflowID: workflow.GetInfo(ctx).WorkflowExecution.ID, ChannelID: channelID}
 		var left int
 		err := s.bookkeep(ctx, "unpark items", func(lctx workflow.Context) error {
-			return workflow.ExecuteLocalActivity(lctx, a.UnparkAndCount, in).Get(lctx, &left)
+			return workflow.ExecuteLocalActivity(lctx, syncActs.UnparkAndCount, in).Get(lctx, &left)
 		})
 		if err != nil {
 			return err
@@ -541,7 +544,7 @@ func (s *syncRun) unpark(ctx workflow.Context, channelID string, ids []string) e
 		}
 		return s.updateParked(ctx)
 	}
-	err := workflow.ExecuteLocalActivity(s.localCtx(ctx), a.UnparkItems, activities.UnparkInput{Schema: s.in.Schema, IDs: ids}).Get(ctx, nil)
+	err := workflow.ExecuteLocalActivity(s.localCtx(ctx), syncActs.UnparkItems, activities.UnparkInput{Schema: s.in.Schema, IDs: ids}).Get(ctx, nil)
 	if err != nil {
 		return err
 	}

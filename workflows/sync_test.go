@@ -36,9 +36,9 @@ func newSyncTest(t *testing.T) *syncTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	legacy(env)
-	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.SyncActivities{})
 	st := &syncTest{t: t, env: env, in: SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3}}
-	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{
+	env.OnActivity(syncActs.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{
 		{ID: "c1", Market: "shopwave"}, {ID: "c2", Market: "souk"},
 	}, nil).Maybe()
 	return st
@@ -95,7 +95,7 @@ func syncAll(_ context.Context, in activities.PushInput) (activities.PushResult,
 func TestCatalogSync_pushes_each_change_to_every_channel(t *testing.T) {
 	st := newSyncTest(t)
 	var pushed []activities.PushInput
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushed = append(pushed, in) })
 		return syncAll(ctx, in)
 	})
@@ -117,7 +117,7 @@ func TestCatalogSync_coalesces_a_storm_of_changes_into_the_latest_version(t *tes
 	st := newSyncTest(t)
 	var pushed []activities.PushInput
 	// The first push takes 10s; the storm arrives meanwhile.
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushed = append(pushed, in) })
 		return syncAll(ctx, in)
 	})
@@ -142,7 +142,7 @@ func TestCatalogSync_coalesces_a_storm_of_changes_into_the_latest_version(t *tes
 func TestCatalogSync_a_failing_market_slows_only_its_own_channel(t *testing.T) {
 	st := newSyncTest(t)
 	var c1Pushes, c2Pushes int
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		if in.ChannelID == "c1" {
 			locked(func() { c1Pushes++ })
 			return activities.PushResult{}, temporal.NewApplicationError("shopwave is down", "MarketUnavailable")
@@ -153,7 +153,7 @@ func TestCatalogSync_a_failing_market_slows_only_its_own_channel(t *testing.T) {
 	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
 	st.signal(10*time.Second, activities.SKUVersion{SKU: "B", Version: 1})
 	st.signal(20*time.Second, activities.SKUVersion{SKU: "C", Version: 1})
-	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Maybe()
+	st.env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Maybe()
 	st.at(30*time.Second, func() {
 		// c1 is still retrying its first push; c2 went on with B and C.
 		require.Equal(t, 3, c2Pushes)
@@ -180,7 +180,7 @@ func TestCatalogSync_parks_after_the_last_attempt_and_retries_on_signal(t *testi
 	st.in.Options.MaxAttempts = 3
 	c1Fails := true
 	var c1Pushes int
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		if in.ChannelID == "c1" {
 			locked(func() { c1Pushes++ })
 			if c1Fails {
@@ -190,12 +190,12 @@ func TestCatalogSync_parks_after_the_last_attempt_and_retries_on_signal(t *testi
 		return syncAll(ctx, in)
 	})
 	var parked []activities.ParkInput
-	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ParkInput) ([]catalog.ParkedItem, error) {
+	st.env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.ParkInput) ([]catalog.ParkedItem, error) {
 		locked(func() { parked = append(parked, in) })
 		return parkAll(ctx, in)
 	})
 	var unparked []string
-	st.env.OnActivity(a.UnparkItems, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UnparkInput) error {
+	st.env.OnActivity(syncActs.UnparkItems, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UnparkInput) error {
 		locked(func() { unparked = append(unparked, in.IDs...) })
 		return nil
 	})
@@ -219,15 +219,15 @@ func TestCatalogSync_parks_after_the_last_attempt_and_retries_on_signal(t *testi
 func TestCatalogSync_parks_refused_items_at_once_and_discards_on_signal(t *testing.T) {
 	st := newSyncTest(t)
 	var pushes int
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushes++ })
 		if in.ChannelID == "c2" {
 			return activities.PushResult{Synced: map[string]int64{"B": 1}, Rejected: []activities.Rejection{{SKU: "A", Version: 1, Reason: "souk sells only in USD and EUR"}}}, nil
 		}
 		return activities.PushResult{Synced: map[string]int64{"A": 1, "B": 1}}, nil
 	})
-	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Once()
-	st.env.OnActivity(a.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-c2-A"}}).Return(nil).Once()
+	st.env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Once()
+	st.env.OnActivity(syncActs.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-c2-A"}}).Return(nil).Once()
 	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1}, activities.SKUVersion{SKU: "B", Version: 1})
 	st.at(time.Minute, func() {
 		require.Equal(t, catalog.SyncParked, st.query("A")[0].Status)
@@ -248,14 +248,14 @@ func TestCatalogSync_parks_refused_items_at_once_and_discards_on_signal(t *testi
 
 func TestCatalogSync_a_newer_version_supersedes_a_parked_one(t *testing.T) {
 	st := newSyncTest(t)
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		if in.ChannelID == "c2" && in.Items[0].Version == 1 {
 			return activities.PushResult{Synced: map[string]int64{}, Rejected: []activities.Rejection{{SKU: "A", Version: 1, Reason: "bad currency"}}}, nil
 		}
 		return syncAll(ctx, in)
 	})
-	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Once()
-	st.env.OnActivity(a.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-c2-A"}}).Return(nil).Once()
+	st.env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Once()
+	st.env.OnActivity(syncActs.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-c2-A"}}).Return(nil).Once()
 	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
 	st.signal(time.Minute, activities.SKUVersion{SKU: "A", Version: 2})
 	st.at(2*time.Minute, func() { require.Empty(t, st.query("A")) })
@@ -266,7 +266,7 @@ func TestCatalogSync_a_newer_version_supersedes_a_parked_one(t *testing.T) {
 func TestCatalogSync_drops_the_work_of_a_deleted_channel(t *testing.T) {
 	st := newSyncTest(t)
 	var pushes int
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushes++ })
 		if in.ChannelID == "c1" {
 			return activities.PushResult{}, temporal.NewNonRetryableApplicationError("channel c1 was deleted", activities.ErrTypeChannelGone, nil)
@@ -283,13 +283,13 @@ func TestCatalogSync_drops_the_work_of_a_deleted_channel(t *testing.T) {
 func TestCatalogSync_continues_as_new_with_its_work(t *testing.T) {
 	st := newSyncTest(t)
 	st.at(15*time.Second+time.Millisecond, func() { st.env.SetContinueAsNewSuggested(true) })
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		if in.ChannelID == "c2" {
 			return activities.PushResult{Synced: map[string]int64{}, Rejected: []activities.Rejection{{SKU: in.Items[0].SKU, Version: in.Items[0].Version, Reason: "no"}}}, nil
 		}
 		return syncAll(ctx, in)
 	})
-	st.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll)
+	st.env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(parkAll)
 	for i := range 20 {
 		st.signal(time.Duration(i+1)*time.Second, activities.SKUVersion{SKU: "S" + string(rune('A'+i)), Version: 1})
 	}
@@ -310,11 +310,11 @@ func TestCatalogSync_continues_as_new_with_its_work(t *testing.T) {
 func TestCatalogSync_a_retry_reaches_a_run_that_lost_the_parked_item(t *testing.T) {
 	st := newSyncTest(t)
 	var pushed []activities.PushInput
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushed = append(pushed, in) })
 		return syncAll(ctx, in)
 	})
-	st.env.OnActivity(a.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-old"}}).Return(nil).Once()
+	st.env.OnActivity(syncActs.UnparkItems, mock.Anything, activities.UnparkInput{Schema: "tenant_demo", IDs: []string{"p-old"}}).Return(nil).Once()
 	// A fresh run: the item was parked by a run that was terminated.
 	st.at(time.Second, func() {
 		st.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-old", ChannelID: "c2", SKU: "A", Version: 4, Action: ParkingRetry})
@@ -332,10 +332,10 @@ func TestCatalogSync_a_new_channel_catches_up_with_the_catalogue(t *testing.T) {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	legacy(env)
-	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.SyncActivities{})
 	in := SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3, Options: SyncOptions{Shards: 8, Batch: 2}}
 	var loads int
-	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return(func(context.Context, string) ([]activities.ChannelRef, error) {
+	env.OnActivity(syncActs.LoadChannels, mock.Anything, "tenant_demo").Return(func(context.Context, string) ([]activities.ChannelRef, error) {
 		var n int
 		locked(func() { loads++; n = loads })
 		if n == 1 {
@@ -344,7 +344,7 @@ func TestCatalogSync_a_new_channel_catches_up_with_the_catalogue(t *testing.T) {
 		return []activities.ChannelRef{{ID: "c1", Market: "shopwave"}, {ID: "c2", Market: "souk"}}, nil
 	})
 	var pages []activities.BackfillInput
-	env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+	env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
 		locked(func() { pages = append(pages, in) })
 		switch {
 		case in.ChannelID == "c1": // holds everything already
@@ -356,7 +356,7 @@ func TestCatalogSync_a_new_channel_catches_up_with_the_catalogue(t *testing.T) {
 		}
 	})
 	var pushed []activities.PushInput
-	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).After(time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).After(time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushed = append(pushed, in) })
 		return syncAll(ctx, in)
 	})
@@ -400,7 +400,7 @@ func TestCatalogSync_a_new_channel_catches_up_with_the_catalogue(t *testing.T) {
 // existed) read no catalogue.
 func TestCatalogSync_without_a_shard_count_reads_no_catalogue(t *testing.T) {
 	st := newSyncTest(t)
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(syncAll)
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(syncAll)
 	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
 	st.run(time.Minute)
 	st.env.AssertNotCalled(t, "BackfillPage", mock.Anything, mock.Anything)
@@ -414,22 +414,22 @@ func backfillTest(t *testing.T, pages int, opts SyncOptions, load func(context.C
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
 	legacy(env)
-	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.SyncActivities{})
 	if load == nil {
 		load = func(context.Context, string) ([]activities.ChannelRef, error) {
 			return []activities.ChannelRef{{ID: "c1", Market: "bazaar"}}, nil
 		}
 	}
-	env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return(load)
+	env.OnActivity(syncActs.LoadChannels, mock.Anything, "tenant_demo").Return(load)
 	var read []activities.BackfillInput
-	env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+	env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
 		var i int
 		locked(func() { read = append(read, in); i = len(read) })
 		p := fmt.Sprintf("P%d", i)
 		return activities.BackfillPage{Items: []activities.SKUVersion{{SKU: p + "a", Version: 1}, {SKU: p + "b", Version: 1}}, After: p + "b", Done: i == pages}, nil
 	})
-	env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Maybe()
-	env.OnActivity(a.UnparkItems, mock.Anything, mock.Anything).Return(nil).Maybe()
+	env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(parkAll).Maybe()
+	env.OnActivity(syncActs.UnparkItems, mock.Anything, mock.Anything).Return(nil).Maybe()
 	return env, SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 0, Options: opts}, &read
 }
 
@@ -447,7 +447,7 @@ func TestCatalogSync_a_broken_channel_pauses_its_backfill(t *testing.T) {
 	env, in, read := backfillTest(t, 5, SyncOptions{Shards: 8, Batch: 2}, nil)
 	broken := true
 	var pushed [][]activities.SKUVersion
-	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		var b bool
 		locked(func() { pushed = append(pushed, in.Items); b = broken })
 		if b {
@@ -478,7 +478,7 @@ func TestCatalogSync_a_broken_channel_pauses_its_backfill(t *testing.T) {
 func TestCatalogSync_a_backfill_does_not_bring_back_a_discarded_item(t *testing.T) {
 	env, in, read := backfillTest(t, 3, SyncOptions{Shards: 8, Batch: 2}, nil)
 	var pushed []string
-	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).After(10 * time.Second).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		for _, it := range in.Items {
 			locked(func() { pushed = append(pushed, it.SKU) })
 		}
@@ -507,7 +507,7 @@ func TestCatalogSync_learns_the_shard_count_from_a_channels_signal(t *testing.T)
 		}
 		return []activities.ChannelRef{{ID: "c0", Market: "shopwave"}, {ID: "c1", Market: "bazaar"}}, nil
 	})
-	env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(syncAll)
+	env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(syncAll)
 	env.RegisterDelayedCallback(func() { env.SignalWorkflow(SignalChannels, ChannelsChanged{Shards: 8}) }, time.Minute)
 	runCancelled(t, env, in, 2*time.Minute)
 
@@ -542,13 +542,13 @@ func (bt *boundedTest) pg(call string) error {
 func newBoundedTest(t *testing.T, opts SyncOptions) *boundedTest {
 	var s testsuite.WorkflowTestSuite
 	env := s.NewTestWorkflowEnvironment()
-	env.RegisterActivity(&activities.Activities{})
+	env.RegisterActivity(&activities.SyncActivities{})
 	bt := &boundedTest{
 		syncTest: &syncTest{t: t, env: env, in: SyncInput{Tenant: "demo", Schema: "tenant_demo", Shard: 3, Options: opts,
 			Channels: map[string]*ChannelWork{"c1": {Market: "bazaar"}}}},
 		parked: map[string]int64{}, ids: map[string]string{},
 	}
-	env.OnActivity(a.LoadSyncChannels, mock.Anything, mock.Anything).Return(func(context.Context, activities.LoadSyncChannelsInput) ([]activities.ChannelRef, error) {
+	env.OnActivity(syncActs.LoadSyncChannels, mock.Anything, mock.Anything).Return(func(context.Context, activities.LoadSyncChannelsInput) ([]activities.ChannelRef, error) {
 		if err := bt.pg("load"); err != nil {
 			return nil, err
 		}
@@ -556,7 +556,7 @@ func newBoundedTest(t *testing.T, opts SyncOptions) *boundedTest {
 		locked(func() { n = len(bt.parked) })
 		return []activities.ChannelRef{{ID: "c1", Market: "bazaar", Parked: n}}, nil
 	}).Maybe()
-	env.OnActivity(a.ParkAndCount, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ParkInput) (activities.ParkResult, error) {
+	env.OnActivity(syncActs.ParkAndCount, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.ParkInput) (activities.ParkResult, error) {
 		if err := bt.pg("park"); err != nil {
 			return activities.ParkResult{}, err
 		}
@@ -571,7 +571,7 @@ func newBoundedTest(t *testing.T, opts SyncOptions) *boundedTest {
 		})
 		return res, nil
 	}).Maybe()
-	env.OnActivity(a.UnparkAndCount, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UnparkInput) (int, error) {
+	env.OnActivity(syncActs.UnparkAndCount, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.UnparkInput) (int, error) {
 		if err := bt.pg("unpark"); err != nil {
 			return 0, err
 		}
@@ -657,10 +657,10 @@ func TestCatalogSync_20k_parked_items_keep_the_state_bounded(t *testing.T) {
 			bt := newBoundedTest(t, SyncOptions{Shards: 8})
 			if !tc.bounded {
 				legacy(bt.env)
-				bt.env.OnActivity(a.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{{ID: "c1", Market: "bazaar"}}, nil)
-				bt.env.OnActivity(a.ParkItems, mock.Anything, mock.Anything).Return(parkAll)
+				bt.env.OnActivity(syncActs.LoadChannels, mock.Anything, "tenant_demo").Return([]activities.ChannelRef{{ID: "c1", Market: "bazaar"}}, nil)
+				bt.env.OnActivity(syncActs.ParkItems, mock.Anything, mock.Anything).Return(parkAll)
 			}
-			bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(bt.rejectAll)
+			bt.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(bt.rejectAll)
 			for i := range 40 { // 500 new SKUs a minute
 				bt.signal(time.Duration(i+1)*time.Minute, skus("USD-", i*500, 500, 1)...)
 			}
@@ -702,9 +702,9 @@ func TestCatalogSync_20k_parked_items_keep_the_state_bounded(t *testing.T) {
 // flood.
 func TestCatalogSync_20k_pending_skus_keep_the_state_bounded(t *testing.T) {
 	bt := newBoundedTest(t, SyncOptions{Shards: 8})
-	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(activities.PushResult{}, temporal.NewApplicationError("bazaar channel c1: 503", "MarketUnavailable"))
+	bt.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(activities.PushResult{}, temporal.NewApplicationError("bazaar channel c1: 503", "MarketUnavailable"))
 	var pages []activities.BackfillInput
-	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+	bt.env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
 		locked(func() { pages = append(pages, in) })
 		return activities.BackfillPage{Done: true}, nil
 	}).Maybe()
@@ -730,13 +730,13 @@ func TestCatalogSync_20k_pending_skus_keep_the_state_bounded(t *testing.T) {
 func TestCatalogSync_overflow_is_caught_up_and_pauses_on_the_parked_count(t *testing.T) {
 	bt := newBoundedTest(t, SyncOptions{Shards: 8, Batch: 2, MaxPending: 2})
 	var pushed []activities.SKUVersion
-	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	bt.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		require.NotEmpty(t, in.WorkflowID, "a bounded run lets the push skip parked items")
 		locked(func() { pushed = append(pushed, in.Items...) })
 		return syncAll(ctx, in)
 	})
 	var pages int
-	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
+	bt.env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.BackfillInput) (activities.BackfillPage, error) {
 		require.True(t, in.SkipParked)
 		// The catalogue: what of SKU-00000..4 the channel lacks.
 		page := activities.BackfillPage{After: "SKU-00004", Done: true}
@@ -766,7 +766,7 @@ func TestCatalogSync_overflow_is_caught_up_and_pauses_on_the_parked_count(t *tes
 	held := newBoundedTest(t, SyncOptions{Shards: 8, Batch: 2})
 	held.in.Channels = nil                            // c1 is new: it catches up
 	held.parked["OLD-1"], held.parked["OLD-2"] = 1, 1 // parked by an earlier run
-	held.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
+	held.env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
 	held.at(time.Minute, func() {
 		require.Equal(t, ChannelLoad{Market: "bazaar", Parked: 2, Backfilling: true, BackfillPaused: true}, held.status().Channels["c1"])
 	})
@@ -781,11 +781,11 @@ func TestCatalogSync_bounded_retry_and_discard_of_an_item_only_postgres_holds(t 
 	bt.parked["A"], bt.parked["B"] = 4, 2
 	bt.ids["p-A"], bt.ids["p-B"] = "A", "B"
 	var pushed []activities.PushInput
-	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	bt.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushed = append(pushed, in) })
 		return syncAll(ctx, in)
 	})
-	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
+	bt.env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
 	bt.at(time.Second, func() {
 		require.Equal(t, 2, bt.status().Channels["c1"].Parked)
 		bt.env.SignalWorkflow(SignalParking, ParkingAction{ID: "p-A", ChannelID: "c1", SKU: "A", Version: 4, Action: ParkingRetry})
@@ -805,12 +805,12 @@ func TestCatalogSync_bounded_a_newer_version_supersedes_a_parked_one(t *testing.
 	bt := newBoundedTest(t, SyncOptions{Shards: 8})
 	bt.parked["A"], bt.parked["B"] = 1, 1
 	var pushes int
-	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
+	bt.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(_ context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushes++ })
 		left := 1
 		return activities.PushResult{Synced: map[string]int64{"A": 2}, Parked: []string{"B"}, ParkedLeft: &left}, nil
 	})
-	bt.env.OnActivity(a.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
+	bt.env.OnActivity(syncActs.BackfillPage, mock.Anything, mock.Anything).Return(activities.BackfillPage{Done: true}).Maybe()
 	bt.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 2}, activities.SKUVersion{SKU: "B", Version: 1})
 	bt.at(time.Minute, func() {
 		require.Equal(t, ChannelLoad{Market: "bazaar", Parked: 1}, bt.status().Channels["c1"])
@@ -840,7 +840,7 @@ func TestCatalogSync_bookkeeping_outlasts_a_postgres_outage_of_hours(t *testing.
 		}
 		return nil
 	}
-	bt.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(activities.PushResult{}, temporal.NewNonRetryableApplicationError("bazaar channel c1: 401", activities.ErrTypeMarketRejected, nil))
+	bt.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(activities.PushResult{}, temporal.NewNonRetryableApplicationError("bazaar channel c1: 401", activities.ErrTypeMarketRejected, nil))
 	bt.ids["p-A"] = "A"
 	bt.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1})
 	bt.at(outage-10*time.Minute, func() {

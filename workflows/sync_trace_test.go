@@ -21,7 +21,7 @@ func TestCatalogSync_carries_each_items_traceparent_to_its_push(t *testing.T) {
 	)
 	st := newSyncTest(t)
 	var pushed []activities.PushInput
-	st.env.OnActivity(a.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
+	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
 		locked(func() { pushed = append(pushed, in) })
 		return syncAll(ctx, in)
 	})

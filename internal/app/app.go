@@ -2,7 +2,9 @@
 // the clients of PostgreSQL, Redis, RabbitMQ and Temporal (optionally an
 // embedded Temporal server), the workers and the HTTP handler. Every
 // subcommand of cmd/sagaflow and the integration tests build on it, so that
-// what is tested is what runs.
+// what is tested is what runs. app.go is the composition root; sims.go hosts
+// the simulators, temporal.go the namespace set-up and the adapter that
+// starts recorded workflow starts, sync.go the sync's wiring.
 package app
 
 import (
@@ -14,12 +16,8 @@ import (
 	"net/http"
 	"time"
 
-	enumspb "go.temporal.io/api/enums/v1"
-	"go.temporal.io/api/serviceerror"
 	"go.temporal.io/sdk/client"
-	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/worker"
-	"golang.org/x/sync/errgroup"
 
 	"github.com/sagaflow/sagaflow/activities"
 	"github.com/sagaflow/sagaflow/api"
@@ -27,8 +25,8 @@ import (
 	"github.com/sagaflow/sagaflow/internal/config"
 	"github.com/sagaflow/sagaflow/internal/deadletter"
 	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
 	"github.com/sagaflow/sagaflow/internal/market"
-	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/notify"
 	"github.com/sagaflow/sagaflow/internal/outbox"
 	"github.com/sagaflow/sagaflow/internal/payment"
@@ -36,7 +34,6 @@ import (
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/ratelimit"
 	"github.com/sagaflow/sagaflow/internal/secret"
-	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/starter"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
@@ -65,8 +62,8 @@ type App struct {
 	// Secrets seals channel credentials and payment tokens at rest.
 	Secrets *secret.Keyring
 	Coupons *telemetry.CouponMetrics
-	// issueLimit is shared by every Activities this process builds.
-	issueLimit *activities.TenantLimit
+	// acts are the activity sets, built once in Open.
+	acts *activities.Activities
 	// Dev is the embedded Temporal server, nil when TEMPORAL_ADDRESS is set
 	// or the process was not asked to embed one.
 	Dev Embedded
@@ -168,7 +165,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	a.Bus = telemetry.NewBusMetrics(a.Metrics)
 	telemetry.RegisterQueues(a.Metrics, a.Rabbit.Inspect, []string{catalog.IngestQueue, catalog.DeadQueue}, telemetry.DefaultScrapeEvery)
 	a.Outbox = telemetry.NewOutboxMetrics(a.Metrics, a.Store.Pool(), telemetry.DefaultScrapeEvery)
-	a.issueLimit = &activities.TenantLimit{Max: cfg.CouponTenantActivities}
+	a.acts = a.newActivities()
 
 	if a.Temporal, err = temporalclient.Dial(ctx, temporalclient.Options{
 		HostPort:  cfg.TemporalHostPort(),
@@ -209,18 +206,6 @@ func ChannelPolicy(cfg config.Config) catalog.ChannelPolicy {
 	return catalog.ChannelPolicy{AllowHTTP: cfg.Dev(), Hosts: cfg.MarketHosts()}
 }
 
-// PrepareNamespace registers the namespace (when register is set: the
-// embedded server creates its own) and the search attributes the workflows
-// need. Idempotent.
-func PrepareNamespace(ctx context.Context, c client.Client, namespace string, register bool) error {
-	if register {
-		if err := temporalclient.EnsureNamespace(ctx, c, namespace, 7*24*time.Hour); err != nil {
-			return err
-		}
-	}
-	return temporalclient.EnsureSearchAttributes(ctx, c, namespace, workflows.SearchAttributes())
-}
-
 // Close closes everything Open opened, in reverse order.
 func (a *App) Close() {
 	for i := len(a.closers) - 1; i >= 0; i-- {
@@ -229,24 +214,36 @@ func (a *App) Close() {
 	a.closers = nil
 }
 
-// Activities are the activity implementations over this process's clients.
-func (a *App) Activities() *activities.Activities {
+// Activities are the activity sets, one per saga, over this process's
+// clients, built once by Open.
+func (a *App) Activities() *activities.Activities { return a.acts }
+
+// newActivities builds the activity sets, each with only the clients its
+// saga uses, and the per-schema store closures once.
+func (a *App) newActivities() *activities.Activities {
 	return &activities.Activities{
-		Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit,
-		Meetings:    func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
-		Payments:    a.Payments,
-		JoinMetrics: a.Joins,
-		Notifier:    a.Notifier,
-		Campaigns:   func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
-		Queue:       a.Redis,
-		Catalog:     func(schema string) activities.CatalogStore { return a.Store.Catalog(schema) },
-		Markets:     a.Markets,
-		SyncMetrics: a.Sync,
-		Secrets:     a.Secrets,
-		Log:         a.Log,
-		// Coupon campaigns: set-aside requests counted, issuing bounded per tenant.
-		CouponMetrics: a.Coupons,
-		IssueLimit:    a.issueLimit,
+		Probe: &activities.ProbeActivities{Postgres: a.Store, Redis: a.Redis, RabbitMQ: a.Rabbit},
+		Join: &activities.JoinActivities{
+			Meetings:    func(schema string) activities.MeetingStore { return a.Store.Meetings(schema) },
+			Payments:    a.Payments,
+			JoinMetrics: a.Joins,
+			Notifier:    a.Notifier,
+			Secrets:     a.Secrets,
+		},
+		Coupon: &activities.CouponActivities{
+			Campaigns: func(schema string) activities.CampaignStore { return a.Store.Campaigns(schema) },
+			Queue:     a.Redis,
+			// Set-aside requests counted, issuing bounded per tenant.
+			CouponMetrics: a.Coupons,
+			IssueLimit:    &activities.TenantLimit{Max: a.Config.CouponTenantActivities},
+			Log:           a.Log,
+		},
+		Sync: &activities.SyncActivities{
+			Catalog:     func(schema string) activities.CatalogStore { return a.Store.Catalog(schema) },
+			Markets:     a.Markets,
+			SyncMetrics: a.Sync,
+			Log:         a.Log,
+		},
 	}
 }
 
@@ -338,102 +335,10 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, cfg config.Confi
 	return nil
 }
 
-// Simulators are the fakes of the systems sagaflow does not own, as HTTP
-// handlers configured from cfg: the payment gateway and the notification
-// sink ('sagaflow sim' and 'sagaflow dev' serve them).
-type Simulators struct {
-	Payments *sim.PaymentGateway
-	Notifier *sim.Notifier
-	// Markets are the marketplaces, by name.
-	Markets map[string]*sim.Marketplace
-}
-
-// NewSimulators builds the simulators with the knobs of cfg.
-func NewSimulators(cfg config.Config) (*Simulators, error) {
-	pc := sim.PaymentConfig{
-		Latency: cfg.SimLatency, DeclineRate: cfg.SimDeclineRate,
-		ErrorRate: cfg.SimErrorRate, TimeoutAfterCommit: cfg.SimTimeoutAfterCommit,
-	}
-	if err := pc.Validate(); err != nil {
-		return nil, err
-	}
-	nc := sim.NotifyConfig{Latency: cfg.SimLatency, FailRate: map[string]float64{}}
-	for _, ch := range meeting.Channels {
-		nc.FailRate[ch] = cfg.SimNotifyFailRate
-	}
-	if err := nc.Validate(); err != nil {
-		return nil, err
-	}
-	seed := time.Now().UnixNano()
-	sims := &Simulators{Payments: sim.NewPaymentGateway(pc, seed), Notifier: sim.NewNotifier(nc, seed+1), Markets: map[string]*sim.Marketplace{}}
-	mc := sim.MarketConfig{Latency: cfg.SimLatency, ErrorRate: cfg.SimMarketErrorRate, ThrottleRate: cfg.SimMarketThrottleRate}
-	for i, name := range market.Names() {
-		m, err := sim.NewMarketplace(name, mc, seed+2+int64(i))
-		if err != nil {
-			return nil, err
-		}
-		sims.Markets[name] = m
-	}
-	return sims, nil
-}
-
-// MarketAddrs are the addresses the marketplace simulators serve on.
-func MarketAddrs(cfg config.Config) map[string]string {
-	return map[string]string{market.Shopwave: cfg.SimShopwaveAddr, market.Souk: cfg.SimSoukAddr, market.Bazaar: cfg.SimBazaarAddr}
-}
-
-// Serve serves the simulators on the configured addresses until ctx ends.
-func (s *Simulators) Serve(ctx context.Context, cfg config.Config, log *slog.Logger) error {
-	handlers := map[string]http.Handler{cfg.SimPaymentAddr: s.Payments, cfg.SimNotifyAddr: s.Notifier}
-	for name, addr := range MarketAddrs(cfg) {
-		handlers[addr] = s.Markets[name]
-	}
-	listeners := map[string]net.Listener{}
-	for addr := range handlers {
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			for _, l := range listeners {
-				_ = l.Close()
-			}
-			return fmt.Errorf("simulator: %w", err)
-		}
-		listeners[addr] = l
-	}
-	// Replies held by "timeout after commit" must not hold up the shutdown.
-	stop := context.AfterFunc(ctx, s.Payments.Close)
-	defer stop()
-	g, gctx := errgroup.WithContext(ctx)
-	for addr, l := range listeners {
-		g.Go(func() error { return Serve(gctx, l, handlers[addr], cfg, log) })
-	}
-	return g.Wait()
-}
-
 // Starter is the relay of the workflow starts requests record in
 // PostgreSQL; run it in every process that serves the API.
 func (a *App) Starter() *starter.Starter {
 	return starter.New(a.Store.Pool(), temporalStarter{a.Temporal}, a.Log, starter.Options{Retention: a.Config.WorkflowStartsRetention})
-}
-
-// temporalStarter starts a recorded workflow, once per workflow ID.
-type temporalStarter struct{ c client.Client }
-
-func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) error {
-	_, err := t.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-		ID:                       s.WorkflowID,
-		TaskQueue:                s.TaskQueue,
-		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
-		WorkflowIDConflictPolicy: enumspb.WORKFLOW_ID_CONFLICT_POLICY_USE_EXISTING,
-		TypedSearchAttributes:    temporal.NewSearchAttributes(workflows.SearchAttributeTenant.ValueSet(s.Tenant)),
-		// Where a worker shares this client (dev), the first workflow task
-		// comes back with the start: one round trip less per workflow.
-		EnableEagerStart: true,
-	}, s.WorkflowType, s.Input)
-	var started *serviceerror.WorkflowExecutionAlreadyStarted
-	if errors.As(err, &started) {
-		return nil // it ran already: a start is sent at most once in effect
-	}
-	return err
 }
 
 // Relay publishes the tenants' outbox rows (product changes) to RabbitMQ;
@@ -471,7 +376,7 @@ func (a *App) DeadLetterArchiver() *deadletter.Archiver {
 // Ingest consumes the product changes from RabbitMQ and hands them to the
 // sync workflows; run it in every worker process (competing consumers).
 func (a *App) Ingest() *ingest.Consumer {
-	c := ingest.New(a.Rabbit, a.Redis, a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
+	c := ingest.New(a.Rabbit, redisdedupe.New(a.Redis), a.Store, a.Store, syncSink{c: a.Temporal, shards: a.Config.SyncShards, opts: SyncOptions(a.Config)}, a.Log,
 		ingest.Options{Consumers: a.Config.IngestConsumers, Prefetch: a.Config.IngestPrefetch, FlushEvery: a.Config.IngestFlush, Metrics: a.Bus})
 	a.Bus.WatchOldest(c.OldestUnacked)
 	return c

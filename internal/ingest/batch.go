@@ -75,16 +75,12 @@ func parseChange(body []byte, routingKey string) (env catalog.Envelope, p catalo
 	return catalog.ParseChange(body, routingKey)
 }
 
-// dedupeKey identifies a message for dedupe: message IDs are the
-// publisher's, and two tenants' systems may well both send "42".
-type dedupeKey struct{ tenant, messageID string }
-
-func keyOf(e *entry) dedupeKey { return dedupeKey{e.env.TenantID, e.env.MessageID} }
+func keyOf(e *entry) DedupeKey { return DedupeKey{Tenant: e.env.TenantID, MessageID: e.env.MessageID} }
 
 // markRepeats marks the valid entries whose (tenant, message ID) came
 // earlier in the batch, and returns the first entry of every one.
 func markRepeats(es []entry) []*entry {
-	first := map[dedupeKey]bool{}
+	first := map[DedupeKey]bool{}
 	var fresh []*entry
 	for i := range es {
 		e := &es[i]

@@ -18,6 +18,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/store"
@@ -90,7 +91,7 @@ func (f *fixture) consumerOver(o ingest.Options, p ingest.Products) *ingest.Cons
 	if o.MaxBackoff == 0 {
 		o.MaxBackoff = 500 * time.Millisecond
 	}
-	return ingest.New(f.conn, f.redis, f.store, p, f.sink, f.log, o)
+	return ingest.New(f.conn, redisdedupe.New(f.redis), f.store, p, f.sink, f.log, o)
 }
 
 func (f *fixture) tenant(t *testing.T) tenant.Tenant {

@@ -4,7 +4,7 @@
 // A consumer buffers deliveries and flushes them together: it
 // dead-letters what it cannot ingest (with the reason in
 // catalog.ReasonHeader), drops (tenant, message ID) pairs it delivered
-// before (Redis keys), keeps only the highest version per (tenant, SKU),
+// before (a Deduper, in Redis), keeps only the highest version per (tenant, SKU),
 // upserts the products into each tenant's schema and delivers the changes
 // to a Sink. Only once the Sink accepted them does it remember the message
 // IDs and ack the batch.
@@ -41,12 +41,10 @@ import (
 	"time"
 
 	amqp "github.com/rabbitmq/amqp091-go"
-	"github.com/redis/go-redis/v9"
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/catalog"
-	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
@@ -206,7 +204,7 @@ type Stats struct {
 // concurrent use.
 type Consumer struct {
 	conn     *rabbit.Conn
-	rdb      *queue.Redis
+	dedupe   Deduper
 	tenants  Tenants
 	products Products
 	sink     Sink
@@ -219,11 +217,10 @@ type Consumer struct {
 	holding []atomic.Int64
 }
 
-// New returns a Consumer. Its dedupe keys are
-// rdb.Key("ingest", "msgid", tenant, messageID).
-func New(conn *rabbit.Conn, rdb *queue.Redis, tenants Tenants, products Products, sink Sink, log *slog.Logger, o Options) *Consumer {
+// New returns a Consumer that drops the messages dedupe has seen.
+func New(conn *rabbit.Conn, dedupe Deduper, tenants Tenants, products Products, sink Sink, log *slog.Logger, o Options) *Consumer {
 	o.setDefaults()
-	return &Consumer{conn: conn, rdb: rdb, tenants: tenants, products: products, sink: sink, log: log, opts: o,
+	return &Consumer{conn: conn, dedupe: dedupe, tenants: tenants, products: products, sink: sink, log: log, opts: o,
 		holding: make([]atomic.Int64, o.Consumers)}
 }
 
@@ -344,9 +341,9 @@ func (c *Consumer) session(ctx context.Context, n int, consuming func()) error {
 	consuming()
 
 	var (
-		buf    []amqp.Delivery
-		timer  = time.NewTimer(time.Hour)
-		failed int // consecutive failed flushes
+		buf   []amqp.Delivery
+		timer = time.NewTimer(time.Hour)
+		retry = &retries{c: c, ch: ch}
 	)
 	timer.Stop()
 	defer timer.Stop()
@@ -370,7 +367,7 @@ func (c *Consumer) session(ctx context.Context, n int, consuming func()) error {
 			timer.Stop()
 		case <-timer.C:
 		}
-		if err := c.flush(ctx, ch, buf, &failed); err != nil {
+		if err := c.flush(ctx, ch, buf, retry); err != nil {
 			return err
 		}
 		c.holding[n].Store(0)
@@ -388,7 +385,7 @@ func (c *Consumer) session(ctx context.Context, n int, consuming func()) error {
 // into the dead queue) nor are lost (if this process dies, the broker
 // redelivers them). When one refuses changes for good, handOver finds them
 // and they go to the dead queue with the reason; the rest goes through.
-func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delivery, failed *int) error {
+func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delivery, retry *retries) error {
 	if len(ds) == 0 {
 		return nil
 	}
@@ -398,7 +395,8 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	es := parse(ds)
 	ctx, span := c.startBatchSpan(ctx, es)
 	defer span.End()
-	wait := func(err error) error { return c.retryWait(ctx, ch, len(ds), failed, err) }
+	retry.batch(ctx, len(ds))
+	wait := retry.wait
 	if err := untilDone(func() error { return c.resolveTenants(ctx, es) }, wait); err != nil {
 		return err
 	}
@@ -433,7 +431,7 @@ func (c *Consumer) flush(ctx context.Context, ch *amqp.Channel, ds []amqp.Delive
 	for i := range ds {
 		c.opts.Metrics.HandedOver(committed(&ds[i]))
 	}
-	*failed = 0
+	retry.reset()
 	dups := 0
 	for i := range es {
 		if es[i].state == repeated || es[i].state == seen {
@@ -544,18 +542,44 @@ func untilDone(step func() error, wait func(error) error) error {
 	}
 }
 
-// retryWait counts a transient failure of the batch and waits before the
-// retry (doubling up to MaxBackoff); it returns an error when ctx ends or
-// the channel closed meanwhile (the broker then redelivers the batch).
-func (c *Consumer) retryWait(ctx context.Context, ch *amqp.Channel, deliveries int, failed *int, err error) error {
-	c.failures.Add(1)
-	*failed++
-	wait := c.backoff(*failed)
-	c.log.WarnContext(ctx, "ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", deliveries, "retry_in", wait, "error", err)
-	if !backoff.Sleep(ctx, wait) {
-		return ctx.Err()
+// retries is one consumer session's (one channel's) retry state: the
+// transient failures since a batch was last handed over, which set the
+// backoff, and the batch in flight. Not safe for concurrent use: each
+// session has its own.
+type retries struct {
+	c  *Consumer
+	ch *amqp.Channel
+	// failed counts consecutive transient failures; a batch handed over
+	// resets it.
+	failed int
+	// ctx and deliveries are the batch in flight's, held for the length of
+	// one flush (see batch) so that wait is the func(error) error that
+	// handOver and bisect take.
+	ctx        context.Context
+	deliveries int
+}
+
+// batch starts a batch of deliveries, flushed within ctx.
+func (r *retries) batch(ctx context.Context, deliveries int) {
+	r.ctx, r.deliveries = ctx, deliveries
+}
+
+// reset records that a batch was handed over.
+func (r *retries) reset() { r.failed = 0 }
+
+// wait counts a transient failure of the batch and waits before the retry
+// (doubling up to MaxBackoff); it returns an error when the batch's ctx
+// ends or the channel closed meanwhile (the broker then redelivers the
+// batch).
+func (r *retries) wait(err error) error {
+	r.c.failures.Add(1)
+	r.failed++
+	wait := r.c.backoff(r.failed)
+	r.c.log.WarnContext(r.ctx, "ingest: batch not handed over; retrying, its messages stay unacked", "deliveries", r.deliveries, "retry_in", wait, "error", err)
+	if !backoff.Sleep(r.ctx, wait) {
+		return r.ctx.Err()
 	}
-	if ch.IsClosed() {
+	if r.ch.IsClosed() {
 		return errors.New("ingest: channel closed")
 	}
 	return nil
@@ -593,56 +617,48 @@ func (c *Consumer) resolveTenants(ctx context.Context, es []entry) error {
 	return nil
 }
 
-// key is the dedupe key of a (tenant, message ID). A tenant name is
-// [a-z0-9_] and never holds the ":" that Key puts after it, so the tenant
-// ends at the first ":" after the prefix and no two pairs share a key,
-// whatever printable ASCII the message ID holds. "msgid" and not the
-// tenant-less scheme's "msg": no key of the old scheme can be read as one
-// of the new.
-func (c *Consumer) key(k dedupeKey) string {
-	return c.rdb.Key("ingest", "msgid", k.tenant, k.messageID)
-}
-
 // markSeen marks the entries whose (tenant, message ID) was delivered
-// before, in one round trip. If Redis fails it marks none: dedupe saves
-// work, and the versions keep a repeat harmless.
+// before, in one call of the Deduper. If it fails it marks none: dedupe
+// saves work, and the versions keep a repeat harmless.
 func (c *Consumer) markSeen(ctx context.Context, fresh []*entry) {
 	if len(fresh) == 0 {
 		return
 	}
-	pipe := c.rdb.Client.Pipeline()
-	cmds := make([]*redis.IntCmd, len(fresh))
+	keys := make([]DedupeKey, len(fresh))
 	for i, e := range fresh {
-		cmds[i] = pipe.Exists(ctx, c.key(keyOf(e)))
+		keys[i] = keyOf(e)
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	seenBefore, err := c.dedupe.Seen(ctx, keys)
+	if err == nil && len(seenBefore) != len(keys) {
+		err = fmt.Errorf("ingest: dedupe answered %d of %d keys", len(seenBefore), len(keys))
+	}
+	if err != nil {
 		c.log.WarnContext(ctx, "ingest: dedupe check failed; treating the batch as new", "error", err)
 		return
 	}
 	for i, e := range fresh {
-		if cmds[i].Val() > 0 {
+		if seenBefore[i] {
 			e.state = seen
 		}
 	}
 }
 
-// remember records the delivered (tenant, message ID) pairs, in one round
-// trip; not those of refused changes, so a republished one is tried again
-// (after the cause is fixed, it goes through). A failure is logged, not
-// returned: the changes are accepted, and a repeat of them is harmless.
+// remember records the delivered (tenant, message ID) pairs, in one call
+// of the Deduper; not those of refused changes, so a republished one is
+// tried again (after the cause is fixed, it goes through). A failure is
+// logged, not returned: the changes are accepted, and a repeat of them is
+// harmless.
 func (c *Consumer) remember(ctx context.Context, fresh []*entry) {
-	pipe := c.rdb.Client.Pipeline()
-	n := 0
+	var keys []DedupeKey
 	for _, e := range fresh {
 		if e.state == valid {
-			pipe.Set(ctx, c.key(keyOf(e)), 1, c.opts.DedupeTTL)
-			n++
+			keys = append(keys, keyOf(e))
 		}
 	}
-	if n == 0 {
+	if len(keys) == 0 {
 		return
 	}
-	if _, err := pipe.Exec(ctx); err != nil {
+	if err := c.dedupe.Remember(ctx, keys, c.opts.DedupeTTL); err != nil {
 		c.log.WarnContext(ctx, "ingest: recording delivered message ids failed", "error", err)
 	}
 }

@@ -12,6 +12,8 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
+	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
@@ -369,5 +371,33 @@ func TestConsumer_the_same_message_id_from_two_tenants_is_two_messages(t *testin
 	}
 	if s := c.Stats(); s.Duplicates != 1 {
 		t.Errorf("stats = %+v, want exactly one duplicate", s)
+	}
+}
+
+// A Deduper that fails costs a repeat, never a change: the batch is taken
+// as new, handed over and acked, and a republished message goes through
+// again instead of being dropped.
+func TestConsumer_delivers_when_the_deduper_fails(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	gone, err := queue.Open(ctx, f.env.Config.RedisURL, f.env.Config.RedisPrefix)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = gone.Close()
+	c := ingest.New(f.conn, redisdedupe.New(gone), f.store, f.products, f.sink, f.log,
+		ingest.Options{Consumers: 1, DedupeTTL: time.Minute, MaxBackoff: 500 * time.Millisecond})
+	stop := run(t, c)
+	m := change(tn.Name, "SKU-1", 1, uuid.NewString())
+	f.publish(t, m)
+	eventually(t, 20*time.Second, "the change delivered", func() bool { return f.sink.acceptedIDs()[m.id] == 1 })
+	f.publish(t, m)
+	eventually(t, 20*time.Second, "the repeat delivered too", func() bool { return f.sink.acceptedIDs()[m.id] == 2 })
+	stop()
+	if s := c.Stats(); s.Duplicates != 0 || s.Failures != 0 {
+		t.Errorf("stats = %+v, want no duplicate (nothing to tell them by) and no failure", s)
 	}
 }

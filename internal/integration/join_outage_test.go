@@ -301,7 +301,7 @@ func TestPayloads_are_encrypted_in_the_history_when_keys_are_set(t *testing.T) {
 	queue := "codec-" + testenv.RunID()
 	w := worker.New(c, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.Probe, workflow.RegisterOptions{Name: workflows.ProbeWorkflowType})
-	w.RegisterActivity(stack.app.Activities())
+	w.RegisterActivity(stack.app.Activities().Probe)
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
@@ -376,7 +376,7 @@ func BenchmarkJoin_history_cost_of_an_outage(t *testing.B) {
 	w := worker.New(stack.app.Temporal, queue, worker.Options{})
 	w.RegisterWorkflowWithOptions(workflows.Join, workflow.RegisterOptions{Name: workflows.JoinWorkflowType})
 	store := downStore{until: time.Now().Add(outage)}
-	w.RegisterActivity(&activities.Activities{Meetings: func(string) activities.MeetingStore { return store }})
+	w.RegisterActivity(&activities.JoinActivities{Meetings: func(string) activities.MeetingStore { return store }})
 	if err := w.Start(); err != nil {
 		t.Fatal(err)
 	}
