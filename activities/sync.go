@@ -17,7 +17,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/market"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // CatalogStore is one tenant's products, channels, synced versions and
@@ -362,7 +362,7 @@ func linkItems(ctx context.Context, items []SKUVersion) {
 		if n == maxPushLinks {
 			break
 		}
-		if sc := (telemetry.TraceContext{Traceparent: it.Traceparent}).SpanContext(); sc.IsValid() {
+		if sc := (tracectx.Carrier{TraceParent: it.Traceparent}).SpanContext(); sc.IsValid() {
 			span.AddLink(trace.Link{SpanContext: sc, Attributes: []attribute.KeyValue{attribute.String("sagaflow.sku", it.SKU)}})
 			n++
 		}

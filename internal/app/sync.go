@@ -57,7 +57,7 @@ func (s syncSink) Deliver(ctx context.Context, changes []ingest.Change) error {
 	for _, ch := range changes {
 		k := shardKey{ch.Tenant, ch.Schema, catalog.Shard(ch.Product.SKU, s.shards)}
 		groups[k] = append(groups[k], activities.SKUVersion{SKU: ch.Product.SKU, Version: ch.Product.Version,
-			Traceparent: ch.Trace.Traceparent})
+			Traceparent: ch.Trace.TraceParent})
 	}
 	g, gctx := errgroup.WithContext(ctx)
 	g.SetLimit(16)

@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // OriginalRoutingKeyHeader is the header of a dead-lettered copy that keeps
@@ -114,7 +114,7 @@ type item struct {
 
 func (it *item) change() Change {
 	return Change{Tenant: it.tenant.Name, Schema: it.tenant.Schema, Product: it.product, MessageID: it.carrier.env.MessageID,
-		Trace: telemetry.TraceContextOf(trace.ContextWithSpanContext(context.Background(), it.carrier.trace))}
+		Trace: tracectx.Capture(trace.ContextWithSpanContext(context.Background(), it.carrier.trace))}
 }
 
 // refuse records that the item cannot be ingested, and marks its entries

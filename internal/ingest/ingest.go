@@ -46,8 +46,8 @@ import (
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // Change is one product change handed to Temporal.
@@ -58,7 +58,7 @@ type Change struct {
 	MessageID string
 	// Trace is the W3C context of the message that carried the change:
 	// the sync links its push to it.
-	Trace telemetry.TraceContext
+	Trace tracectx.Carrier
 }
 
 // Sink hands a batch of coalesced changes (at most one per (tenant, SKU):

@@ -62,7 +62,7 @@ func TestConsumer_trace_headers_are_checked_and_hostile_ones_replaced(t *testing
 	for _, ch := range f.sink.accepted() {
 		name := skuOf[ch.Product.SKU]
 		sc := ch.Trace.SpanContext()
-		if !sc.IsValid() || len(ch.Trace.Traceparent) != 55 {
+		if !sc.IsValid() || len(ch.Trace.TraceParent) != 55 {
 			t.Errorf("%s: change carries no valid trace context: %+v", name, ch.Trace)
 			continue
 		}
@@ -70,16 +70,16 @@ func TestConsumer_trace_headers_are_checked_and_hostile_ones_replaced(t *testing
 		if continued != (sc.TraceID().String() == goodTrace) {
 			t.Errorf("%s: trace %s (continued: %v)", name, sc.TraceID(), continued)
 		}
-		if name != "valid" && ch.Trace.Tracestate != "" {
-			t.Errorf("%s: tracestate %q passed on", name, ch.Trace.Tracestate)
+		if name != "valid" && ch.Trace.TraceState != "" {
+			t.Errorf("%s: tracestate %q passed on", name, ch.Trace.TraceState)
 		}
-		if name == "valid" && ch.Trace.Traceparent != good {
-			t.Errorf("valid: traceparent %q, want the message's %q", ch.Trace.Traceparent, good)
+		if name == "valid" && ch.Trace.TraceParent != good {
+			t.Errorf("valid: traceparent %q, want the message's %q", ch.Trace.TraceParent, good)
 		}
 	}
 	for _, d := range f.get(t, catalog.DeadQueue, 1) {
 		tc := rabbit.TraceContextFrom(d.Headers)
-		if !tc.SpanContext().IsValid() || strings.ContainsAny(tc.Traceparent+tc.Tracestate, "\x00\x01") || strings.HasPrefix(tc.Traceparent, "ff") {
+		if !tc.SpanContext().IsValid() || strings.ContainsAny(tc.TraceParent+tc.TraceState, "\x00\x01") || strings.HasPrefix(tc.TraceParent, "ff") {
 			t.Errorf("dead letter carries trace headers %+v, want a fresh valid root", tc)
 		}
 	}

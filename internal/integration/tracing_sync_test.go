@@ -12,8 +12,8 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // One PUT of a product is one connected trace down to the market call:
@@ -141,7 +141,7 @@ func TestTracing_one_put_is_one_connected_trace_down_to_the_market(t *testing.T)
 	if err != nil {
 		t.Fatal(err)
 	}
-	sc := telemetry.TraceContext{Traceparent: traceparent}.SpanContext()
+	sc := tracectx.Carrier{TraceParent: traceparent}.SpanContext()
 	if envTrace != traceHex || sc.TraceID().String() != traceHex || sc.SpanID() != tx.SpanContext().SpanID() {
 		t.Fatalf("outbox row: envelope trace_id %q, traceparent %q; want trace %s, span %s", envTrace, traceparent, traceHex, tx.SpanContext().SpanID())
 	}

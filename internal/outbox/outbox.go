@@ -32,7 +32,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // Channel is the PostgreSQL NOTIFY channel that wakes the relays; the
@@ -301,7 +301,7 @@ type message struct {
 	createdAt  time.Time
 	// trace is the context of the transaction that wrote the row: the
 	// message is published in that trace.
-	trace telemetry.TraceContext
+	trace tracectx.Carrier
 }
 
 // RunOnce claims up to Batch unsent rows of schema's outbox, publishes them
@@ -320,7 +320,7 @@ func (r *Relay) RunOnce(ctx context.Context, schema string) (int, error) {
 		}
 		msgs, err := pgx.CollectRows(rows, func(row pgx.CollectableRow) (message, error) {
 			var m message
-			err := row.Scan(&m.id, &m.messageID, &m.exchange, &m.routingKey, &m.typ, &m.payload, &m.createdAt, &m.trace.Traceparent, &m.trace.Tracestate)
+			err := row.Scan(&m.id, &m.messageID, &m.exchange, &m.routingKey, &m.typ, &m.payload, &m.createdAt, &m.trace.TraceParent, &m.trace.TraceState)
 			return m, err
 		})
 		if err != nil {

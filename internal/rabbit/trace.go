@@ -4,11 +4,10 @@ import (
 	"context"
 
 	amqp "github.com/rabbitmq/amqp091-go"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // tracerName is the instrumentation scope of the bus's spans.
@@ -63,22 +62,22 @@ func messaging(operation, operationType, destination string, extra ...attribute.
 // HeadersOf is the headers that carry ctx's span context (traceparent and,
 // if any, tracestate), or nil if ctx has none.
 func HeadersOf(ctx context.Context) amqp.Table {
-	tc := telemetry.TraceContextOf(ctx)
-	if tc.Traceparent == "" {
+	tc := tracectx.Capture(ctx)
+	if tc.Empty() {
 		return nil
 	}
-	h := amqp.Table{TraceparentHeader: tc.Traceparent}
-	if tc.Tracestate != "" {
-		h[TracestateHeader] = tc.Tracestate
+	h := amqp.Table{TraceparentHeader: tc.TraceParent}
+	if tc.TraceState != "" {
+		h[TracestateHeader] = tc.TraceState
 	}
 	return h
 }
 
-// TraceContextFrom reads a message's W3C headers: string values only (a
-// header of another AMQP type counts as absent). Parse the result with its
-// SpanContext method, which refuses what is malformed or hostile.
-func TraceContextFrom(h amqp.Table) telemetry.TraceContext {
+// TraceContextFrom reads a message's W3C headers (tracectx.Parse): string
+// values only (a header of another AMQP type counts as absent); what is
+// malformed or hostile is the zero Carrier.
+func TraceContextFrom(h amqp.Table) tracectx.Carrier {
 	tp, _ := h[TraceparentHeader].(string)
 	ts, _ := h[TracestateHeader].(string)
-	return telemetry.TraceContext{Traceparent: tp, Tracestate: ts}
+	return tracectx.Parse(tp, ts)
 }

@@ -18,7 +18,7 @@ import (
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/secret"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // OutboxChannel is the PostgreSQL NOTIFY channel that wakes the outbox
@@ -169,7 +169,7 @@ func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName strin
 	// The row carries the W3C context of this transaction, so that the
 	// relay publishes the message in the request's trace (PutProduct made
 	// traceID that context's trace id).
-	tc := telemetry.TraceContextOf(ctx)
+	tc := tracectx.Capture(ctx)
 	env := catalog.Envelope{
 		MessageID:  uuid.NewString(),
 		TenantID:   tenantName,
@@ -190,7 +190,7 @@ func (c *Catalog) enqueueChange(ctx context.Context, tx pgx.Tx, tenantName strin
 	}
 	if _, err := tx.Exec(ctx, `INSERT INTO `+c.table("outbox")+` (message_id, exchange, routing_key, type, payload, traceparent, tracestate)
 		VALUES ($1, $2, $3, $4, $5, NULLIF($6, ''), NULLIF($7, ''))`, env.MessageID, catalog.Exchange, catalog.RoutingKey(tenantName), env.Type, body,
-		tc.Traceparent, tc.Tracestate); err != nil {
+		tc.TraceParent, tc.TraceState); err != nil {
 		return fmt.Errorf("enqueue change: %w", err)
 	}
 	if _, err := tx.Exec(ctx, `SELECT pg_notify($1, $2)`, OutboxChannel, c.schema); err != nil {

@@ -9,8 +9,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
 
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
 // A PUT's transaction is one span with a span per statement (no statement
@@ -53,7 +53,7 @@ func TestPutProduct_traces_the_transaction_and_stores_its_context_in_the_outbox(
 		pgx.Identifier{tn.Schema, "outbox"}.Sanitize()+` ORDER BY id DESC LIMIT 1`).Scan(&envTrace, &traceparent); err != nil {
 		t.Fatal(err)
 	}
-	sc := telemetry.TraceContext{Traceparent: traceparent}.SpanContext()
+	sc := tracectx.Carrier{TraceParent: traceparent}.SpanContext()
 	if envTrace != root.SpanContext().TraceID().String() || sc.TraceID() != root.SpanContext().TraceID() || sc.SpanID() != tx.SpanID() {
 		t.Fatalf("envelope trace_id %q, row traceparent %q; want trace %s and the transaction's span %s",
 			envTrace, traceparent, root.SpanContext().TraceID(), tx.SpanID())
@@ -75,7 +75,7 @@ func TestPutProduct_without_a_trace_roots_a_new_one(t *testing.T) {
 		pgx.Identifier{tn.Schema, "outbox"}.Sanitize()+` ORDER BY id DESC LIMIT 1`).Scan(&envTrace, &traceparent); err != nil {
 		t.Fatal(err)
 	}
-	sc := telemetry.TraceContext{Traceparent: traceparent}.SpanContext()
+	sc := tracectx.Carrier{TraceParent: traceparent}.SpanContext()
 	if !sc.IsValid() || envTrace != sc.TraceID().String() || envTrace == callers {
 		t.Fatalf("envelope trace_id %q, traceparent %q", envTrace, traceparent)
 	}

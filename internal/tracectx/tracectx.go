@@ -5,9 +5,11 @@
 // (the starter) or links to it (the coupon issuer), so one trace runs from
 // the HTTP request to the calls the saga makes.
 //
-// It goes through the global OpenTelemetry API only (the propagator set by
-// the process's tracing set-up): with no propagator set, nothing is
-// recorded and nothing is continued.
+// It is also the one form of a W3C context in a message header or a row
+// anywhere in sagaflow: the outbox row, the AMQP headers, the ingest's
+// hand-over and the sync workflow's items carry a Carrier's fields. It
+// renders and parses with the W3C trace-context propagator itself, whatever
+// the process's global propagator is.
 //
 // What it stores is never the caller's header as it came: Capture writes
 // the propagator's own rendering of a valid span context (so a huge header,
@@ -20,7 +22,6 @@ import (
 	"context"
 	"encoding/hex"
 
-	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 	"go.opentelemetry.io/otel/trace"
 )
@@ -33,6 +34,13 @@ const MaxTraceParent = 55
 // propagate at least 512 characters; a longer one is dropped whole (the
 // traceparent is kept), so a stored value never exceeds this.
 const MaxTraceState = 512
+
+// MaxHeaderTraceParent bounds a traceparent Parse reads: a later version
+// than 00 may append fields, a longer one is refused whole.
+const MaxHeaderTraceParent = 128
+
+// w3c renders and parses every Carrier.
+var w3c = propagation.TraceContext{}
 
 // Carrier is a stored trace context. The zero value carries none. Safe to
 // copy; it holds only strings.
@@ -49,8 +57,28 @@ func Capture(ctx context.Context) Carrier {
 		return Carrier{}
 	}
 	m := propagation.MapCarrier{}
-	otel.GetTextMapPropagator().Inject(ctx, m)
+	w3c.Inject(ctx, m)
 	return Carrier{TraceParent: m["traceparent"], TraceState: m["tracestate"]}.Clean()
+}
+
+// Parse reads a trace context that came from outside (a message's
+// headers): any version the W3C rules accept, up to MaxHeaderTraceParent
+// bytes of printable ASCII, rendered again as version 00, with a tracestate
+// the rules refuse dropped. Anything else is the zero Carrier: whoever
+// continues it starts a new root.
+func Parse(traceparent, tracestate string) Carrier {
+	if traceparent == "" || len(traceparent) > MaxHeaderTraceParent || !printable(traceparent) {
+		return Carrier{}
+	}
+	m := propagation.MapCarrier{"traceparent": traceparent}
+	if tracestate != "" && len(tracestate) <= MaxTraceState && printable(tracestate) {
+		m["tracestate"] = tracestate
+	}
+	sc := trace.SpanContextFromContext(w3c.Extract(context.Background(), m))
+	if !sc.IsValid() {
+		return Carrier{}
+	}
+	return Capture(trace.ContextWithRemoteSpanContext(context.Background(), sc))
 }
 
 // CaptureSampled is Capture for a context that is only worth keeping when
@@ -100,7 +128,7 @@ func (c Carrier) Context(ctx context.Context) context.Context {
 	if c.TraceState != "" {
 		m["tracestate"] = c.TraceState
 	}
-	return otel.GetTextMapPropagator().Extract(ctx, m)
+	return w3c.Extract(ctx, m)
 }
 
 // validParent reports whether h is a version-00 traceparent exactly as
