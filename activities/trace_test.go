@@ -14,7 +14,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/sim"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // seats is a MeetingStore whose Reserve fails with err.
@@ -49,7 +49,7 @@ func only(t *testing.T, spans []sdktrace.ReadOnlySpan, name string) sdktrace.Rea
 }
 
 func TestJoinSpans_chain_down_to_the_gateway_and_label_compensations(t *testing.T) {
-	rec := spantest.Record(t)
+	rec := testenv.RecordSpans(t)
 	a, _ := gateway(t, sim.PaymentConfig{})
 	a.Meetings = func(string) MeetingStore { return seats{err: meeting.ErrMeetingFull} }
 	ctx, root := otel.Tracer("test").Start(context.Background(), "RunActivity")
@@ -69,7 +69,7 @@ func TestJoinSpans_chain_down_to_the_gateway_and_label_compensations(t *testing.
 		t.Fatal(err)
 	}
 	root.End()
-	spans := spantest.Trace(rec, root.SpanContext().TraceID())
+	spans := testenv.SpansOfTrace(rec, root.SpanContext().TraceID())
 
 	reserve := attrs(only(t, spans, "seat reserve"))
 	if reserve[attrOutcome].AsString() != ErrTypeMeetingFull || reserve[attrMeetingID].AsString() != "m1" {
@@ -104,7 +104,7 @@ func TestJoinSpans_chain_down_to_the_gateway_and_label_compensations(t *testing.
 }
 
 func TestIssueNext_links_its_batch_to_the_requests_traces(t *testing.T) {
-	rec := spantest.Record(t)
+	rec := testenv.RecordSpans(t)
 	a, tn := storeActivities(t)
 	const n = MaxBatchLinks + 2
 	ref := openCampaign(t, a, tn, n+1)
@@ -124,7 +124,7 @@ func TestIssueNext_links_its_batch_to_the_requests_traces(t *testing.T) {
 		t.Fatalf("result %+v, want %d issued", res, n+1)
 	}
 	var batch sdktrace.ReadOnlySpan
-	for _, s := range spantest.Named(rec, "coupon issue") {
+	for _, s := range testenv.SpansNamed(rec, "coupon issue") {
 		if attrs(s)[attrCampaignID].AsString() == ref.CampaignID {
 			batch = s
 		}

@@ -6,14 +6,13 @@ import (
 	"testing"
 
 	"github.com/gin-gonic/gin"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/trace"
-
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
 
 func TestTracedContext_continues_a_valid_header_and_no_hostile_one(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	const valid = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
 	for _, tc := range []struct {
 		name, traceparent string

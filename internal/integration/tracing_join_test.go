@@ -15,7 +15,6 @@ import (
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -74,7 +73,7 @@ func attr(s sdktrace.ReadOnlySpan, key string) string {
 // workflow, the charge activity, and the HTTP call to the gateway; every
 // span of the join hangs off the caller's.
 func TestTracing_join_is_one_trace_from_the_request_to_the_gateway(t *testing.T) {
-	rec := spantest.Record(t)
+	rec := testenv.RecordSpans(t)
 	resetSims(t)
 	m := createMeeting(t, demoKey(), map[string]any{"title": "Traced", "capacity": 2, "fee": map[string]any{"amount": 1200, "currency": "KRW"}})
 	client, headers := clientSpan("POST /v1/meetings/{id}/joins")
@@ -100,7 +99,7 @@ func TestTracing_join_is_one_trace_from_the_request_to_the_gateway(t *testing.T)
 	var kinds []trace.SpanKind
 	var gateway sdktrace.ReadOnlySpan
 	eventually(t, 30*time.Second, "the join's spans down to the gateway call end", func() bool {
-		spans = spantest.Trace(rec, traceID)
+		spans = testenv.SpansOfTrace(rec, traceID)
 		for _, s := range spans {
 			if s.Name() != "payment POST" {
 				continue
@@ -184,7 +183,7 @@ func noSpanInHostileTrace(t *testing.T, rec *tracetest.SpanRecorder) {
 }
 
 func TestTracing_join_with_a_hostile_traceparent_starts_a_new_root(t *testing.T) {
-	rec := spantest.Record(t)
+	rec := testenv.RecordSpans(t)
 	resetSims(t)
 	m := createMeeting(t, demoKey(), map[string]any{"title": "Hostile", "capacity": 10, "fee": map[string]any{"amount": 100, "currency": "KRW"}})
 	for name, h := range hostileTraceParents {
@@ -220,7 +219,7 @@ func TestTracing_join_with_a_hostile_traceparent_starts_a_new_root(t *testing.T)
 // A coupon request leaves its trace context in Redis; the issuing
 // activity's batch span links to it.
 func TestTracing_coupon_request_is_linked_from_the_issuing_activity(t *testing.T) {
-	rec := spantest.Record(t)
+	rec := testenv.RecordSpans(t)
 	c := createCampaign(t, 10, -time.Second, 30*time.Second)
 	client, headers := clientSpan("POST /v1/campaigns/{id}/requests")
 	var out struct {
@@ -240,7 +239,7 @@ func TestTracing_coupon_request_is_linked_from_the_issuing_activity(t *testing.T
 	var batch sdktrace.ReadOnlySpan
 	var link sdktrace.Link
 	eventually(t, 30*time.Second, "a batch span links to the request", func() bool {
-		for _, s := range spantest.Named(rec, "coupon issue") {
+		for _, s := range testenv.SpansNamed(rec, "coupon issue") {
 			if attr(s, "sagaflow.campaign.id") != c.ID {
 				continue
 			}
@@ -273,7 +272,7 @@ func TestTracing_coupon_request_is_linked_from_the_issuing_activity(t *testing.T
 	}
 	if linked := link.SpanContext.SpanID(); linked != client.SpanContext().SpanID() {
 		var server sdktrace.ReadOnlySpan
-		for _, s := range spantest.Trace(rec, client.SpanContext().TraceID()) {
+		for _, s := range testenv.SpansOfTrace(rec, client.SpanContext().TraceID()) {
 			if s.SpanContext().SpanID() == linked {
 				server = s
 			}

@@ -10,11 +10,11 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/outbound"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 func TestNewHTTPClient_traces_the_call_in_the_callers_trace(t *testing.T) {
-	rec := spantest.Record(t)
+	rec := testenv.RecordSpans(t)
 	var got string
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		got = r.Header.Get("traceparent")
@@ -33,7 +33,7 @@ func TestNewHTTPClient_traces_the_call_in_the_callers_trace(t *testing.T) {
 	}
 	_ = resp.Body.Close()
 	parent.End()
-	spans := spantest.Named(rec, "payment POST")
+	spans := testenv.SpansNamed(rec, "payment POST")
 	if len(spans) != 1 {
 		t.Fatalf("%d spans named %q, want 1", len(spans), "payment POST")
 	}

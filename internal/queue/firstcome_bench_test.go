@@ -10,14 +10,14 @@ import (
 	"go.opentelemetry.io/otel"
 
 	"github.com/sagaflow/sagaflow/internal/queue"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // BenchmarkAsk is the coupon request's Redis script, parallel (as a burst
 // is), without and with a sampled trace context to keep: the cost of
 // keeping it is one HSET of 55 bytes in the same script.
 func BenchmarkAsk(b *testing.B) {
-	spantest.Record(b)
+	testenv.RecordSpans(b)
 	traced, span := otel.Tracer("bench").Start(context.Background(), "request")
 	defer span.End()
 	for _, bc := range []struct {

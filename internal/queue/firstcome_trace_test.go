@@ -12,12 +12,12 @@ import (
 	"go.opentelemetry.io/otel/propagation"
 
 	"github.com/sagaflow/sagaflow/internal/coupon"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
 
 func TestAsk_keeps_the_requests_trace_until_issued(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	ctx := context.Background()
 	c := campaign(t, 10, -time.Second, time.Hour)
 	traced, span := otel.Tracer("test").Start(ctx, "POST coupon request")
@@ -65,7 +65,7 @@ func traceKey(tenant, id string) string {
 }
 
 func TestAsk_stores_no_hostile_trace_context(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	ctx := context.Background()
 	c := campaign(t, 10, -time.Second, time.Hour)
 	for i, h := range []string{

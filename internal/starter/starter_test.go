@@ -22,7 +22,6 @@ import (
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
 
 var db *store.Store
@@ -290,7 +289,7 @@ func TestStarter_clears_the_input_of_a_started_row_and_prunes_it_after_the_reten
 }
 
 func TestStarter_starts_in_the_requests_trace(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	ctx, req := otel.Tracer("test").Start(context.Background(), "POST /v1/meetings/:id/join")
 	ids := enqueueIn(t, ctx, 1, tracectx.Carrier{})
 	req.End()
@@ -310,7 +309,7 @@ func TestStarter_starts_in_the_requests_trace(t *testing.T) {
 }
 
 func TestStarter_never_stores_or_continues_a_hostile_context(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	// A header the middleware would have refused, handed in directly.
 	hostile := []tracectx.Carrier{
 		{TraceParent: "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" + strings.Repeat("x", 1<<16)},

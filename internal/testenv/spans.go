@@ -65,3 +65,26 @@ var switchProvider = telemetry.DeferredTracerProvider(func() trace.TracerProvide
 	}
 	return recording.current
 })
+
+// SpansOfTrace returns the ended spans of rec in trace id, in the order
+// they ended.
+func SpansOfTrace(rec *tracetest.SpanRecorder, id trace.TraceID) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.SpanContext().TraceID() == id {
+			out = append(out, s)
+		}
+	}
+	return out
+}
+
+// SpansNamed returns the ended spans of rec called name.
+func SpansNamed(rec *tracetest.SpanRecorder, name string) []sdktrace.ReadOnlySpan {
+	var out []sdktrace.ReadOnlySpan
+	for _, s := range rec.Ended() {
+		if s.Name() == name {
+			out = append(out, s)
+		}
+	}
+	return out
+}

@@ -6,14 +6,14 @@ import (
 
 	"go.opentelemetry.io/otel"
 
+	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
 
 // BenchmarkCapture is what a traced request spends rendering and checking
 // its context before it is stored.
 func BenchmarkCapture(b *testing.B) {
-	spantest.Record(b)
+	testenv.RecordSpans(b)
 	ctx, span := otel.Tracer("bench").Start(context.Background(), "request")
 	defer span.End()
 	b.ReportAllocs()

@@ -8,8 +8,8 @@ import (
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
 
+	"github.com/sagaflow/sagaflow/internal/testenv"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
-	"github.com/sagaflow/sagaflow/internal/tracectx/spantest"
 )
 
 const parent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
@@ -25,7 +25,7 @@ func incoming(traceparent, tracestate string) context.Context {
 }
 
 func TestCapture_round_trip(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	ctx, span := otel.Tracer("test").Start(incoming(parent, "congo=t61rcWkgMzE"), "request")
 	defer span.End()
 	c := tracectx.Capture(ctx)
@@ -47,14 +47,14 @@ func TestCapture_round_trip(t *testing.T) {
 }
 
 func TestCapture_nothing_without_a_span(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	if c := tracectx.Capture(context.Background()); !c.Empty() {
 		t.Fatalf("carrier = %+v, want empty", c)
 	}
 }
 
 func TestCapture_hostile_headers_never_get_through(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	huge := strings.Repeat("a", 1<<20)
 	for _, tc := range []struct{ name, traceparent, tracestate string }{
 		{"huge", "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01" + huge, ""},
@@ -88,7 +88,7 @@ func TestCapture_hostile_headers_never_get_through(t *testing.T) {
 }
 
 func TestClean_refuses_what_a_store_may_hold(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	for _, tc := range []struct {
 		name string
 		in   tracectx.Carrier
@@ -117,7 +117,7 @@ func TestClean_refuses_what_a_store_may_hold(t *testing.T) {
 }
 
 func TestCaptureSampled_keeps_only_a_sampled_context(t *testing.T) {
-	spantest.Record(t)
+	testenv.RecordSpans(t)
 	sampled := incoming(parent, "")
 	if c := tracectx.CaptureSampled(sampled); c.TraceParent != parent {
 		t.Fatalf("sampled: %+v, want %s", c, parent)
