@@ -10,12 +10,9 @@
 package notify
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"strings"
 	"time"
@@ -84,35 +81,25 @@ func (c *Client) Send(ctx context.Context, m Message) error {
 	if m.IdempotencyKey == "" {
 		return fmt.Errorf("notify: %s: %w: empty idempotency key", op, ErrPermanent)
 	}
-	b, err := json.Marshal(struct {
-		To             string `json:"to"`
-		Subject        string `json:"subject,omitempty"`
-		Body           string `json:"body"`
-		IdempotencyKey string `json:"idempotency_key"`
-	}{m.To, m.Subject, m.Body, m.IdempotencyKey})
-	if err != nil {
+	status, body, err := outbound.Do(ctx, c.http, outbound.Request{
+		Method: http.MethodPost,
+		URL:    c.base + "/v1/" + m.Channel,
+		Body: struct {
+			To             string `json:"to"`
+			Subject        string `json:"subject,omitempty"`
+			Body           string `json:"body"`
+			IdempotencyKey string `json:"idempotency_key"`
+		}{m.To, m.Subject, m.Body, m.IdempotencyKey},
+		IdempotencyKey: m.IdempotencyKey,
+		MaxReply:       maxResponseBytes,
+	})
+	switch s := status; {
+	case errors.Is(err, outbound.ErrNotSent):
 		return fmt.Errorf("notify: %s: %w: %w", op, ErrPermanent, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/"+m.Channel, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("notify: %s: %w: %w", op, ErrPermanent, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	// Also lets net/http resend on a kept-alive connection the server had
-	// closed, which is safe for an idempotent request.
-	req.Header.Set("Idempotency-Key", m.IdempotencyKey)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("notify: %s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
 		return nil // the status is the answer; a body cut short changes nothing
 	case err != nil:
-		return fmt.Errorf("notify: %s: read %d reply: %w", op, s, err)
+		return fmt.Errorf("notify: %s: %w", op, err)
 	case s == http.StatusRequestTimeout, s == http.StatusTooManyRequests, s < 400 || s >= 500:
 		return fmt.Errorf("notify: %s: %s", op, detail(s, body))
 	default:
@@ -122,14 +109,6 @@ func (c *Client) Send(ctx context.Context, m Message) error {
 
 // detail describes a failed reply with the provider's code and message.
 func detail(status int, body []byte) string {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return fmt.Sprintf("%d %s: %s", status, e.Error.Code, e.Error.Message)
-	}
-	return fmt.Sprintf("%d %s", status, http.StatusText(status))
+	_, d := outbound.ReplyDetail(status, body)
+	return d
 }

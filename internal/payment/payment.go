@@ -25,12 +25,10 @@
 package payment
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
 	"strings"
@@ -252,37 +250,9 @@ func (c *Client) Refund(ctx context.Context, chargeID, idempotencyKey string) (C
 // do sends one request and returns the status and body of the reply. An
 // error means no complete reply came (the request may have been applied).
 func (c *Client) do(ctx context.Context, method, path string, in any, idempotencyKey string) (int, []byte, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, nil, fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if idempotencyKey != "" {
-		// Also lets net/http resend the request on a kept-alive connection
-		// the server had closed, which is safe for an idempotent request.
-		req.Header.Set("Idempotency-Key", idempotencyKey)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return 0, nil, fmt.Errorf("read %d reply: %w", resp.StatusCode, err)
-	}
-	return resp.StatusCode, b, nil
+	return outbound.Do(ctx, c.http, outbound.Request{
+		Method: method, URL: c.base + path, Body: in, IdempotencyKey: idempotencyKey, MaxReply: maxResponseBytes,
+	})
 }
 
 func decodeCharge(b []byte) (Charge, error) {
@@ -300,21 +270,12 @@ func decodeCharge(b []byte) (Charge, error) {
 // wrapping its sentinel (notFound for a 404) and carrying the gateway's code
 // and message.
 func classify(status int, body []byte, notFound error) error {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	detail := fmt.Sprintf("%d %s", status, http.StatusText(status))
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		detail = fmt.Sprintf("%d %s: %s", status, e.Error.Code, e.Error.Message)
-	}
+	code, detail := outbound.ReplyDetail(status, body)
 	switch {
 	case status == http.StatusNotFound:
 		return fmt.Errorf("%w: %s", notFound, detail)
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
-		status == http.StatusConflict && e.Error.Code == codeInProgress:
+		status == http.StatusConflict && code == codeInProgress:
 		return fmt.Errorf("%w: %s", ErrUnknownOutcome, detail)
 	case status >= 400 && status < 500:
 		return fmt.Errorf("%w: %s", ErrRejected, detail)
