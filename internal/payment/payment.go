@@ -175,18 +175,7 @@ func (c *Client) Lookup(ctx context.Context, idempotencyKey string) (Charge, err
 		return Charge{}, fmt.Errorf("payment: look up charge: %w: empty idempotency key", ErrRejected)
 	}
 	path := "/v1/charges?" + url.Values{"idempotency_key": {idempotencyKey}}.Encode()
-	status, resp, err := c.do(ctx, http.MethodGet, path, nil, "")
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	if status != http.StatusOK {
-		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrNotFound))
-	}
-	ch, err := decodeCharge(resp)
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	return ch, nil
+	return c.charge(ctx, op, http.MethodGet, path, nil, "", ErrNotFound)
 }
 
 // Void makes the outcome of the key's charge final and returns it: the
@@ -205,19 +194,8 @@ func (c *Client) Void(ctx context.Context, idempotencyKey string) (Charge, error
 	body := struct {
 		IdempotencyKey string `json:"idempotency_key"`
 	}{idempotencyKey}
-	status, resp, err := c.do(ctx, http.MethodPost, "/v1/charges/void", body, idempotencyKey)
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	if status != http.StatusOK {
-		// A 404 is a gateway without voids (a wrong base URL): not a result.
-		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrRejected))
-	}
-	ch, err := decodeCharge(resp)
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	return ch, nil
+	// A 404 is a gateway without voids (a wrong base URL): not a result.
+	return c.charge(ctx, op, http.MethodPost, "/v1/charges/void", body, idempotencyKey, ErrRejected)
 }
 
 // Refund refunds the whole of charge chargeID. It is idempotent: refunding a
@@ -233,12 +211,20 @@ func (c *Client) Refund(ctx context.Context, chargeID, idempotencyKey string) (C
 	body := struct {
 		IdempotencyKey string `json:"idempotency_key"`
 	}{idempotencyKey}
-	status, resp, err := c.do(ctx, http.MethodPost, "/v1/charges/"+url.PathEscape(chargeID)+"/refund", body, idempotencyKey)
+	return c.charge(ctx, op, http.MethodPost, "/v1/charges/"+url.PathEscape(chargeID)+"/refund", body, idempotencyKey, ErrNotFound)
+}
+
+// charge sends one request whose only success is a 200 carrying a charge,
+// as Lookup, Void and Refund do, and returns that charge. Any other status
+// is classified with notFound for a 404; a reply that did not come or cannot
+// be read is ErrUnknownOutcome. op names the call in the error.
+func (c *Client) charge(ctx context.Context, op, method, path string, in any, idempotencyKey string, notFound error) (Charge, error) {
+	status, resp, err := c.do(ctx, method, path, in, idempotencyKey)
 	if err != nil {
 		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
 	}
 	if status != http.StatusOK {
-		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrNotFound))
+		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, notFound))
 	}
 	ch, err := decodeCharge(resp)
 	if err != nil {
