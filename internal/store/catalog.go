@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -611,15 +612,22 @@ func (c *Catalog) MarkSynced(ctx context.Context, channelID string, versions map
 // SyncedByChannel returns the version of sku each channel has applied, by
 // channel id; channels that never applied it are absent.
 func (c *Catalog) SyncedByChannel(ctx context.Context, sku string) (map[string]int64, error) {
-	rows, err := c.s.pool.Query(ctx, `SELECT channel_id, version FROM `+c.table("channel_products")+` WHERE sku = $1`, sku)
+	return byChannel[int64](ctx, c.s.pool, "read synced versions of "+sku,
+		`SELECT channel_id, version FROM `+c.table("channel_products")+` WHERE sku = $1`, sku)
+}
+
+// byChannel runs query, whose rows are a channel id and a number, and
+// returns the numbers by channel id; what names the read in errors.
+func byChannel[N int | int64](ctx context.Context, pool *pgxpool.Pool, what, query string, args ...any) (map[string]N, error) {
+	rows, err := pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read synced versions of %s: %w", sku, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	out := map[string]int64{}
+	out := map[string]N{}
 	var id uuid.UUID
-	var v int64
-	if _, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { out[id.String()] = v; return nil }); err != nil {
-		return nil, fmt.Errorf("read synced versions of %s: %w", sku, err)
+	var n N
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id.String()] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
@@ -825,16 +833,6 @@ func (c *Catalog) UnparkSynced(ctx context.Context, channelID string, versions m
 // id; channels with none are absent. It is what a sync workflow holds of
 // its parked items: a count, not the items.
 func (c *Catalog) ParkedCounts(ctx context.Context, workflowID string) (map[string]int, error) {
-	rows, err := c.s.pool.Query(ctx, `SELECT channel_id, count(*) FROM `+c.table("parked_items")+`
+	return byChannel[int](ctx, c.s.pool, "count parked items of "+workflowID, `SELECT channel_id, count(*) FROM `+c.table("parked_items")+`
 		WHERE workflow_id = $1 GROUP BY channel_id`, workflowID)
-	if err != nil {
-		return nil, fmt.Errorf("count parked items of %s: %w", workflowID, err)
-	}
-	out := map[string]int{}
-	var id uuid.UUID
-	var n int
-	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id.String()] = n; return nil }); err != nil {
-		return nil, fmt.Errorf("count parked items of %s: %w", workflowID, err)
-	}
-	return out, nil
 }
