@@ -2,7 +2,6 @@ package rabbit_test
 
 import (
 	"context"
-	"os"
 	"testing"
 	"time"
 
@@ -15,19 +14,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	var err error
-	env, err = testenv.New(ctx)
-	cancel()
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	env.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 func channel(t *testing.T) *amqp.Channel {
 	t.Helper()

@@ -3,10 +3,8 @@ package store_test
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"testing"
-	"time"
 
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
@@ -15,19 +13,7 @@ import (
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	var err error
-	env, err = testenv.New(ctx)
-	cancel()
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	env.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 func open(t *testing.T, opts ...store.Option) *store.Store {
 	t.Helper()
