@@ -3,7 +3,6 @@
 package clustertest
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
@@ -111,30 +110,7 @@ func TestCluster_coupon_burst_survives_a_worker_killed(t *testing.T) {
 		t.Errorf("%d requests answered 202, want the stock %d", accepted202, stock)
 	}
 
-	rows, err := c.db.Query(context.Background(), `SELECT user_id, rank FROM tenant_demo.coupons WHERE campaign_id = $1 ORDER BY rank`, camp.ID)
-	if err != nil {
-		t.Fatalf("read the coupons: %v", err)
-	}
-	holds := map[string]int64{}
-	want := int64(1)
-	for rows.Next() {
-		var user string
-		var rank int64
-		if err := rows.Scan(&user, &rank); err != nil {
-			t.Fatal(err)
-		}
-		if rank != want {
-			t.Fatalf("rank %d follows %d: a gap or a repeat", rank, want-1)
-		}
-		want++
-		if _, dup := holds[user]; dup {
-			t.Errorf("user %s holds two coupons", user)
-		}
-		holds[user] = rank
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	holds := testenv.CouponHolders(t, c.db, "tenant_demo", camp.ID, nil)
 	if len(holds) != stock {
 		t.Errorf("%d coupons issued, want the stock %d", len(holds), stock)
 	}

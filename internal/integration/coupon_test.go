@@ -142,34 +142,7 @@ func assertCampaign(t *testing.T, c campaignDoc, answers []answer, rules campaig
 	if doc.Issued != c.Stock || doc.Accepted != c.Stock+len(aside) || doc.SetAside != len(aside) {
 		t.Errorf("issued %d, accepted %d, set aside %d; want the stock %d, and %d set aside", doc.Issued, doc.Accepted, doc.SetAside, c.Stock, len(aside))
 	}
-	rows, err := stack.app.Store.Pool().Query(context.Background(),
-		`SELECT user_id, rank FROM tenant_demo.coupons WHERE campaign_id = $1 ORDER BY rank`, c.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	holds := map[string]int64{}
-	want := int64(1)
-	for rows.Next() {
-		var user string
-		var rank int64
-		if err := rows.Scan(&user, &rank); err != nil {
-			t.Fatal(err)
-		}
-		for aside[want] {
-			want++
-		}
-		if rank != want {
-			t.Fatalf("rank %d follows %d: a gap or a repeat", rank, want-1)
-		}
-		want++
-		if _, dup := holds[user]; dup {
-			t.Errorf("user %s holds two coupons", user)
-		}
-		holds[user] = rank
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	holds := testenv.CouponHolders(t, stack.app.Store.Pool(), "tenant_demo", c.ID, aside)
 	if len(holds) != c.Stock {
 		t.Errorf("%d coupons, want %d", len(holds), c.Stock)
 	}
