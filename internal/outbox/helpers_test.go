@@ -60,15 +60,8 @@ var eventually = testenv.Eventually
 // returns what it read.
 func drain(t *testing.T, amqpURL, queue string, timeout time.Duration, done func([]amqp.Delivery) bool) []amqp.Delivery {
 	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, closeConn := testenv.AMQPChannel(t, amqpURL)
+	defer closeConn()
 	if err := ch.Qos(1000, 0, false); err != nil {
 		t.Fatal(err)
 	}
