@@ -30,15 +30,10 @@ const OutboxChannel = "sagaflow_outbox"
 // Catalog is the PostgreSQL adapter of one tenant's products, channels,
 // synced versions and parked items: every query names the tenant's schema,
 // so a tenant never reaches another's rows. Safe for concurrent use.
-type Catalog struct {
-	s      *Store
-	schema string
-}
+type Catalog struct{ inSchema }
 
 // Catalog returns the adapter for the tenant whose schema is schema.
-func (s *Store) Catalog(schema string) *Catalog { return &Catalog{s: s, schema: schema} }
-
-func (c *Catalog) table(name string) string { return pgx.Identifier{c.schema, name}.Sanitize() }
+func (s *Store) Catalog(schema string) *Catalog { return &Catalog{inSchema{s, schema}} }
 
 // canonicalID returns id in the form PostgreSQL's uuid type reads, or false
 // if it is no UUID: a malformed id must be "not found", not a 22P02 error
