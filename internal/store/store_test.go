@@ -5,6 +5,7 @@ import (
 	"errors"
 	"sync"
 	"testing"
+	"time"
 
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
@@ -120,4 +121,29 @@ func TestAPIKeys_resolve_only_to_their_tenant(t *testing.T) {
 	if _, _, err := s.TenantByKeyHash(ctx, h); !errors.Is(err, tenant.ErrNotFound) {
 		t.Fatalf("revoked key: got %v, want ErrNotFound", err)
 	}
+}
+
+// pageAll walks a keyset-paged list two items a page, at most pages pages:
+// page reads the page after a cursor (zero for the first), key gives an
+// item's cursor and its name. It returns the names in order.
+func pageAll[T any](t *testing.T, pages int, page func(afterAt time.Time, afterID string) ([]T, error), key func(T) (at time.Time, id, name string)) []string {
+	t.Helper()
+	var all []string
+	var at time.Time
+	var after string
+	for range pages {
+		items, err := page(at, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			_, _, name := key(it)
+			all = append(all, name)
+		}
+		if len(items) < 2 {
+			break
+		}
+		at, after, _ = key(items[len(items)-1])
+	}
+	return all
 }
