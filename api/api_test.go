@@ -70,6 +70,12 @@ func do(h http.Handler, method, path, key, body string) (*httptest.ResponseRecor
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
+	return serve(h, req)
+}
+
+// serve runs req through h and returns the reply with its body read as an
+// error body (zero if it is not one).
+func serve(h http.Handler, req *http.Request) (*httptest.ResponseRecorder, errorBody) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	var e errorBody
