@@ -57,29 +57,21 @@ func (s *Server) createMeeting(c *gin.Context) {
 	c.JSON(http.StatusCreated, m)
 }
 
-func (s *Server) getMeeting(c *gin.Context) {
-	id, err := uuidParam(c, "id")
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	m, err := s.meetings(c).Get(c.Request.Context(), id)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, m)
-}
+func (s *Server) getMeeting(c *gin.Context) { s.onMeeting(c, MeetingStore.Get) }
 
 // closeMeeting closes a meeting: joins in flight then fail at confirm and are
 // refunded.
-func (s *Server) closeMeeting(c *gin.Context) {
+func (s *Server) closeMeeting(c *gin.Context) { s.onMeeting(c, MeetingStore.Close) }
+
+// onMeeting applies op to the meeting named by the path's id and answers 200
+// with the meeting op returns.
+func (s *Server) onMeeting(c *gin.Context, op func(MeetingStore, context.Context, string) (meeting.Meeting, error)) {
 	id, err := uuidParam(c, "id")
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	m, err := s.meetings(c).Close(c.Request.Context(), id)
+	m, err := op(s.meetings(c), c.Request.Context(), id)
 	if err != nil {
 		fail(c, err)
 		return
