@@ -14,7 +14,6 @@ import (
 	"errors"
 	"fmt"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/outbound"
@@ -48,10 +47,7 @@ type Message struct {
 
 // Client sends notifications. Build one per process and share it: it is
 // safe for concurrent use and keeps connections alive between calls.
-type Client struct {
-	base string
-	http *http.Client
-}
+type Client struct{ ep outbound.Endpoint }
 
 // NewClient returns a client of the providers at baseURL (such as
 // "http://127.0.0.1:8092"). timeout bounds each call; zero or less means
@@ -60,14 +56,11 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		http: outbound.NewHTTPClient("notify", timeout),
-	}
+	return &Client{outbound.NewEndpoint("notify", baseURL, timeout)}
 }
 
 // CloseIdleConnections closes the connections kept alive for later calls.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.ep.CloseIdleConnections() }
 
 // Send delivers m once. It returns nil when the provider accepted m now or
 // had delivered its key before; an error wrapping ErrPermanent when the
@@ -81,9 +74,9 @@ func (c *Client) Send(ctx context.Context, m Message) error {
 	if m.IdempotencyKey == "" {
 		return fmt.Errorf("notify: %s: %w: empty idempotency key", op, ErrPermanent)
 	}
-	status, body, err := outbound.Do(ctx, c.http, outbound.Request{
+	status, body, err := c.ep.Do(ctx, outbound.Request{
 		Method: http.MethodPost,
-		URL:    c.base + "/v1/" + m.Channel,
+		Path:   "/v1/" + m.Channel,
 		Body: struct {
 			To             string `json:"to"`
 			Subject        string `json:"subject,omitempty"`

@@ -8,6 +8,8 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"strings"
+	"time"
 )
 
 // ErrNotSent marks a Do that failed before anything was sent: the request
@@ -23,10 +25,27 @@ func (e notSent) Error() string        { return e.err.Error() }
 func (e notSent) Unwrap() error        { return e.err }
 func (e notSent) Is(target error) bool { return target == ErrNotSent }
 
+// Endpoint is a system sagaflow does not own, at a base URL, with the HTTP
+// client (NewHTTPClient) that calls it. Safe for concurrent use; the zero
+// value is not usable.
+type Endpoint struct {
+	base string
+	http *http.Client
+}
+
+// NewEndpoint returns the endpoint of system at baseURL (a trailing slash
+// is dropped), whose calls take at most timeout.
+func NewEndpoint(system, baseURL string, timeout time.Duration) Endpoint {
+	return Endpoint{base: strings.TrimRight(baseURL, "/"), http: NewHTTPClient(system, timeout)}
+}
+
+// CloseIdleConnections closes the connections kept alive for later calls.
+func (e Endpoint) CloseIdleConnections() { e.http.CloseIdleConnections() }
+
 // Request is one JSON call to a system sagaflow does not own.
 type Request struct {
 	Method string
-	URL    string
+	Path   string // after the endpoint's base URL, starting with /
 	// Body, if not nil, is sent as JSON with Content-Type application/json.
 	Body any
 	// IdempotencyKey, if set, goes out in the Idempotency-Key header; it
@@ -37,12 +56,12 @@ type Request struct {
 	MaxReply int64
 }
 
-// Do sends r through c, asking for JSON, and returns the status and the body
+// Do sends r to the endpoint, asking for JSON, and returns the status and the body
 // of the reply (at most r.MaxReply bytes). An error wrapping ErrNotSent
 // means nothing was sent; any other error means no complete reply came, and
 // the request may have been applied: after a failed read of the body the
 // status is returned with the error ("read 503 reply: ...").
-func Do(ctx context.Context, c *http.Client, r Request) (int, []byte, error) {
+func (e Endpoint) Do(ctx context.Context, r Request) (int, []byte, error) {
 	var body io.Reader
 	if r.Body != nil {
 		b, err := json.Marshal(r.Body)
@@ -51,7 +70,7 @@ func Do(ctx context.Context, c *http.Client, r Request) (int, []byte, error) {
 		}
 		body = bytes.NewReader(b)
 	}
-	req, err := http.NewRequestWithContext(ctx, r.Method, r.URL, body)
+	req, err := http.NewRequestWithContext(ctx, r.Method, e.base+r.Path, body)
 	if err != nil {
 		return 0, nil, notSent{err}
 	}
@@ -62,7 +81,7 @@ func Do(ctx context.Context, c *http.Client, r Request) (int, []byte, error) {
 	if r.IdempotencyKey != "" {
 		req.Header.Set("Idempotency-Key", r.IdempotencyKey)
 	}
-	resp, err := c.Do(req)
+	resp, err := e.http.Do(req)
 	if err != nil {
 		return 0, nil, err
 	}

@@ -31,7 +31,6 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/outbound"
@@ -103,10 +102,7 @@ func (e *DeclinedError) Is(target error) bool { return target == ErrDeclined }
 
 // Client calls the payment gateway. Build one per process and share it: it is
 // safe for concurrent use and keeps connections alive between calls.
-type Client struct {
-	base string
-	http *http.Client
-}
+type Client struct{ ep outbound.Endpoint }
 
 // NewClient returns a client of the gateway at baseURL (such as
 // "http://127.0.0.1:8091"). timeout bounds each call, reading the reply
@@ -116,14 +112,11 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		http: outbound.NewHTTPClient("payment", timeout),
-	}
+	return &Client{outbound.NewEndpoint("payment", baseURL, timeout)}
 }
 
 // CloseIdleConnections closes the connections kept alive for later calls.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.ep.CloseIdleConnections() }
 
 // Charge charges req.Amount once per req.IdempotencyKey: if the key was
 // charged before, the gateway returns that first charge (whatever its status
@@ -236,8 +229,8 @@ func (c *Client) charge(ctx context.Context, op, method, path string, in any, id
 // do sends one request and returns the status and body of the reply. An
 // error means no complete reply came (the request may have been applied).
 func (c *Client) do(ctx context.Context, method, path string, in any, idempotencyKey string) (int, []byte, error) {
-	return outbound.Do(ctx, c.http, outbound.Request{
-		Method: method, URL: c.base + path, Body: in, IdempotencyKey: idempotencyKey, MaxReply: maxResponseBytes,
+	return c.ep.Do(ctx, outbound.Request{
+		Method: method, Path: path, Body: in, IdempotencyKey: idempotencyKey, MaxReply: maxResponseBytes,
 	})
 }
 
