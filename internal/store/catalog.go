@@ -707,7 +707,13 @@ func (c *Catalog) ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedI
 	if limit > 0 {
 		lim = &limit
 	}
-	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`ORDER BY pi.since, pi.id LIMIT $1`, lim)
+	return c.listParked(ctx, `ORDER BY pi.since, pi.id LIMIT $1`, lim)
+}
+
+// listParked reads the parked items (parkedRead) that the rest of the query,
+// tail, selects with args.
+func (c *Catalog) listParked(ctx context.Context, tail string, args ...any) ([]catalog.ParkedItem, error) {
+	rows, err := c.s.pool.Query(ctx, c.parkedRead()+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}
@@ -780,19 +786,11 @@ func (c *Catalog) ParkedPage(ctx context.Context, f catalog.ParkedFilter, limit 
 	if !f.Since.IsZero() {
 		from = &f.Since
 	}
-	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`
+	return c.listParked(ctx, `
 		WHERE ($1::timestamptz IS NULL OR (pi.since, pi.id) > ($1::timestamptz, $2::uuid))
 			AND ($4::text = '' OR pi.market = $4) AND ($5::uuid IS NULL OR pi.channel_id = $5)
 			AND ($6::text = '' OR pi.sku = $6) AND ($7::timestamptz IS NULL OR pi.since >= $7)
 		ORDER BY pi.since, pi.id LIMIT $3`, since, after, limit, f.Market, channel, f.SKU, from)
-	if err != nil {
-		return nil, fmt.Errorf("list parked items: %w", err)
-	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParkedTraced(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list parked items: %w", err)
-	}
-	return items, nil
 }
 
 // ParkedVersions returns, of skus, the parked version of each SKU the
