@@ -10,6 +10,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/testenv/servers"
 )
 
 var env *testenv.Env
@@ -18,16 +19,7 @@ func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 func open(t *testing.T, opts ...store.Option) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	s, err := store.Open(ctx, env.Config.DatabaseURL, 10, append([]store.Option{store.WithDevSecrets()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return servers.Store(t, env, append([]store.Option{store.WithDevSecrets()}, opts...)...)
 }
 
 func newTenant(t *testing.T) tenant.Tenant {

@@ -16,13 +16,13 @@ import (
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
-// Store opens the store of env's database (10 connections) with the
+// Store opens the store of env's database (10 connections, opts) with the
 // migrations applied, closed when t ends.
-func Store(t testing.TB, env *testenv.Env) *store.Store {
+func Store(t testing.TB, env *testenv.Env, opts ...store.Option) *store.Store {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	s, err := store.Open(ctx, env.Config.DatabaseURL, 10)
+	s, err := store.Open(ctx, env.Config.DatabaseURL, 10, opts...)
 	if err != nil {
 		t.Fatal(err)
 	}
