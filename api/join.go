@@ -192,14 +192,8 @@ func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, join
 func (s *Server) getJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	joinID, err := joinIDParam(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	j, err := s.meetings(c).Join(ctx, joinID)
-	if err != nil {
-		fail(c, err)
+	j, ok := s.pathJoin(c)
+	if !ok {
 		return
 	}
 	wfID := workflows.JoinWorkflowID(t.Name, j.JoinID)
@@ -217,22 +211,32 @@ func (s *Server) getJoin(c *gin.Context) {
 	c.JSON(http.StatusOK, joinJSON{Join: j, WorkflowID: wfID, UIURL: s.workflowURL(wfID)})
 }
 
+// pathJoin loads the join the path's join id names; on a bad id or a
+// failed load it has answered and returns false.
+func (s *Server) pathJoin(c *gin.Context) (meeting.Join, bool) {
+	joinID, err := joinIDParam(c)
+	if err != nil {
+		fail(c, err)
+		return meeting.Join{}, false
+	}
+	j, err := s.meetings(c).Join(c.Request.Context(), joinID)
+	if err != nil {
+		fail(c, err)
+		return meeting.Join{}, false
+	}
+	return j, true
+}
+
 // cancelJoin sends the cancel update; the saga's validator refuses it after
 // the cancel deadline (409).
 func (s *Server) cancelJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	joinID, err := joinIDParam(c)
-	if err != nil {
-		fail(c, err)
+	j, ok := s.pathJoin(c)
+	if !ok {
 		return
 	}
-	j, err := s.meetings(c).Join(ctx, joinID)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	_, err = s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	_, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.JoinWorkflowID(t.Name, j.JoinID),
 		UpdateName:   workflows.UpdateCancel,
 		WaitForStage: client.WorkflowUpdateStageAccepted,
