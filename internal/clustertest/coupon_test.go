@@ -13,14 +13,8 @@ import (
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
-type campaign struct {
-	ID       string `json:"id"`
-	Stock    int    `json:"stock"`
-	Accepted int    `json:"accepted"`
-	Issued   int    `json:"issued"`
-	SetAside int    `json:"set_aside"`
-	Status   string `json:"status"`
-}
+// campaign is the API's campaign answer.
+type campaign = testenv.Campaign
 
 // couponAnswer is the last answer one request got.
 type couponAnswer struct {

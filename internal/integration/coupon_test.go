@@ -22,14 +22,8 @@ import (
 
 // These tests stop workers or redis-server, so they do not run in parallel.
 
-type campaignDoc struct {
-	ID       string `json:"id"`
-	Stock    int    `json:"stock"`
-	Accepted int    `json:"accepted"`
-	Issued   int    `json:"issued"`
-	SetAside int    `json:"set_aside"`
-	Status   string `json:"status"`
-}
+// campaignDoc is the API's campaign answer.
+type campaignDoc = testenv.Campaign
 
 func createCampaign(t *testing.T, stock int, startsIn, endsIn time.Duration) campaignDoc {
 	t.Helper()

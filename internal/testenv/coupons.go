@@ -50,3 +50,14 @@ func CouponHolders(t testing.TB, q Querier, schema, campaignID string, aside map
 	}
 	return holds
 }
+
+// Campaign is what the coupon tests read of the API's campaign answer
+// (GET /v1/campaigns/{id}).
+type Campaign struct {
+	ID       string `json:"id"`
+	Stock    int    `json:"stock"`
+	Accepted int    `json:"accepted"`
+	Issued   int    `json:"issued"`
+	SetAside int    `json:"set_aside"`
+	Status   string `json:"status"`
+}
