@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
@@ -40,31 +39,21 @@ func TestCluster_coupon_burst_survives_a_worker_killed(t *testing.T) {
 		"name": "cluster-" + runID(), "stock": stock, "starts_at": now.Add(-time.Second), "ends_at": now.Add(time.Hour)}, &camp)
 
 	answers := make([]couponAnswer, requests)
-	var next atomic.Int64
-	var wg, faults sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= requests {
-					return
-				}
-				if i == 250 {
-					faults.Go(func() { fault(t, "kill", "worker1") })
-				}
-				user := fmt.Sprintf("user-%d", i%users)
-				var out struct {
-					Rank int64 `json:"rank"`
-				}
-				code, err := c.call(c.key, http.MethodPost, "/v1/campaigns/"+camp.ID+"/requests", map[string]any{"user_id": user}, &out, nil)
-				if err != nil {
-					t.Errorf("request %d: %v", i, err)
-				}
-				answers[i] = couponAnswer{user: user, code: code, rank: out.Rank}
-			}
-		})
-	}
-	wg.Wait()
+	var faults sync.WaitGroup
+	testenv.Burst(requests, 50, func(i int) {
+		if i == 250 {
+			faults.Go(func() { fault(t, "kill", "worker1") })
+		}
+		user := fmt.Sprintf("user-%d", i%users)
+		var out struct {
+			Rank int64 `json:"rank"`
+		}
+		code, err := c.call(c.key, http.MethodPost, "/v1/campaigns/"+camp.ID+"/requests", map[string]any{"user_id": user}, &out, nil)
+		if err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+		answers[i] = couponAnswer{user: user, code: code, rank: out.Rank}
+	})
 	faults.Wait()
 	burst := time.Since(began)
 	if t.Failed() {

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -49,32 +48,21 @@ type answer struct {
 func burst(t *testing.T, campaignID string, requests, users, at int, midway func()) []answer {
 	t.Helper()
 	answers := make([]answer, requests)
-	var next atomic.Int64
 	var once sync.Once
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= requests {
-					return
-				}
-				if i == at && midway != nil {
-					once.Do(midway)
-				}
-				user := fmt.Sprintf("user-%d", i%users)
-				var out struct {
-					Rank int64 `json:"rank"`
-				}
-				code, err := rawCall(demoKey(), http.MethodPost, "/v1/campaigns/"+campaignID+"/requests", map[string]any{"user_id": user}, &out, nil)
-				if err != nil {
-					code = -1 // the transport failed: no answer
-				}
-				answers[i] = answer{user: user, code: code, rank: out.Rank}
-			}
-		})
-	}
-	wg.Wait()
+	testenv.Burst(requests, 50, func(i int) {
+		if i == at && midway != nil {
+			once.Do(midway)
+		}
+		user := fmt.Sprintf("user-%d", i%users)
+		var out struct {
+			Rank int64 `json:"rank"`
+		}
+		code, err := rawCall(demoKey(), http.MethodPost, "/v1/campaigns/"+campaignID+"/requests", map[string]any{"user_id": user}, &out, nil)
+		if err != nil {
+			code = -1 // the transport failed: no answer
+		}
+		answers[i] = answer{user: user, code: code, rank: out.Rank}
+	})
 	return answers
 }
 
