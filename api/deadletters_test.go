@@ -34,17 +34,8 @@ func (s schemaLetters) Page(_ context.Context, f deadletter.Filter, limit int, a
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	s.b.calls++
-	var out []deadletter.Letter
-	for _, l := range s.b.letters[s.schema] {
-		if !f.Matches(l) || !afterAt.IsZero() && (l.DeadAt.Before(afterAt) || l.DeadAt.Equal(afterAt) && l.ID <= afterID) {
-			continue
-		}
-		out = append(out, l)
-		if len(out) == limit {
-			break
-		}
-	}
-	return out, nil
+	return keysetPage(s.b.letters[s.schema], f.Matches, func(l deadletter.Letter) (time.Time, string) { return l.DeadAt, l.ID },
+		limit, afterAt, afterID), nil
 }
 
 func (b *letterBox) Replay(_ context.Context, schema string, sel deadletter.Selection, limit int) (deadletter.Replayed, error) {

@@ -27,9 +27,18 @@ type parkedLot struct {
 }
 
 func (p *parkedLot) ParkedPage(_ context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
-	var out []catalog.ParkedItem
-	for _, it := range p.items {
-		if !f.Matches(it) || !afterSince.IsZero() && (it.Since.Before(afterSince) || it.Since.Equal(afterSince) && it.ID <= afterID) {
+	return keysetPage(p.items, f.Matches, func(it catalog.ParkedItem) (time.Time, string) { return it.Since, it.ID },
+		limit, afterSince, afterID), nil
+}
+
+// keysetPage is what the stores' keyset pages answer, over items in order:
+// at most limit of those matches keeps that come after the cursor (afterAt,
+// afterID) by key, all from the start when afterAt is zero.
+func keysetPage[T any](items []T, matches func(T) bool, key func(T) (time.Time, string), limit int, afterAt time.Time, afterID string) []T {
+	var out []T
+	for _, it := range items {
+		at, id := key(it)
+		if !matches(it) || !afterAt.IsZero() && (at.Before(afterAt) || at.Equal(afterAt) && id <= afterID) {
 			continue
 		}
 		out = append(out, it)
@@ -37,7 +46,7 @@ func (p *parkedLot) ParkedPage(_ context.Context, f catalog.ParkedFilter, limit 
 			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (p *parkedLot) ParkedItem(_ context.Context, id string) (catalog.ParkedItem, error) {
