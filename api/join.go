@@ -39,12 +39,7 @@ type createMeetingBody struct {
 }
 
 func (s *Server) createMeeting(c *gin.Context) {
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	m, err := parseCreateMeeting(raw)
+	m, err := parseBody(c, parseCreateMeeting)
 	if err != nil {
 		fail(c, err)
 		return
@@ -107,12 +102,7 @@ func (s *Server) createJoin(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	req, err := parseJoin(raw, meetingID)
+	req, err := parseBody(c, func(raw []byte) (meeting.JoinRequest, error) { return parseJoin(raw, meetingID) })
 	if err != nil {
 		fail(c, err)
 		return
