@@ -10,6 +10,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/testenv/servers"
 )
 
 var env *testenv.Env
@@ -20,12 +21,7 @@ func channel(t *testing.T) *amqp.Channel {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	defer cancel()
-	conn, err := rabbit.Dial(ctx, env.Config.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
-	ch, err := conn.Channel(ctx)
+	ch, err := servers.Rabbit(t, env).Channel(ctx)
 	if err != nil {
 		t.Fatal(err)
 	}
