@@ -38,21 +38,27 @@ func (f *fakeTenants) TenantByKeyHash(_ context.Context, h tenant.KeyHash) (tena
 
 func newTestHandler(t *testing.T, f *fakeTenants, ttl time.Duration) http.Handler {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewHandler(Deps{
+	return testHandler(t, Deps{
 		Tenants: f,
 		Checks: map[string]Check{
 			"ok":   func(context.Context) error { return nil },
 			"down": func(context.Context) error { return errors.New("connection refused") },
 		},
-		Metrics:      m,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxBodyBytes: 1024,
 		KeyCacheTTL:  ttl,
 	})
+}
+
+// testHandler is NewHandler(d) with fresh metrics and a silent logger, the
+// two dependencies every test handler needs and none looks at.
+func testHandler(t *testing.T, d Deps) http.Handler {
+	t.Helper()
+	m, err := telemetry.NewMetrics()
+	if err != nil {
+		t.Fatal(err)
+	}
+	d.Metrics, d.Logger = m, slog.New(slog.NewTextHandler(io.Discard, nil))
+	return NewHandler(d)
 }
 
 func demoTenants() *fakeTenants {
@@ -64,11 +70,28 @@ func do(h http.Handler, method, path, key, body string) (*httptest.ResponseRecor
 	if key != "" {
 		req.Header.Set("Authorization", "Bearer "+key)
 	}
+	return serve(h, req)
+}
+
+// serve runs req through h and returns the reply with its body read as an
+// error body (zero if it is not one).
+func serve(h http.Handler, req *http.Request) (*httptest.ResponseRecorder, errorBody) {
 	rec := httptest.NewRecorder()
 	h.ServeHTTP(rec, req)
 	var e errorBody
 	_ = json.Unmarshal(rec.Body.Bytes(), &e)
 	return rec, e
+}
+
+// decodeReply decodes rec's JSON body into a T and fails the test unless
+// the reply has status code and such a body; what names the call.
+func decodeReply[T any](t *testing.T, rec *httptest.ResponseRecorder, code int, what string) T {
+	t.Helper()
+	var v T
+	if err := json.Unmarshal(rec.Body.Bytes(), &v); err != nil || rec.Code != code {
+		t.Fatalf("%s: %d %s", what, rec.Code, rec.Body)
+	}
+	return v
 }
 
 func TestAPI_errors_are_json_with_code_and_message(t *testing.T) {

@@ -1,26 +1,19 @@
 package api
 
 import (
-	"io"
-	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"strconv"
 	"testing"
 	"time"
 
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 func newGuardedHandler(t *testing.T, f *fakeTenants, limit int) http.Handler {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewHandler(Deps{Tenants: f, Metrics: m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+	return testHandler(t, Deps{Tenants: f,
 		MaxBodyBytes: 1024, KeyCacheTTL: time.Minute, AuthFailureLimit: limit, AuthFailureWindow: time.Minute})
 }
 

@@ -3,13 +3,10 @@ package api
 import (
 	"context"
 	"encoding/json"
-	"io"
-	"log/slog"
 	"net/http"
 	"testing"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // channelStore answers CreateChannel with err, or else records the channel.
@@ -29,18 +26,12 @@ func (s *channelStore) CreateChannel(_ context.Context, ch catalog.Channel) (cat
 
 func channelHandler(t *testing.T, cs *channelStore) http.Handler {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewHandler(Deps{
+	return testHandler(t, Deps{
 		Tenants: demoTenants(),
 		Catalog: func(string) CatalogStore { return cs },
 		Markets: []MarketInfo{{Name: "shopwave", BaseURL: "https://api.shopwave.example"}, {Name: "souk", BaseURL: "https://api.souk.example"}},
 		Sync: SyncConfig{Shards: 1, Channels: catalog.ChannelPolicy{Hosts: map[string][]string{
 			"shopwave": {"api.shopwave.example"}, "souk": {"api.souk.example"}}}},
-		Metrics:      m,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxBodyBytes: 4096,
 	})
 }

@@ -67,12 +67,7 @@ type createCampaignBody struct {
 func (s *Server) createCampaign(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	in, err := parseCreateCampaign(raw, time.Now())
+	in, err := parseBody(c, func(raw []byte) (coupon.Campaign, error) { return parseCreateCampaign(raw, time.Now()) })
 	if err != nil {
 		fail(c, err)
 		return
@@ -136,12 +131,7 @@ func (s *Server) requestCoupon(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	user, err := parseCouponRequest(raw)
+	user, err := parseBody(c, parseCouponRequest)
 	if err != nil {
 		fail(c, err)
 		return

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -16,7 +14,6 @@ import (
 	"unicode/utf8"
 
 	"github.com/sagaflow/sagaflow/internal/deadletter"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // letterBox is every tenant's dead letters in memory, and a replayer that
@@ -37,17 +34,8 @@ func (s schemaLetters) Page(_ context.Context, f deadletter.Filter, limit int, a
 	s.b.mu.Lock()
 	defer s.b.mu.Unlock()
 	s.b.calls++
-	var out []deadletter.Letter
-	for _, l := range s.b.letters[s.schema] {
-		if !f.Matches(l) || !afterAt.IsZero() && (l.DeadAt.Before(afterAt) || l.DeadAt.Equal(afterAt) && l.ID <= afterID) {
-			continue
-		}
-		out = append(out, l)
-		if len(out) == limit {
-			break
-		}
-	}
-	return out, nil
+	return keysetPage(s.b.letters[s.schema], f.Matches, func(l deadletter.Letter) (time.Time, string) { return l.DeadAt, l.ID },
+		limit, afterAt, afterID), nil
 }
 
 func (b *letterBox) Replay(_ context.Context, schema string, sel deadletter.Selection, limit int) (deadletter.Replayed, error) {
@@ -80,10 +68,6 @@ const (
 
 func letterHandler(t *testing.T) (http.Handler, *letterBox) {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2026, 12, 2, 10, 0, 0, 0, time.UTC)
 	b := &letterBox{letters: map[string][]deadletter.Letter{"tenant_demo": {
 		{ID: letterA, MessageID: "m-a", Reason: deadletter.ReasonInvalid, Detail: "invalid: envelope is not JSON", RoutingKey: "product.changed.demo",
@@ -91,13 +75,13 @@ func letterHandler(t *testing.T) (http.Handler, *letterBox) {
 		{ID: letterB, MessageID: "m-b", Reason: deadletter.ReasonDeliveryLimit, Transient: true, RoutingKey: "product.changed.demo",
 			Body: []byte(`{"payload":{"sku":"SKU-9"}}`), TraceID: "4bf92f3577b34da6a3ce929d0e0e4736", DeadAt: at.Add(time.Hour), Headers: map[string]any{}},
 	}}}
-	h := NewHandler(Deps{
-		Tenants:     twoTenants{},
-		DeadLetters: func(schema string) DeadLetterStore { return schemaLetters{b, schema} },
-		Replayer:    b,
-		Sync:        SyncConfig{Shards: 8},
-		Ops:         OpsConfig{UIURL: "http://ui.test", Namespace: "sagaflow"},
-		Metrics:     m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 64 << 10,
+	h := testHandler(t, Deps{
+		Tenants:      twoTenants{},
+		DeadLetters:  func(schema string) DeadLetterStore { return schemaLetters{b, schema} },
+		Replayer:     b,
+		Sync:         SyncConfig{Shards: 8},
+		Ops:          OpsConfig{UIURL: "http://ui.test", Namespace: "sagaflow"},
+		MaxBodyBytes: 64 << 10,
 	})
 	return h, b
 }
@@ -119,11 +103,7 @@ type letterPage struct {
 func listLetters(t *testing.T, h http.Handler, key, query string) letterPage {
 	t.Helper()
 	rec, _ := do(h, http.MethodGet, "/v1/deadletters?"+query, key, "")
-	var p letterPage
-	if err := json.Unmarshal(rec.Body.Bytes(), &p); err != nil || rec.Code != http.StatusOK {
-		t.Fatalf("GET ?%s: %d %s", query, rec.Code, rec.Body)
-	}
-	return p
+	return decodeReply[letterPage](t, rec, http.StatusOK, "GET ?"+query)
 }
 
 // The caller's dead letters with their reason and trace id, the body as
@@ -236,11 +216,7 @@ type replayAnswer struct {
 func replay(t *testing.T, h http.Handler, key, body string) replayAnswer {
 	t.Helper()
 	rec, _ := do(h, http.MethodPost, "/v1/deadletters/replay", key, body)
-	var a replayAnswer
-	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || rec.Code != http.StatusOK {
-		t.Fatalf("replay %s: %d %s", body, rec.Code, rec.Body)
-	}
-	return a
+	return decodeReply[replayAnswer](t, rec, http.StatusOK, "replay "+body)
 }
 
 // A replay by ids or by filter publishes what it selects; again, nothing.

@@ -49,6 +49,16 @@ func readBody(c *gin.Context) ([]byte, error) {
 	return raw, nil
 }
 
+// parseBody reads the body (readBody) and parses it with parse.
+func parseBody[T any](c *gin.Context, parse func([]byte) (T, error)) (T, error) {
+	raw, err := readBody(c)
+	if err != nil {
+		var zero T
+		return zero, err
+	}
+	return parse(raw)
+}
+
 // bindJSON reads the body and decodes it into v with decodeJSON.
 func bindJSON(c *gin.Context, v any, optional bool) error {
 	raw, err := readBody(c)

@@ -1,7 +1,6 @@
 package api
 
 import (
-	"encoding/json"
 	"net/http"
 	"net/http/httptest"
 	"slices"
@@ -29,11 +28,7 @@ func edgeRequest(h http.Handler, method, path, body string, headers map[string]s
 	for k, v := range headers {
 		req.Header[k] = []string{v}
 	}
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	var e errorBody
-	_ = json.Unmarshal(rec.Body.Bytes(), &e)
-	return rec, e
+	return serve(h, req)
 }
 
 const (
@@ -162,11 +157,7 @@ func edgeRequestQuery(h http.Handler, method, path, query, body string, headers 
 	}
 	req := httptest.NewRequest(method, "http://sagaflow.test"+path+"?"+query, strings.NewReader(body))
 	req.Header.Set("Authorization", "Bearer demo-key")
-	rec := httptest.NewRecorder()
-	h.ServeHTTP(rec, req)
-	var e errorBody
-	_ = json.Unmarshal(rec.Body.Bytes(), &e)
-	return rec, e
+	return serve(h, req)
 }
 
 // The good inputs of the same routes still pass the edge.

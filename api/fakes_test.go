@@ -3,8 +3,6 @@ package api
 import (
 	"context"
 	"errors"
-	"io"
-	"log/slog"
 	"net/http"
 	"sync"
 	"sync/atomic"
@@ -18,7 +16,6 @@ import (
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/starter"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 )
 
 // stores are in-memory fakes of every store the handlers use. They count
@@ -144,21 +141,15 @@ func (f fakeCatalog) ParkedItem(context.Context, string) (catalog.ParkedItem, er
 // the edge may reach it). The key demo-key is tenant demo's.
 func newEdgeHandler(t *testing.T) (http.Handler, *stores, *fakeTenants) {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
 	s := &stores{}
 	f := demoTenants()
-	h := NewHandler(Deps{
+	h := testHandler(t, Deps{
 		Tenants:      f,
 		Meetings:     func(string) MeetingStore { return fakeMeetings{s} },
 		Campaigns:    func(string) CampaignStore { return fakeCampaigns{s} },
 		Queue:        fakeQueue{s},
 		Catalog:      func(string) CatalogStore { return fakeCatalog{s} },
 		Markets:      []MarketInfo{{Name: "shopwave", BaseURL: "http://127.0.0.1:1"}},
-		Metrics:      m,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxBodyBytes: 64 << 10,
 		KeyCacheTTL:  time.Minute,
 	})

@@ -39,12 +39,7 @@ type createMeetingBody struct {
 }
 
 func (s *Server) createMeeting(c *gin.Context) {
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	m, err := parseCreateMeeting(raw)
+	m, err := parseBody(c, parseCreateMeeting)
 	if err != nil {
 		fail(c, err)
 		return
@@ -57,29 +52,21 @@ func (s *Server) createMeeting(c *gin.Context) {
 	c.JSON(http.StatusCreated, m)
 }
 
-func (s *Server) getMeeting(c *gin.Context) {
-	id, err := uuidParam(c, "id")
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	m, err := s.meetings(c).Get(c.Request.Context(), id)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	c.JSON(http.StatusOK, m)
-}
+func (s *Server) getMeeting(c *gin.Context) { s.onMeeting(c, MeetingStore.Get) }
 
 // closeMeeting closes a meeting: joins in flight then fail at confirm and are
 // refunded.
-func (s *Server) closeMeeting(c *gin.Context) {
+func (s *Server) closeMeeting(c *gin.Context) { s.onMeeting(c, MeetingStore.Close) }
+
+// onMeeting applies op to the meeting named by the path's id and answers 200
+// with the meeting op returns.
+func (s *Server) onMeeting(c *gin.Context, op func(MeetingStore, context.Context, string) (meeting.Meeting, error)) {
 	id, err := uuidParam(c, "id")
 	if err != nil {
 		fail(c, err)
 		return
 	}
-	m, err := s.meetings(c).Close(c.Request.Context(), id)
+	m, err := op(s.meetings(c), c.Request.Context(), id)
 	if err != nil {
 		fail(c, err)
 		return
@@ -115,12 +102,7 @@ func (s *Server) createJoin(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	req, err := parseJoin(raw, meetingID)
+	req, err := parseBody(c, func(raw []byte) (meeting.JoinRequest, error) { return parseJoin(raw, meetingID) })
 	if err != nil {
 		fail(c, err)
 		return
@@ -200,14 +182,8 @@ func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, join
 func (s *Server) getJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	joinID, err := joinIDParam(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	j, err := s.meetings(c).Join(ctx, joinID)
-	if err != nil {
-		fail(c, err)
+	j, ok := s.pathJoin(c)
+	if !ok {
 		return
 	}
 	wfID := workflows.JoinWorkflowID(t.Name, j.JoinID)
@@ -225,22 +201,32 @@ func (s *Server) getJoin(c *gin.Context) {
 	c.JSON(http.StatusOK, joinJSON{Join: j, WorkflowID: wfID, UIURL: s.workflowURL(wfID)})
 }
 
+// pathJoin loads the join the path's join id names; on a bad id or a
+// failed load it has answered and returns false.
+func (s *Server) pathJoin(c *gin.Context) (meeting.Join, bool) {
+	joinID, err := joinIDParam(c)
+	if err != nil {
+		fail(c, err)
+		return meeting.Join{}, false
+	}
+	j, err := s.meetings(c).Join(c.Request.Context(), joinID)
+	if err != nil {
+		fail(c, err)
+		return meeting.Join{}, false
+	}
+	return j, true
+}
+
 // cancelJoin sends the cancel update; the saga's validator refuses it after
 // the cancel deadline (409).
 func (s *Server) cancelJoin(c *gin.Context) {
 	ctx := c.Request.Context()
 	t := tenantFrom(c)
-	joinID, err := joinIDParam(c)
-	if err != nil {
-		fail(c, err)
+	j, ok := s.pathJoin(c)
+	if !ok {
 		return
 	}
-	j, err := s.meetings(c).Join(ctx, joinID)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	_, err = s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
+	_, err := s.deps.Temporal.UpdateWorkflow(ctx, client.UpdateWorkflowOptions{
 		WorkflowID:   workflows.JoinWorkflowID(t.Name, j.JoinID),
 		UpdateName:   workflows.UpdateCancel,
 		WaitForStage: client.WorkflowUpdateStageAccepted,

@@ -5,8 +5,6 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"strings"
 	"sync"
@@ -16,7 +14,6 @@ import (
 	"github.com/sagaflow/sagaflow/internal/coupon"
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/queue"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	commonpb "go.temporal.io/api/common/v1"
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/converter"
@@ -35,15 +32,11 @@ func (failedJoins) Join(_ context.Context, id string) (meeting.Join, error) {
 // A join links to its workflow in the Web UI and carries its trace id.
 func TestJoin_links_to_the_web_ui_with_its_trace_id(t *testing.T) {
 	t.Parallel()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	h := NewHandler(Deps{
-		Tenants:  demoTenants(),
-		Meetings: func(string) MeetingStore { return failedJoins{} },
-		Ops:      OpsConfig{UIURL: "http://127.0.0.1:8233", Namespace: "sagaflow"},
-		Metrics:  m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1024,
+	h := testHandler(t, Deps{
+		Tenants:      demoTenants(),
+		Meetings:     func(string) MeetingStore { return failedJoins{} },
+		Ops:          OpsConfig{UIURL: "http://127.0.0.1:8233", Namespace: "sagaflow"},
+		MaxBodyBytes: 1024,
 	})
 	rec, _ := do(h, http.MethodGet, "/v1/joins/"+aJoinID, "demo-key", "")
 	var j struct {
@@ -150,26 +143,18 @@ type summary struct {
 
 func opsHandler(t *testing.T, fake func(schema string) opsFake) http.Handler {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return NewHandler(Deps{
+	return testHandler(t, Deps{
 		Temporal: liveJoins{}, Tenants: twoTenants{}, Queue: acceptedQueue{},
-		OpsStore: func(schema string) OpsStore { return fake(schema) },
-		Ops:      OpsConfig{UIURL: "http://ui.test", Namespace: "sagaflow", StuckAfter: 5 * time.Minute, SourceTimeout: 200 * time.Millisecond},
-		Metrics:  m, Logger: slog.New(slog.NewTextHandler(io.Discard, nil)), MaxBodyBytes: 1024,
+		OpsStore:     func(schema string) OpsStore { return fake(schema) },
+		Ops:          OpsConfig{UIURL: "http://ui.test", Namespace: "sagaflow", StuckAfter: 5 * time.Minute, SourceTimeout: 200 * time.Millisecond},
+		MaxBodyBytes: 1024,
 	})
 }
 
 func getSummary(t *testing.T, h http.Handler, key string) summary {
 	t.Helper()
 	rec, _ := do(h, http.MethodGet, "/v1/ops/summary", key, "")
-	var s summary
-	if err := json.Unmarshal(rec.Body.Bytes(), &s); err != nil || rec.Code != http.StatusOK {
-		t.Fatalf("summary: %d %s", rec.Code, rec.Body)
-	}
-	return s
+	return decodeReply[summary](t, rec, http.StatusOK, "summary")
 }
 
 // The summary counts parked items and dead letters, finds the join whose

@@ -4,8 +4,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"io"
-	"log/slog"
 	"net/http"
 	"net/url"
 	"slices"
@@ -18,7 +16,6 @@ import (
 	"go.temporal.io/sdk/client"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
-	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/workflows"
 )
@@ -30,9 +27,18 @@ type parkedLot struct {
 }
 
 func (p *parkedLot) ParkedPage(_ context.Context, f catalog.ParkedFilter, limit int, afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
-	var out []catalog.ParkedItem
-	for _, it := range p.items {
-		if !f.Matches(it) || !afterSince.IsZero() && (it.Since.Before(afterSince) || it.Since.Equal(afterSince) && it.ID <= afterID) {
+	return keysetPage(p.items, f.Matches, func(it catalog.ParkedItem) (time.Time, string) { return it.Since, it.ID },
+		limit, afterSince, afterID), nil
+}
+
+// keysetPage is what the stores' keyset pages answer, over items in order:
+// at most limit of those matches keeps that come after the cursor (afterAt,
+// afterID) by key, all from the start when afterAt is zero.
+func keysetPage[T any](items []T, matches func(T) bool, key func(T) (time.Time, string), limit int, afterAt time.Time, afterID string) []T {
+	var out []T
+	for _, it := range items {
+		at, id := key(it)
+		if !matches(it) || !afterAt.IsZero() && (at.Before(afterAt) || at.Equal(afterAt) && id <= afterID) {
 			continue
 		}
 		out = append(out, it)
@@ -40,7 +46,7 @@ func (p *parkedLot) ParkedPage(_ context.Context, f catalog.ParkedFilter, limit 
 			break
 		}
 	}
-	return out, nil
+	return out
 }
 
 func (p *parkedLot) ParkedItem(_ context.Context, id string) (catalog.ParkedItem, error) {
@@ -106,10 +112,6 @@ const (
 // parkedHandler serves tenant demo's lot (two items) and acme's (empty).
 func parkedHandler(t *testing.T) (http.Handler, *signals, map[string]*parkedLot) {
 	t.Helper()
-	m, err := telemetry.NewMetrics()
-	if err != nil {
-		t.Fatal(err)
-	}
 	at := time.Date(2026, 12, 1, 10, 0, 0, 0, time.UTC)
 	lots := map[string]*parkedLot{
 		"tenant_demo": {items: []catalog.ParkedItem{
@@ -119,15 +121,13 @@ func parkedHandler(t *testing.T) (http.Handler, *signals, map[string]*parkedLot)
 		"tenant_acme": {},
 	}
 	sig := &signals{}
-	h := NewHandler(Deps{
+	h := testHandler(t, Deps{
 		Temporal:     sig,
 		Tenants:      twoTenants{},
 		Catalog:      func(schema string) CatalogStore { return lots[schema] },
 		Markets:      []MarketInfo{{Name: "shopwave"}, {Name: "souk"}, {Name: "bazaar"}},
 		Sync:         SyncConfig{Shards: 2},
 		Ops:          OpsConfig{UIURL: "http://ui.test:8233/", Namespace: "sagaflow"},
-		Metrics:      m,
-		Logger:       slog.New(slog.NewTextHandler(io.Discard, nil)),
 		MaxBodyBytes: 64 << 10,
 	})
 	return h, sig, lots
@@ -271,11 +271,7 @@ type bulkAnswer struct {
 func bulk(t *testing.T, h http.Handler, key, path, body string) bulkAnswer {
 	t.Helper()
 	rec, _ := do(h, http.MethodPost, path, key, body)
-	var a bulkAnswer
-	if err := json.Unmarshal(rec.Body.Bytes(), &a); err != nil || rec.Code != http.StatusAccepted {
-		t.Fatalf("POST %s %s: %d %s", path, body, rec.Code, rec.Body)
-	}
-	return a
+	return decodeReply[bulkAnswer](t, rec, http.StatusAccepted, "POST "+path+" "+body)
 }
 
 // A bulk action signals what its filter selects, through the single-item

@@ -68,12 +68,7 @@ func (s *Server) putProduct(c *gin.Context) {
 		fail(c, err)
 		return
 	}
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	p, err := parseProduct(raw, sku)
+	p, err := parseBody(c, func(raw []byte) (catalog.Product, error) { return parseProduct(raw, sku) })
 	if err != nil {
 		fail(c, err)
 		return
@@ -263,12 +258,7 @@ type channelBody struct {
 // has SAGAFLOW_MAX_CHANNELS_PER_TENANT channels already. The sync workflows learn of it at once.
 // Changes made from now on reach it; earlier ones are not replayed.
 func (s *Server) createChannel(c *gin.Context) {
-	raw, err := readBody(c)
-	if err != nil {
-		fail(c, err)
-		return
-	}
-	body, err := parseChannel(raw)
+	body, err := parseBody(c, parseChannel)
 	if err != nil {
 		fail(c, err)
 		return

@@ -59,7 +59,7 @@
 import { check, sleep } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
-import { getJSON, json, pollUntil, postJSON, requireLoopback, requireReady, requireUp } from './lib.js';
+import { envDuration, envInt, getJSON, json, pollUntil, postJSON, requireLoopback, requireReady, requireUp } from './lib.js';
 
 const MEETINGS = envInt('MEETINGS', 10, 1, 1000);
 const CAPACITY = envInt('CAPACITY', 100, 1, 1000000);
@@ -268,29 +268,6 @@ function warn(msg) {
     console.warn(msg);
   }
   warnings++;
-}
-
-function envInt(name, def, min, max) {
-  const raw = __ENV[name];
-  if (raw === undefined || raw === '') {
-    return def;
-  }
-  const n = Number(raw);
-  if (!Number.isInteger(n) || n < min || n > max) {
-    throw new Error(`${name}=${raw}: want an integer in ${min}..${max}`);
-  }
-  return n;
-}
-
-function envDuration(name, def) {
-  const raw = __ENV[name];
-  if (raw === undefined || raw === '') {
-    return def;
-  }
-  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(raw)) {
-    throw new Error(`${name}=${raw}: want a k6 duration such as 30s or 1m30s`);
-  }
-  return raw;
 }
 
 function nonEmpty(v) {

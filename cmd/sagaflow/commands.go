@@ -44,6 +44,40 @@ func (c *cli) tracing(ctx context.Context, service string, log *slog.Logger) (fu
 	}, nil
 }
 
+// open installs tracing for service and opens the application; stop closes
+// the application, then flushes the traces. dev, api and worker start the same way.
+func (c *cli) open(ctx context.Context, service string, log *slog.Logger, opts app.Options) (a *app.App, stop func(), err error) {
+	stopTracing, err := c.tracing(ctx, service, log)
+	if err != nil {
+		return nil, nil, err
+	}
+	a, err = app.Open(ctx, c.cfg, log, opts)
+	if err != nil {
+		stopTracing()
+		return nil, nil, err
+	}
+	return a, func() {
+		a.Close()
+		stopTracing()
+	}, nil
+}
+
+// goAPI runs in g what the api command runs: the starter, the outbox relay
+// and the REST API on l. dev runs the same next to the workers.
+func (c *cli) goAPI(ctx context.Context, g *errgroup.Group, a *app.App, l net.Listener, log *slog.Logger) {
+	g.Go(func() error { return a.Starter().Run(ctx) })
+	g.Go(func() error { return a.RunRelay(ctx) })
+	g.Go(func() error { return app.Serve(ctx, l, a.Handler(), c.cfg, log) })
+}
+
+// goWorker runs in g what the worker command runs: the Temporal workers,
+// the bus ingest and the dead-letter archiver.
+func (c *cli) goWorker(ctx context.Context, g *errgroup.Group, a *app.App) {
+	g.Go(func() error { return workers.Run(ctx, a.Workers()) })
+	g.Go(func() error { return a.Ingest().Run(ctx) })
+	g.Go(func() error { return a.DeadLetterArchiver().Run(ctx) })
+}
+
 func (c *cli) devCmd() *cobra.Command {
 	return &cobra.Command{
 		Use:   "dev",
@@ -51,17 +85,12 @@ func (c *cli) devCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log, start := cmd.Context(), c.logger(), time.Now()
-			stopTracing, err := c.tracing(ctx, "sagaflow-dev", log)
-			if err != nil {
-				return err
-			}
-			defer stopTracing()
 			c.cfg.Env = config.EnvDev // simulators on loopback, the dev secret key
-			a, err := app.Open(ctx, c.cfg, log, app.Options{EmbedTemporal: true, Migrate: true})
+			a, stop, err := c.open(ctx, "sagaflow-dev", log, app.Options{EmbedTemporal: true, Migrate: true})
 			if err != nil {
 				return err
 			}
-			defer a.Close()
+			defer stop()
 			if err := a.Seed(ctx); err != nil {
 				return err
 			}
@@ -75,12 +104,8 @@ func (c *cli) devCmd() *cobra.Command {
 			}
 			g, gctx := errgroup.WithContext(ctx)
 			g.Go(func() error { return sims.Serve(gctx, c.cfg, log) })
-			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
-			g.Go(func() error { return a.Starter().Run(gctx) })
-			g.Go(func() error { return a.RunRelay(gctx) })
-			g.Go(func() error { return a.Ingest().Run(gctx) })
-			g.Go(func() error { return a.DeadLetterArchiver().Run(gctx) })
-			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg, log) })
+			c.goWorker(gctx, g, a)
+			c.goAPI(gctx, g, a, l, log)
 			c.banner(a, l.Addr(), time.Since(start))
 			err = g.Wait()
 			log.Info("stopped")
@@ -121,25 +146,18 @@ func (c *cli) apiCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log := cmd.Context(), c.logger()
-			stopTracing, err := c.tracing(ctx, "sagaflow-api", log)
+			a, stop, err := c.open(ctx, "sagaflow-api", log, app.Options{})
 			if err != nil {
 				return err
 			}
-			defer stopTracing()
-			a, err := app.Open(ctx, c.cfg, log, app.Options{})
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+			defer stop()
 			l, err := net.Listen("tcp", c.cfg.HTTPAddr)
 			if err != nil {
 				return fmt.Errorf("api: %w", err)
 			}
 			log.Info("api listening", "addr", l.Addr().String(), "temporal", c.cfg.TemporalHostPort())
 			g, gctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return a.Starter().Run(gctx) })
-			g.Go(func() error { return a.RunRelay(gctx) })
-			g.Go(func() error { return app.Serve(gctx, l, a.Handler(), c.cfg, log) })
+			c.goAPI(gctx, g, a, l, log)
 			return g.Wait()
 		},
 	}
@@ -152,20 +170,13 @@ func (c *cli) workerCmd() *cobra.Command {
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
 			ctx, log := cmd.Context(), c.logger()
-			stopTracing, err := c.tracing(ctx, "sagaflow-worker", log)
+			a, stop, err := c.open(ctx, "sagaflow-worker", log, app.Options{})
 			if err != nil {
 				return err
 			}
-			defer stopTracing()
-			a, err := app.Open(ctx, c.cfg, log, app.Options{})
-			if err != nil {
-				return err
-			}
-			defer a.Close()
+			defer stop()
 			g, gctx := errgroup.WithContext(ctx)
-			g.Go(func() error { return workers.Run(gctx, a.Workers()) })
-			g.Go(func() error { return a.Ingest().Run(gctx) })
-			g.Go(func() error { return a.DeadLetterArchiver().Run(gctx) })
+			c.goWorker(gctx, g, a)
 			if c.cfg.WorkerHTTPAddr != "" {
 				l, err := net.Listen("tcp", c.cfg.WorkerHTTPAddr)
 				if err != nil {
@@ -248,14 +259,11 @@ func (c *cli) migrateCmd() *cobra.Command {
 			ctx, cancel := context.WithTimeout(cmd.Context(), 5*time.Minute)
 			defer cancel()
 			log := c.logger()
-			s, err := store.Open(ctx, c.cfg.DatabaseURL, c.cfg.DatabaseMaxConns)
+			s, err := c.migratedStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			if err := s.Migrate(ctx); err != nil {
-				return err
-			}
 			log.Info("postgres migrated")
 			if demo {
 				if err := app.SeedDemo(ctx, s, c.cfg); err != nil {
@@ -281,6 +289,20 @@ func (c *cli) migrateCmd() *cobra.Command {
 	return cmd
 }
 
+// migratedStore opens the PostgreSQL store and applies the migrations, as
+// migrate and tenant create both need; the caller closes it.
+func (c *cli) migratedStore(ctx context.Context) (*store.Store, error) {
+	s, err := store.Open(ctx, c.cfg.DatabaseURL, c.cfg.DatabaseMaxConns)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.Migrate(ctx); err != nil {
+		s.Close()
+		return nil, err
+	}
+	return s, nil
+}
+
 func (c *cli) tenantCmd() *cobra.Command {
 	tc := &cobra.Command{Use: "tenant", Short: "Manage tenants"}
 	tc.AddCommand(&cobra.Command{
@@ -293,14 +315,11 @@ func (c *cli) tenantCmd() *cobra.Command {
 			if err != nil {
 				return err
 			}
-			s, err := store.Open(ctx, c.cfg.DatabaseURL, c.cfg.DatabaseMaxConns)
+			s, err := c.migratedStore(ctx)
 			if err != nil {
 				return err
 			}
 			defer s.Close()
-			if err := s.Migrate(ctx); err != nil {
-				return err
-			}
 			if err := s.CreateTenant(ctx, t); err != nil {
 				return err
 			}

@@ -190,15 +190,8 @@ func TestValues_rabbitmq_queues_accept_the_code_s_declare(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer env.Close()
-	conn, err := amqp.Dial(env.Config.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, closeConn := testenv.AMQPChannel(t, env.Config.AMQPURL)
+	defer closeConn()
 	for obj, q := range decodeFile(t, "values/rabbitmq.yaml").rabbitQueues {
 		args := amqp.Table{amqp.QueueTypeArg: q.Spec.Type}
 		for k, v := range q.Spec.Arguments {

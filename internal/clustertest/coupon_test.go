@@ -3,25 +3,17 @@
 package clustertest
 
 import (
-	"context"
 	"fmt"
 	"net/http"
 	"sync"
-	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
-type campaign struct {
-	ID       string `json:"id"`
-	Stock    int    `json:"stock"`
-	Accepted int    `json:"accepted"`
-	Issued   int    `json:"issued"`
-	SetAside int    `json:"set_aside"`
-	Status   string `json:"status"`
-}
+// campaign is the API's campaign answer.
+type campaign = testenv.Campaign
 
 // couponAnswer is the last answer one request got.
 type couponAnswer struct {
@@ -47,31 +39,21 @@ func TestCluster_coupon_burst_survives_a_worker_killed(t *testing.T) {
 		"name": "cluster-" + runID(), "stock": stock, "starts_at": now.Add(-time.Second), "ends_at": now.Add(time.Hour)}, &camp)
 
 	answers := make([]couponAnswer, requests)
-	var next atomic.Int64
-	var wg, faults sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= requests {
-					return
-				}
-				if i == 250 {
-					faults.Go(func() { fault(t, "kill", "worker1") })
-				}
-				user := fmt.Sprintf("user-%d", i%users)
-				var out struct {
-					Rank int64 `json:"rank"`
-				}
-				code, err := c.call(c.key, http.MethodPost, "/v1/campaigns/"+camp.ID+"/requests", map[string]any{"user_id": user}, &out, nil)
-				if err != nil {
-					t.Errorf("request %d: %v", i, err)
-				}
-				answers[i] = couponAnswer{user: user, code: code, rank: out.Rank}
-			}
-		})
-	}
-	wg.Wait()
+	var faults sync.WaitGroup
+	testenv.Burst(requests, 50, func(i int) {
+		if i == 250 {
+			faults.Go(func() { fault(t, "kill", "worker1") })
+		}
+		user := fmt.Sprintf("user-%d", i%users)
+		var out struct {
+			Rank int64 `json:"rank"`
+		}
+		code, err := c.call(c.key, http.MethodPost, "/v1/campaigns/"+camp.ID+"/requests", map[string]any{"user_id": user}, &out, nil)
+		if err != nil {
+			t.Errorf("request %d: %v", i, err)
+		}
+		answers[i] = couponAnswer{user: user, code: code, rank: out.Rank}
+	})
 	faults.Wait()
 	burst := time.Since(began)
 	if t.Failed() {
@@ -111,30 +93,7 @@ func TestCluster_coupon_burst_survives_a_worker_killed(t *testing.T) {
 		t.Errorf("%d requests answered 202, want the stock %d", accepted202, stock)
 	}
 
-	rows, err := c.db.Query(context.Background(), `SELECT user_id, rank FROM tenant_demo.coupons WHERE campaign_id = $1 ORDER BY rank`, camp.ID)
-	if err != nil {
-		t.Fatalf("read the coupons: %v", err)
-	}
-	holds := map[string]int64{}
-	want := int64(1)
-	for rows.Next() {
-		var user string
-		var rank int64
-		if err := rows.Scan(&user, &rank); err != nil {
-			t.Fatal(err)
-		}
-		if rank != want {
-			t.Fatalf("rank %d follows %d: a gap or a repeat", rank, want-1)
-		}
-		want++
-		if _, dup := holds[user]; dup {
-			t.Errorf("user %s holds two coupons", user)
-		}
-		holds[user] = rank
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	holds := testenv.CouponHolders(t, c.db, "tenant_demo", camp.ID, nil)
 	if len(holds) != stock {
 		t.Errorf("%d coupons issued, want the stock %d", len(holds), stock)
 	}

@@ -17,6 +17,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/testenv/servers"
 )
 
 // fixture is the test's own database (with one tenant) and vhost.
@@ -28,33 +29,10 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	env, err := testenv.New(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Close)
-	s, err := store.Open(ctx, env.Config.DatabaseURL, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	tn, err := tenant.New("recovery" + testenv.RunID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := s.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rabbit.Dial(ctx, env.Config.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	env := testenv.ForTest(t)
+	s := servers.Store(t, env)
+	tn := servers.Tenant(t, s, "recovery")
+	conn := servers.Rabbit(t, env)
 	return &fixture{store: s, conn: conn, tenant: tn}
 }
 

@@ -112,15 +112,8 @@ func BenchmarkSync_end_to_end(b *testing.B) {
 // publishPaced publishes n events at rate a second (in 10 ms slices) with
 // publisher confirms, 2,000 at most unconfirmed, and returns how many.
 func publishPaced(b *testing.B, n, rate int, event func(int) busEvent) int {
-	conn, err := amqp.Dial(stack.app.Config.AMQPURL)
-	if err != nil {
-		b.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		b.Fatal(err)
-	}
+	ch, closeConn := testenv.AMQPChannel(b, stack.app.Config.AMQPURL)
+	defer closeConn()
 	if err := ch.Confirm(false); err != nil {
 		b.Fatal(err)
 	}

@@ -10,7 +10,6 @@ import (
 	"strconv"
 	"strings"
 	"sync"
-	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,14 +21,8 @@ import (
 
 // These tests stop workers or redis-server, so they do not run in parallel.
 
-type campaignDoc struct {
-	ID       string `json:"id"`
-	Stock    int    `json:"stock"`
-	Accepted int    `json:"accepted"`
-	Issued   int    `json:"issued"`
-	SetAside int    `json:"set_aside"`
-	Status   string `json:"status"`
-}
+// campaignDoc is the API's campaign answer.
+type campaignDoc = testenv.Campaign
 
 func createCampaign(t *testing.T, stock int, startsIn, endsIn time.Duration) campaignDoc {
 	t.Helper()
@@ -55,32 +48,21 @@ type answer struct {
 func burst(t *testing.T, campaignID string, requests, users, at int, midway func()) []answer {
 	t.Helper()
 	answers := make([]answer, requests)
-	var next atomic.Int64
 	var once sync.Once
-	var wg sync.WaitGroup
-	for range 50 {
-		wg.Go(func() {
-			for {
-				i := int(next.Add(1)) - 1
-				if i >= requests {
-					return
-				}
-				if i == at && midway != nil {
-					once.Do(midway)
-				}
-				user := fmt.Sprintf("user-%d", i%users)
-				var out struct {
-					Rank int64 `json:"rank"`
-				}
-				code, err := rawCall(demoKey(), http.MethodPost, "/v1/campaigns/"+campaignID+"/requests", map[string]any{"user_id": user}, &out, nil)
-				if err != nil {
-					code = -1 // the transport failed: no answer
-				}
-				answers[i] = answer{user: user, code: code, rank: out.Rank}
-			}
-		})
-	}
-	wg.Wait()
+	testenv.Burst(requests, 50, func(i int) {
+		if i == at && midway != nil {
+			once.Do(midway)
+		}
+		user := fmt.Sprintf("user-%d", i%users)
+		var out struct {
+			Rank int64 `json:"rank"`
+		}
+		code, err := rawCall(demoKey(), http.MethodPost, "/v1/campaigns/"+campaignID+"/requests", map[string]any{"user_id": user}, &out, nil)
+		if err != nil {
+			code = -1 // the transport failed: no answer
+		}
+		answers[i] = answer{user: user, code: code, rank: out.Rank}
+	})
 	return answers
 }
 
@@ -142,34 +124,7 @@ func assertCampaign(t *testing.T, c campaignDoc, answers []answer, rules campaig
 	if doc.Issued != c.Stock || doc.Accepted != c.Stock+len(aside) || doc.SetAside != len(aside) {
 		t.Errorf("issued %d, accepted %d, set aside %d; want the stock %d, and %d set aside", doc.Issued, doc.Accepted, doc.SetAside, c.Stock, len(aside))
 	}
-	rows, err := stack.app.Store.Pool().Query(context.Background(),
-		`SELECT user_id, rank FROM tenant_demo.coupons WHERE campaign_id = $1 ORDER BY rank`, c.ID)
-	if err != nil {
-		t.Fatal(err)
-	}
-	holds := map[string]int64{}
-	want := int64(1)
-	for rows.Next() {
-		var user string
-		var rank int64
-		if err := rows.Scan(&user, &rank); err != nil {
-			t.Fatal(err)
-		}
-		for aside[want] {
-			want++
-		}
-		if rank != want {
-			t.Fatalf("rank %d follows %d: a gap or a repeat", rank, want-1)
-		}
-		want++
-		if _, dup := holds[user]; dup {
-			t.Errorf("user %s holds two coupons", user)
-		}
-		holds[user] = rank
-	}
-	if err := rows.Err(); err != nil {
-		t.Fatal(err)
-	}
+	holds := testenv.CouponHolders(t, stack.app.Store.Pool(), "tenant_demo", c.ID, aside)
 	if len(holds) != c.Stock {
 		t.Errorf("%d coupons, want %d", len(holds), c.Stock)
 	}

@@ -63,15 +63,8 @@ func TestDeadLetters_poison_shows_with_its_reason_and_a_transient_one_replays_to
 		}
 	}()
 
-	conn, err := amqp.Dial(stack.app.Config.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, closeConn := testenv.AMQPChannel(t, stack.app.Config.AMQPURL)
+	defer closeConn()
 	if err := ch.Confirm(false); err != nil {
 		t.Fatal(err)
 	}

@@ -10,14 +10,10 @@
 package notify
 
 import (
-	"bytes"
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
-	"strings"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/outbound"
@@ -51,10 +47,7 @@ type Message struct {
 
 // Client sends notifications. Build one per process and share it: it is
 // safe for concurrent use and keeps connections alive between calls.
-type Client struct {
-	base string
-	http *http.Client
-}
+type Client struct{ ep outbound.Endpoint }
 
 // NewClient returns a client of the providers at baseURL (such as
 // "http://127.0.0.1:8092"). timeout bounds each call; zero or less means
@@ -63,14 +56,11 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		http: outbound.NewHTTPClient("notify", timeout),
-	}
+	return &Client{outbound.NewEndpoint("notify", baseURL, timeout)}
 }
 
 // CloseIdleConnections closes the connections kept alive for later calls.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.ep.CloseIdleConnections() }
 
 // Send delivers m once. It returns nil when the provider accepted m now or
 // had delivered its key before; an error wrapping ErrPermanent when the
@@ -84,35 +74,25 @@ func (c *Client) Send(ctx context.Context, m Message) error {
 	if m.IdempotencyKey == "" {
 		return fmt.Errorf("notify: %s: %w: empty idempotency key", op, ErrPermanent)
 	}
-	b, err := json.Marshal(struct {
-		To             string `json:"to"`
-		Subject        string `json:"subject,omitempty"`
-		Body           string `json:"body"`
-		IdempotencyKey string `json:"idempotency_key"`
-	}{m.To, m.Subject, m.Body, m.IdempotencyKey})
-	if err != nil {
+	status, body, err := c.ep.Do(ctx, outbound.Request{
+		Method: http.MethodPost,
+		Path:   "/v1/" + m.Channel,
+		Body: struct {
+			To             string `json:"to"`
+			Subject        string `json:"subject,omitempty"`
+			Body           string `json:"body"`
+			IdempotencyKey string `json:"idempotency_key"`
+		}{m.To, m.Subject, m.Body, m.IdempotencyKey},
+		IdempotencyKey: m.IdempotencyKey,
+		MaxReply:       maxResponseBytes,
+	})
+	switch s := status; {
+	case errors.Is(err, outbound.ErrNotSent):
 		return fmt.Errorf("notify: %s: %w: %w", op, ErrPermanent, err)
-	}
-	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.base+"/v1/"+m.Channel, bytes.NewReader(b))
-	if err != nil {
-		return fmt.Errorf("notify: %s: %w: %w", op, ErrPermanent, err)
-	}
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set("Accept", "application/json")
-	// Also lets net/http resend on a kept-alive connection the server had
-	// closed, which is safe for an idempotent request.
-	req.Header.Set("Idempotency-Key", m.IdempotencyKey)
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return fmt.Errorf("notify: %s: %w", op, err)
-	}
-	defer resp.Body.Close()
-	body, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	switch s := resp.StatusCode; {
 	case s >= 200 && s < 300:
 		return nil // the status is the answer; a body cut short changes nothing
 	case err != nil:
-		return fmt.Errorf("notify: %s: read %d reply: %w", op, s, err)
+		return fmt.Errorf("notify: %s: %w", op, err)
 	case s == http.StatusRequestTimeout, s == http.StatusTooManyRequests, s < 400 || s >= 500:
 		return fmt.Errorf("notify: %s: %s", op, detail(s, body))
 	default:
@@ -122,14 +102,6 @@ func (c *Client) Send(ctx context.Context, m Message) error {
 
 // detail describes a failed reply with the provider's code and message.
 func detail(status int, body []byte) string {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		return fmt.Sprintf("%d %s: %s", status, e.Error.Code, e.Error.Message)
-	}
-	return fmt.Sprintf("%d %s", status, http.StatusText(status))
+	_, d := outbound.ReplyDetail(status, body)
+	return d
 }

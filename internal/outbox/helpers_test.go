@@ -1,7 +1,6 @@
 package outbox_test
 
 import (
-	"context"
 	"log/slog"
 	"strings"
 	"sync/atomic"
@@ -14,6 +13,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/testenv/servers"
 )
 
 // fixture is one test's own database, vhost and tenants.
@@ -27,26 +27,9 @@ type fixture struct {
 
 func setup(t *testing.T) *fixture {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	env, err := testenv.New(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(env.Close)
-	s, err := store.Open(ctx, env.Config.DatabaseURL, 10)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	conn, err := rabbit.Dial(ctx, env.Config.AMQPURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { _ = conn.Close() })
+	env := testenv.ForTest(t)
+	s := servers.Store(t, env)
+	conn := servers.Rabbit(t, env)
 	warns := new(atomic.Int64)
 	log := slog.New(slog.NewTextHandler(testWriter{t, warns}, &slog.HandlerOptions{Level: slog.LevelWarn}))
 	return &fixture{env: env, store: s, conn: conn, log: log, warns: warns}
@@ -54,14 +37,7 @@ func setup(t *testing.T) *fixture {
 
 func (f *fixture) tenant(t *testing.T) tenant.Tenant {
 	t.Helper()
-	tn, err := tenant.New("t" + testenv.RunID())
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := f.store.CreateTenant(context.Background(), tn); err != nil {
-		t.Fatal(err)
-	}
-	return tn
+	return servers.Tenant(t, f.store, "t")
 }
 
 // testWriter sends log lines to t.Log, so they show only for failed tests,
@@ -84,15 +60,8 @@ var eventually = testenv.Eventually
 // returns what it read.
 func drain(t *testing.T, amqpURL, queue string, timeout time.Duration, done func([]amqp.Delivery) bool) []amqp.Delivery {
 	t.Helper()
-	conn, err := amqp.Dial(amqpURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	ch, err := conn.Channel()
-	if err != nil {
-		t.Fatal(err)
-	}
+	ch, closeConn := testenv.AMQPChannel(t, amqpURL)
+	defer closeConn()
 	if err := ch.Qos(1000, 0, false); err != nil {
 		t.Fatal(err)
 	}

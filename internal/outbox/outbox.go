@@ -31,6 +31,7 @@ import (
 	"go.opentelemetry.io/otel/trace"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
+	"github.com/sagaflow/sagaflow/internal/pglisten"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
@@ -165,34 +166,7 @@ func (r *Relay) Run(ctx context.Context) error {
 // listen turns NOTIFYs into pending schemas, reconnecting when the
 // connection drops.
 func (r *Relay) listen(ctx context.Context) {
-	for ctx.Err() == nil {
-		err := func() error {
-			conn, err := r.pool.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			defer conn.Release()
-			if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-				return err
-			}
-			defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN "+Channel) }()
-			for {
-				n, err := conn.Conn().WaitForNotification(ctx)
-				if err != nil {
-					return err
-				}
-				r.schedule(n.Payload)
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		r.log.Warn("outbox: listen failed; polling until it is back", "error", err)
-		select {
-		case <-ctx.Done():
-		case <-time.After(r.opts.Poll):
-		}
-	}
+	pglisten.Listen(ctx, r.pool, Channel, r.opts.Poll, r.log, "outbox", r.schedule)
 }
 
 // schedule makes the next round relay schema.

@@ -25,15 +25,12 @@
 package payment
 
 import (
-	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"io"
 	"net/http"
 	"net/url"
-	"strings"
 	"time"
 
 	"github.com/sagaflow/sagaflow/internal/outbound"
@@ -105,10 +102,7 @@ func (e *DeclinedError) Is(target error) bool { return target == ErrDeclined }
 
 // Client calls the payment gateway. Build one per process and share it: it is
 // safe for concurrent use and keeps connections alive between calls.
-type Client struct {
-	base string
-	http *http.Client
-}
+type Client struct{ ep outbound.Endpoint }
 
 // NewClient returns a client of the gateway at baseURL (such as
 // "http://127.0.0.1:8091"). timeout bounds each call, reading the reply
@@ -118,14 +112,11 @@ func NewClient(baseURL string, timeout time.Duration) *Client {
 	if timeout <= 0 {
 		timeout = DefaultTimeout
 	}
-	return &Client{
-		base: strings.TrimRight(baseURL, "/"),
-		http: outbound.NewHTTPClient("payment", timeout),
-	}
+	return &Client{outbound.NewEndpoint("payment", baseURL, timeout)}
 }
 
 // CloseIdleConnections closes the connections kept alive for later calls.
-func (c *Client) CloseIdleConnections() { c.http.CloseIdleConnections() }
+func (c *Client) CloseIdleConnections() { c.ep.CloseIdleConnections() }
 
 // Charge charges req.Amount once per req.IdempotencyKey: if the key was
 // charged before, the gateway returns that first charge (whatever its status
@@ -177,18 +168,7 @@ func (c *Client) Lookup(ctx context.Context, idempotencyKey string) (Charge, err
 		return Charge{}, fmt.Errorf("payment: look up charge: %w: empty idempotency key", ErrRejected)
 	}
 	path := "/v1/charges?" + url.Values{"idempotency_key": {idempotencyKey}}.Encode()
-	status, resp, err := c.do(ctx, http.MethodGet, path, nil, "")
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	if status != http.StatusOK {
-		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrNotFound))
-	}
-	ch, err := decodeCharge(resp)
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	return ch, nil
+	return c.charge(ctx, op, http.MethodGet, path, nil, "", ErrNotFound)
 }
 
 // Void makes the outcome of the key's charge final and returns it: the
@@ -207,19 +187,8 @@ func (c *Client) Void(ctx context.Context, idempotencyKey string) (Charge, error
 	body := struct {
 		IdempotencyKey string `json:"idempotency_key"`
 	}{idempotencyKey}
-	status, resp, err := c.do(ctx, http.MethodPost, "/v1/charges/void", body, idempotencyKey)
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	if status != http.StatusOK {
-		// A 404 is a gateway without voids (a wrong base URL): not a result.
-		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrRejected))
-	}
-	ch, err := decodeCharge(resp)
-	if err != nil {
-		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
-	}
-	return ch, nil
+	// A 404 is a gateway without voids (a wrong base URL): not a result.
+	return c.charge(ctx, op, http.MethodPost, "/v1/charges/void", body, idempotencyKey, ErrRejected)
 }
 
 // Refund refunds the whole of charge chargeID. It is idempotent: refunding a
@@ -235,12 +204,20 @@ func (c *Client) Refund(ctx context.Context, chargeID, idempotencyKey string) (C
 	body := struct {
 		IdempotencyKey string `json:"idempotency_key"`
 	}{idempotencyKey}
-	status, resp, err := c.do(ctx, http.MethodPost, "/v1/charges/"+url.PathEscape(chargeID)+"/refund", body, idempotencyKey)
+	return c.charge(ctx, op, http.MethodPost, "/v1/charges/"+url.PathEscape(chargeID)+"/refund", body, idempotencyKey, ErrNotFound)
+}
+
+// charge sends one request whose only success is a 200 carrying a charge,
+// as Lookup, Void and Refund do, and returns that charge. Any other status
+// is classified with notFound for a 404; a reply that did not come or cannot
+// be read is ErrUnknownOutcome. op names the call in the error.
+func (c *Client) charge(ctx context.Context, op, method, path string, in any, idempotencyKey string, notFound error) (Charge, error) {
+	status, resp, err := c.do(ctx, method, path, in, idempotencyKey)
 	if err != nil {
 		return Charge{}, fmt.Errorf("payment: %s: %w: %w", op, ErrUnknownOutcome, err)
 	}
 	if status != http.StatusOK {
-		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, ErrNotFound))
+		return Charge{}, fmt.Errorf("payment: %s: %w", op, classify(status, resp, notFound))
 	}
 	ch, err := decodeCharge(resp)
 	if err != nil {
@@ -252,37 +229,9 @@ func (c *Client) Refund(ctx context.Context, chargeID, idempotencyKey string) (C
 // do sends one request and returns the status and body of the reply. An
 // error means no complete reply came (the request may have been applied).
 func (c *Client) do(ctx context.Context, method, path string, in any, idempotencyKey string) (int, []byte, error) {
-	var body io.Reader
-	if in != nil {
-		b, err := json.Marshal(in)
-		if err != nil {
-			return 0, nil, fmt.Errorf("encode request: %w", err)
-		}
-		body = bytes.NewReader(b)
-	}
-	req, err := http.NewRequestWithContext(ctx, method, c.base+path, body)
-	if err != nil {
-		return 0, nil, err
-	}
-	req.Header.Set("Accept", "application/json")
-	if in != nil {
-		req.Header.Set("Content-Type", "application/json")
-	}
-	if idempotencyKey != "" {
-		// Also lets net/http resend the request on a kept-alive connection
-		// the server had closed, which is safe for an idempotent request.
-		req.Header.Set("Idempotency-Key", idempotencyKey)
-	}
-	resp, err := c.http.Do(req)
-	if err != nil {
-		return 0, nil, err
-	}
-	defer resp.Body.Close()
-	b, err := io.ReadAll(io.LimitReader(resp.Body, maxResponseBytes))
-	if err != nil {
-		return 0, nil, fmt.Errorf("read %d reply: %w", resp.StatusCode, err)
-	}
-	return resp.StatusCode, b, nil
+	return c.ep.Do(ctx, outbound.Request{
+		Method: method, Path: path, Body: in, IdempotencyKey: idempotencyKey, MaxReply: maxResponseBytes,
+	})
 }
 
 func decodeCharge(b []byte) (Charge, error) {
@@ -300,21 +249,12 @@ func decodeCharge(b []byte) (Charge, error) {
 // wrapping its sentinel (notFound for a 404) and carrying the gateway's code
 // and message.
 func classify(status int, body []byte, notFound error) error {
-	var e struct {
-		Error struct {
-			Code    string `json:"code"`
-			Message string `json:"message"`
-		} `json:"error"`
-	}
-	detail := fmt.Sprintf("%d %s", status, http.StatusText(status))
-	if json.Unmarshal(body, &e) == nil && e.Error.Code != "" {
-		detail = fmt.Sprintf("%d %s: %s", status, e.Error.Code, e.Error.Message)
-	}
+	code, detail := outbound.ReplyDetail(status, body)
 	switch {
 	case status == http.StatusNotFound:
 		return fmt.Errorf("%w: %s", notFound, detail)
 	case status == http.StatusRequestTimeout, status == http.StatusTooManyRequests,
-		status == http.StatusConflict && e.Error.Code == codeInProgress:
+		status == http.StatusConflict && code == codeInProgress:
 		return fmt.Errorf("%w: %s", ErrUnknownOutcome, detail)
 	case status >= 400 && status < 500:
 		return fmt.Errorf("%w: %s", ErrRejected, detail)

@@ -268,11 +268,7 @@ func (n *Notifier) handleSend(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req notifyRequest
-	if !decodeInto(w, body, &req) {
-		return
-	}
-	if err := req.validate(); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	if !decodeValid(w, body, &req) {
 		return
 	}
 

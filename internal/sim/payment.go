@@ -380,11 +380,7 @@ func (g *PaymentGateway) handleCharge(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var req chargeRequest
-	if !decodeInto(w, body, &req) {
-		return
-	}
-	if err := req.validate(); err != nil {
-		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+	if !decodeValid(w, body, &req) {
 		return
 	}
 

@@ -120,6 +120,19 @@ func decodeInto(w http.ResponseWriter, b []byte, v any) bool {
 	return true
 }
 
+// decodeValid is decodeInto, then v's own checks: on either failure it has
+// answered 400 and returns false.
+func decodeValid(w http.ResponseWriter, b []byte, v interface{ validate() error }) bool {
+	if !decodeInto(w, b, v) {
+		return false
+	}
+	if err := v.validate(); err != nil {
+		writeError(w, http.StatusBadRequest, "bad_request", err.Error())
+		return false
+	}
+	return true
+}
+
 // delay reads the request body, then waits d (the latency knob). It returns
 // the body, or false when the request is over: a body too large or
 // unreadable (answered already), or a client that gave up during the wait.

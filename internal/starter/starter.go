@@ -27,6 +27,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/sagaflow/sagaflow/internal/backoff"
+	"github.com/sagaflow/sagaflow/internal/pglisten"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
 )
 
@@ -172,36 +173,12 @@ func (s *Starter) Run(ctx context.Context) error {
 
 // listen turns NOTIFYs into wake-ups, reconnecting when the connection drops.
 func (s *Starter) listen(ctx context.Context, wake chan<- struct{}) {
-	for ctx.Err() == nil {
-		err := func() error {
-			conn, err := s.pool.Acquire(ctx)
-			if err != nil {
-				return err
-			}
-			defer conn.Release()
-			if _, err := conn.Exec(ctx, "LISTEN "+Channel); err != nil {
-				return err
-			}
-			defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN "+Channel) }()
-			for {
-				if _, err := conn.Conn().WaitForNotification(ctx); err != nil {
-					return err
-				}
-				select {
-				case wake <- struct{}{}:
-				default:
-				}
-			}
-		}()
-		if ctx.Err() != nil {
-			return
-		}
-		s.log.Warn("workflow starts: listen failed; polling until it is back", "error", err)
+	pglisten.Listen(ctx, s.pool, Channel, s.opts.Poll, s.log, "workflow starts", func(string) {
 		select {
-		case <-ctx.Done():
-		case <-time.After(s.opts.Poll):
+		case wake <- struct{}{}:
+		default:
 		}
-	}
+	})
 }
 
 // RunOnce claims up to Batch due starts, sends them, and records each

@@ -17,15 +17,10 @@ import (
 
 // Campaigns is the PostgreSQL adapter of one tenant's coupon campaigns.
 // Safe for concurrent use.
-type Campaigns struct {
-	s      *Store
-	schema string
-}
+type Campaigns struct{ inSchema }
 
 // Campaigns returns the adapter for the tenant whose schema is schema.
-func (s *Store) Campaigns(schema string) *Campaigns { return &Campaigns{s: s, schema: schema} }
-
-func (c *Campaigns) table(name string) string { return pgx.Identifier{c.schema, name}.Sanitize() }
+func (s *Store) Campaigns(schema string) *Campaigns { return &Campaigns{inSchema{s, schema}} }
 
 // Create stores a new campaign and, in the same transaction, the start of
 // its workflow, made by start from the campaign's new id.

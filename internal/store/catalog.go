@@ -12,6 +12,7 @@ import (
 	"github.com/google/uuid"
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgxpool"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/trace"
@@ -29,15 +30,10 @@ const OutboxChannel = "sagaflow_outbox"
 // Catalog is the PostgreSQL adapter of one tenant's products, channels,
 // synced versions and parked items: every query names the tenant's schema,
 // so a tenant never reaches another's rows. Safe for concurrent use.
-type Catalog struct {
-	s      *Store
-	schema string
-}
+type Catalog struct{ inSchema }
 
 // Catalog returns the adapter for the tenant whose schema is schema.
-func (s *Store) Catalog(schema string) *Catalog { return &Catalog{s: s, schema: schema} }
-
-func (c *Catalog) table(name string) string { return pgx.Identifier{c.schema, name}.Sanitize() }
+func (s *Store) Catalog(schema string) *Catalog { return &Catalog{inSchema{s, schema}} }
 
 // canonicalID returns id in the form PostgreSQL's uuid type reads, or false
 // if it is no UUID: a malformed id must be "not found", not a 22P02 error
@@ -614,15 +610,22 @@ func (c *Catalog) MarkSynced(ctx context.Context, channelID string, versions map
 // SyncedByChannel returns the version of sku each channel has applied, by
 // channel id; channels that never applied it are absent.
 func (c *Catalog) SyncedByChannel(ctx context.Context, sku string) (map[string]int64, error) {
-	rows, err := c.s.pool.Query(ctx, `SELECT channel_id, version FROM `+c.table("channel_products")+` WHERE sku = $1`, sku)
+	return byChannel[int64](ctx, c.s.pool, "read synced versions of "+sku,
+		`SELECT channel_id, version FROM `+c.table("channel_products")+` WHERE sku = $1`, sku)
+}
+
+// byChannel runs query, whose rows are a channel id and a number, and
+// returns the numbers by channel id; what names the read in errors.
+func byChannel[N int | int64](ctx context.Context, pool *pgxpool.Pool, what, query string, args ...any) (map[string]N, error) {
+	rows, err := pool.Query(ctx, query, args...)
 	if err != nil {
-		return nil, fmt.Errorf("read synced versions of %s: %w", sku, err)
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
-	out := map[string]int64{}
+	out := map[string]N{}
 	var id uuid.UUID
-	var v int64
-	if _, err := pgx.ForEachRow(rows, []any{&id, &v}, func() error { out[id.String()] = v; return nil }); err != nil {
-		return nil, fmt.Errorf("read synced versions of %s: %w", sku, err)
+	var n N
+	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id.String()] = n; return nil }); err != nil {
+		return nil, fmt.Errorf("%s: %w", what, err)
 	}
 	return out, nil
 }
@@ -707,7 +710,13 @@ func (c *Catalog) ParkedItems(ctx context.Context, limit int) ([]catalog.ParkedI
 	if limit > 0 {
 		lim = &limit
 	}
-	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`ORDER BY pi.since, pi.id LIMIT $1`, lim)
+	return c.listParked(ctx, `ORDER BY pi.since, pi.id LIMIT $1`, lim)
+}
+
+// listParked reads the parked items (parkedRead) that the rest of the query,
+// tail, selects with args.
+func (c *Catalog) listParked(ctx context.Context, tail string, args ...any) ([]catalog.ParkedItem, error) {
+	rows, err := c.s.pool.Query(ctx, c.parkedRead()+tail, args...)
 	if err != nil {
 		return nil, fmt.Errorf("list parked items: %w", err)
 	}
@@ -780,19 +789,11 @@ func (c *Catalog) ParkedPage(ctx context.Context, f catalog.ParkedFilter, limit 
 	if !f.Since.IsZero() {
 		from = &f.Since
 	}
-	rows, err := c.s.pool.Query(ctx, c.parkedRead()+`
+	return c.listParked(ctx, `
 		WHERE ($1::timestamptz IS NULL OR (pi.since, pi.id) > ($1::timestamptz, $2::uuid))
 			AND ($4::text = '' OR pi.market = $4) AND ($5::uuid IS NULL OR pi.channel_id = $5)
 			AND ($6::text = '' OR pi.sku = $6) AND ($7::timestamptz IS NULL OR pi.since >= $7)
 		ORDER BY pi.since, pi.id LIMIT $3`, since, after, limit, f.Market, channel, f.SKU, from)
-	if err != nil {
-		return nil, fmt.Errorf("list parked items: %w", err)
-	}
-	items, err := pgx.CollectRows(rows, func(r pgx.CollectableRow) (catalog.ParkedItem, error) { return scanParkedTraced(r) })
-	if err != nil {
-		return nil, fmt.Errorf("list parked items: %w", err)
-	}
-	return items, nil
 }
 
 // ParkedVersions returns, of skus, the parked version of each SKU the
@@ -828,16 +829,6 @@ func (c *Catalog) UnparkSynced(ctx context.Context, channelID string, versions m
 // id; channels with none are absent. It is what a sync workflow holds of
 // its parked items: a count, not the items.
 func (c *Catalog) ParkedCounts(ctx context.Context, workflowID string) (map[string]int, error) {
-	rows, err := c.s.pool.Query(ctx, `SELECT channel_id, count(*) FROM `+c.table("parked_items")+`
+	return byChannel[int](ctx, c.s.pool, "count parked items of "+workflowID, `SELECT channel_id, count(*) FROM `+c.table("parked_items")+`
 		WHERE workflow_id = $1 GROUP BY channel_id`, workflowID)
-	if err != nil {
-		return nil, fmt.Errorf("count parked items of %s: %w", workflowID, err)
-	}
-	out := map[string]int{}
-	var id uuid.UUID
-	var n int
-	if _, err := pgx.ForEachRow(rows, []any{&id, &n}, func() error { out[id.String()] = n; return nil }); err != nil {
-		return nil, fmt.Errorf("count parked items of %s: %w", workflowID, err)
-	}
-	return out, nil
 }

@@ -547,22 +547,9 @@ func TestParked_pages_counts_and_supersedes(t *testing.T) {
 	if _, err := c.Park(ctx, catalog.ParkedItem{SKU: "Q-1", ChannelID: ch.ID, Market: "alpha", Version: 1, Error: "e", WorkflowID: "wf-2"}); err != nil {
 		t.Fatal(err)
 	}
-	var all []string
-	var afterSince time.Time
-	var afterID string
-	for range 4 {
-		page, err := c.ParkedPage(ctx, catalog.ParkedFilter{}, 2, afterSince, afterID)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, it := range page {
-			all = append(all, it.SKU)
-		}
-		if len(page) < 2 {
-			break
-		}
-		afterSince, afterID = page[len(page)-1].Since, page[len(page)-1].ID
-	}
+	all := pageAll(t, 4, func(afterSince time.Time, afterID string) ([]catalog.ParkedItem, error) {
+		return c.ParkedPage(ctx, catalog.ParkedFilter{}, 2, afterSince, afterID)
+	}, func(it catalog.ParkedItem) (time.Time, string, string) { return it.Since, it.ID, it.SKU })
 	distinct := map[string]bool{}
 	for _, sku := range all {
 		distinct[sku] = true

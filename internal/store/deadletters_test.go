@@ -68,22 +68,9 @@ func TestDeadLetters_pages_filters_counts(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	var all []string
-	var at time.Time
-	var after string
-	for range 5 {
-		page, err := dl.Page(ctx, deadletter.Filter{}, 2, at, after)
-		if err != nil {
-			t.Fatal(err)
-		}
-		for _, l := range page {
-			all = append(all, l.MessageID)
-		}
-		if len(page) < 2 {
-			break
-		}
-		at, after = page[len(page)-1].DeadAt, page[len(page)-1].ID
-	}
+	all := pageAll(t, 5, func(at time.Time, after string) ([]deadletter.Letter, error) {
+		return dl.Page(ctx, deadletter.Filter{}, 2, at, after)
+	}, func(l deadletter.Letter) (time.Time, string, string) { return l.DeadAt, l.ID, l.MessageID })
 	if fmt.Sprint(all) != "[p-0 p-1 p-2 p-3 p-4]" {
 		t.Fatalf("paged %v", all)
 	}

@@ -17,15 +17,10 @@ import (
 // Meetings is the PostgreSQL adapter of one tenant's meetings, seats and
 // joins: every query names the tenant's schema, so a tenant never reaches
 // another's rows. Safe for concurrent use.
-type Meetings struct {
-	s      *Store
-	schema string
-}
+type Meetings struct{ inSchema }
 
 // Meetings returns the adapter for the tenant whose schema is schema.
-func (s *Store) Meetings(schema string) *Meetings { return &Meetings{s: s, schema: schema} }
-
-func (m *Meetings) table(name string) string { return pgx.Identifier{m.schema, name}.Sanitize() }
+func (s *Store) Meetings(schema string) *Meetings { return &Meetings{inSchema{s, schema}} }
 
 // Create stores a new meeting with a fresh id and returns it.
 func (m *Meetings) Create(ctx context.Context, in meeting.Meeting) (meeting.Meeting, error) {

@@ -15,15 +15,10 @@ import (
 // Ops reads, for one tenant, what an operator may have to act on: parked
 // items by market, dead letters by reason, joins that have not moved for a
 // while, and the campaigns still issuing. Safe for concurrent use.
-type Ops struct {
-	s      *Store
-	schema string
-}
+type Ops struct{ inSchema }
 
 // Ops returns the operator's reader of the tenant whose schema is schema.
-func (s *Store) Ops(schema string) *Ops { return &Ops{s: s, schema: schema} }
-
-func (o *Ops) table(name string) string { return pgx.Identifier{o.schema, name}.Sanitize() }
+func (s *Store) Ops(schema string) *Ops { return &Ops{inSchema{s, schema}} }
 
 // ParkedByMarket counts the parked items by market; markets with none are
 // absent.

@@ -159,3 +159,14 @@ func (s *Store) SchemaExists(ctx context.Context, schema string) (bool, error) {
 	}
 	return ok, nil
 }
+
+// inSchema is what every per-tenant adapter (Catalog, Campaigns, Meetings,
+// Ops) holds: the store and the schema all its queries name, so that a
+// tenant never reaches another's rows.
+type inSchema struct {
+	s      *Store
+	schema string
+}
+
+// table is the quoted name of the table name in the adapter's schema.
+func (a inSchema) table(name string) string { return pgx.Identifier{a.schema, name}.Sanitize() }

@@ -3,7 +3,6 @@ package store_test
 import (
 	"context"
 	"errors"
-	"os"
 	"sync"
 	"testing"
 	"time"
@@ -11,36 +10,16 @@ import (
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
+	"github.com/sagaflow/sagaflow/internal/testenv/servers"
 )
 
 var env *testenv.Env
 
-func TestMain(m *testing.M) {
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	var err error
-	env, err = testenv.New(ctx)
-	cancel()
-	if err != nil {
-		println(err.Error())
-		os.Exit(1)
-	}
-	code := m.Run()
-	env.Close()
-	os.Exit(code)
-}
+func TestMain(m *testing.M) { testenv.Main(m, &env) }
 
 func open(t *testing.T, opts ...store.Option) *store.Store {
 	t.Helper()
-	ctx := context.Background()
-	s, err := store.Open(ctx, env.Config.DatabaseURL, 10, append([]store.Option{store.WithDevSecrets()}, opts...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(s.Close)
-	if err := s.Migrate(ctx); err != nil {
-		t.Fatal(err)
-	}
-	return s
+	return servers.Store(t, env, append([]store.Option{store.WithDevSecrets()}, opts...)...)
 }
 
 func newTenant(t *testing.T) tenant.Tenant {
@@ -134,4 +113,29 @@ func TestAPIKeys_resolve_only_to_their_tenant(t *testing.T) {
 	if _, _, err := s.TenantByKeyHash(ctx, h); !errors.Is(err, tenant.ErrNotFound) {
 		t.Fatalf("revoked key: got %v, want ErrNotFound", err)
 	}
+}
+
+// pageAll walks a keyset-paged list two items a page, at most pages pages:
+// page reads the page after a cursor (zero for the first), key gives an
+// item's cursor and its name. It returns the names in order.
+func pageAll[T any](t *testing.T, pages int, page func(afterAt time.Time, afterID string) ([]T, error), key func(T) (at time.Time, id, name string)) []string {
+	t.Helper()
+	var all []string
+	var at time.Time
+	var after string
+	for range pages {
+		items, err := page(at, after)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, it := range items {
+			_, _, name := key(it)
+			all = append(all, name)
+		}
+		if len(items) < 2 {
+			break
+		}
+		at, after, _ = key(items[len(items)-1])
+	}
+	return all
 }
