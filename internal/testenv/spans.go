@@ -2,7 +2,7 @@ package testenv
 
 import (
 	"context"
-	"sync"
+	"sync/atomic"
 	"testing"
 
 	"go.opentelemetry.io/otel"
@@ -30,29 +30,32 @@ func RecordSpans(t testing.TB) *tracetest.SpanRecorder {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(rec))
-	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
-	recording.mu.Lock()
-	recording.current = tp
-	recording.mu.Unlock()
-	otel.SetTracerProvider(switchProvider{})
-	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
-	t.Cleanup(func() {
-		recording.mu.Lock()
-		if recording.current == tp {
-			recording.current = nil
-		}
-		recording.mu.Unlock()
-		otel.SetTracerProvider(prevTP)
-		otel.SetTextMapPropagator(prevProp)
-		_ = tp.Shutdown(context.Background())
-	})
+	UseTracerProvider(t, tp)
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
 	return rec
 }
 
-var recording struct {
-	mu      sync.Mutex
-	current *sdktrace.TracerProvider
+// UseTracerProvider makes tp the provider every span of the process starts
+// with, for the rest of t (or until the next call), through the same
+// switching global provider as RecordSpans: a benchmark switches one
+// running server between a provider that exports and one that does not.
+// The caller shuts tp down; the previous global provider and propagator
+// come back when t ends.
+func UseTracerProvider(t testing.TB, tp *sdktrace.TracerProvider) {
+	t.Helper()
+	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
+	recording.Store(tp)
+	otel.SetTracerProvider(switchProvider{})
+	otel.SetTextMapPropagator(propagation.NewCompositeTextMapPropagator(propagation.TraceContext{}, propagation.Baggage{}))
+	t.Cleanup(func() {
+		recording.CompareAndSwap(tp, nil)
+		otel.SetTracerProvider(prevTP)
+		otel.SetTextMapPropagator(prevProp)
+	})
 }
+
+// recording is the provider spans start with now (nil: no-op spans).
+var recording atomic.Pointer[sdktrace.TracerProvider]
 
 // switchProvider starts each span with the current test's provider, or a
 // no-op one between tests.
@@ -69,9 +72,7 @@ type switchTracer struct {
 }
 
 func (t switchTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	recording.mu.Lock()
-	tp := recording.current
-	recording.mu.Unlock()
+	tp := recording.Load()
 	if tp == nil {
 		return noop.NewTracerProvider().Tracer(t.name).Start(ctx, name, opts...)
 	}
