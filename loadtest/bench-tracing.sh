@@ -14,7 +14,10 @@
 # held, p50, p99, held or not) to .data/reports/tracing-<mode>-<n>-<stamp>.json
 # (and .env), and the "on" run of each round prints its ratios against the
 # "off" run before it (BASELINE). The spans the sink received during each
-# run are printed next to it, to show that export really happened.
+# run are printed next to it, to show that export really happened, and the
+# CPU time sagaflow used during the k6 run (both modes serve the same offered
+# requests, so on/off of it is the CPU cost of tracing, steadier than req/s
+# on a shared machine).
 #
 # It never touches a running `make run`: sagaflow gets its own database
 # (created on the stack's PostgreSQL, dropped at the end), its own RabbitMQ
@@ -122,6 +125,8 @@ start() {
   done
   die "sagaflow dev ($1) not ready on $api after 2 minutes"
 }
+# cpu: the CPU time (user + system, in clock ticks) sagaflow has used so far.
+cpu() { awk '{ print $14 + $15 }' "/proc/$saga_pid/stat"; }
 stop() {
   kill "$saga_pid" 2>/dev/null || true
   wait "$saga_pid" 2>/dev/null || true
@@ -135,7 +140,7 @@ for n in $(seq 1 "$ROUNDS"); do
   for mode in off on; do
     figures=$REPORT_DIR/tracing-$mode-$n-$stamp.json
     start "$mode"
-    before=$(spans)
+    before=$(spans) cpu0=$(cpu)
     if [ "${PROFILE:-}" = 1 ]; then
       (sleep 12 && curl -fsS -o "${figures%.json}.pprof" "http://$pprof/debug/pprof/profile?seconds=10") &
     fi
@@ -144,10 +149,11 @@ for n in $(seq 1 "$ROUNDS"); do
     BASE_URL=http://$api loadtest/k6.sh loadtest/coupon.js -e "RATE=$RATE" -e "DURATION=$DURATION" \
       -e "LABEL=tracing-$mode" -e "FIGURES=$figures" ${base:+-e "BASELINE=$base"} || k=$?
     [ $rc = 0 ] && rc=$k
+    ticks=$(($(cpu) - cpu0))
     stop # flushes the spans still buffered
     got=$(($(spans) - before))
-    (. "$figures.env" && printf 'coupon tracing %-3s round %d: %8s req/s  p50 %8s ms  p99 %8s ms  held=%s  spans exported %d\n' \
-      "$mode" "$n" "$req_per_s" "$p50_ms" "$p99_ms" "$held" "$got") | tee -a "$summary"
+    (. "$figures.env" && printf 'coupon tracing %-3s round %d: %8s req/s  p50 %8s ms  p99 %8s ms  held=%s  spans exported %6d  sagaflow CPU %s s\n' \
+      "$mode" "$n" "$req_per_s" "$p50_ms" "$p99_ms" "$held" "$got" "$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')") | tee -a "$summary"
     base=$figures
   done
 done

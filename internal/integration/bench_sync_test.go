@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 
@@ -50,7 +51,8 @@ func envInt(name string, def int) int {
 // (internal/otlpsink) and OTEL_TRACES_SAMPLER=always_on: every span
 // recorded and exported through the batch span processor. It reports the
 // events/s of each mode (the sum of events over the sum of times), their
-// ratio on/off and the spans the sink received.
+// ratio on/off, the process's CPU time per event in each mode (steadier
+// than a rate on a shared machine) and the spans the sink received.
 func BenchmarkSync_end_to_end(b *testing.B) {
 	rate := envInt("BENCH_SYNC_RATE", 2500)
 	seconds := envInt("BENCH_SYNC_SECONDS", 60)
@@ -179,6 +181,7 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 		events  int
 		elapsed time.Duration
 		spans   int64
+		cpu     time.Duration
 	}
 	var sum [2]total // off, on
 	for i := range 2 * rounds {
@@ -189,13 +192,14 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 			tp, name = on, "on"
 		}
 		testenv.UseTracerProvider(b, tp)
-		spans := sink.Spans()
+		spans, cpu0 := sink.Spans(), cpuTime(b)
 		r := runSync(b, rate, seconds, fmt.Sprintf("t%d", i))
 		if withExport {
 			if err := on.ForceFlush(ctx); err != nil {
 				b.Fatal(err)
 			}
 		}
+		cpu := cpuTime(b) - cpu0
 		got := sink.Spans() - spans
 		k := 0
 		if withExport {
@@ -204,7 +208,9 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 		sum[k].events += r.published
 		sum[k].elapsed += r.applied
 		sum[k].spans += got
-		fmt.Printf("sync tracing %-3s run %d: %s; spans exported %d\n", name, i+1, r, got)
+		sum[k].cpu += cpu
+		fmt.Printf("sync tracing %-3s run %d: %s; spans exported %d; process CPU %s (%.0f µs/event)\n",
+			name, i+1, r, got, cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(r.published))
 	}
 	rOff := float64(sum[0].events) / sum[0].elapsed.Seconds()
 	rOn := float64(sum[1].events) / sum[1].elapsed.Seconds()
@@ -216,9 +222,22 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 	}
 	b.ReportMetric(rOff, "off-events/s")
 	b.ReportMetric(rOn, "on-events/s")
+	cpuOff := float64(sum[0].cpu.Microseconds()) / float64(sum[0].events)
+	cpuOn := float64(sum[1].cpu.Microseconds()) / float64(sum[1].events)
 	b.ReportMetric(rOn/rOff, "on/off")
-	fmt.Printf("sync tracing: off %.0f events/s, on (exported, always_on) %.0f events/s, on/off = %.3f (%d runs each, offered %d/s for %ds); %d spans exported, %.1f per event; sink rejected %d requests\n",
-		rOff, rOn, rOn/rOff, rounds, rate, seconds, sum[1].spans, float64(sum[1].spans)/float64(sum[1].events), sink.Rejected())
+	b.ReportMetric(cpuOn/cpuOff, "cpu-on/off")
+	fmt.Printf("sync tracing: off %.0f events/s, on (exported, always_on) %.0f events/s, on/off = %.3f (%d runs each, offered %d/s for %ds); process CPU per event off %.0f µs, on %.0f µs, on/off = %.3f; %d spans exported, %.2f per event; sink rejected %d requests\n",
+		rOff, rOn, rOn/rOff, rounds, rate, seconds, cpuOff, cpuOn, cpuOn/cpuOff, sum[1].spans, float64(sum[1].spans)/float64(sum[1].events), sink.Rejected())
+}
+
+// cpuTime is the user and system CPU time this process has used so far
+// (the whole process: server, simulators, publisher and OTLP sink).
+func cpuTime(b *testing.B) time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		b.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
 // publishPaced publishes n events at rate a second (in 10 ms slices) with
