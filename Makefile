@@ -8,7 +8,7 @@ BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
 
-.PHONY: help cluster cluster-down cluster-status test-cluster lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync migrate record-histories clean traces
+.PHONY: help cluster cluster-down cluster-status test-cluster lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync bench-tracing migrate record-histories clean traces
 
 .DEFAULT_GOAL := help
 help: ## this list
@@ -212,6 +212,18 @@ BENCH_SYNC_RATE ?= 2500
 BENCH_SYNC_SECONDS ?= 60
 bench-sync: up ## sync events/s end to end next to raw RabbitMQ
 	@$(STACK_ENV); BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
+
+# What exporting traces costs the hot paths, each in one run: the sync
+# workload off/on/on/off on one embedded server (exporting to an in-process
+# OTLP sink), then the coupon k6 script against a private `sagaflow dev`
+# started without and with OTEL_EXPORTER_OTLP_ENDPOINT at loadtest/otlpsink
+# (loadtest/bench-tracing.sh). docs/benchmarks.md, "Tracing overhead".
+BENCH_TRACING_SYNC_RATE ?= 10000
+BENCH_TRACING_SYNC_SECONDS ?= 6
+BENCH_TRACING_ROUNDS ?= 2
+bench-tracing: up ## sync and coupon throughput with and without traces exported
+	@$(STACK_ENV); BENCH_SYNC_TRACING=both BENCH_SYNC_RATE=$(BENCH_TRACING_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_TRACING_SYNC_SECONDS) BENCH_SYNC_ROUNDS=$(BENCH_TRACING_ROUNDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
+	loadtest/bench-tracing.sh
 
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
 # a bare workflow with the same seven no-op activities, in the same run.

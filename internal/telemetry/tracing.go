@@ -58,14 +58,37 @@ const (
 // The returned shutdown flushes the spans still buffered and stops the
 // provider; call it once, with a deadline, when the process stops.
 func SetupTracing(ctx context.Context, service string, log *slog.Logger) (func(context.Context) error, error) {
-	env := envMap(os.Environ())
 	otel.SetTextMapPropagator(Propagator())
+	tp, mode, err := NewTracerProvider(ctx, service, log)
+	if err != nil {
+		return nil, err
+	}
+	otel.SetTracerProvider(tp)
+	if mode == TracingOff {
+		return tp.Shutdown, nil
+	}
+	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
+		log.Warn("opentelemetry", "error", err)
+	}))
+	shutdown := func(ctx context.Context) error {
+		if err := tp.Shutdown(ctx); err != nil {
+			return fmt.Errorf("telemetry: flush traces: %w", err)
+		}
+		return nil
+	}
+	return shutdown, nil
+}
+
+// NewTracerProvider builds the tracer provider SetupTracing installs, from
+// the same OTEL_* variables, without installing it (nor the propagator):
+// a benchmark uses it to switch between the provider of a process with no
+// exporter and one that exports. Shut the provider down when done.
+func NewTracerProvider(ctx context.Context, service string, log *slog.Logger) (*sdktrace.TracerProvider, TracingMode, error) {
+	env := envMap(os.Environ())
 	mode := tracingMode(env)
 	if mode == TracingOff {
-		tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample()))
-		otel.SetTracerProvider(tp)
 		log.Debug("tracing: no OTLP endpoint set, spans are neither recorded nor exported")
-		return tp.Shutdown, nil
+		return sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.NeverSample())), mode, nil
 	}
 	var (
 		exp sdktrace.SpanExporter
@@ -77,7 +100,7 @@ func SetupTracing(ctx context.Context, service string, log *slog.Logger) (func(c
 		exp, err = otlptracehttp.New(ctx)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("telemetry: otlp trace exporter (%s): %w", mode, err)
+		return nil, mode, fmt.Errorf("telemetry: otlp trace exporter (%s): %w", mode, err)
 	}
 	res, err := resource.New(ctx,
 		resource.WithAttributes(attribute.String("service.name", service)),
@@ -85,22 +108,13 @@ func SetupTracing(ctx context.Context, service string, log *slog.Logger) (func(c
 		resource.WithFromEnv(), // OTEL_SERVICE_NAME, OTEL_RESOURCE_ATTRIBUTES win
 	)
 	if err != nil && !errors.Is(err, resource.ErrPartialResource) {
-		return nil, fmt.Errorf("telemetry: trace resource: %w", err)
+		return nil, mode, fmt.Errorf("telemetry: trace resource: %w", err)
 	}
-	// The sampler comes from OTEL_TRACES_SAMPLER (the SDK reads it).
+	// The sampler comes from OTEL_TRACES_SAMPLER, the batch span processor's
+	// sizes from OTEL_BSP_* (the SDK reads both).
 	tp := sdktrace.NewTracerProvider(sdktrace.WithBatcher(exp), sdktrace.WithResource(res))
-	otel.SetTracerProvider(tp)
-	otel.SetErrorHandler(otel.ErrorHandlerFunc(func(err error) {
-		log.Warn("opentelemetry", "error", err)
-	}))
 	log.Info("tracing exported over OTLP", "protocol", string(mode), "endpoint", firstNonEmpty(env["OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"], env["OTEL_EXPORTER_OTLP_ENDPOINT"]))
-	shutdown := func(ctx context.Context) error {
-		if err := tp.Shutdown(ctx); err != nil {
-			return fmt.Errorf("telemetry: flush traces: %w", err)
-		}
-		return nil
-	}
-	return shutdown, nil
+	return tp, mode, nil
 }
 
 // tracingMode reads the standard variables that decide whether and how

@@ -31,6 +31,19 @@ func RecordSpans(t testing.TB) *tracetest.SpanRecorder {
 	t.Helper()
 	rec := tracetest.NewSpanRecorder()
 	tp := sdktrace.NewTracerProvider(sdktrace.WithSampler(sdktrace.AlwaysSample()), sdktrace.WithSpanProcessor(rec))
+	UseTracerProvider(t, tp)
+	t.Cleanup(func() { _ = tp.Shutdown(context.Background()) })
+	return rec
+}
+
+// UseTracerProvider makes tp the provider every span of the process starts
+// with, for the rest of t (or until the next call), through the same
+// switching global provider as RecordSpans: a benchmark switches one
+// running server between a provider that exports and one that does not.
+// The caller shuts tp down; the previous global provider and propagator
+// come back when t ends.
+func UseTracerProvider(t testing.TB, tp *sdktrace.TracerProvider) {
+	t.Helper()
 	prevTP, prevProp := otel.GetTracerProvider(), otel.GetTextMapPropagator()
 	recording.mu.Lock()
 	recording.current = tp
@@ -45,9 +58,7 @@ func RecordSpans(t testing.TB) *tracetest.SpanRecorder {
 		recording.mu.Unlock()
 		otel.SetTracerProvider(prevTP)
 		otel.SetTextMapPropagator(prevProp)
-		_ = tp.Shutdown(context.Background())
 	})
-	return rec
 }
 
 var recording struct {
