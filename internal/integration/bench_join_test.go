@@ -95,78 +95,101 @@ func measure(b *testing.B, n, concurrency int, op func(i int) (time.Duration, er
 
 // BenchmarkJoin_vs_bare measures completed joins per second and their p99
 // start-to-terminal latency on the embedded server, through the API, next
-// to a bare workflow with the same activities doing nothing, in the same
-// run. Run it with `make bench-join` (BENCH_JOINS sets the count).
+// to a bare workflow with the same activities doing nothing, on the same
+// server in the same run. Run it with `make bench-join` (BENCH_JOINS sets
+// the count). With BENCH_CLUSTER=1 it measures the cluster of `make
+// cluster` too, with one worker process and with two (benchTargets): the
+// joins go through both APIs in turn, and the bare workflow runs on as
+// many workers of its own in this process, on the cluster's Temporal.
 func BenchmarkJoin_vs_bare(b *testing.B) {
 	n := envInt("BENCH_JOINS", 400)
 	const concurrency = 50
 	ctx := context.Background()
-	tc := stack.app.Temporal
 	cfg := stack.app.Config
-	w := worker.New(tc, "bench-bare", worker.Options{
-		MaxConcurrentWorkflowTaskPollers: cfg.WorkflowPollers, MaxConcurrentActivityTaskPollers: cfg.ActivityPollers,
-		MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivity, MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflow,
-	})
-	w.RegisterWorkflowWithOptions(bareJoinShape, workflow.RegisterOptions{Name: "bareJoinShape"})
-	w.RegisterActivityWithOptions(benchNoop, activity.RegisterOptions{Name: "benchNoop"})
-	if err := w.Start(); err != nil {
-		b.Fatal(err)
-	}
-	defer w.Stop()
 	run := testenv.RunID()
-
+	targets := benchTargets(b)
 	for range b.N {
-		bare := measure(b, n, concurrency, func(i int) (time.Duration, error) {
-			t0 := time.Now()
-			r, err := tc.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-				ID: fmt.Sprintf("bench-bare-%s-%d", run, i), TaskQueue: "bench-bare", EnableEagerStart: true, // as the API starts joins
-			}, "bareJoinShape")
-			if err != nil {
-				return 0, err
+		var table []string
+		for ti, t := range targets {
+			t.prepare(b)
+			queue := fmt.Sprintf("bench-bare-%s-%d", run, ti)
+			var bareWorkers []worker.Worker
+			for range max(t.procs, 1) {
+				w := worker.New(t.temporal, queue, worker.Options{
+					MaxConcurrentWorkflowTaskPollers: cfg.WorkflowPollers, MaxConcurrentActivityTaskPollers: cfg.ActivityPollers,
+					MaxConcurrentActivityExecutionSize: cfg.MaxConcurrentActivity, MaxConcurrentWorkflowTaskExecutionSize: cfg.MaxConcurrentWorkflow,
+				})
+				w.RegisterWorkflowWithOptions(bareJoinShape, workflow.RegisterOptions{Name: "bareJoinShape"})
+				w.RegisterActivityWithOptions(benchNoop, activity.RegisterOptions{Name: "benchNoop"})
+				if err := w.Start(); err != nil {
+					b.Fatal(err)
+				}
+				bareWorkers = append(bareWorkers, w)
 			}
-			err = r.Get(ctx, nil)
-			return time.Since(t0), err
-		})
+			bare := measure(b, n, concurrency, func(i int) (time.Duration, error) {
+				t0 := time.Now()
+				r, err := t.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+					ID: fmt.Sprintf("bench-bare-%s-%d-%d", run, ti, i), TaskQueue: queue, EnableEagerStart: true, // as the API starts joins
+				}, "bareJoinShape")
+				if err != nil {
+					return 0, err
+				}
+				err = r.Get(ctx, nil)
+				return time.Since(t0), err
+			})
+			for _, w := range bareWorkers {
+				w.Stop()
+			}
 
-		mtg := benchMeeting(b, n)
-		join := measure(b, n, concurrency, func(i int) (time.Duration, error) {
-			t0 := time.Now()
-			joinID, err := benchPostJoin(mtg, fmt.Sprintf("bench-%s-%d", run, i), fmt.Sprintf("bench-user-%s-%d", run, i))
-			if err != nil {
-				return 0, err
+			mtg := benchMeeting(b, t, n)
+			join := measure(b, n, concurrency, func(i int) (time.Duration, error) {
+				t0 := time.Now()
+				joinID, err := benchPostJoin(t, mtg, fmt.Sprintf("bench-%s-%d-%d", run, ti, i), fmt.Sprintf("bench-user-%s-%d-%d", run, ti, i))
+				if err != nil {
+					return 0, err
+				}
+				err = awaitWorkflow(ctx, t.temporal, workflows.JoinWorkflowID("demo", joinID))
+				return time.Since(t0), err
+			})
+			ratio := join.perSecond / bare.perSecond
+			if len(targets) == 1 {
+				b.ReportMetric(join.perSecond, "joins/s")
+				b.ReportMetric(float64(join.p99.Milliseconds()), "join-p99-ms")
+				b.ReportMetric(bare.perSecond, "bare/s")
+				b.ReportMetric(float64(bare.p99.Milliseconds()), "bare-p99-ms")
+				b.ReportMetric(ratio, "join/bare")
 			}
-			err = awaitWorkflow(ctx, tc, workflows.JoinWorkflowID("demo", joinID))
-			return time.Since(t0), err
-		})
-		ratio := join.perSecond / bare.perSecond
-		b.ReportMetric(join.perSecond, "joins/s")
-		b.ReportMetric(float64(join.p99.Milliseconds()), "join-p99-ms")
-		b.ReportMetric(bare.perSecond, "bare/s")
-		b.ReportMetric(float64(bare.p99.Milliseconds()), "bare-p99-ms")
-		b.ReportMetric(ratio, "join/bare")
-		fmt.Printf("join (%d through the API, %d at once): %s\nbare (7 no-op activities):              %s\nratio: %.2f (target >= 0.70)\n",
-			n, concurrency, join, bare, ratio)
+			fmt.Printf("%s: join (%d through the API, %d at once): %s\n%s: bare (7 no-op activities):              %s\nratio: %.2f (target >= 0.80)\n",
+				t.name, n, concurrency, join, t.name, bare, ratio)
+			table = append(table, fmt.Sprintf("%-18s %8.1f %9s %8.1f %9s %6.2f", t.name, join.perSecond, join.p99.Round(time.Millisecond),
+				bare.perSecond, bare.p99.Round(time.Millisecond), ratio))
+		}
+		fmt.Printf("\njoins, %d at once, %d in all (target: join/bare >= 0.80)\n%-18s %8s %9s %8s %9s %6s\n", concurrency, n,
+			"target", "joins/s", "join p99", "bare/s", "bare p99", "ratio")
+		for _, l := range table {
+			fmt.Println(l)
+		}
 	}
 }
 
-func benchMeeting(b *testing.B, capacity int) string {
+func benchMeeting(b *testing.B, t *benchTarget, capacity int) string {
 	var m struct {
 		ID string `json:"id"`
 	}
-	code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings", map[string]any{
+	code, err := t.call(t.demoKey, http.MethodPost, "/v1/meetings", map[string]any{
 		"title": "bench", "capacity": capacity, "fee": map[string]any{"amount": 1000, "currency": "KRW"},
 	}, &m, nil)
 	if err != nil || code != http.StatusCreated {
-		b.Fatalf("create meeting: %d %v", code, err)
+		b.Fatalf("%s: create meeting: %d %v", t.name, code, err)
 	}
 	return m.ID
 }
 
-func benchPostJoin(meetingID, key, user string) (string, error) {
+func benchPostJoin(t *benchTarget, meetingID, key, user string) (string, error) {
 	var out struct {
 		JoinID string `json:"join_id"`
 	}
-	code, err := rawCall(demoKey(), http.MethodPost, "/v1/meetings/"+meetingID+"/joins",
+	code, err := t.call(t.demoKey, http.MethodPost, "/v1/meetings/"+meetingID+"/joins",
 		map[string]any{"user_id": user, "payment_token": "tok_ok"}, &out, map[string]string{"Idempotency-Key": key})
 	if err != nil {
 		return "", err

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
 	"os"
 	"strconv"
 	"sync"
@@ -19,6 +20,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/catalog"
 	"github.com/sagaflow/sagaflow/internal/otlpsink"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
+	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
@@ -33,13 +35,21 @@ func envInt(name string, def int) int {
 // BenchmarkSync_end_to_end measures the marketplace sync from publish to
 // applied: BENCH_SYNC_RATE change events a second (default 2500) for
 // BENCH_SYNC_SECONDS (default 60), published with confirms straight to the
-// exchange for 2 tenants × 2,000 SKUs, each tenant connected to the three
-// markets. The figure is events per second from the first publish until
-// every market holds the last version of every SKU, and the catch-up: how
-// long after the last publish that took (small means the sync kept pace).
-// In the same run it measures the raw RabbitMQ rate: the same number of
-// messages of the same size, published with confirms to a quorum queue and
-// consumed with manual acks. Run it with `make bench-sync`.
+// exchange for 2 new tenants, each connected to the three markets. The
+// figure is events per second from the first publish until every market
+// holds the last version of every SKU, and the catch-up: how long after the
+// last publish that took (small means the sync kept pace). In the same run
+// it measures the raw RabbitMQ rate: the same number of messages of the
+// same size, published with confirms to a quorum queue of the same broker
+// and consumed with manual acks. Run it with `make bench-sync`.
+//
+// BENCH_SYNC_MODE chooses the workload (syncWorkloads): hot (the default,
+// 2 × 2,000 SKUs, so that most events are coalesced away), spread (every
+// event a new version of a distinct SKU of a catalogue of 2 × 100,000, so
+// that every event costs a market write) or both. With BENCH_CLUSTER=1
+// each workload runs on the embedded stack and then on the cluster of
+// `make cluster`, with one worker process and with two (benchTargets), and
+// a table of all the runs ends the output.
 //
 // With BENCH_SYNC_TRACING=both it measures instead what exporting traces
 // costs (`make bench-tracing`): the same workload, on fresh tenants each
@@ -60,16 +70,94 @@ func BenchmarkSync_end_to_end(b *testing.B) {
 		benchSyncTracing(b, rate, seconds, envInt("BENCH_SYNC_ROUNDS", 2))
 		return
 	}
+	loads := syncWorkloads(b, os.Getenv("BENCH_SYNC_MODE"))
+	targets := benchTargets(b)
 	for range b.N {
-		r := runSync(b, rate, seconds, "b")
-		e2e := r.rate()
-		raw := rawRabbitRate(b, r.published, r.size)
-		b.ReportMetric(e2e, "events/s")
-		b.ReportMetric(raw, "raw-msg/s")
-		fmt.Printf("sync: %s (target >= 2000)\n", r)
-		fmt.Printf("raw rabbitmq, same run: %d messages of %d bytes, confirms + manual acks, quorum queue: %.0f msg/s; sync/raw = %.2f\n",
-			r.published, r.size, raw, e2e/raw)
-		fmt.Printf("ingest: %+v\n", stack.ingestStats())
+		var table []string
+		for _, w := range loads {
+			for ti, t := range targets {
+				t.prepare(b)
+				r := runSync(b, t, w, rate, seconds, fmt.Sprintf("%s%d", w.tag, ti))
+				e2e := r.rate()
+				raw := rawRabbitRate(b, t.amqpURL, r.published, r.size)
+				if len(targets) == 1 && len(loads) == 1 {
+					b.ReportMetric(e2e, "events/s")
+					b.ReportMetric(raw, "raw-msg/s")
+				}
+				fmt.Printf("sync %s on %s: %s (target >= 2000)\n", w.name, t.name, r)
+				fmt.Printf("raw rabbitmq, same run: %d messages of %d bytes, confirms + manual acks, quorum queue: %.0f msg/s; sync/raw = %.2f\n",
+					r.published, r.size, raw, e2e/raw)
+				if t.workers == nil {
+					fmt.Printf("ingest: %+v\n", stack.ingestStats())
+				}
+				table = append(table, fmt.Sprintf("%-7s %-18s %9.0f %10s %10.0f %8.2f", w.name, t.name, e2e,
+					(r.applied-r.pubDone).Round(100*time.Millisecond), raw, e2e/raw))
+			}
+		}
+		fmt.Printf("\nsync end to end, %d events/s offered for %d s (target: >= 2000 events/s; sync/raw >= 0.40)\n", rate, seconds)
+		fmt.Printf("%-7s %-18s %9s %10s %10s %8s\n", "mode", "target", "events/s", "catch-up", "raw msg/s", "sync/raw")
+		for _, l := range table {
+			fmt.Println(l)
+		}
+	}
+}
+
+// syncWorkload is the catalogue the sync benchmark changes: skus products
+// per tenant, event n of a tenant being SKU n%skus at version n/skus+1.
+// A spread workload first seeds every SKU at version 1 in the catalogue
+// (as products the markets have not been sent yet), so its events are
+// version 2 and later.
+type syncWorkload struct {
+	name, tag string
+	skus      int
+	seeded    bool
+}
+
+// syncWorkloads are the workloads BENCH_SYNC_MODE names: hot, spread or
+// both ("" is hot). BENCH_SYNC_SKUS sets the spread catalogue per tenant.
+func syncWorkloads(b *testing.B, mode string) []syncWorkload {
+	hot := syncWorkload{name: "hot", tag: "h", skus: 2000}
+	spread := syncWorkload{name: "spread", tag: "s", skus: envInt("BENCH_SYNC_SKUS", 100_000), seeded: true}
+	switch mode {
+	case "", "hot":
+		return []syncWorkload{hot}
+	case "spread":
+		return []syncWorkload{spread}
+	case "both":
+		return []syncWorkload{hot, spread}
+	}
+	b.Fatalf("BENCH_SYNC_MODE=%q: want hot, spread or both", mode)
+	return nil
+}
+
+// sku is the workload's name of SKU i.
+func (w syncWorkload) sku(i int) string {
+	if w.skus > 10_000 {
+		return fmt.Sprintf("SKU-%06d", i)
+	}
+	return fmt.Sprintf("SKU-%04d", i)
+}
+
+// product is version v of SKU i of tenant tn.
+func (w syncWorkload) product(tn string, i int, v int64) catalog.Product {
+	return catalog.Product{SKU: w.sku(i), Name: fmt.Sprintf("%s product %d v%d", tn, i, v),
+		Price: catalog.Money{Amount: int64(1000 + 10*(i%1000)), Currency: "KRW"}, Stock: int64(i % 500),
+		Attributes: map[string]string{"color": "red", "tenant": tn}, Version: v}
+}
+
+// seed writes every SKU of the workload at version 1 into tn's catalogue,
+// as the ingest writes changes from other systems (no outbox, no sync).
+func (w syncWorkload) seed(b *testing.B, t *benchTarget, tn tenant.Tenant) {
+	const batch = 5000
+	ctx := context.Background()
+	for from := 0; from < w.skus; from += batch {
+		ps := make([]catalog.Product, 0, batch)
+		for i := from; i < min(from+batch, w.skus); i++ {
+			ps = append(ps, w.product(tn.Name, i, 1))
+		}
+		if _, err := t.store.ApplyChanges(ctx, tn.Schema, ps); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
 
@@ -88,49 +176,70 @@ func (r syncRun) String() string {
 		r.applied.Round(time.Millisecond), r.rate(), (r.applied - r.pubDone).Round(time.Millisecond))
 }
 
-// runSync runs the workload of BenchmarkSync_end_to_end once, on two new
-// tenants whose names carry tag.
-func runSync(b *testing.B, rate, seconds int, tag string) syncRun {
-	const skus = 2000
+// runSync runs workload w once on target t, on two new tenants whose names
+// carry tag.
+func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, tag string) syncRun {
 	markets := []string{"bazaar", "shopwave", "souk"}
-	var tenants []*syncTenant
-	for _, t := range []string{"a", "b"} {
-		tenants = append(tenants, newSyncTenant(b, syncTenantName(tag+t), markets...))
+	var tenants []string
+	for _, n := range []string{"a", "b"} {
+		tn := newBenchSyncTenant(b, t, syncTenantName(tag+n), markets)
+		if w.seeded {
+			w.seed(b, t, tn)
+		}
+		tenants = append(tenants, tn.Name)
 	}
-	// Versions go round the SKUs: event i of a tenant is SKU i%skus at
-	// version i/skus+1.
+	first := int64(1)
+	if w.seeded {
+		first = 2
+	}
 	total := rate * seconds
 	perTenant := total / len(tenants)
 	event := func(i int) busEvent {
-		st := tenants[i%len(tenants)]
+		tn := tenants[i%len(tenants)]
 		n := i / len(tenants)
-		sku, v := n%skus, int64(n/skus+1)
-		p := catalog.Product{SKU: fmt.Sprintf("SKU-%04d", sku), Name: fmt.Sprintf("%s product %d v%d", st.t.Name, sku, v),
-			Price: catalog.Money{Amount: int64(1000 + 10*(n%1000)), Currency: "KRW"}, Stock: int64(n % 500),
-			Attributes: map[string]string{"color": "red", "tenant": st.t.Name}, Version: v}
-		return changeEvent(b, st.t.Name, p)
+		return changeEvent(b, tn, w.product(tn, n%w.skus, first+int64(n/w.skus)))
 	}
 	r := syncRun{size: len(event(0).body), offered: rate, seconds: seconds}
-
-	start := time.Now()
-	r.published = publishPaced(b, total, rate, event)
-	r.pubDone = time.Since(start)
-	lastVersion := func(sku int) int64 {
-		// the highest n < perTenant with n%skus == sku
-		if perTenant <= sku {
+	// lastVersion is the version of the last event of a tenant for SKU i:
+	// the highest n < perTenant with n%skus == i (0: none).
+	lastVersion := func(i int) int64 {
+		if perTenant <= i {
 			return 0
 		}
-		return int64((perTenant-1-sku)/skus + 1)
+		return first + int64((perTenant-1-i)/w.skus)
 	}
+	// want is the market writes that must at least be applied: one per
+	// (tenant, SKU, market) with an event; polling the markets' counts
+	// until then spares reading every listing while far behind.
+	want := len(tenants) * len(markets) * min(perTenant, w.skus)
+	applied := func() int {
+		n := 0
+		for _, m := range markets {
+			n += t.stats(b, m).Applied
+		}
+		return n
+	}
+	before := applied()
+	poll := 200 * time.Millisecond
+	if w.skus > 10_000 {
+		poll = time.Second // reading a spread catalogue's listings takes a while
+	}
+
+	start := time.Now()
+	r.published = publishPaced(b, t.amqpURL, total, rate, event)
+	r.pubDone = time.Since(start)
 	deadline := time.Now().Add(10 * time.Minute)
 	for {
-		behind := 0
-		for _, st := range tenants {
-			for _, m := range markets {
-				ls := stack.sims.Markets[m].Listings(credentials(st.t.Name, m))
-				for sku := range skus {
-					if ls[fmt.Sprintf("SKU-%04d", sku)].Version < lastVersion(sku) {
-						behind++
+		behind := want - (applied() - before)
+		if behind <= 0 {
+			behind = 0
+			for _, tn := range tenants {
+				for _, m := range markets {
+					ls := t.listings(b, credentials(tn, m), m)
+					for i := range w.skus {
+						if v := lastVersion(i); v > 0 && ls[w.sku(i)].Version < v {
+							behind++
+						}
 					}
 				}
 			}
@@ -139,17 +248,30 @@ func runSync(b *testing.B, rate, seconds int, tag string) syncRun {
 			break
 		}
 		if time.Now().After(deadline) {
-			b.Fatalf("not applied after 10 minutes: %d (tenant, market, SKU) behind", behind)
+			b.Fatalf("%s: not applied after 10 minutes: %d (tenant, market, SKU) behind", t.name, behind)
 		}
-		time.Sleep(200 * time.Millisecond)
+		time.Sleep(poll)
 	}
 	r.applied = time.Since(start)
 	for _, m := range markets {
-		if s := stack.sims.Markets[m].Stats(); s.StaleWrites != 0 {
-			b.Fatalf("%s applied %d stale writes", m, s.StaleWrites)
+		if s := t.stats(b, m); s.StaleWrites != 0 {
+			b.Fatalf("%s: %s applied %d stale writes", t.name, m, s.StaleWrites)
 		}
 	}
 	return r
+}
+
+// newBenchSyncTenant creates a tenant on t with one channel per market,
+// each at its default base URL (the target's simulators).
+func newBenchSyncTenant(b *testing.B, t *benchTarget, name string, markets []string) tenant.Tenant {
+	tn, key := t.createTenant(b, name)
+	for _, m := range markets {
+		body := map[string]any{"market": m, "credentials": credentials(tn.Name, m), "rate_limit_per_sec": 1000}
+		if code, err := t.call(key, http.MethodPost, "/v1/channels", body, nil, nil); err != nil || code != http.StatusCreated {
+			b.Fatalf("%s: create the %s channel: %d %v", t.name, m, code, err)
+		}
+	}
+	return tn
 }
 
 // benchSyncTracing is BenchmarkSync_end_to_end with BENCH_SYNC_TRACING=both.
@@ -193,7 +315,7 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 		}
 		testenv.UseTracerProvider(b, tp)
 		spans, cpu0 := sink.Spans(), cpuTime(b)
-		r := runSync(b, rate, seconds, fmt.Sprintf("t%d", i))
+		r := runSync(b, embedded(), syncWorkload{name: "hot", skus: 2000}, rate, seconds, fmt.Sprintf("t%d", i))
 		if withExport {
 			if err := on.ForceFlush(ctx); err != nil {
 				b.Fatal(err)
@@ -240,10 +362,10 @@ func cpuTime(b *testing.B) time.Duration {
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
 }
 
-// publishPaced publishes n events at rate a second (in 10 ms slices) with
+// publishPaced publishes n events to the broker at amqpURL at rate a second (in 10 ms slices) with
 // publisher confirms, 2,000 at most unconfirmed, and returns how many.
-func publishPaced(b *testing.B, n, rate int, event func(int) busEvent) int {
-	ch, closeConn := testenv.AMQPChannel(b, stack.app.Config.AMQPURL)
+func publishPaced(b *testing.B, amqpURL string, n, rate int, event func(int) busEvent) int {
+	ch, closeConn := testenv.AMQPChannel(b, amqpURL)
 	defer closeConn()
 	if err := ch.Confirm(false); err != nil {
 		b.Fatal(err)
@@ -281,11 +403,11 @@ func publishPaced(b *testing.B, n, rate int, event func(int) busEvent) int {
 	return n
 }
 
-// rawRabbitRate publishes n messages of size bytes to a fresh quorum queue
+// rawRabbitRate publishes n messages of size bytes, on the broker at amqpURL, to a fresh quorum queue
 // with confirms (2,000 unconfirmed at most) while a consumer (prefetch 2000,
 // manual acks) takes them, and returns messages a second end to end.
-func rawRabbitRate(b *testing.B, n, size int) float64 {
-	conn, err := amqp.Dial(stack.app.Config.AMQPURL)
+func rawRabbitRate(b *testing.B, amqpURL string, n, size int) float64 {
+	conn, err := amqp.Dial(amqpURL)
 	if err != nil {
 		b.Fatal(err)
 	}

@@ -30,6 +30,11 @@ func callWithHeaders(t testing.TB, key, method, path string, body any, out any, 
 
 // rawCall is call for code without a *testing.T (goroutines, benchmarks).
 func rawCall(key, method, path string, body any, out any, headers map[string]string) (int, error) {
+	return callAt(stack.api.URL, key, method, path, body, out, headers)
+}
+
+// callAt is rawCall to the API at base (the embedded one or a cluster's).
+func callAt(base, key, method, path string, body any, out any, headers map[string]string) (int, error) {
 	var r io.Reader
 	if body != nil {
 		b, err := json.Marshal(body)
@@ -38,7 +43,7 @@ func rawCall(key, method, path string, body any, out any, headers map[string]str
 		}
 		r = bytes.NewReader(b)
 	}
-	req, err := http.NewRequest(method, stack.api.URL+path, r)
+	req, err := http.NewRequest(method, base+path, r)
 	if err != nil {
 		return 0, err
 	}

@@ -1,0 +1,216 @@
+package integration
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"go.temporal.io/sdk/client"
+
+	"github.com/sagaflow/sagaflow/internal/sim"
+	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/tenant"
+)
+
+// benchClusterEnv, set to 1, makes the join and sync benchmarks measure the
+// cluster of deploy/cluster.sh (`make cluster`) too, in the same run: the
+// embedded stack of this test binary first, then the cluster with one
+// worker process (worker2 stopped) and with two. `make bench-join
+// CLUSTER=1` and `make bench-sync CLUSTER=1` set it and export what
+// `deploy/cluster.sh env` prints.
+const benchClusterEnv = "BENCH_CLUSTER"
+
+// benchTarget is a system a benchmark runs against: the embedded stack of
+// this test binary, or the cluster. Safe for concurrent use.
+type benchTarget struct {
+	name     string
+	apis     []string // API base URLs, used in turn as a load balancer would
+	next     *atomic.Uint64
+	demoKey  string
+	temporal client.Client
+	store    *store.Store // where a benchmark creates its tenants
+	amqpURL  string
+	// listings and stats read the market simulators.
+	listings func(b *testing.B, account, market string) map[string]sim.MarketListing
+	stats    func(b *testing.B, market string) sim.MarketStats
+	// workers sets how many worker processes serve the target (the
+	// cluster's), or is nil (the embedded stack's one set of workers).
+	workers func(b *testing.B, n int)
+	procs   int // the worker processes workers sets before a measurement
+}
+
+// prepare brings the target to the shape it is measured in.
+func (t *benchTarget) prepare(b *testing.B) {
+	if t.workers != nil {
+		t.workers(b, t.procs)
+	}
+}
+
+// call sends one request to the target's next API (callAt).
+func (t *benchTarget) call(key, method, path string, body, out any, headers map[string]string) (int, error) {
+	api := t.apis[int(t.next.Add(1))%len(t.apis)]
+	return callAt(api, key, method, path, body, out, headers)
+}
+
+// createTenant creates a tenant in the target's database with an API key.
+func (t *benchTarget) createTenant(b *testing.B, name string) (tenant.Tenant, string) {
+	b.Helper()
+	ctx := context.Background()
+	tn, err := tenant.New(name)
+	if err != nil {
+		b.Fatal(err)
+	}
+	if err := t.store.CreateTenant(ctx, tn); err != nil {
+		b.Fatal(err)
+	}
+	key, _ := tenant.NewKey()
+	if err := t.store.AddAPIKey(ctx, tn.Name, tenant.HashKey(key), "benchmark"); err != nil {
+		b.Fatal(err)
+	}
+	return tn, key
+}
+
+// embedded is the stack of this test binary.
+func embedded() *benchTarget {
+	return &benchTarget{
+		name: "embedded", apis: []string{stack.api.URL}, next: new(atomic.Uint64), demoKey: demoKey(), temporal: stack.app.Temporal,
+		store: stack.app.Store, amqpURL: stack.app.Config.AMQPURL,
+		listings: func(_ *testing.B, account, market string) map[string]sim.MarketListing {
+			return stack.sims.Markets[market].Listings(account)
+		},
+		stats: func(_ *testing.B, market string) sim.MarketStats { return stack.sims.Markets[market].Stats() },
+	}
+}
+
+// benchTargets is the embedded stack, then, with BENCH_CLUSTER=1, the
+// cluster with one worker process and with two (in that order, so that
+// the run ends with the cluster as it was).
+func benchTargets(b *testing.B) []*benchTarget {
+	ts := []*benchTarget{embedded()}
+	if os.Getenv(benchClusterEnv) != "1" {
+		return ts
+	}
+	c := connectCluster(b)
+	c.workers(b, 0) // checks the script is there
+	for _, n := range []int{1, 2} {
+		t := *c
+		t.name, t.procs = fmt.Sprintf("cluster, %d worker", n), n
+		if n > 1 {
+			t.name += "s"
+		}
+		ts = append(ts, &t)
+	}
+	// Whatever happens, the cluster ends the run with both workers.
+	b.Cleanup(func() { c.workers(b, 2) })
+	return ts
+}
+
+// connectCluster finds the cluster from what `deploy/cluster.sh env`
+// exports, or fails with the command that starts one.
+func connectCluster(b *testing.B) *benchTarget {
+	b.Helper()
+	apis := strings.Fields(os.Getenv("SAGAFLOW_CLUSTER_API_URLS"))
+	addr, db, amqpURL := os.Getenv("TEMPORAL_ADDRESS"), os.Getenv("DATABASE_URL"), os.Getenv("AMQP_URL")
+	if len(apis) == 0 || addr == "" || db == "" || amqpURL == "" {
+		b.Fatalf(`%s=1: SAGAFLOW_CLUSTER_API_URLS, TEMPORAL_ADDRESS, DATABASE_URL and AMQP_URL must be set: eval "$(deploy/cluster.sh env)" (make bench-* CLUSTER=1 does)`, benchClusterEnv)
+	}
+	for _, api := range apis {
+		resp, err := http.Get(api + "/readyz")
+		if err != nil {
+			b.Fatalf("no cluster API at %s (%v): start the cluster with `make cluster`", api, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("cluster API %s/readyz = %d", api, resp.StatusCode)
+		}
+	}
+	ctx := context.Background()
+	tc, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: stack.app.Config.TemporalNamespace})
+	if err != nil {
+		b.Fatalf("dial the cluster's Temporal at %s: %v", addr, err)
+	}
+	b.Cleanup(tc.Close)
+	st, err := store.Open(ctx, db, 4)
+	if err != nil {
+		b.Fatalf("open the cluster's database: %v", err)
+	}
+	b.Cleanup(st.Close)
+	sims := envOr("SAGAFLOW_CLUSTER_SIM_HOST", "http://127.0.0.1")
+	simGet := func(b *testing.B, market, path string, out any) {
+		url := fmt.Sprintf("%s:%d%s", sims, clusterSimPorts[market], path)
+		resp, err := http.Get(url)
+		if err != nil {
+			b.Fatalf("GET %s: %v", url, err)
+		}
+		defer resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			b.Fatalf("GET %s = %d", url, resp.StatusCode)
+		}
+		if err := json.NewDecoder(resp.Body).Decode(out); err != nil {
+			b.Fatalf("GET %s: %v", url, err)
+		}
+	}
+	script := envOr("SAGAFLOW_CLUSTER_SCRIPT", filepath.Join(repoRoot(), "deploy", "cluster.sh"))
+	return &benchTarget{
+		apis: apis, next: new(atomic.Uint64), demoKey: envOr("SAGAFLOW_CLUSTER_API_KEY", "demo-key"), temporal: tc, store: st, amqpURL: amqpURL,
+		listings: func(b *testing.B, account, market string) map[string]sim.MarketListing {
+			var out struct {
+				Listings map[string]sim.MarketListing `json:"listings"`
+			}
+			simGet(b, market, "/admin/listings?account="+account, &out)
+			return out.Listings
+		},
+		stats: func(b *testing.B, market string) sim.MarketStats {
+			var out sim.MarketStats
+			simGet(b, market, "/stats", &out)
+			return out
+		},
+		workers: func(b *testing.B, n int) {
+			if _, err := os.Stat(script); err != nil {
+				b.Fatalf("the cluster script: %v (SAGAFLOW_CLUSTER_SCRIPT)", err)
+			}
+			if n == 0 {
+				return
+			}
+			// worker1 always runs; worker2 runs when n is 2.
+			verb := map[int]string{1: "stop", 2: "start"}[n]
+			if verb == "" {
+				b.Fatalf("the cluster has 1 or 2 worker processes, not %d", n)
+			}
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+			defer cancel()
+			out, err := exec.CommandContext(ctx, script, verb, "worker2").CombinedOutput()
+			if err != nil {
+				b.Fatalf("%s %s worker2: %v: %s", script, verb, err, out)
+			}
+			// A stopped worker's task-queue pollers linger at the server
+			// for a minute at most; a started one needs a moment to poll.
+			time.Sleep(3 * time.Second)
+		},
+	}
+}
+
+// clusterSimPorts are the simulators' ports in deploy/cluster.sh.
+var clusterSimPorts = map[string]int{"payment": 8091, "notify": 8092, "shopwave": 8093, "souk": 8094, "bazaar": 8095}
+
+func envOr(name, def string) string {
+	if v := os.Getenv(name); v != "" {
+		return v
+	}
+	return def
+}
+
+// repoRoot is the checkout this package belongs to.
+func repoRoot() string {
+	_, file, _, _ := runtime.Caller(0)
+	return filepath.Join(filepath.Dir(file), "..", "..")
+}
