@@ -7,6 +7,9 @@ GO    ?= go
 BIN   := bin/sagaflow
 # The connection URLs of the local stack, unless the environment names others.
 STACK_ENV = eval "$$(deploy/stack.sh env)"
+# CLUSTER=1: the join and sync benchmarks measure, in the same run, the
+# embedded stack and then the cluster of `make cluster` with 1 and 2 workers.
+BENCH_ENV = $(if $(filter 1,$(CLUSTER)),eval "$$(deploy/cluster.sh env)"; export BENCH_CLUSTER=1,$(STACK_ENV))
 
 .PHONY: help cluster cluster-down cluster-status test-cluster lint-static chaos run up down status build test test-unit fuzz test-integration lint lint-fast fmt vet loadtest loadtest-join loadtest-coupon bench-coupon bench-coupon-ceiling bench bench-join bench-coupon-drain bench-sync bench-tracing migrate record-histories clean traces
 
@@ -208,10 +211,13 @@ bench: bench-join bench-coupon-drain bench-sync ## every Go benchmark
 # Marketplace sync events/s from publish to applied at every market, sustained
 # for BENCH_SYNC_SECONDS at BENCH_SYNC_RATE, next to the raw RabbitMQ rate
 # (confirms, manual acks, same message size) measured in the same run.
+# BENCH_SYNC_MODE: hot (2 x 2,000 SKUs), spread (every event a distinct SKU of
+# 2 x 100,000) or both.
 BENCH_SYNC_RATE ?= 2500
 BENCH_SYNC_SECONDS ?= 60
-bench-sync: up ## sync events/s end to end next to raw RabbitMQ
-	@$(STACK_ENV); BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
+BENCH_SYNC_MODE ?= hot
+bench-sync: up ## sync events/s end to end next to raw RabbitMQ (BENCH_SYNC_MODE=hot|spread|both, CLUSTER=1)
+	@$(BENCH_ENV); BENCH_SYNC_MODE=$(BENCH_SYNC_MODE) BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
 
 # What exporting traces costs the hot paths, each in one run: the sync
 # workload off/on/on/off on one embedded server (exporting to an in-process
@@ -228,8 +234,8 @@ bench-tracing: up ## sync and coupon throughput with and without traces exported
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
 # a bare workflow with the same seven no-op activities, in the same run.
 BENCH_JOINS ?= 400
-bench-join: up ## joins/s next to a bare workflow
-	@$(STACK_ENV); BENCH_JOINS=$(BENCH_JOINS) $(GO) test -count=1 -run '^$$' -bench 'BenchmarkJoin_vs_bare' -benchtime 1x $(INTEGRATION)
+bench-join: up ## joins/s next to a bare workflow (CLUSTER=1: on the cluster too)
+	@$(BENCH_ENV); BENCH_JOINS=$(BENCH_JOINS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkJoin_vs_bare' -benchtime 1x $(INTEGRATION)
 
 clean: ## remove bin/
 	rm -rf bin

@@ -36,6 +36,8 @@
 #   ui        8233 Temporal Web UI
 #   api1/2    8080 / 8081 REST API, /metrics
 #   worker1/2 9091 / 9092 /healthz, /readyz, /metrics
+#   pprof     6061 / 6062 api1 / api2, 6063 / 6064 worker1 / worker2
+#             (net/http/pprof, for profiling the benchmarks' ceilings)
 #   sim       8091 payment, 8092 notify, 8093 shopwave, 8094 souk, 8095 bazaar
 #   rabbitN   5680N AMQP, 5681N Erlang distribution, 56850 their epmd
 #             (only with CLUSTER_RABBITMQ_NODES=3)
@@ -198,10 +200,10 @@ command_of() {
     temporal) echo "$BIN/temporal-server --config-file $DIR/temporal.yaml --allow-no-auth start" ;;
     ui) echo "$BIN/sagaflow ui" ;;
     sim) echo "$BIN/sagaflow sim" ;;
-    api1) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8080 AMQP_URL=$(amqp_of 1) $BIN/sagaflow api" ;;
-    api2) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8081 AMQP_URL=$(amqp_of 2) $BIN/sagaflow api" ;;
-    worker1) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9091 AMQP_URL=$(amqp_of 1) $BIN/sagaflow worker" ;;
-    worker2) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9092 AMQP_URL=$(amqp_of 2) $BIN/sagaflow worker" ;;
+    api1) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8080 SAGAFLOW_PPROF_ADDR=127.0.0.1:6061 AMQP_URL=$(amqp_of 1) $BIN/sagaflow api" ;;
+    api2) echo "env SAGAFLOW_HTTP_ADDR=127.0.0.1:8081 SAGAFLOW_PPROF_ADDR=127.0.0.1:6062 AMQP_URL=$(amqp_of 2) $BIN/sagaflow api" ;;
+    worker1) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9091 SAGAFLOW_PPROF_ADDR=127.0.0.1:6063 AMQP_URL=$(amqp_of 1) $BIN/sagaflow worker" ;;
+    worker2) echo "env SAGAFLOW_WORKER_HTTP_ADDR=127.0.0.1:9092 SAGAFLOW_PPROF_ADDR=127.0.0.1:6064 AMQP_URL=$(amqp_of 2) $BIN/sagaflow worker" ;;
     *) die "no process named $1 (one of: ${SERVICES[*]})" ;;
   esac
 }
@@ -382,7 +384,7 @@ up() {
   done
   local rabbit_ports=()
   [ "$RABBIT_NODES" = 3 ] && rabbit_ports=(56801 56802 56803 56811 56812 56813 "$EPMD_PORT")
-  for p in 7233 7234 7235 7239 7243 6933 6934 6935 6939 8000 8233 8080 8081 9091 9092 8091 8092 8093 8094 8095 "${rabbit_ports[@]}"; do
+  for p in 7233 7234 7235 7239 7243 6933 6934 6935 6939 8000 8233 8080 8081 9091 9092 6061 6062 6063 6064 8091 8092 8093 8094 8095 "${rabbit_ports[@]}"; do
     port_taken "$p" && die "port $p is taken (is 'make run' running?); stop it first"
   done
   deploy/stack.sh up
