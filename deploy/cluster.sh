@@ -37,7 +37,8 @@
 #   api1/2    8080 / 8081 REST API, /metrics
 #   worker1/2 9091 / 9092 /healthz, /readyz, /metrics
 #   pprof     6061 / 6062 api1 / api2, 6063 / 6064 worker1 / worker2
-#             (net/http/pprof, for profiling the benchmarks' ceilings)
+#             (net/http/pprof, for profiling the benchmarks' ceilings),
+#             6065 the Temporal server's
 #   sim       8091 payment, 8092 notify, 8093 shopwave, 8094 souk, 8095 bazaar
 #   rabbitN   5680N AMQP, 5681N Erlang distribution, 56850 their epmd
 #             (only with CLUSTER_RABBITMQ_NODES=3)
@@ -318,6 +319,9 @@ global:
   membership:
     maxJoinDuration: 30s
     broadcastAddress: 127.0.0.1
+  pprof:
+    port: 6065
+    host: 127.0.0.1
   metrics:
     prometheus:
       framework: tally
@@ -384,7 +388,7 @@ up() {
   done
   local rabbit_ports=()
   [ "$RABBIT_NODES" = 3 ] && rabbit_ports=(56801 56802 56803 56811 56812 56813 "$EPMD_PORT")
-  for p in 7233 7234 7235 7239 7243 6933 6934 6935 6939 8000 8233 8080 8081 9091 9092 6061 6062 6063 6064 8091 8092 8093 8094 8095 "${rabbit_ports[@]}"; do
+  for p in 7233 7234 7235 7239 7243 6933 6934 6935 6939 8000 8233 8080 8081 9091 9092 6061 6062 6063 6064 6065 8091 8092 8093 8094 8095 "${rabbit_ports[@]}"; do
     port_taken "$p" && die "port $p is taken (is 'make run' running?); stop it first"
   done
   deploy/stack.sh up
