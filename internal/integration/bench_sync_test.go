@@ -62,12 +62,15 @@ func envInt(name string, def int) int {
 // recorded and exported through the batch span processor. It reports the
 // events/s of each mode (the sum of events over the sum of times), their
 // ratio on/off, the process's CPU time per event in each mode (steadier
-// than a rate on a shared machine) and the spans the sink received.
+// than a rate on a shared machine) and the spans the sink received. With
+// BENCH_SYNC_TRACEPARENT=1 every event carries a traceparent of its own, as
+// the outbox relay's messages do; without, each message starts a root trace
+// at the ingest, as one from a publisher without trace context does.
 func BenchmarkSync_end_to_end(b *testing.B) {
 	rate := envInt("BENCH_SYNC_RATE", 2500)
 	seconds := envInt("BENCH_SYNC_SECONDS", 60)
 	if os.Getenv("BENCH_SYNC_TRACING") == "both" {
-		benchSyncTracing(b, rate, seconds, envInt("BENCH_SYNC_ROUNDS", 2))
+		benchSyncTracing(b, rate, seconds, envInt("BENCH_SYNC_ROUNDS", 2), os.Getenv("BENCH_SYNC_TRACEPARENT") == "1")
 		return
 	}
 	loads := syncWorkloads(b, os.Getenv("BENCH_SYNC_MODE"))
@@ -111,6 +114,10 @@ type syncWorkload struct {
 	name, tag string
 	skus      int
 	seeded    bool
+	// traced gives every event a sampled W3C traceparent of its own, as
+	// an instrumented publisher sends; without it the ingest starts a
+	// root trace per message (an external publisher without one).
+	traced bool
 }
 
 // syncWorkloads are the workloads BENCH_SYNC_MODE names: hot, spread or
@@ -194,10 +201,15 @@ func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, ta
 	}
 	total := rate * seconds
 	perTenant := total / len(tenants)
+	seed := time.Now().UnixNano()
 	event := func(i int) busEvent {
 		tn := tenants[i%len(tenants)]
 		n := i / len(tenants)
-		return changeEvent(b, tn, w.product(tn, n%w.skus, first+int64(n/w.skus)))
+		e := changeEvent(b, tn, w.product(tn, n%w.skus, first+int64(n/w.skus)))
+		if w.traced {
+			e.traceparent = fmt.Sprintf("00-%016x%016x-%016x-01", seed, i+1, i+1)
+		}
+		return e
 	}
 	r := syncRun{size: len(event(0).body), offered: rate, seconds: seconds}
 	// lastVersion is the version of the last event of a tenant for SKU i:
@@ -275,7 +287,7 @@ func newBenchSyncTenant(b *testing.B, t *benchTarget, name string, markets []str
 }
 
 // benchSyncTracing is BenchmarkSync_end_to_end with BENCH_SYNC_TRACING=both.
-func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
+func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool) {
 	sink, err := otlpsink.Start("127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -315,7 +327,7 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 		}
 		testenv.UseTracerProvider(b, tp)
 		spans, cpu0 := sink.Spans(), cpuTime(b)
-		r := runSync(b, embedded(), syncWorkload{name: "hot", skus: 2000}, rate, seconds, fmt.Sprintf("t%d", i))
+		r := runSync(b, embedded(), syncWorkload{name: "hot", skus: 2000, traced: traced}, rate, seconds, fmt.Sprintf("t%d", i))
 		if withExport {
 			if err := on.ForceFlush(ctx); err != nil {
 				b.Fatal(err)
@@ -348,8 +360,12 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int) {
 	cpuOn := float64(sum[1].cpu.Microseconds()) / float64(sum[1].events)
 	b.ReportMetric(rOn/rOff, "on/off")
 	b.ReportMetric(cpuOn/cpuOff, "cpu-on/off")
-	fmt.Printf("sync tracing: off %.0f events/s, on (exported, always_on) %.0f events/s, on/off = %.3f (%d runs each, offered %d/s for %ds); process CPU per event off %.0f µs, on %.0f µs, on/off = %.3f; %d spans exported, %.2f per event; sink rejected %d requests\n",
-		rOff, rOn, rOn/rOff, rounds, rate, seconds, cpuOff, cpuOn, cpuOn/cpuOff, sum[1].spans, float64(sum[1].spans)/float64(sum[1].events), sink.Rejected())
+	publisher := "publisher without trace context (a root trace per message)"
+	if traced {
+		publisher = "publisher sending a traceparent per message"
+	}
+	fmt.Printf("sync tracing, %s: off %.0f events/s, on (exported, always_on) %.0f events/s, on/off = %.3f (%d runs each, offered %d/s for %ds); process CPU per event off %.0f µs, on %.0f µs, on/off = %.3f; %d spans exported, %.2f per event; sink rejected %d requests\n",
+		publisher, rOff, rOn, rOn/rOff, rounds, rate, seconds, cpuOff, cpuOn, cpuOn/cpuOff, sum[1].spans, float64(sum[1].spans)/float64(sum[1].events), sink.Rejected())
 }
 
 // cpuTime is the user and system CPU time this process has used so far
@@ -387,8 +403,12 @@ func publishPaced(b *testing.B, amqpURL string, n, rate int, event func(int) bus
 			time.Sleep(time.Until(due))
 		}
 		e := event(i)
+		var headers amqp.Table
+		if e.traceparent != "" {
+			headers = amqp.Table{"traceparent": e.traceparent}
+		}
 		c, err := ch.PublishWithDeferredConfirmWithContext(ctx, catalog.Exchange, e.key, false, false, amqp.Publishing{
-			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: e.id, Body: e.body,
+			ContentType: "application/json", DeliveryMode: amqp.Persistent, MessageId: e.id, Body: e.body, Headers: headers,
 		})
 		if err != nil {
 			b.Fatal(err)

@@ -118,6 +118,10 @@ type busEvent struct {
 	key  string
 	body []byte
 	id   string
+	// traceparent, when set, goes in the message's headers, as an
+	// instrumented publisher (the outbox relay, or any OpenTelemetry
+	// producer) sends it.
+	traceparent string
 }
 
 func changeEvent(t testing.TB, tn string, p catalog.Product) busEvent {
