@@ -222,9 +222,9 @@ bench-sync: up ## sync events/s end to end next to raw RabbitMQ (BENCH_SYNC_MODE
 # What exporting traces costs the hot paths, each in one run: the sync
 # workload off/on/on/off on one embedded server (exporting to an in-process
 # OTLP sink), once with a traceparent on every message (as the outbox relay
-# publishes) and once without (a root trace per message), then the coupon k6 script against a private `sagaflow dev`
-# started without and with OTEL_EXPORTER_OTLP_ENDPOINT at loadtest/otlpsink
-# (loadtest/bench-tracing.sh). docs/benchmarks.md, "Tracing overhead".
+# publishes) and once without (a root trace per message), then the coupon k6
+# script against a private `sagaflow dev` started without and with
+# OTEL_EXPORTER_OTLP_ENDPOINT at loadtest/otlpsink (loadtest/bench-tracing.sh). docs/benchmarks.md, "Tracing overhead".
 BENCH_TRACING_SYNC_RATE ?= 10000
 BENCH_TRACING_SYNC_SECONDS ?= 10
 BENCH_TRACING_ROUNDS ?= 2
