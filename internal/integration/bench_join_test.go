@@ -126,6 +126,7 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				}
 				bareWorkers = append(bareWorkers, w)
 			}
+			cpu0 := processCPU()
 			bare := measure(b, n, concurrency, func(i int) (time.Duration, error) {
 				t0 := time.Now()
 				r, err := t.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
@@ -140,6 +141,7 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 			for _, w := range bareWorkers {
 				w.Stop()
 			}
+			cpuBare := processCPU()
 
 			mtg := benchMeeting(b, t, n)
 			join := measure(b, n, concurrency, func(i int) (time.Duration, error) {
@@ -151,6 +153,7 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				err = awaitWorkflow(ctx, t.temporal, workflows.JoinWorkflowID("demo", joinID))
 				return time.Since(t0), err
 			})
+			cpuJoin := processCPU()
 			ratio := join.perSecond / bare.perSecond
 			if len(targets) == 1 {
 				b.ReportMetric(join.perSecond, "joins/s")
@@ -159,8 +162,8 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				b.ReportMetric(float64(bare.p99.Milliseconds()), "bare-p99-ms")
 				b.ReportMetric(ratio, "join/bare")
 			}
-			fmt.Printf("%s: join (%d through the API, %d at once): %s\n%s: bare (7 no-op activities):              %s\nratio: %.2f (target >= 0.80)\n",
-				t.name, n, concurrency, join, t.name, bare, ratio)
+			fmt.Printf("%s: join (%d through the API, %d at once): %s\n%s: bare (7 no-op activities):              %s\nratio: %.2f (target >= 0.80)\n  bare: %s\n  join: %s\n",
+				t.name, n, concurrency, join, t.name, bare, ratio, cpuBare.since(cpu0), cpuJoin.since(cpuBare))
 			table = append(table, fmt.Sprintf("%-18s %8.1f %9s %8.1f %9s %6.2f", t.name, join.perSecond, join.p99.Round(time.Millisecond),
 				bare.perSecond, bare.p99.Round(time.Millisecond), ratio))
 		}

@@ -87,7 +87,7 @@ func BenchmarkSync_end_to_end(b *testing.B) {
 					b.ReportMetric(e2e, "events/s")
 					b.ReportMetric(raw, "raw-msg/s")
 				}
-				fmt.Printf("sync %s on %s: %s (target >= 2000)\n", w.name, t.name, r)
+				fmt.Printf("sync %s on %s: %s (target >= 2000)\n  %s\n", w.name, t.name, r, r.cpu)
 				fmt.Printf("raw rabbitmq, same run: %d messages of %d bytes, confirms + manual acks, quorum queue: %.0f msg/s; sync/raw = %.2f\n",
 					r.published, r.size, raw, e2e/raw)
 				if t.workers == nil {
@@ -172,6 +172,7 @@ func (w syncWorkload) seed(b *testing.B, t *benchTarget, tn tenant.Tenant) {
 type syncRun struct {
 	published, size, offered, seconds int
 	pubDone, applied                  time.Duration
+	cpu                               string // processCPU from the first publish to applied
 }
 
 // rate is events a second end to end.
@@ -237,6 +238,7 @@ func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, ta
 		poll = time.Second // reading a spread catalogue's listings takes a while
 	}
 
+	cpu0 := processCPU()
 	start := time.Now()
 	r.published = publishPaced(b, t.amqpURL, total, rate, event)
 	r.pubDone = time.Since(start)
@@ -265,6 +267,7 @@ func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, ta
 		time.Sleep(poll)
 	}
 	r.applied = time.Since(start)
+	r.cpu = processCPU().since(cpu0)
 	for _, m := range markets {
 		if s := t.stats(b, m); s.StaleWrites != 0 {
 			b.Fatalf("%s: %s applied %d stale writes", t.name, m, s.StaleWrites)

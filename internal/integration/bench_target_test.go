@@ -1,20 +1,25 @@
 package integration
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
+	"log/slog"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"go.temporal.io/sdk/client"
+	"go.temporal.io/sdk/log"
 
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/store"
@@ -134,7 +139,8 @@ func connectCluster(b *testing.B) *benchTarget {
 		}
 	}
 	ctx := context.Background()
-	tc, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: stack.app.Config.TemporalNamespace})
+	tc, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: stack.app.Config.TemporalNamespace,
+		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 	if err != nil {
 		b.Fatalf("dial the cluster's Temporal at %s: %v", addr, err)
 	}
@@ -213,4 +219,68 @@ func envOr(name, def string) string {
 func repoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
 	return filepath.Join(filepath.Dir(file), "..", "..")
+}
+
+// cpuUse is the CPU time (user + system) every process of the machine has
+// used so far, summed by command name (postgres, temporal-server,
+// sagaflow, beam.smp, redis-server, this test binary, ...): the difference
+// of two of them says which process a benchmark's load went to, which is
+// where its ceiling is on a machine of two cores.
+type cpuUse map[string]time.Duration
+
+// processCPU reads /proc; processes that end while it reads are skipped.
+func processCPU() cpuUse {
+	use := cpuUse{}
+	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
+	for _, f := range dirs {
+		raw, err := os.ReadFile(f)
+		if err != nil {
+			continue
+		}
+		// pid (comm) state ppid ...: comm may hold spaces and parentheses,
+		// so split at the last ')'.
+		s := string(raw)
+		open, end := strings.IndexByte(s, '('), strings.LastIndexByte(s, ')')
+		if open < 0 || end < open {
+			continue
+		}
+		fields := strings.Fields(s[end+1:])
+		if len(fields) < 13 {
+			continue
+		}
+		var utime, stime int64
+		if _, err := fmt.Sscan(fields[11], &utime); err != nil {
+			continue
+		}
+		if _, err := fmt.Sscan(fields[12], &stime); err != nil {
+			continue
+		}
+		use[s[open+1:end]] += time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+	}
+	return use
+}
+
+// since is what each command used between before and u, the largest
+// first, those under 2% of the total left out.
+func (u cpuUse) since(before cpuUse) string {
+	type share struct {
+		name string
+		d    time.Duration
+	}
+	var all []share
+	var total time.Duration
+	for name, d := range u {
+		if d -= before[name]; d > 0 {
+			all = append(all, share{name, d})
+			total += d
+		}
+	}
+	slices.SortFunc(all, func(a, b share) int { return cmp.Compare(b.d, a.d) })
+	var parts []string
+	for _, s := range all {
+		if s.d*50 >= total {
+			parts = append(parts, fmt.Sprintf("%s %.1fs (%.0f%%)", s.name, s.d.Seconds(), 100*float64(s.d)/float64(total)))
+		}
+	}
+	return fmt.Sprintf("CPU %.1fs: %s", total.Seconds(), strings.Join(parts, ", "))
 }
