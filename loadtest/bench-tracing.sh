@@ -64,6 +64,7 @@ die() {
 . loadtest/privatedev.sh
 
 sink_pid=
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
   [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
   [ -z "$sink_pid" ] || wait "$sink_pid" 2>/dev/null || true
