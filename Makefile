@@ -196,15 +196,20 @@ loadtest-coupon: ## k6 coupon hot-path load test against a running `make run`
 	loadtest/k6.sh loadtest/coupon.js $(K6_ARGS)
 
 # Coupon requests/s and p50/p99 of sagaflow (`make run` in another shell) next
-# to loadtest/bare, the same coupon.js with the same RATE and DURATION.
-bench-coupon: up ## coupon requests/s and p99 next to bare gin (needs make run)
-	loadtest/bench-coupon.sh
+# to loadtest/bare, the same coupon.js with the same RATE and DURATION. With
+# CLUSTER=1, `make cluster` instead of `make run`: one run of bare, a private
+# embedded `sagaflow dev`, the cluster with 2 worker processes (requests over
+# both APIs) and with worker2 stopped, in one table (loadtest/bench-coupon.sh).
+CLUSTER ?=
+bench-coupon: up ## coupon requests/s and p99 next to bare gin (needs make run; CLUSTER=1: embedded vs make cluster with 2 and 1 workers)
+	CLUSTER=$(CLUSTER) loadtest/bench-coupon.sh
 
 # The highest coupon request rate each of sagaflow and the bare endpoint holds
-# with p99 under 20 ms, searched over COUPON_RATES, and their ratio.
+# with p99 under 20 ms, searched over COUPON_RATES, and their ratio; with
+# CLUSTER=1 the same four modes as bench-coupon's.
 COUPON_RATES ?= 500 1000 1500 2000 2500 3000 4000 6000
-bench-coupon-ceiling: up ## the highest coupon rate with p99 under 20 ms
-	RATES="$(COUPON_RATES)" DURATION=$${DURATION:-10s} loadtest/bench-coupon.sh
+bench-coupon-ceiling: up ## the highest coupon rate with p99 under 20 ms (CLUSTER=1: embedded and make cluster with 2 and 1 workers too)
+	CLUSTER=$(CLUSTER) RATES="$(COUPON_RATES)" DURATION=$${DURATION:-10s} loadtest/bench-coupon.sh
 
 bench: bench-join bench-coupon-drain bench-sync ## every Go benchmark
 

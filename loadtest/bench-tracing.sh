@@ -19,12 +19,13 @@
 # requests, so on/off of it is the CPU cost of tracing, steadier than req/s
 # on a shared machine).
 #
-# It never touches a running `make run`: sagaflow gets its own database
-# (created on the stack's PostgreSQL, dropped at the end), its own RabbitMQ
-# virtual host (created and deleted through the management API), Redis
-# database REDIS_DB, its own SAGAFLOW_DATA_DIR and its own ports (PORT_BASE
-# + offsets: API +80, Temporal frontend +233, simulators +91..+95, pprof +60,
-# sink +318; no Web UI). The stack (make up) must be running.
+# It never touches a running `make run`: the private sagaflow is
+# loadtest/privatedev.sh's (its own database, created on the stack's
+# PostgreSQL and dropped at the end, its own RabbitMQ virtual host, Redis
+# database REDIS_DB, its own SAGAFLOW_DATA_DIR and its own ports: PORT_BASE
+# + offsets, API +80, Temporal frontend +233, simulators +91..+95, pprof +60;
+# no Web UI), and the sink listens on PORT_BASE +318. The stack (make up)
+# must be running.
 #
 # Environment:
 #   RATE      requests/s after coupon.js's 10 s ramp (default 1000)
@@ -59,78 +60,42 @@ die() {
 
 [[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE=$RATE: want a positive integer (requests/s)"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS: want a positive integer"
-[[ $PORT_BASE =~ ^[1-9][0-9]*$ ]] && [ "$PORT_BASE" -le 65000 ] || die "PORT_BASE=$PORT_BASE: want a port <= 65000"
-for c in curl psql; do command -v $c >/dev/null 2>&1 || die "$c not found"; done
-eval "$(deploy/stack.sh env)"
+# shellcheck source=loadtest/privatedev.sh
+. loadtest/privatedev.sh
 
-api=127.0.0.1:$((PORT_BASE + 80))
-sink=127.0.0.1:$((PORT_BASE + 318))
-pprof=127.0.0.1:$((PORT_BASE + 60))
-ports=($((PORT_BASE + 80)) $((PORT_BASE + 233)) $((PORT_BASE + 318)) $((PORT_BASE + 60)) $((PORT_BASE + 91)) $((PORT_BASE + 92)) $((PORT_BASE + 93)) $((PORT_BASE + 94)) $((PORT_BASE + 95)))
-for p in "${ports[@]}"; do
-  (: </dev/tcp/127.0.0.1/"$p") 2>/dev/null && die "port $p is taken; set PORT_BASE"
-done
-
-mkdir -p "$REPORT_DIR" bin
-log "building bin/sagaflow and bin/otlpsink"
-go build -o bin/sagaflow ./cmd/sagaflow
-go build -o bin/otlpsink ./loadtest/otlpsink
-loadtest/k6.sh --install-only >/dev/null
-
-# The private database, virtual host and data directory.
-mgmt=${RABBITMQ_MANAGEMENT_URL%/}
-amqp_user=$(printf '%s' "$AMQP_URL" | sed -E 's#^amqp://([^:]*):.*#\1#')
-db_url=$(printf '%s' "$DATABASE_URL" | sed -E "s#/[^/?]+(\?|$)#/$name\1#")
-data=$ROOT/.data/bench-tracing-$stamp
-pids=()
+sink_pid=
+# shellcheck disable=SC2317 # run by the EXIT trap
 cleanup() {
-  for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-  for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-  curl -fsS -o /dev/null -X DELETE "$mgmt/api/vhosts/$name" 2>/dev/null || true
-  psql -q "$DATABASE_URL" -c "DROP DATABASE IF EXISTS $name WITH (FORCE)" 2>/dev/null || true
-  rm -rf "$data"
+  [ -z "$sink_pid" ] || kill "$sink_pid" 2>/dev/null || true
+  [ -z "$sink_pid" ] || wait "$sink_pid" 2>/dev/null || true
+  privatedev_cleanup
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-psql -q "$DATABASE_URL" -c "CREATE DATABASE $name" || die "cannot create database $name"
-curl -fsS -o /dev/null -X PUT -H 'content-type: application/json' -d '{}' "$mgmt/api/vhosts/$name" || die "cannot create vhost $name"
-curl -fsS -o /dev/null -X PUT -H 'content-type: application/json' -d '{"configure":".*","write":".*","read":".*"}' \
-  "$mgmt/api/permissions/$name/$amqp_user" || die "cannot grant vhost $name to $amqp_user"
-mkdir -p "$data"
+# The private database, virtual host and data directory, bin/sagaflow built,
+# its ports and the sink's (PORT_BASE + 318) checked free.
+privatedev_setup "$name" "$ROOT/.data/bench-tracing-$stamp" "$PORT_BASE" "$REDIS_DB" 318
+sink=127.0.0.1:$((PORT_BASE + 318))
+
+mkdir -p "$REPORT_DIR"
+log "building bin/otlpsink"
+go build -o bin/otlpsink ./loadtest/otlpsink
+loadtest/k6.sh --install-only >/dev/null
 
 bin/otlpsink -addr "$sink" >"$REPORT_DIR/otlpsink-$stamp.log" 2>&1 &
-pids+=($!)
+sink_pid=$!
 spans() { curl -fsS --max-time 3 "http://$sink/spans"; }
 for _ in $(seq 1 50); do spans >/dev/null 2>&1 && break; sleep 0.1; done
 spans >/dev/null || die "bin/otlpsink does not answer on $sink"
 
-# start MODE: sagaflow dev in MODE (off/on) in the background; sets saga_pid.
+# start MODE: sagaflow dev in MODE (off/on) in the background.
 start() {
   local otel=()
   [ "$1" = on ] && otel=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=always_on)
-  env -u OTEL_EXPORTER_OTLP_ENDPOINT -u OTEL_EXPORTER_OTLP_TRACES_ENDPOINT -u OTEL_TRACES_SAMPLER \
-    DATABASE_URL="$db_url" AMQP_URL="${AMQP_URL%/}/$name" REDIS_URL="${REDIS_URL%/*}/$REDIS_DB" \
-    SAGAFLOW_DATA_DIR="$data" SAGAFLOW_HTTP_ADDR="$api" SAGAFLOW_PPROF_ADDR="$pprof" \
-    SAGAFLOW_DEV_TEMPORAL_PORT=$((PORT_BASE + 233)) SAGAFLOW_DEV_UI_PORT=0 \
-    SAGAFLOW_SIM_PAYMENT_ADDR=127.0.0.1:$((PORT_BASE + 91)) SAGAFLOW_SIM_NOTIFY_ADDR=127.0.0.1:$((PORT_BASE + 92)) \
-    SAGAFLOW_SIM_SHOPWAVE_ADDR=127.0.0.1:$((PORT_BASE + 93)) SAGAFLOW_SIM_SOUK_ADDR=127.0.0.1:$((PORT_BASE + 94)) \
-    SAGAFLOW_SIM_BAZAAR_ADDR=127.0.0.1:$((PORT_BASE + 95)) \
-    "${otel[@]}" bin/sagaflow dev >"$REPORT_DIR/tracing-sagaflow-$1-$stamp.log" 2>&1 &
-  saga_pid=$!
-  pids+=($saga_pid)
-  for _ in $(seq 1 600); do
-    curl -fsS -o /dev/null --max-time 2 "http://$api/readyz" 2>/dev/null && return 0
-    kill -0 "$saga_pid" 2>/dev/null || die "sagaflow dev ($1) exited: $(tail -n 5 "$REPORT_DIR/tracing-sagaflow-$1-$stamp.log")"
-    sleep 0.2
-  done
-  die "sagaflow dev ($1) not ready on $api after 2 minutes"
+  privatedev_start "$REPORT_DIR/tracing-sagaflow-$1-$stamp.log" "${otel[@]}"
 }
 # cpu: the CPU time (user + system, in clock ticks) sagaflow has used so far.
-cpu() { awk '{ print $14 + $15 }' "/proc/$saga_pid/stat"; }
-stop() {
-  kill "$saga_pid" 2>/dev/null || true
-  wait "$saga_pid" 2>/dev/null || true
-}
+cpu() { awk '{ print $14 + $15 }' "/proc/$privatedev_pid/stat"; }
 
 rc=0
 summary=$REPORT_DIR/tracing-$stamp.txt
@@ -142,15 +107,15 @@ for n in $(seq 1 "$ROUNDS"); do
     start "$mode"
     before=$(spans) cpu0=$(cpu)
     if [ "${PROFILE:-}" = 1 ]; then
-      (sleep 12 && curl -fsS -o "${figures%.json}.pprof" "http://$pprof/debug/pprof/profile?seconds=10") &
+      (sleep 12 && curl -fsS -o "${figures%.json}.pprof" "http://$privatedev_pprof/debug/pprof/profile?seconds=10") &
     fi
     log "== $mode (round $n): RATE=$RATE DURATION=$DURATION"
     k=0
-    BASE_URL=http://$api loadtest/k6.sh loadtest/coupon.js -e "RATE=$RATE" -e "DURATION=$DURATION" \
+    BASE_URL=$privatedev_url loadtest/k6.sh loadtest/coupon.js -e "RATE=$RATE" -e "DURATION=$DURATION" \
       -e "LABEL=tracing-$mode" -e "FIGURES=$figures" ${base:+-e "BASELINE=$base"} || k=$?
     [ $rc = 0 ] && rc=$k
     ticks=$(($(cpu) - cpu0))
-    stop # flushes the spans still buffered
+    privatedev_stop # flushes the spans still buffered
     got=$(($(spans) - before))
     (. "$figures.env" && printf 'coupon tracing %-3s round %d: %8s req/s  p50 %8s ms  p99 %8s ms  held=%s  spans exported %6d  sagaflow CPU %s s\n' \
       "$mode" "$n" "$req_per_s" "$p50_ms" "$p99_ms" "$held" "$got" "$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')") | tee -a "$summary"

@@ -2,17 +2,20 @@
 // sagaflow stack (or on the bare baseline, loadtest/bare, for comparison).
 //
 // What it tests (about 10 s + DURATION, plus up to ~30 s of teardown,
-// bounded in time and iterations, traffic only to BASE_URL, which must be
-// loopback unless ALLOW_NON_LOOPBACK=true):
+// bounded in time and iterations, traffic only to BASE_URL, or to each of
+// BASE_URLS, which must be loopback unless ALLOW_NON_LOOPBACK=true):
 //   setup     GET /healthz must answer and GET /readyz must turn 200 within
-//             ~5 s (else abort, exit code 108); then creates one campaign
+//             ~5 s on every base URL (else abort, exit code 108); then, on
+//             the first base URL, creates one campaign
 //             (POST /v1/campaigns, stock STOCK, window now-1s .. now+10min)
 //             and picks a run id, so that users are unique to this run.
 //             The bare baseline answers 201 {"id":"bare"}: the run goes on,
 //             and the teardown checks are skipped.
 //   requests  ramping-arrival-rate: from 0 to RATE requests/s over 10 s,
 //             then RATE requests/s for DURATION. Each iteration sends one
-//             POST /v1/campaigns/{id}/requests {"user_id"} for a user drawn
+//             POST /v1/campaigns/{id}/requests {"user_id"}, to the base URL
+//             of BASE_URLS its iteration number picks in turn (client-side
+//             balancing over e.g. the cluster's two APIs), for a user drawn
 //             at random from USERS users (`<run id>-u<n>`, n in [0, USERS)),
 //             so some users ask twice on purpose. Checks the answer is one of
 //               202 {"status":"accepted","rank":n}   (n <= STOCK on sagaflow)
@@ -27,7 +30,8 @@
 //             first 10 s or after): http_reqs{name:coupon_request,phase:hold}
 //             counts the requests of the hold, so its count / DURATION is the
 //             steady rate served (handleSummary reports it).
-//   teardown  (sagaflow only) GET /v1/campaigns/{id} every 0.5 s (at most 60
+//   teardown  (sagaflow only; on the first base URL)
+//             GET /v1/campaigns/{id} every 0.5 s (at most 60
 //             polls, ~30 s) until status is done or issued == accepted: the
 //             campaign workflow has issued a coupon, in PostgreSQL, to every
 //             accepted request. Metrics:
@@ -51,6 +55,8 @@
 //   go run ./loadtest/bare &                  # the bare baseline, then
 //   BASE_URL=http://127.0.0.1:18080 loadtest/k6.sh loadtest/coupon.js
 //   make bench-coupon                         # both, and their ratio (loadtest/bench-coupon.sh)
+//   BASE_URLS='http://127.0.0.1:8080 http://127.0.0.1:8081' loadtest/k6.sh loadtest/coupon.js
+//                                             # the cluster's two APIs (make cluster), turn by turn
 // k6.sh writes an HTML report to .data/reports/coupon-<UTC timestamp>.html.
 // Exit code: 0 pass, 99 a threshold failed, 108 aborted in setup (stack down),
 // 107 a bad environment value.
@@ -59,19 +65,21 @@
 // `-e NAME=value` after the script on the k6.sh command line; k6.sh passes
 // BASE_URL and API_KEY):
 //   BASE_URL  default http://127.0.0.1:8080
+//   BASE_URLS base URLs, space-separated, to spread the coupon requests over
+//             (setup and teardown use the first); when set, BASE_URL is unused
 //   API_KEY   default demo-key
 //   STOCK     the campaign's stock, default 5000
 //   USERS     distinct users requests are drawn from, default 50000
 //   RATE      requests/s after the 10 s ramp, default 1000 (k6 shares our 2
 //             cores: at 2000/s its own CPU use pushes p99 past 20 ms)
 //   DURATION  how long RATE is held after the ramp, default 20s (k6 duration)
-//   ALLOW_NON_LOOPBACK=true  allow a BASE_URL that is not 127.0.0.0/8, localhost or [::1]
+//   ALLOW_NON_LOOPBACK=true  allow base URLs that are not 127.0.0.0/8, localhost or [::1]
 //   LABEL     the name of this run in the figures (default sagaflow)
 //   FIGURES   file handleSummary() writes this run's figures to, as JSON, and
 //             next to it FIGURES.env (the same as shell assignments, for
 //             loadtest/bench-coupon.sh)
 //   BASELINE  FIGURES file of an earlier run (the bare baseline's) to print
-//             this run's ratios against
+//             this run's ratios against (and to write req_ratio, below)
 //
 // The figures (handleSummary, at the end of the run, on stdout and in FIGURES):
 //   req_per_s  requests served per second while RATE was held: the count of
@@ -81,11 +89,16 @@
 //   dropped    iterations the arrival-rate executor could not start
 //   held       every threshold passed and at most 1% of the hold's
 //              iterations were dropped: the server kept up with RATE
+//   drain_s    issue_drain_seconds (null on the bare baseline, or when the
+//              campaign never turned consistent)
+//   req_ratio  (with BASELINE) req_per_s / the baseline's req_per_s
+//   base_urls  the base URLs the requests went to
 
 import { check } from 'k6';
 import { Counter, Rate, Trend } from 'k6/metrics';
 import exec from 'k6/execution';
 import {
+  baseURLs,
   envDuration,
   envInt,
   getJSON,
@@ -105,6 +118,9 @@ const RATE = envInt('RATE', 1000, 1, 50000);
 const DURATION = envDuration('DURATION', '20s');
 
 const LABEL = __ENV.LABEL || 'sagaflow';
+// Where the requests go, turn by turn; setup and teardown talk to the first.
+const BASES = baseURLs();
+const FIRST = BASES[0];
 // The baseline's figures, read in the init context (open() works only there).
 const BASELINE = __ENV.BASELINE ? JSON.parse(open(__ENV.BASELINE)) : null;
 
@@ -157,9 +173,11 @@ export const options = {
 };
 
 export function setup() {
-  requireLoopback();
-  requireUp();
-  requireReady();
+  for (const base of BASES) {
+    requireLoopback(base);
+    requireUp(base);
+    requireReady({ base });
+  }
 
   const runId = newRunId();
   const now = Date.now();
@@ -172,7 +190,7 @@ export function setup() {
       ends_at: new Date(now + 10 * 60 * 1000).toISOString(),
     },
     'campaign_create',
-    { expect: 201 },
+    { expect: 201, base: FIRST },
   );
   const c = json(res);
   if (res.status !== 201 || c === null || !nonEmpty(c.id)) {
@@ -181,7 +199,7 @@ export function setup() {
   const bare = c.id === BARE_ID;
   console.log(
     `run ${runId}: campaign ${c.id}${bare ? ' (bare baseline: no teardown checks)' : ''}, stock ${STOCK}; ` +
-      `0 -> ${RATE} requests/s over ${RAMP}, then ${RATE}/s for ${DURATION}, from ${USERS} users`,
+      `0 -> ${RATE} requests/s over ${RAMP}, then ${RATE}/s for ${DURATION}, from ${USERS} users, to ${BASES.join(' ')}`,
   );
   return { runId, id: c.id, bare };
 }
@@ -192,11 +210,12 @@ let warnings = 0; // per VU
 export function request(data) {
   const user = `${data.runId}-u${Math.floor(Math.random() * USERS)}`;
   const phase = Date.now() - exec.scenario.startTime < RAMP_MS ? 'ramp' : 'hold';
+  const base = BASES[exec.scenario.iterationInTest % BASES.length];
   const res = postJSON(
     `/v1/campaigns/${encodeURIComponent(data.id)}/requests`,
     { user_id: user },
     'coupon_request',
-    { expect: [202, 409, 410], tags: { phase }, timeout: '5s' },
+    { expect: [202, 409, 410], tags: { phase }, timeout: '5s', base },
   );
   const b = json(res);
   const code = b !== null && b.error !== null && typeof b.error === 'object' ? b.error.code : undefined;
@@ -221,7 +240,7 @@ export function request(data) {
     check(b, { 'request: accepted rank <= STOCK': (x) => x !== null && x.rank <= STOCK });
   }
   if (!answered || !shapeOK) {
-    warn(`request for ${user}: HTTP ${res.status} ${res.error || ''} ${String(res.body).slice(0, 300)}`);
+    warn(`request for ${user} to ${base}: HTTP ${res.status} ${res.error || ''} ${String(res.body).slice(0, 300)}`);
   }
 }
 
@@ -249,7 +268,7 @@ export function teardown(data) {
   }
   const path = `/v1/campaigns/${encodeURIComponent(data.id)}`;
   const poll = pollUntil(
-    () => getJSON(path, 'campaign_get', { timeout: '5s' }),
+    () => getJSON(path, 'campaign_get', { timeout: '5s', base: FIRST }),
     (res) => {
       const c = res.status === 200 ? json(res) : null;
       return c !== null && (c.status === 'done' || (Number.isInteger(c.issued) && c.issued === c.accepted));
@@ -283,7 +302,7 @@ export function teardown(data) {
   // A few users' coupons: issued ones have a code and a rank within the stock.
   const done = c !== null && c.status === 'done';
   for (let i = 0; i < SAMPLE_USERS; i++) {
-    const res = getJSON(`${path}/coupons/${data.runId}-u${i}`, 'coupon_get', { timeout: '5s' });
+    const res = getJSON(`${path}/coupons/${data.runId}-u${i}`, 'coupon_get', { timeout: '5s', base: FIRST });
     const k = res.status === 200 ? json(res) : null;
     check(k, {
       'coupon: GET 200 with a status': (x) => x !== null && ['issued', 'pending', 'none'].includes(x.status),
@@ -318,7 +337,7 @@ export function figures(data) {
   const served = value('http_reqs{name:coupon_request,phase:hold}', 'count');
   const dropped = value('dropped_iterations', 'count') || 0;
   const thresholdsOK = Object.values(m).every((x) => Object.values(x.thresholds || {}).every((t) => t.ok));
-  return {
+  const f = {
     label: LABEL,
     rate: RATE,
     duration_s: holdSeconds,
@@ -328,7 +347,14 @@ export function figures(data) {
     dropped,
     thresholds_ok: thresholdsOK,
     held: thresholdsOK && dropped <= 0.01 * RATE * holdSeconds,
+    drain_s: value('issue_drain_seconds', 'max'),
+    req_ratio: null,
+    base_urls: BASES,
   };
+  if (BASELINE && typeof f.req_per_s === 'number' && typeof BASELINE.req_per_s === 'number' && BASELINE.req_per_s > 0) {
+    f.req_ratio = f.req_per_s / BASELINE.req_per_s;
+  }
+  return f;
 }
 
 function fixed(x) {
@@ -365,7 +391,8 @@ export function handleSummary(data) {
   if (__ENV.FIGURES) {
     out[__ENV.FIGURES] = JSON.stringify(f);
     out[`${__ENV.FIGURES}.env`] =
-      `held=${f.held ? 1 : 0}\nrate=${f.rate}\nreq_per_s=${f.req_per_s}\np50_ms=${fixed(f.p50_ms)}\np99_ms=${fixed(f.p99_ms)}\n`;
+      `held=${f.held ? 1 : 0}\nrate=${f.rate}\nreq_per_s=${f.req_per_s}\np50_ms=${fixed(f.p50_ms)}\np99_ms=${fixed(f.p99_ms)}\n` +
+      `drain_s=${fixed(f.drain_s)}\nreq_ratio=${fixed(f.req_ratio)}\n`;
   }
   return out;
 }

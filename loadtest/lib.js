@@ -3,6 +3,8 @@
 //
 // Environment (passed by loadtest/k6.sh with -e):
 //   BASE_URL  sagaflow API base URL, default http://127.0.0.1:8080
+//   BASE_URLS several base URLs, space-separated (e.g. the cluster's two
+//             APIs), for a script that spreads its requests (baseURLs())
 //   API_KEY   bearer key for /v1 routes, default demo-key
 //   ALLOW_NON_LOOPBACK=true  let a script target a host that is not loopback
 //
@@ -18,9 +20,17 @@ import exec from 'k6/execution';
 export const BASE_URL = (__ENV.BASE_URL || 'http://127.0.0.1:8080').replace(/\/+$/, '');
 export const API_KEY = __ENV.API_KEY || 'demo-key';
 
-// url('/v1/probes') -> 'http://127.0.0.1:8080/v1/probes'
-export function url(path) {
-  return BASE_URL + (path.startsWith('/') ? path : `/${path}`);
+// baseURLs() -> BASE_URLS split on white space, each without a trailing
+// slash, or [BASE_URL] when BASE_URLS is unset or blank.
+export function baseURLs() {
+  const list = (__ENV.BASE_URLS || '').split(/\s+/).filter((u) => u !== '');
+  return list.length > 0 ? list.map((u) => u.replace(/\/+$/, '')) : [BASE_URL];
+}
+
+// url('/v1/probes') -> 'http://127.0.0.1:8080/v1/probes'; `base` overrides
+// BASE_URL.
+export function url(path, base = BASE_URL) {
+  return base + (path.startsWith('/') ? path : `/${path}`);
 }
 
 // authHeaders() -> { Authorization: 'Bearer <API_KEY>' }; `key` overrides the
@@ -37,6 +47,7 @@ export function authHeaders(key = API_KEY, extra = {}) {
 //   expect   HTTP status(es) that count as success for http_req_failed, for
 //            requests that are *meant* to return e.g. 401 or 404
 //   timeout  request timeout (k6 default 60s)
+// (getJSON and postJSON also take `base`, the base URL instead of BASE_URL.)
 export function requestParams(name, { auth = true, headers = {}, tags = {}, expect, timeout } = {}) {
   let h = Object.assign({ Accept: 'application/json' }, headers);
   if (auth) {
@@ -54,7 +65,7 @@ export function requestParams(name, { auth = true, headers = {}, tags = {}, expe
 
 // getJSON('/v1/workflows/abc', 'workflow_get', opts) -> k6 Response
 export function getJSON(path, name, opts = {}) {
-  return http.get(url(path), requestParams(name, opts));
+  return http.get(url(path, opts.base), requestParams(name, opts));
 }
 
 // postJSON('/v1/probes', {}, 'probes_start', opts) -> k6 Response.
@@ -62,7 +73,7 @@ export function getJSON(path, name, opts = {}) {
 export function postJSON(path, body, name, opts = {}) {
   const p = requestParams(name, opts);
   p.headers['Content-Type'] = 'application/json';
-  return http.post(url(path), JSON.stringify(body == null ? {} : body), p);
+  return http.post(url(path, opts.base), JSON.stringify(body == null ? {} : body), p);
 }
 
 // json(res) -> parsed body, or null when the body is empty or not JSON
@@ -114,39 +125,40 @@ export function isLoopback(base = BASE_URL) {
   return /^https?:\/\/(localhost|127(\.\d{1,3}){3}|\[::1\])(:\d+)?(\/|$)/i.test(base);
 }
 
-// requireLoopback() aborts the test (k6 exit code 108) unless BASE_URL is a
-// loopback address or ALLOW_NON_LOOPBACK=true. Call it from setup().
-export function requireLoopback() {
-  if (!isLoopback() && __ENV.ALLOW_NON_LOOPBACK !== 'true') {
-    exec.test.abort(`BASE_URL=${BASE_URL} is not a loopback address; set ALLOW_NON_LOOPBACK=true to load-test it anyway`);
+// requireLoopback() aborts the test (k6 exit code 108) unless BASE_URL (or
+// `base`) is a loopback address or ALLOW_NON_LOOPBACK=true. Call it from
+// setup().
+export function requireLoopback(base = BASE_URL) {
+  if (!isLoopback(base) && __ENV.ALLOW_NON_LOOPBACK !== 'true') {
+    exec.test.abort(`${base} is not a loopback address; set ALLOW_NON_LOOPBACK=true to load-test it anyway`);
   }
 }
 
 // requireUp() aborts the test (k6 exit code 108) with a readable message when
 // nothing answers GET /healthz, instead of failing every request for the
-// whole run. Call it from setup().
-export function requireUp() {
-  const res = http.get(url('/healthz'), { tags: { name: 'healthz' }, timeout: '5s' });
+// whole run. `base` overrides BASE_URL. Call it from setup().
+export function requireUp(base = BASE_URL) {
+  const res = http.get(url('/healthz', base), { tags: { name: 'healthz' }, timeout: '5s' });
   if (res.status !== 200) {
     const why = res.status === 0 ? res.error : `HTTP ${res.status} ${String(res.body).slice(0, 200)}`;
-    exec.test.abort(`sagaflow is not answering at ${BASE_URL}/healthz (${why}); is it running ("sagaflow dev")?`);
+    exec.test.abort(`sagaflow is not answering at ${base}/healthz (${why}); is it running ("sagaflow dev")?`);
   }
 }
 
 // requireReady() polls GET /readyz (no auth) until it answers 200, and aborts
 // the test (k6 exit code 108) printing the last 503 body, which names what is
-// down, when it does not within tries*interval seconds (default ~5 s). Call
-// it from setup(), after requireUp().
-export function requireReady({ tries = 25, interval = 0.2 } = {}) {
+// down, when it does not within tries*interval seconds (default ~5 s).
+// `base` overrides BASE_URL. Call it from setup(), after requireUp().
+export function requireReady({ tries = 25, interval = 0.2, base = BASE_URL } = {}) {
   const ready = pollUntil(
-    () => getJSON('/readyz', 'readyz', { auth: false, expect: [200, 503] }),
+    () => getJSON('/readyz', 'readyz', { auth: false, expect: [200, 503], base }),
     (res) => res.status === 200,
     { tries, interval },
   );
   if (!ready.ok) {
     const res = ready.value;
     exec.test.abort(
-      `${BASE_URL}/readyz is not ready after ${ready.tries} tries: HTTP ${res.status} ${String(res.body).slice(0, 500)}`,
+      `${base}/readyz is not ready after ${ready.tries} tries: HTTP ${res.status} ${String(res.body).slice(0, 500)}`,
     );
   }
 }
