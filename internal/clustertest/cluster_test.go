@@ -13,7 +13,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -42,24 +41,13 @@ const (
 )
 
 // Ports of the simulators (deploy/cluster.sh's header).
-var simPorts = map[string]int{"payment": 8091, "notify": 8092, "shopwave": 8093, "souk": 8094, "bazaar": 8095}
+var simPorts = testenv.ClusterSimPorts
 
 // retryFor bounds how long one request is retried across the APIs: longer
 // than a PostgreSQL restart or an API process coming back.
 const retryFor = 2 * time.Minute
 
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// root is the checkout this package belongs to.
-func root() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
-}
+var envOr, root = testenv.EnvOr, testenv.RepoRoot
 
 // cluster is a client of the whole cluster: the APIs behind a client-side
 // load balancer, the simulators, PostgreSQL and the scripts that inflict

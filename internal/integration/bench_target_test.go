@@ -11,7 +11,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"slices"
 	"strings"
 	"sync/atomic"
@@ -24,6 +23,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
+	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
 // benchClusterEnv, set to 1, makes the join and sync benchmarks measure the
@@ -150,9 +150,9 @@ func connectCluster(b *testing.B) *benchTarget {
 		b.Fatalf("open the cluster's database: %v", err)
 	}
 	b.Cleanup(st.Close)
-	sims := envOr("SAGAFLOW_CLUSTER_SIM_HOST", "http://127.0.0.1")
+	sims := testenv.EnvOr("SAGAFLOW_CLUSTER_SIM_HOST", "http://127.0.0.1")
 	simGet := func(b *testing.B, market, path string, out any) {
-		url := fmt.Sprintf("%s:%d%s", sims, clusterSimPorts[market], path)
+		url := fmt.Sprintf("%s:%d%s", sims, testenv.ClusterSimPorts[market], path)
 		resp, err := http.Get(url)
 		if err != nil {
 			b.Fatalf("GET %s: %v", url, err)
@@ -165,9 +165,9 @@ func connectCluster(b *testing.B) *benchTarget {
 			b.Fatalf("GET %s: %v", url, err)
 		}
 	}
-	script := envOr("SAGAFLOW_CLUSTER_SCRIPT", filepath.Join(repoRoot(), "deploy", "cluster.sh"))
+	script := testenv.EnvOr("SAGAFLOW_CLUSTER_SCRIPT", filepath.Join(testenv.RepoRoot(), "deploy", "cluster.sh"))
 	return &benchTarget{
-		apis: apis, next: new(atomic.Uint64), demoKey: envOr("SAGAFLOW_CLUSTER_API_KEY", "demo-key"), temporal: tc, store: st, amqpURL: amqpURL,
+		apis: apis, next: new(atomic.Uint64), demoKey: testenv.EnvOr("SAGAFLOW_CLUSTER_API_KEY", "demo-key"), temporal: tc, store: st, amqpURL: amqpURL,
 		listings: func(b *testing.B, account, market string) map[string]sim.MarketListing {
 			var out struct {
 				Listings map[string]sim.MarketListing `json:"listings"`
@@ -203,22 +203,6 @@ func connectCluster(b *testing.B) *benchTarget {
 			time.Sleep(3 * time.Second)
 		},
 	}
-}
-
-// clusterSimPorts are the simulators' ports in deploy/cluster.sh.
-var clusterSimPorts = map[string]int{"payment": 8091, "notify": 8092, "shopwave": 8093, "souk": 8094, "bazaar": 8095}
-
-func envOr(name, def string) string {
-	if v := os.Getenv(name); v != "" {
-		return v
-	}
-	return def
-}
-
-// repoRoot is the checkout this package belongs to.
-func repoRoot() string {
-	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
 }
 
 // cpuUse is the CPU time (user + system) every process of the machine has
