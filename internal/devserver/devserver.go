@@ -85,12 +85,25 @@ func Start(ctx context.Context, o Options) (*Server, error) {
 	if o.UIPort != 0 {
 		ports = append(ports, o.UIPort)
 	}
-	for _, p := range ports {
-		if err := portFree(o.BindIP, p); err != nil {
-			return nil, err
+	// The configured ports stay held while the kernel picks the internal
+	// ones, so that it cannot hand one of them out again: a port just
+	// closed is free to the next ask for ":0".
+	held := make([]net.Listener, 0, len(ports))
+	release := func() {
+		for _, l := range held {
+			_ = l.Close()
 		}
 	}
+	for _, p := range ports {
+		l, err := holdPort(o.BindIP, p)
+		if err != nil {
+			release()
+			return nil, err
+		}
+		held = append(held, l)
+	}
 	internal, err := freePorts(o.BindIP, 4) // frontend HTTP, history, matching, worker
+	release()
 	if err != nil {
 		return nil, err
 	}
@@ -235,7 +248,13 @@ func (u *UI) Err() error {
 func (u *UI) Stop() { u.srv.Stop() }
 
 // PortFree reports, as an error naming the port, whether ip:port is taken.
-func PortFree(ip string, port int) error { return portFree(ip, port) }
+func PortFree(ip string, port int) error {
+	l, err := holdPort(ip, port)
+	if err != nil {
+		return err
+	}
+	return l.Close()
+}
 
 func (o Options) sqlConfig() (*config.SQL, error) {
 	conf := &config.SQL{PluginName: sqliteplugin.PluginName}
@@ -354,12 +373,13 @@ func zapLogger(level slog.Level) (tlog.Logger, error) {
 	return tlog.NewZapLogger(z), nil
 }
 
-func portFree(ip string, port int) error {
+// holdPort listens on port, or says it is taken; the caller closes it.
+func holdPort(ip string, port int) (net.Listener, error) {
 	l, err := net.Listen("tcp", net.JoinHostPort(ip, strconv.Itoa(port)))
 	if err != nil {
-		return fmt.Errorf("devserver: port %d on %s is taken (another sagaflow dev or Temporal server running?): %w", port, ip, err)
+		return nil, fmt.Errorf("devserver: port %d on %s is taken (another sagaflow dev or Temporal server running?): %w", port, ip, err)
 	}
-	return l.Close()
+	return l, nil
 }
 
 // freePorts asks the kernel for n distinct free ports. Another process may
