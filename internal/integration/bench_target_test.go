@@ -67,7 +67,7 @@ func (t *benchTarget) call(key, method, path string, body, out any, headers map[
 }
 
 // createTenant creates a tenant in the target's database with an API key.
-func (t *benchTarget) createTenant(b *testing.B, name string) (tenant.Tenant, string) {
+func (t *benchTarget) createTenant(b testing.TB, name string) (tenant.Tenant, string) {
 	b.Helper()
 	ctx := context.Background()
 	tn, err := tenant.New(name)
@@ -78,7 +78,7 @@ func (t *benchTarget) createTenant(b *testing.B, name string) (tenant.Tenant, st
 		b.Fatal(err)
 	}
 	key, _ := tenant.NewKey()
-	if err := t.store.AddAPIKey(ctx, tn.Name, tenant.HashKey(key), "benchmark"); err != nil {
+	if err := t.store.AddAPIKey(ctx, tn.Name, tenant.HashKey(key), "integration test"); err != nil {
 		b.Fatal(err)
 	}
 	return tn, key
@@ -105,7 +105,6 @@ func benchTargets(b *testing.B) []*benchTarget {
 		return ts
 	}
 	c := connectCluster(b)
-	c.workers(b, 0) // checks the script is there
 	for _, n := range []int{1, 2} {
 		t := *c
 		t.name, t.procs = fmt.Sprintf("cluster, %d worker", n), n
@@ -166,6 +165,9 @@ func connectCluster(b *testing.B) *benchTarget {
 		}
 	}
 	script := testenv.EnvOr("SAGAFLOW_CLUSTER_SCRIPT", filepath.Join(testenv.RepoRoot(), "deploy", "cluster.sh"))
+	if _, err := os.Stat(script); err != nil {
+		b.Fatalf("the cluster script: %v (SAGAFLOW_CLUSTER_SCRIPT)", err)
+	}
 	return &benchTarget{
 		apis: apis, next: new(atomic.Uint64), demoKey: testenv.EnvOr("SAGAFLOW_CLUSTER_API_KEY", "demo-key"), temporal: tc, store: st, amqpURL: amqpURL,
 		listings: func(b *testing.B, account, market string) map[string]sim.MarketListing {
@@ -181,12 +183,6 @@ func connectCluster(b *testing.B) *benchTarget {
 			return out
 		},
 		workers: func(b *testing.B, n int) {
-			if _, err := os.Stat(script); err != nil {
-				b.Fatalf("the cluster script: %v (SAGAFLOW_CLUSTER_SCRIPT)", err)
-			}
-			if n == 0 {
-				return
-			}
 			// worker1 always runs; worker2 runs when n is 2.
 			verb := map[int]string{1: "stop", 2: "start"}[n]
 			if verb == "" {

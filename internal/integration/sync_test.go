@@ -84,18 +84,7 @@ func credentials(tn, market string) string { return tn + "-" + market }
 // newSyncTenant creates a tenant with a key and one channel per market.
 func newSyncTenant(t testing.TB, name string, markets ...string) *syncTenant {
 	t.Helper()
-	ctx := context.Background()
-	tn, err := tenant.New(name)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := stack.app.Store.CreateTenant(ctx, tn); err != nil {
-		t.Fatal(err)
-	}
-	key, _ := tenant.NewKey()
-	if err := stack.app.Store.AddAPIKey(ctx, tn.Name, tenant.HashKey(key), "sync test"); err != nil {
-		t.Fatal(err)
-	}
+	tn, key := embedded().createTenant(t, name)
 	st := &syncTenant{t: tn, key: key, channels: map[string]channelDoc{}}
 	for _, m := range markets {
 		var ch channelDoc
