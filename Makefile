@@ -225,17 +225,21 @@ bench-sync: up ## sync events/s end to end next to raw RabbitMQ (BENCH_SYNC_MODE
 	@$(BENCH_ENV); BENCH_SYNC_MODE=$(BENCH_SYNC_MODE) BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
 
 # What exporting traces costs the hot paths, each in one run: the sync
-# workload off/on/on/off on one embedded server (exporting to an in-process
-# OTLP sink), once with a traceparent on every message (as the outbox relay
-# publishes) and once without (a root trace per message), then the coupon k6
-# script against a private `sagaflow dev` started without and with
-# OTEL_EXPORTER_OTLP_ENDPOINT at loadtest/otlpsink (loadtest/bench-tracing.sh). docs/benchmarks.md, "Tracing overhead".
+# workload on one embedded server (exporting to an in-process OTLP sink),
+# after a warm-up run, in BENCH_TRACING_ROUNDS off/on pairs in ABBA order,
+# once with a traceparent on every message (as the outbox relay publishes)
+# and once without (a root trace per message); then the coupon k6 script,
+# closed loop (the most the machine answers) and open loop (1,000/s), each
+# in BENCH_TRACING_ROUNDS ABBA pairs, against a private `sagaflow dev`
+# started without and with OTEL_EXPORTER_OTLP_ENDPOINT at loadtest/otlpsink
+# (loadtest/bench-tracing.sh). Each prints the median of the pairs' on/off
+# ratios. docs/benchmarks.md, "Tracing overhead".
 BENCH_TRACING_SYNC_RATE ?= 10000
 BENCH_TRACING_SYNC_SECONDS ?= 10
 BENCH_TRACING_ROUNDS ?= 2
 bench-tracing: up ## sync and coupon throughput with and without traces exported
 	@$(STACK_ENV); for tp in 1 0; do BENCH_SYNC_TRACEPARENT=$$tp BENCH_SYNC_TRACING=both BENCH_SYNC_RATE=$(BENCH_TRACING_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_TRACING_SYNC_SECONDS) BENCH_SYNC_ROUNDS=$(BENCH_TRACING_ROUNDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION) || exit 1; done
-	loadtest/bench-tracing.sh
+	ROUNDS=$(BENCH_TRACING_ROUNDS) loadtest/bench-tracing.sh
 
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
 # a bare workflow with the same seven no-op activities, in the same run.

@@ -10,7 +10,6 @@ import (
 	"time"
 
 	"github.com/gin-gonic/gin"
-	"go.opentelemetry.io/contrib/instrumentation/github.com/gin-gonic/gin/otelgin"
 	"go.temporal.io/sdk/client"
 
 	"github.com/sagaflow/sagaflow/internal/telemetry"
@@ -129,30 +128,6 @@ func NewHandler(d Deps) http.Handler {
 		v1.POST(prefix+"/:id/discard", s.parkedAction(workflows.ParkingDiscard))
 	}
 	return r
-}
-
-// traced is the OpenTelemetry middleware: a SERVER span per request, named
-// "METHOD /route" ("PUT /v1/products/:sku"), continuing the caller's W3C
-// traceparent when it is valid (the global propagator refuses a malformed
-// one, and the request starts a new trace). The probes and /metrics are
-// not traced. The tracer is looked up at each request, so a provider set
-// after NewHandler (or by a test) gets the spans.
-func traced() gin.HandlerFunc {
-	return otelgin.Middleware("sagaflow-api",
-		otelgin.WithTracerProvider(telemetry.LateTracerProvider()),
-		otelgin.WithGinFilter(func(c *gin.Context) bool {
-			switch c.Request.URL.Path {
-			case "/healthz", "/readyz", "/metrics":
-				return false
-			}
-			return true
-		}),
-		otelgin.WithSpanNameFormatter(func(c *gin.Context) string {
-			if route := c.FullPath(); route != "" {
-				return c.Request.Method + " " + route
-			}
-			return c.Request.Method
-		}))
 }
 
 // HTTPLimits bound what one connection may hold of the server: how long the

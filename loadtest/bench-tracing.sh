@@ -2,22 +2,28 @@
 # bench-tracing.sh — what exporting traces costs the coupon hot path.
 #
 #   loadtest/bench-tracing.sh            (make bench-tracing runs it after the sync comparison)
-#   RATE=1500 DURATION=20s ROUNDS=2 loadtest/bench-tracing.sh
+#   ROUNDS=4 LOOPS=closed loadtest/bench-tracing.sh
 #
-# Runs loadtest/coupon.js with the same RATE and DURATION against a private
-# `sagaflow dev` started ROUNDS times in each of two modes, off then on:
+# Runs loadtest/coupon.js against a private `sagaflow dev` started anew for
+# each run, in each of two modes:
 #   off  no OTEL_* variable: the provider samples nothing, nothing is exported
 #   on   OTEL_EXPORTER_OTLP_ENDPOINT at bin/otlpsink (loadtest/otlpsink: an
 #        OTLP/HTTP receiver that counts spans and drops them, so no trace
 #        backend competes for the cores) and OTEL_TRACES_SAMPLER=always_on
-# coupon.js's handleSummary() writes each run's figures (req/s while RATE was
-# held, p50, p99, held or not) to .data/reports/tracing-<mode>-<n>-<stamp>.json
-# (and .env), and the "on" run of each round prints its ratios against the
-# "off" run before it (BASELINE). The spans the sink received during each
-# run are printed next to it, to show that export really happened, and the
-# CPU time sagaflow used during the k6 run (both modes serve the same offered
-# requests, so on/off of it is the CPU cost of tracing, steadier than req/s
-# on a shared machine).
+# and in each of two loops (LOOPS):
+#   closed  VUS users send requests back to back (coupon.js VUS): req/s is
+#           the most the machine answers, so on/off of it is the throughput
+#           tracing costs at the ceiling
+#   open    RATE requests/s (coupon.js's default): whether the rate is held
+#           and at which latency, and the CPU per request at a given load
+# Each loop runs ROUNDS rounds of one off and one on run, in ABBA order (off
+# first in odd rounds, on first in even ones), then prints the median over
+# the rounds of on/off of req/s and of sagaflow's CPU time per answered
+# request. coupon.js's handleSummary() writes each run's figures to
+# .data/reports/tracing-<loop>-<mode>-<n>-<stamp>.json (and .env); the
+# summary, one line per run and the medians, is tracing-<stamp>.txt. The
+# spans the sink received during each run are printed next to it, to show
+# that export really happened.
 #
 # It never touches a running `make run`: the private sagaflow is
 # loadtest/privatedev.sh's (its own database, created on the stack's
@@ -28,13 +34,15 @@
 # must be running.
 #
 # Environment:
-#   RATE      requests/s after coupon.js's 10 s ramp (default 1000)
-#   DURATION  how long RATE is held (default 20s)
-#   ROUNDS    off/on pairs (default 1)
+#   LOOPS     "closed open" (default), or one of them
+#   VUS       users of the closed loop (default 20)
+#   RATE      requests/s of the open loop after coupon.js's 10 s ramp (default 1000)
+#   DURATION  how long each run is measured after its 10 s ramp (default 20s)
+#   ROUNDS    off/on pairs per loop (default 1)
 #   PORT_BASE first port of the private range (default 23000)
 #   REDIS_DB  Redis database number for the private sagaflow (default 11)
 #   PROFILE=1 also take a 10 s CPU profile (pprof) of sagaflow in the middle
-#             of each hold, to .data/reports/tracing-<mode>-<n>-<stamp>.pprof
+#             of each hold, to .data/reports/tracing-<loop>-<mode>-<n>-<stamp>.pprof
 #
 # Exit status: 0 when every run went through (thresholds included), else the
 # first non-zero k6 exit status; 2 when something is missing.
@@ -46,6 +54,8 @@ cd "$ROOT"
 RATE=${RATE:-1000}
 DURATION=${DURATION:-20s}
 ROUNDS=${ROUNDS:-1}
+VUS=${VUS:-20}
+LOOPS=${LOOPS:-closed open}
 PORT_BASE=${PORT_BASE:-23000}
 REDIS_DB=${REDIS_DB:-11}
 REPORT_DIR=${K6_REPORT_DIR:-$ROOT/.data/reports}
@@ -60,6 +70,8 @@ die() {
 
 [[ $RATE =~ ^[1-9][0-9]*$ ]] || die "RATE=$RATE: want a positive integer (requests/s)"
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS: want a positive integer"
+[[ $VUS =~ ^[1-9][0-9]*$ ]] || die "VUS=$VUS: want a positive integer"
+for l in $LOOPS; do [[ $l == open || $l == closed ]] || die "LOOPS=$LOOPS: want open and/or closed"; done
 # shellcheck source=loadtest/privatedev.sh
 . loadtest/privatedev.sh
 
@@ -100,27 +112,63 @@ cpu() { awk '{ print $14 + $15 }' "/proc/$privatedev_pid/stat"; }
 rc=0
 summary=$REPORT_DIR/tracing-$stamp.txt
 : >"$summary"
-for n in $(seq 1 "$ROUNDS"); do
-  base=
-  for mode in off on; do
-    figures=$REPORT_DIR/tracing-$mode-$n-$stamp.json
-    start "$mode"
-    before=$(spans) cpu0=$(cpu)
-    if [ "${PROFILE:-}" = 1 ]; then
-      (sleep 12 && curl -fsS -o "${figures%.json}.pprof" "http://$privatedev_pprof/debug/pprof/profile?seconds=10") &
-    fi
-    log "== $mode (round $n): RATE=$RATE DURATION=$DURATION"
-    k=0
-    BASE_URL=$privatedev_url loadtest/k6.sh loadtest/coupon.js -e "RATE=$RATE" -e "DURATION=$DURATION" \
-      -e "LABEL=tracing-$mode" -e "FIGURES=$figures" ${base:+-e "BASELINE=$base"} || k=$?
-    [ $rc = 0 ] && rc=$k
-    ticks=$(($(cpu) - cpu0))
-    privatedev_stop # flushes the spans still buffered
-    got=$(($(spans) - before))
-    (. "$figures.env" && printf 'coupon tracing %-3s round %d: %8s req/s  p50 %8s ms  p99 %8s ms  held=%s  spans exported %6d  sagaflow CPU %s s\n' \
-      "$mode" "$n" "$req_per_s" "$p50_ms" "$p99_ms" "$held" "$got" "$(awk -v t="$ticks" -v hz="$(getconf CLK_TCK)" 'BEGIN { printf "%.2f", t / hz }')") | tee -a "$summary"
-    base=$figures
+ratios=$REPORT_DIR/tracing-ratios-$stamp.txt
+: >"$ratios"
+hz=$(getconf CLK_TCK)
+# Set by run (the first five from the figures' .env).
+req_per_s='' requests='' p50_ms='' p99_ms='' held='' cpu_per_req='' figures=''
+# run MODE LOOP N: one k6 run of LOOP (open: RATE/s; closed: VUS back to
+# back) against sagaflow started in MODE; prints its line to the summary and
+# sets req_per_s, cpu_per_req (µs) and the figures file of the run.
+run() {
+  local mode=$1 loop=$2 n=$3 k=0 ticks got before cpu0 args
+  figures=$REPORT_DIR/tracing-$loop-$mode-$n-$stamp.json
+  start "$mode"
+  before=$(spans) cpu0=$(cpu)
+  if [ "${PROFILE:-}" = 1 ]; then
+    (sleep 12 && curl -fsS -o "${figures%.json}.pprof" "http://$privatedev_pprof/debug/pprof/profile?seconds=10") &
+  fi
+  args=(-e "RATE=$RATE")
+  [ "$loop" = closed ] && args=(-e "VUS=$VUS")
+  log "== $mode, $loop loop (round $n): ${args[*]} DURATION=$DURATION"
+  BASE_URL=$privatedev_url loadtest/k6.sh loadtest/coupon.js "${args[@]}" -e "DURATION=$DURATION" \
+    -e "LABEL=tracing-$loop-$mode" -e "FIGURES=$figures" || k=$?
+  [ $rc = 0 ] && rc=$k
+  ticks=$(($(cpu) - cpu0))
+  privatedev_stop # flushes the spans still buffered
+  got=$(($(spans) - before))
+  # shellcheck disable=SC1090 # written by coupon.js's handleSummary()
+  . "$figures.env"
+  cpu_per_req=$(awk -v t="$ticks" -v hz="$hz" -v n="$requests" 'BEGIN { printf "%.0f", (n > 0 ? t / hz / n * 1e6 : 0) }')
+  printf 'coupon tracing %-3s %-6s round %d: %8s req/s  p50 %8s ms  p99 %8s ms  held=%s  spans exported %6d (%s per request)  sagaflow CPU %s s, %s µs per request\n' \
+    "$mode" "$loop" "$n" "$req_per_s" "$p50_ms" "$p99_ms" "$held" "$got" \
+    "$(awk -v s="$got" -v n="$requests" 'BEGIN { printf "%.2f", (n > 0 ? s / n : 0) }')" \
+    "$(awk -v t="$ticks" -v hz="$hz" 'BEGIN { printf "%.2f", t / hz }')" "$cpu_per_req" | tee -a "$summary"
+}
+
+for loop in $LOOPS; do
+  for n in $(seq 1 "$ROUNDS"); do
+    # ABBA: off first in odd rounds, on first in even ones, so that a drift
+    # of the machine during the rounds weighs on both modes alike.
+    order="off on"
+    [ $((n % 2)) = 0 ] && order="on off"
+    declare -A rps=() cpr=()
+    for mode in $order; do
+      run "$mode" "$loop" "$n"
+      rps[$mode]=$req_per_s cpr[$mode]=$cpu_per_req
+    done
+    awk -v loop="$loop" -v n="$n" -v r1="${rps[on]}" -v r0="${rps[off]}" -v c1="${cpr[on]}" -v c0="${cpr[off]}" \
+      'BEGIN { printf "%s %d %.3f %.3f\n", loop, n, r1 / r0, c1 / c0 }' >>"$ratios"
   done
+done
+# The median over the rounds of each on/off ratio, per loop.
+for loop in $LOOPS; do
+  awk -v loop="$loop" '$1 == loop { r[++k] = $3; c[k] = $4 }
+    function median(a, k,   i, j, t) {
+      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+      return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+    }
+    END { if (k) printf "coupon tracing on/off, %s loop, median of %d rounds: req/s %.3f, sagaflow CPU per request %.3f\n", loop, k, median(r, k), median(c, k) }' "$ratios" | tee -a "$summary"
 done
 log "load average: $(cut -d' ' -f1-3 /proc/loadavg); runs: $summary; figures: $REPORT_DIR/tracing-*-$stamp.json"
 exit "$rc"

@@ -11,7 +11,8 @@
 //             and picks a run id, so that users are unique to this run.
 //             The bare baseline answers 201 {"id":"bare"}: the run goes on,
 //             and the teardown checks are skipped.
-//   requests  ramping-arrival-rate: from 0 to RATE requests/s over 10 s,
+//   requests  ramping-arrival-rate (or, with VUS, a closed loop: see VUS
+//             below): from 0 to RATE requests/s over 10 s,
 //             then RATE requests/s for DURATION. Each iteration sends one
 //             POST /v1/campaigns/{id}/requests {"user_id"}, to the base URL
 //             of BASE_URLS its iteration number picks in turn (client-side
@@ -73,6 +74,12 @@
 //   RATE      requests/s after the 10 s ramp, default 1000 (k6 shares our 2
 //             cores: at 2000/s its own CPU use pushes p99 past 20 ms)
 //   DURATION  how long RATE is held after the ramp, default 20s (k6 duration)
+//   VUS       closed loop instead (default 0: off): VUS virtual users send
+//             requests back to back for 10 s (the warm-up, tagged
+//             phase=ramp) + DURATION, and req_per_s is the most the server
+//             answered (RATE is unused; no latency threshold; held means the
+//             other thresholds passed). loadtest/bench-tracing.sh measures
+//             what tracing costs at the ceiling with it
 //   ALLOW_NON_LOOPBACK=true  allow base URLs that are not 127.0.0.0/8, localhost or [::1]
 //   LABEL     the name of this run in the figures (default sagaflow)
 //   FIGURES   file handleSummary() writes this run's figures to, as JSON, and
@@ -82,6 +89,7 @@
 //             this run's ratios against (and to write req_ratio, below)
 //
 // The figures (handleSummary, at the end of the run, on stdout and in FIGURES):
+//   requests   coupon requests answered in the whole run (ramp included)
 //   req_per_s  requests served per second while RATE was held: the count of
 //              http_reqs{name:coupon_request,phase:hold} / DURATION (k6's own
 //              rate divides by the whole run, setup, ramp and teardown included)
@@ -116,6 +124,10 @@ const STOCK = envInt('STOCK', 5000, 1, 10000000);
 const USERS = envInt('USERS', 50000, 1, 100000000);
 const RATE = envInt('RATE', 1000, 1, 50000);
 const DURATION = envDuration('DURATION', '20s');
+// VUS > 0: closed loop (see the header): VUS users send requests back to
+// back, and req_per_s is the most the server answered.
+const VUS = envInt('VUS', 0, 0, 1000);
+const CLOSED = VUS > 0;
 
 const LABEL = __ENV.LABEL || 'sagaflow';
 // Where the requests go, turn by turn; setup and teardown talk to the first.
@@ -140,31 +152,44 @@ const couponClosed = new Counter('coupon_closed');
 const campaignConsistent = new Rate('campaign_consistent');
 const issueDrain = new Trend('issue_drain_seconds');
 
+// The open loop offers RATE requests/s whatever the server does; the
+// closed loop offers as many as VUS users get answered.
+const openLoop = {
+  executor: 'ramping-arrival-rate',
+  exec: 'request',
+  startRate: 0,
+  timeUnit: '1s',
+  stages: [
+    { target: RATE, duration: RAMP },
+    { target: RATE, duration: DURATION },
+  ],
+  // A request takes ~1 ms, so a handful of VUs are busy at a time; the
+  // rest absorb stalls (GC, a busy CPU) without dropping iterations:
+  // RATE/10 VUs cover a 100 ms stall, RATE/4 (at most 1000) 250 ms.
+  preAllocatedVUs: Math.max(10, Math.ceil(RATE / 10)),
+  maxVUs: Math.min(1000, Math.max(50, Math.ceil(RATE / 4))),
+  gracefulStop: '5s',
+};
+const closedLoop = {
+  executor: 'constant-vus',
+  exec: 'request',
+  vus: VUS,
+  duration: `${RAMP_MS / 1000 + seconds(DURATION)}s`,
+  gracefulStop: '5s',
+};
+
 export const options = {
-  scenarios: {
-    requests: {
-      executor: 'ramping-arrival-rate',
-      exec: 'request',
-      startRate: 0,
-      timeUnit: '1s',
-      stages: [
-        { target: RATE, duration: RAMP },
-        { target: RATE, duration: DURATION },
-      ],
-      // A request takes ~1 ms, so a handful of VUs are busy at a time; the
-      // rest absorb stalls (GC, a busy CPU) without dropping iterations:
-      // RATE/10 VUs cover a 100 ms stall, RATE/4 (at most 1000) 250 ms.
-      preAllocatedVUs: Math.max(10, Math.ceil(RATE / 10)),
-      maxVUs: Math.min(1000, Math.max(50, Math.ceil(RATE / 4))),
-      gracefulStop: '5s',
-    },
-  },
+  scenarios: { requests: CLOSED ? closedLoop : openLoop },
   thresholds: {
-    'http_req_duration{name:coupon_request}': ['p(99)<20'],
+    // The closed loop measures how many requests are answered, not how
+    // fast: its latency is whatever VUS requests in flight make it.
+    // (Always true there: makes the latency appear in the summary data.)
+    'http_req_duration{name:coupon_request}': [CLOSED ? 'p(99)>=0' : 'p(99)<20'],
     coupon_answered: ['rate>0.999'],
     campaign_consistent: ['rate>=1'],
-    // Always true; makes the hold-phase count appear in the summary data.
+    // Always true; make the counts appear in the summary data.
     'http_reqs{name:coupon_request,phase:hold}': ['count>=0'],
+    'http_reqs{name:coupon_request}': ['count>=0'],
   },
   summaryTrendStats: ['avg', 'min', 'med', 'p(90)', 'p(95)', 'p(99)', 'max'],
   userAgent: 'sagaflow-loadtest/coupon (k6)',
@@ -199,7 +224,10 @@ export function setup() {
   const bare = c.id === BARE_ID;
   console.log(
     `run ${runId}: campaign ${c.id}${bare ? ' (bare baseline: no teardown checks)' : ''}, stock ${STOCK}; ` +
-      `0 -> ${RATE} requests/s over ${RAMP}, then ${RATE}/s for ${DURATION}, from ${USERS} users, to ${BASES.join(' ')}`,
+      (CLOSED
+        ? `${VUS} VUs back to back for ${RAMP} + ${DURATION}`
+        : `0 -> ${RATE} requests/s over ${RAMP}, then ${RATE}/s for ${DURATION}`) +
+      `, from ${USERS} users, to ${BASES.join(' ')}`,
   );
   return { runId, id: c.id, bare };
 }
@@ -339,14 +367,16 @@ export function figures(data) {
   const thresholdsOK = Object.values(m).every((x) => Object.values(x.thresholds || {}).every((t) => t.ok));
   const f = {
     label: LABEL,
-    rate: RATE,
+    rate: CLOSED ? null : RATE,
+    vus: CLOSED ? VUS : null,
     duration_s: holdSeconds,
     req_per_s: served === null ? null : Math.round(served / holdSeconds),
+    requests: value('http_reqs{name:coupon_request}', 'count'),
     p50_ms: value('http_req_duration{name:coupon_request}', 'med'),
     p99_ms: value('http_req_duration{name:coupon_request}', 'p(99)'),
     dropped,
     thresholds_ok: thresholdsOK,
-    held: thresholdsOK && dropped <= 0.01 * RATE * holdSeconds,
+    held: thresholdsOK && (CLOSED || dropped <= 0.01 * RATE * holdSeconds),
     drain_s: value('issue_drain_seconds', 'max'),
     req_ratio: null,
     base_urls: BASES,
@@ -374,7 +404,9 @@ export function handleSummary(data) {
     `${x.label.padEnd(16)} ${String(x.req_per_s).padStart(8)} ${fixed(x.p50_ms).padStart(10)} ${fixed(x.p99_ms).padStart(10)} ` +
     `${String(x.dropped).padStart(8)} ${(x.held ? 'held' : 'not held').padStart(9)}`;
   const rows = [
-    `\ncoupon requests, RATE=${RATE}/s held for ${DURATION} (after a ${RAMP} ramp)`,
+    CLOSED
+      ? `\ncoupon requests, closed loop: ${VUS} VUs back to back for ${DURATION} (after ${RAMP} of warm-up)`
+      : `\ncoupon requests, RATE=${RATE}/s held for ${DURATION} (after a ${RAMP} ramp)`,
     `${''.padEnd(16)} ${'req/s'.padStart(8)} ${'p50 ms'.padStart(10)} ${'p99 ms'.padStart(10)} ${'dropped'.padStart(8)} ${''.padStart(9)}`,
   ];
   if (BASELINE) {
@@ -391,7 +423,7 @@ export function handleSummary(data) {
   if (__ENV.FIGURES) {
     out[__ENV.FIGURES] = JSON.stringify(f);
     out[`${__ENV.FIGURES}.env`] =
-      `held=${f.held ? 1 : 0}\nrate=${f.rate}\nreq_per_s=${f.req_per_s}\np50_ms=${fixed(f.p50_ms)}\np99_ms=${fixed(f.p99_ms)}\n` +
+      `held=${f.held ? 1 : 0}\nrate=${f.rate}\nreq_per_s=${f.req_per_s}\nrequests=${f.requests}\np50_ms=${fixed(f.p50_ms)}\np99_ms=${fixed(f.p99_ms)}\n` +
       `drain_s=${fixed(f.drain_s)}\nreq_ratio=${fixed(f.req_ratio)}\n`;
   }
   return out;

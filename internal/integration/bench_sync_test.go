@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"net/http"
 	"os"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -53,24 +55,28 @@ func envInt(name string, def int) int {
 //
 // With BENCH_SYNC_TRACING=both it measures instead what exporting traces
 // costs (`make bench-tracing`): the same workload, on fresh tenants each
-// time, BENCH_SYNC_ROUNDS times (default 2) in the order off, on, on, off,
-// … (ABBA, so that a drift of this shared machine's load falls on both
-// alike), "off" with the provider of a process with no OTLP endpoint (it
+// time, after one warm-up run that is not counted (a process's first run is
+// the slowest), in BENCH_SYNC_ROUNDS pairs (default 2) in the order off on,
+// on off, off on, … (ABBA, so that a drift of this shared machine's load
+// falls on both alike), "off" with the provider of a process with no OTLP endpoint (it
 // samples nothing) and "on" with the provider telemetry.SetupTracing builds
 // for OTEL_EXPORTER_OTLP_ENDPOINT pointing at an in-process OTLP sink
 // (internal/otlpsink) and OTEL_TRACES_SAMPLER=always_on: every span
-// recorded and exported through the batch span processor. It reports the
-// events/s of each mode (the sum of events over the sum of times), their
-// ratio on/off, the process's CPU time per event in each mode (steadier
-// than a rate on a shared machine) and the spans the sink received. With
+// recorded and exported through the batch span processor. It reports, as
+// the median over the pairs, on/off of the events/s end to end and of the
+// process's CPU time per event (steadier than a rate on a shared machine),
+// and the spans the sink received. With
 // BENCH_SYNC_TRACEPARENT=1 every event carries a traceparent of its own, as
 // the outbox relay's messages do; without, each message starts a root trace
 // at the ingest, as one from a publisher without trace context does.
+// BENCH_SYNC_TRACING=on or off runs BENCH_SYNC_ROUNDS runs of that mode
+// only, to profile it (go test -cpuprofile).
 func BenchmarkSync_end_to_end(b *testing.B) {
 	rate := envInt("BENCH_SYNC_RATE", 2500)
 	seconds := envInt("BENCH_SYNC_SECONDS", 60)
-	if os.Getenv("BENCH_SYNC_TRACING") == "both" {
-		benchSyncTracing(b, rate, seconds, envInt("BENCH_SYNC_ROUNDS", 2), os.Getenv("BENCH_SYNC_TRACEPARENT") == "1")
+	switch mode := os.Getenv("BENCH_SYNC_TRACING"); mode {
+	case "both", "on", "off":
+		benchSyncTracing(b, rate, seconds, envInt("BENCH_SYNC_ROUNDS", 2), os.Getenv("BENCH_SYNC_TRACEPARENT") == "1", mode)
 		return
 	}
 	loads := syncWorkloads(b, os.Getenv("BENCH_SYNC_MODE"))
@@ -304,8 +310,9 @@ func newBenchSyncTenant(b *testing.B, t *benchTarget, name string, markets []str
 	return tn, ids
 }
 
-// benchSyncTracing is BenchmarkSync_end_to_end with BENCH_SYNC_TRACING=both.
-func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool) {
+// benchSyncTracing is BenchmarkSync_end_to_end with BENCH_SYNC_TRACING=only:
+// both (ABBA), on or off.
+func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool, only string) {
 	sink, err := otlpsink.Start("127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -329,16 +336,13 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool) {
 		"OTEL_TRACES_SAMPLER": "always_on"})
 	defer func() { _ = on.Shutdown(ctx) }()
 
-	type total struct {
-		events  int
-		elapsed time.Duration
-		spans   int64
-		cpu     time.Duration
-	}
-	var sum [2]total // off, on
-	for i := range 2 * rounds {
-		mode := i % 4 // off on on off
-		withExport := mode == 1 || mode == 2
+	var (
+		exported int64 // spans, by the counted "on" runs
+		onEvents int
+	)
+	// A run's figures: its rate end to end and the process's CPU per event.
+	type figures struct{ rate, cpu float64 }
+	run := func(i int, withExport bool) figures {
 		tp, name := off, "off"
 		if withExport {
 			tp, name = on, "on"
@@ -353,37 +357,78 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool) {
 		}
 		cpu := cpuTime(b) - cpu0
 		got := sink.Spans() - spans
-		k := 0
-		if withExport {
-			k = 1
+		if !withExport && got != 0 {
+			b.Fatalf("tracing off: the sink received %d spans", got)
 		}
-		sum[k].events += r.published
-		sum[k].elapsed += r.applied
-		sum[k].spans += got
-		sum[k].cpu += cpu
-		fmt.Printf("sync tracing %-3s run %d: %s; spans exported %d; process CPU %s (%.0f µs/event)\n",
-			name, i+1, r, got, cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(r.published))
+		if withExport && got == 0 {
+			b.Fatal("tracing on: the sink received no span")
+		}
+		if i >= 0 && withExport {
+			exported += got
+			onEvents += r.published
+		}
+		label := fmt.Sprintf("run %d", i+1)
+		if i < 0 {
+			label = "warm-up (not counted)"
+		}
+		fmt.Printf("sync tracing %-3s %s: %s; spans exported %d; process CPU %s (%.0f µs/event)\n",
+			name, label, r, got, cpu.Round(time.Millisecond), float64(cpu.Microseconds())/float64(r.published))
+		return figures{rate: float64(r.published) / r.applied.Seconds(), cpu: float64(cpu.Microseconds()) / float64(r.published)}
 	}
-	rOff := float64(sum[0].events) / sum[0].elapsed.Seconds()
-	rOn := float64(sum[1].events) / sum[1].elapsed.Seconds()
-	if sum[1].spans == 0 {
-		b.Fatal("tracing on: the sink received no span")
+	if only != "both" {
+		for i := range rounds {
+			run(i, only == "on")
+		}
+		return
 	}
-	if sum[0].spans != 0 {
-		b.Fatalf("tracing off: the sink received %d spans", sum[0].spans)
+	// The first run of a process is slower than the next ones (connections,
+	// caches, the server's first shards): it would weigh on "off" alone.
+	run(-1, false)
+	// ABBA: off on, on off, off on, … and one ratio per pair.
+	var rateRatios, cpuRatios []float64
+	for i := range rounds {
+		order := []bool{false, true}
+		if i%2 == 1 {
+			order = []bool{true, false}
+		}
+		var f [2]figures // off, on
+		for j, withExport := range order {
+			k := 0
+			if withExport {
+				k = 1
+			}
+			f[k] = run(2*i+j, withExport)
+		}
+		rateRatios = append(rateRatios, f[1].rate/f[0].rate)
+		cpuRatios = append(cpuRatios, f[1].cpu/f[0].cpu)
 	}
-	b.ReportMetric(rOff, "off-events/s")
-	b.ReportMetric(rOn, "on-events/s")
-	cpuOff := float64(sum[0].cpu.Microseconds()) / float64(sum[0].events)
-	cpuOn := float64(sum[1].cpu.Microseconds()) / float64(sum[1].events)
-	b.ReportMetric(rOn/rOff, "on/off")
-	b.ReportMetric(cpuOn/cpuOff, "cpu-on/off")
+	rateRatio, cpuRatio := median(rateRatios), median(cpuRatios)
+	b.ReportMetric(rateRatio, "on/off")
+	b.ReportMetric(cpuRatio, "cpu-on/off")
 	publisher := "publisher without trace context (a root trace per message)"
 	if traced {
 		publisher = "publisher sending a traceparent per message"
 	}
-	fmt.Printf("sync tracing, %s: off %.0f events/s, on (exported, always_on) %.0f events/s, on/off = %.3f (%d runs each, offered %d/s for %ds); process CPU per event off %.0f µs, on %.0f µs, on/off = %.3f; %d spans exported, %.2f per event; sink rejected %d requests\n",
-		publisher, rOff, rOn, rOn/rOff, rounds, rate, seconds, cpuOff, cpuOn, cpuOn/cpuOff, sum[1].spans, float64(sum[1].spans)/float64(sum[1].events), sink.Rejected())
+	fmt.Printf("sync tracing, %s: on (exported, always_on) / off, median of %d ABBA pairs (offered %d/s for %ds, after a warm-up run): events/s end to end %.3f (pairs %s), process CPU per event %.3f (pairs %s); %d spans exported, %.2f per event; sink rejected %d requests\n",
+		publisher, rounds, rate, seconds, rateRatio, ratios(rateRatios), cpuRatio, ratios(cpuRatios), exported, float64(exported)/float64(onEvents), sink.Rejected())
+}
+
+// median is the median of xs (not empty); it sorts xs.
+func median(xs []float64) float64 {
+	slices.Sort(xs)
+	n := len(xs)
+	if n%2 == 1 {
+		return xs[n/2]
+	}
+	return (xs[n/2-1] + xs[n/2]) / 2
+}
+
+func ratios(xs []float64) string {
+	s := make([]string, len(xs))
+	for i, x := range xs {
+		s[i] = fmt.Sprintf("%.3f", x)
+	}
+	return strings.Join(s, " ")
 }
 
 // cpuTime is the user and system CPU time this process has used so far
