@@ -104,7 +104,8 @@ check-observability: ## promtool: scrape config, alert rules and their tests
 	  $$PROMTOOL check rules deploy/observability/alerts.yml && \
 	  $$PROMTOOL test rules deploy/observability/alerts_test.yml
 
-# Every fuzz target of the HTTP body decoders (./api) and of the ingest's
+# Every fuzz target of the HTTP body decoders (./api), of the trace-context
+# decoder (./internal/tracectx, against the W3C propagator) and of the ingest's
 # envelope rule they must agree with, each for FUZZTIME with one worker,
 # FUZZ_JOBS at a time: one build per package, then each target's FUZZTIME.
 # FUZZTIME is a count of executions, not a duration: Go 1.26's coordinator
@@ -115,7 +116,7 @@ check-observability: ## promtool: scrape config, alert rules and their tests
 # failing input lands there too, and its log is printed.
 FUZZTIME ?= 4000x
 FUZZ_JOBS ?= 2
-FUZZ_PKGS := ./api ./internal/catalog ./internal/ingest ./internal/valid
+FUZZ_PKGS := ./api ./internal/catalog ./internal/ingest ./internal/valid ./internal/tracectx
 fuzz: ## every fuzz target for FUZZTIME executions
 	@set -e; mkdir -p bin/fuzz; : > bin/fuzz/targets; \
 	for pkg in $(FUZZ_PKGS); do \

@@ -11,7 +11,7 @@ import (
 
 // tracedContext is the request's context for what it leaves for later
 // (a workflow start, a coupon request in Redis): it carries the request's
-// span, which the server's tracing middleware (otelgin) starts from the
+// span, which the server's tracing middleware (traced) starts from the
 // incoming traceparent. Where no middleware started one, it continues the
 // incoming W3C context itself (the global propagator checks the header:
 // one that is not valid gives no parent, so the work starts a new root).

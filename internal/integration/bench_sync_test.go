@@ -349,7 +349,11 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool, only
 		}
 		testenv.UseTracerProvider(b, tp)
 		spans, cpu0 := sink.Spans(), cpuTime(b)
-		r := runSync(b, embedded(), syncWorkload{name: "hot", skus: 2000, traced: traced}, rate, seconds, fmt.Sprintf("t%d", i))
+		suffix := fmt.Sprintf("t%d", i)
+		if i < 0 {
+			suffix = "tw"
+		}
+		r := runSync(b, embedded(), syncWorkload{name: "hot", skus: 2000, traced: traced}, rate, seconds, suffix)
 		if withExport {
 			if err := on.ForceFlush(ctx); err != nil {
 				b.Fatal(err)

@@ -3,10 +3,12 @@ package telemetry
 import (
 	"context"
 	"net/http"
+	"sync/atomic"
 
 	"go.opentelemetry.io/contrib/instrumentation/net/http/otelhttp"
 	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/propagation"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	"go.opentelemetry.io/otel/trace/embedded"
 )
@@ -34,7 +36,7 @@ func (lateProp) Fields() []string { return otel.GetTextMapPropagator().Fields() 
 
 // LateTracerProvider is a tracer provider that looks the global provider up
 // each time a span starts, for instrumentation that takes its tracer when
-// it is built (otelgin, otelhttp): built before SetupTracing or a test's
+// it is built (the API's traced, otelhttp): built before SetupTracing or a test's
 // testenv.RecordSpans, it still reports to the provider set later.
 func LateTracerProvider() trace.TracerProvider { return DeferredTracerProvider(otel.GetTracerProvider) }
 
@@ -50,7 +52,7 @@ type deferredProvider struct {
 }
 
 func (p deferredProvider) Tracer(name string, opts ...trace.TracerOption) trace.Tracer {
-	return deferredTracer{get: p.get, name: name, opts: opts}
+	return deferredTracer{get: p.get, name: name, opts: opts, last: new(atomic.Pointer[sdkTracer])}
 }
 
 type deferredTracer struct {
@@ -58,8 +60,33 @@ type deferredTracer struct {
 	get  func() trace.TracerProvider
 	name string
 	opts []trace.TracerOption
+	// last is the tracer of the SDK provider get returned last: the SDK's
+	// Tracer takes a lock and builds its config on every call, which was a
+	// third of what starting a server span cost.
+	last *atomic.Pointer[sdkTracer]
+}
+
+type sdkTracer struct {
+	provider *sdktrace.TracerProvider
+	tracer   trace.Tracer
 }
 
 func (t deferredTracer) Start(ctx context.Context, name string, opts ...trace.SpanStartOption) (context.Context, trace.Span) {
-	return t.get().Tracer(t.name, t.opts...).Start(ctx, name, opts...)
+	return t.tracer().Start(ctx, name, opts...)
+}
+
+// tracer is the tracer of the provider get returns now, the one of last
+// time if it is the same SDK provider.
+func (t deferredTracer) tracer() trace.Tracer {
+	p := t.get()
+	sdk, ok := p.(*sdktrace.TracerProvider)
+	if !ok { // another provider (a test's): no cache
+		return p.Tracer(t.name, t.opts...)
+	}
+	if c := t.last.Load(); c != nil && c.provider == sdk {
+		return c.tracer
+	}
+	tr := sdk.Tracer(t.name, t.opts...)
+	t.last.Store(&sdkTracer{provider: sdk, tracer: tr})
+	return tr
 }

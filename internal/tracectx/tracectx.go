@@ -8,8 +8,9 @@
 // It is also the one form of a W3C context in a message header or a row
 // anywhere in sagaflow: the outbox row, the AMQP headers, the ingest's
 // hand-over and the sync workflow's items carry a Carrier's fields. It
-// renders and parses with the W3C trace-context propagator itself, whatever
-// the process's global propagator is.
+// parses what comes from outside with the W3C trace-context propagator
+// itself, whatever the process's global propagator is, and renders and
+// reads back its own version-00 form directly, as the propagator does.
 //
 // What it stores is never the caller's header as it came: Capture writes
 // the propagator's own rendering of a valid span context (so a huge header,
@@ -39,7 +40,7 @@ const MaxTraceState = 512
 // than 00 may append fields, a longer one is refused whole.
 const MaxHeaderTraceParent = 128
 
-// w3c renders and parses every Carrier.
+// w3c parses the trace contexts that come from outside (Parse).
 var w3c = propagation.TraceContext{}
 
 // Carrier is a stored trace context. The zero value carries none. Safe to
@@ -53,12 +54,30 @@ type Carrier struct {
 // propagator and checked (see Clean): empty when ctx has no valid span
 // context or no W3C propagator is set.
 func Capture(ctx context.Context) Carrier {
-	if !trace.SpanContextFromContext(ctx).IsValid() {
+	sc := trace.SpanContextFromContext(ctx)
+	if !sc.IsValid() {
 		return Carrier{}
 	}
-	m := propagation.MapCarrier{}
-	w3c.Inject(ctx, m)
-	return Carrier{TraceParent: m["traceparent"], TraceState: m["tracestate"]}.Clean()
+	c := Carrier{TraceParent: render(sc), TraceState: sc.TraceState().String()}
+	if len(c.TraceState) > MaxTraceState || !printable(c.TraceState) {
+		c.TraceState = ""
+	}
+	return c
+}
+
+// render is sc's version-00 traceparent as the W3C propagator renders it
+// (the sampled and random flags kept, the others dropped), without the
+// propagator's carrier map: Capture runs for every message and request.
+func render(sc trace.SpanContext) string {
+	var b [MaxTraceParent]byte
+	tid, sid := sc.TraceID(), sc.SpanID()
+	copy(b[:], "00-")
+	hex.Encode(b[3:35], tid[:])
+	b[35] = '-'
+	hex.Encode(b[36:52], sid[:])
+	b[52] = '-'
+	hex.Encode(b[53:55], []byte{byte(sc.TraceFlags() & (trace.FlagsSampled | trace.FlagsRandom))})
+	return string(b[:])
 }
 
 // Parse reads a trace context that came from outside (a message's
@@ -113,22 +132,27 @@ func (c Carrier) Empty() bool { return c.TraceParent == "" }
 // SpanContext is c's remote span context, or an invalid one if c is empty
 // or not valid (see Clean).
 func (c Carrier) SpanContext() trace.SpanContext {
-	return trace.SpanContextFromContext(c.Context(context.Background()))
+	cfg, ok := parent00(c.TraceParent)
+	if !ok {
+		return trace.SpanContext{}
+	}
+	if c.TraceState != "" && len(c.TraceState) <= MaxTraceState && printable(c.TraceState) {
+		// As the propagator does: a tracestate that does not parse is
+		// dropped, the traceparent kept.
+		cfg.TraceState, _ = trace.ParseTraceState(c.TraceState)
+	}
+	return trace.NewSpanContext(cfg)
 }
 
 // Context returns ctx continuing c's trace: spans started from it are
 // children of c's span. An empty or invalid c returns ctx as it is, so
 // what is started from it is a new root (or a child of ctx's own span).
 func (c Carrier) Context(ctx context.Context) context.Context {
-	c = c.Clean()
-	if c.Empty() {
+	sc := c.SpanContext()
+	if !sc.IsValid() {
 		return ctx
 	}
-	m := propagation.MapCarrier{"traceparent": c.TraceParent}
-	if c.TraceState != "" {
-		m["tracestate"] = c.TraceState
-	}
-	return w3c.Extract(ctx, m)
+	return trace.ContextWithRemoteSpanContext(ctx, sc)
 }
 
 // validParent reports whether h is a version-00 traceparent exactly as
@@ -137,14 +161,52 @@ func (c Carrier) Context(ctx context.Context) context.Context {
 // keeps. Anything else (another version, uppercase) is refused: what
 // Capture stores always passes.
 func validParent(h string) bool {
-	if len(h) != MaxTraceParent || !printable(h) {
-		return false
+	_, ok := parent00(h)
+	return ok
+}
+
+// parent00 reads h if it is a version-00 traceparent exactly as the W3C
+// propagator renders one: "00-", 32 lowercase hex digits of a trace id that
+// is not all zeros, "-", 16 of a span id that is not all zeros, "-", and
+// flags 00 to 03 (the propagator refuses reserved bits in version 00). It
+// decodes by hand: Context and SpanContext run for every item a sync
+// workflow pushes, and going through the propagator (a carrier map, the
+// parse, a rendering to compare) cost more than the rest of the link.
+// FuzzParent holds it to the propagator.
+func parent00(h string) (trace.SpanContextConfig, bool) {
+	var cfg trace.SpanContextConfig
+	if len(h) != MaxTraceParent || h[:3] != "00-" || h[35] != '-' || h[52] != '-' || h[53] != '0' || h[54] < '0' || h[54] > '3' {
+		return cfg, false
 	}
-	sc := trace.SpanContextFromContext(propagation.TraceContext{}.Extract(context.Background(), propagation.MapCarrier{"traceparent": h}))
-	if !sc.IsValid() {
-		return false
+	if !lowerHexTo(cfg.TraceID[:], h[3:35]) || !lowerHexTo(cfg.SpanID[:], h[36:52]) || !cfg.TraceID.IsValid() || !cfg.SpanID.IsValid() {
+		return cfg, false
 	}
-	return h == "00-"+sc.TraceID().String()+"-"+sc.SpanID().String()+"-"+hex.EncodeToString([]byte{byte(sc.TraceFlags())})
+	cfg.TraceFlags = trace.TraceFlags(h[54] - '0')
+	cfg.Remote = true
+	return cfg, true
+}
+
+// lowerHexTo decodes s, 2 × len(dst) lowercase hex digits, into dst.
+func lowerHexTo(dst []byte, s string) bool {
+	for i := range dst {
+		hi, ok1 := nibble(s[2*i])
+		lo, ok2 := nibble(s[2*i+1])
+		if !ok1 || !ok2 {
+			return false
+		}
+		dst[i] = hi<<4 | lo
+	}
+	return true
+}
+
+func nibble(c byte) (byte, bool) {
+	switch {
+	case '0' <= c && c <= '9':
+		return c - '0', true
+	case 'a' <= c && c <= 'f':
+		return c - 'a' + 10, true
+	}
+	return 0, false
 }
 
 // printable reports whether s holds only printable ASCII (0x20-0x7e), which
