@@ -87,9 +87,11 @@ func TestBackfillPage_pages_through_what_the_channel_lacks(t *testing.T) {
 	}
 }
 
-func TestBackfillPage_refuses_a_missing_shard_count(t *testing.T) {
+func TestBackfillPage_refuses_a_missing_shard_count_or_a_shard_outside_it(t *testing.T) {
 	a := &SyncActivities{}
-	if _, err := a.BackfillPage(context.Background(), BackfillInput{Max: 10}); !isNonRetryable(err, "BadInput") {
-		t.Fatalf("err = %v, want a non-retryable BadInput", err)
+	for _, in := range []BackfillInput{{Max: 10}, {Shards: 4, Shard: 4, Max: 10}, {Shards: 4, Shard: -1, Max: 10}, {Shards: 4}} {
+		if _, err := a.BackfillPage(context.Background(), in); !isNonRetryable(err, "BadInput") {
+			t.Fatalf("%+v: err = %v, want a non-retryable BadInput", in, err)
+		}
 	}
 }

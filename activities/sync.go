@@ -27,7 +27,7 @@ type CatalogStore interface {
 	Channel(ctx context.Context, id string) (catalog.Channel, error)
 	Channels(ctx context.Context) ([]catalog.Channel, error)
 	SyncedVersions(ctx context.Context, channelID string, skus []string) (map[string]int64, error)
-	Unsynced(ctx context.Context, channelID, after string, limit int) ([]catalog.HeldVersion, error)
+	Unsynced(ctx context.Context, channelID, after string, shard, shards, window int) (catalog.Window, error)
 	MarkSynced(ctx context.Context, channelID string, versions map[string]int64) error
 	Park(ctx context.Context, it catalog.ParkedItem) (catalog.ParkedItem, error)
 	Unpark(ctx context.Context, id string) error
@@ -167,10 +167,11 @@ type BackfillPage struct {
 	Done  bool         `json:"done"` // the whole catalogue was looked at
 }
 
-// Tuning of BackfillPage: rows read per query, and at most per call, so
-// one call stays short however few of the rows belong to the shard.
+// Tuning of BackfillPage: catalogue rows (of every shard) looked at per
+// query, and at most per call, so that one call stays short however few of
+// the rows belong to the shard or lack the channel's version.
 const (
-	backfillRead    = 2000
+	backfillRead    = 5000
 	backfillMaxScan = 50_000
 )
 
@@ -178,43 +179,47 @@ const (
 // workflow's shard whose current version the channel does not hold, up to
 // in.Max. A newly connected channel catches up with the existing catalogue
 // this way; what it holds already (channel_products) is skipped, so reading
-// the catalogue again is harmless.
+// the catalogue again is harmless. The store keeps the shard's lacking
+// products (CatalogStore.Unsynced), so a call ships only what is pushed.
 func (a *SyncActivities) BackfillPage(ctx context.Context, in BackfillInput) (BackfillPage, error) {
-	if in.Shards <= 0 || in.Max <= 0 {
-		return BackfillPage{}, temporal.NewNonRetryableApplicationError(fmt.Sprintf("backfill: shards %d and max %d must be positive", in.Shards, in.Max), "BadInput", nil)
+	if in.Shards <= 0 || in.Max <= 0 || in.Shard < 0 || in.Shard >= in.Shards {
+		return BackfillPage{}, temporal.NewNonRetryableApplicationError(
+			fmt.Sprintf("backfill: shard %d of %d and max %d: want 0 <= shard < shards and max > 0", in.Shard, in.Shards, in.Max), "BadInput", nil)
 	}
 	page := BackfillPage{After: in.After}
 	for scanned := 0; scanned < backfillMaxScan; {
-		rows, err := a.Catalog(in.Schema).Unsynced(ctx, in.ChannelID, page.After, backfillRead)
+		w, err := a.Catalog(in.Schema).Unsynced(ctx, in.ChannelID, page.After, in.Shard, in.Shards, backfillRead)
 		if err != nil {
 			return BackfillPage{}, err
 		}
 		var parked map[string]int64
-		if in.SkipParked {
-			skus := make([]string, 0, len(rows))
-			for _, r := range rows {
-				if r.Held < r.Version && catalog.Shard(r.SKU, in.Shards) == in.Shard {
-					skus = append(skus, r.SKU)
-				}
+		if in.SkipParked && len(w.Lacking) > 0 {
+			skus := make([]string, len(w.Lacking))
+			for i, r := range w.Lacking {
+				skus[i] = r.SKU
 			}
 			if parked, err = a.Catalog(in.Schema).ParkedVersions(ctx, in.ChannelID, skus); err != nil {
 				return BackfillPage{}, err
 			}
 		}
-		for _, r := range rows {
-			page.After = r.SKU
-			if r.Held < r.Version && catalog.Shard(r.SKU, in.Shards) == in.Shard && parked[r.SKU] < r.Version {
-				page.Items = append(page.Items, SKUVersion{SKU: r.SKU, Version: r.Version})
-				if len(page.Items) == in.Max {
-					return page, nil
-				}
+		for _, r := range w.Lacking {
+			if parked[r.SKU] >= r.Version {
+				continue
+			}
+			page.Items = append(page.Items, SKUVersion{SKU: r.SKU, Version: r.Version})
+			if len(page.Items) == in.Max {
+				page.After = r.SKU
+				return page, nil
 			}
 		}
-		if len(rows) < backfillRead {
+		if w.Scanned > 0 {
+			page.After = w.Last
+		}
+		if w.Scanned < backfillRead {
 			page.Done = true
 			return page, nil
 		}
-		scanned += len(rows)
+		scanned += w.Scanned
 		activity.RecordHeartbeat(ctx, page.After)
 	}
 	return page, nil

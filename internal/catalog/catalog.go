@@ -73,6 +73,17 @@ type HeldVersion struct {
 	Held    int64
 }
 
+// Window is what a backfill read of one stretch of the catalogue found: the
+// products of the shard the channel lacks (holds an older version of, or
+// none), in SKU order, the last SKU of the stretch and how many products it
+// had (all shards), so that the next read starts after Last and the catalogue
+// is done when Scanned falls short of the stretch asked for.
+type Window struct {
+	Lacking []HeldVersion
+	Last    string
+	Scanned int
+}
+
 // Validate checks the product's content (not its version) and returns a
 // *valid.Error that names every bad field ("sku", "name", "price.amount",
 // "price.currency", "stock", "attributes", "attributes[color]"). A product it
@@ -146,12 +157,22 @@ func fitsEnvelope(p Product) (int, bool) {
 }
 
 // Shard is the sync shard of sku among n: the same SKU always lands in the
-// same shard, so one workflow orders all its changes.
+// same shard, so one workflow orders all its changes. It is ShardHash(sku)
+// modulo n.
 func Shard(sku string, n int) int {
 	if n <= 1 {
 		return 0
 	}
+	return int(ShardHash(sku) % uint32(n))
+}
+
+// ShardHash is the 32-bit FNV-1a hash of sku's bytes, which Shard reduces
+// modulo the number of shards. The store keeps it with every product
+// (products.sku_hash, and the tenant schema's function fnv1a32(text)
+// computes the same), so that a shard's backfill reads its own SKUs in
+// PostgreSQL.
+func ShardHash(sku string) uint32 {
 	h := fnv.New32a()
 	_, _ = h.Write([]byte(sku))
-	return int(h.Sum32() % uint32(n))
+	return h.Sum32()
 }

@@ -143,9 +143,9 @@ func (c *Catalog) writeProduct(ctx context.Context, tx pgx.Tx, p catalog.Product
 			return catalog.Product{}, time.Time{}, false, fmt.Errorf("lock: %w", err)
 		}
 		p.Version = 1
-		err = tx.QueryRow(ctx, `INSERT INTO `+c.table("products")+` (`+productColumns+`, trace_id)
-			VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (sku) DO NOTHING RETURNING updated_at`,
-			p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version, p.TraceID).Scan(&at)
+		err = tx.QueryRow(ctx, `INSERT INTO `+c.table("products")+` (`+productColumns+`, trace_id, sku_hash)
+			VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (sku) DO NOTHING RETURNING updated_at`,
+			p.SKU, p.Name, p.Price.Amount, p.Price.Currency, p.Stock, p.Attributes, p.Version, p.TraceID, int64(catalog.ShardHash(p.SKU))).Scan(&at)
 		if err == nil {
 			return p, at, true, nil
 		}
@@ -244,7 +244,7 @@ func (c *Catalog) ApplyChanges(ctx context.Context, ps []catalog.Product) (int, 
 	skus := slices.Sorted(maps.Keys(newest))
 	n := len(skus)
 	names, currencies, attrs, traces := make([]string, n), make([]string, n), make([]string, n), make([]string, n)
-	amounts, stocks, versions := make([]int64, n), make([]int64, n), make([]int64, n)
+	amounts, stocks, versions, hashes := make([]int64, n), make([]int64, n), make([]int64, n), make([]int64, n)
 	for i, sku := range skus {
 		p := newest[sku]
 		if p.Attributes == nil {
@@ -255,16 +255,16 @@ func (c *Catalog) ApplyChanges(ctx context.Context, ps []catalog.Product) (int, 
 			return 0, fmt.Errorf("apply changes: attributes of %s: %w", sku, err)
 		}
 		names[i], currencies[i], attrs[i], traces[i] = p.Name, p.Price.Currency, string(b), p.TraceID
-		amounts[i], stocks[i], versions[i] = p.Price.Amount, p.Stock, p.Version
+		amounts[i], stocks[i], versions[i], hashes[i] = p.Price.Amount, p.Stock, p.Version, int64(catalog.ShardHash(sku))
 	}
-	tag, err := c.s.pool.Exec(ctx, `INSERT INTO `+c.table("products")+` AS p (`+productColumns+`, trace_id)
-		SELECT sku, name, amount, currency, stock, attrs::jsonb, version, trace
-		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[])
-			AS t(sku, name, amount, currency, stock, attrs, version, trace)
+	tag, err := c.s.pool.Exec(ctx, `INSERT INTO `+c.table("products")+` AS p (`+productColumns+`, trace_id, sku_hash)
+		SELECT sku, name, amount, currency, stock, attrs::jsonb, version, trace, hash
+		FROM unnest($1::text[], $2::text[], $3::bigint[], $4::text[], $5::bigint[], $6::text[], $7::bigint[], $8::text[], $9::bigint[])
+			AS t(sku, name, amount, currency, stock, attrs, version, trace, hash)
 		ON CONFLICT (sku) DO UPDATE SET name = EXCLUDED.name, price_amount = EXCLUDED.price_amount,
 			price_currency = EXCLUDED.price_currency, stock = EXCLUDED.stock, attributes = EXCLUDED.attributes,
 			version = EXCLUDED.version, trace_id = EXCLUDED.trace_id, updated_at = now()
-		WHERE p.version < EXCLUDED.version`, skus, names, amounts, currencies, stocks, attrs, versions, traces)
+		WHERE p.version < EXCLUDED.version`, skus, names, amounts, currencies, stocks, attrs, versions, traces, hashes)
 	if err != nil {
 		return 0, fmt.Errorf("apply %d changes: %w", n, err)
 	}
@@ -555,26 +555,48 @@ func (c *Catalog) versionsIn(ctx context.Context, table, what, channelID string,
 	return out, nil
 }
 
-// Unsynced reads up to limit products in SKU order after the SKU after
-// (from the start when after is ""), each with the version the channel
-// holds of it (0 for none). The caller keeps those the channel lacks: it is
-// how a newly connected channel catches up with the existing catalogue, page
-// by page.
-func (c *Catalog) Unsynced(ctx context.Context, channelID, after string, limit int) ([]catalog.HeldVersion, error) {
+// Unsynced reads the next stretch of the catalogue for a channel's
+// backfill: up to window products in SKU order after the SKU after (from
+// the start when after is ""), of which it returns those of the shard (of
+// shards, catalog.Shard) whose current version the channel does not hold,
+// each with the version it holds (0 for none). The shard and the versions
+// are compared in PostgreSQL (products.sku_hash), so a read ships only what
+// the shard's workflow has to push, however many shards share the catalogue.
+func (c *Catalog) Unsynced(ctx context.Context, channelID, after string, shard, shards, window int) (catalog.Window, error) {
 	uid, ok := canonicalID(channelID)
 	if !ok {
-		return nil, fmt.Errorf("read the catalogue for channel %q: %w", channelID, catalog.ErrNotFound)
+		return catalog.Window{}, fmt.Errorf("read the catalogue for channel %q: %w", channelID, catalog.ErrNotFound)
 	}
-	rows, err := c.s.pool.Query(ctx, `SELECT p.sku, p.version, coalesce(cp.version, 0)
-		FROM `+c.table("products")+` p LEFT JOIN `+c.table("channel_products")+` cp ON cp.channel_id = $1 AND cp.sku = p.sku
-		WHERE p.sku > $2 ORDER BY p.sku LIMIT $3`, uid, after, limit)
+	if shards < 1 {
+		shards, shard = 1, 0
+	}
+	// The last row (stretch = true) is the stretch's last SKU and size.
+	rows, err := c.s.pool.Query(ctx, `WITH w AS MATERIALIZED (
+			SELECT sku, version, sku_hash FROM `+c.table("products")+` WHERE sku > $2 ORDER BY sku LIMIT $3)
+		SELECT w.sku, w.version, coalesce(cp.version, 0), false AS stretch
+			FROM w LEFT JOIN `+c.table("channel_products")+` cp ON cp.channel_id = $1 AND cp.sku = w.sku
+			WHERE w.sku_hash % $4 = $5 AND coalesce(cp.version, 0) < w.version
+		UNION ALL
+		SELECT coalesce(max(sku), ''), count(*), 0, true FROM w
+		ORDER BY stretch, 1`, uid, after, window, int64(shards), int64(shard))
 	if err != nil {
-		return nil, fmt.Errorf("read the catalogue for channel %s: %w", channelID, err)
+		return catalog.Window{}, fmt.Errorf("read the catalogue for channel %s: %w", channelID, err)
 	}
-	var out []catalog.HeldVersion
-	var h catalog.HeldVersion
-	if _, err := pgx.ForEachRow(rows, []any{&h.SKU, &h.Version, &h.Held}, func() error { out = append(out, h); return nil }); err != nil {
-		return nil, fmt.Errorf("read the catalogue for channel %s: %w", channelID, err)
+	var (
+		out     catalog.Window
+		h       catalog.HeldVersion
+		stretch bool
+	)
+	_, err = pgx.ForEachRow(rows, []any{&h.SKU, &h.Version, &h.Held, &stretch}, func() error {
+		if stretch {
+			out.Last, out.Scanned = h.SKU, int(h.Version)
+		} else {
+			out.Lacking = append(out.Lacking, h)
+		}
+		return nil
+	})
+	if err != nil {
+		return catalog.Window{}, fmt.Errorf("read the catalogue for channel %s: %w", channelID, err)
 	}
 	return out, nil
 }
