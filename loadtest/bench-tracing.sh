@@ -39,6 +39,7 @@
 #   RATE      requests/s of the open loop after coupon.js's 10 s ramp (default 1000)
 #   DURATION  how long each run is measured after its 10 s ramp (default 20s)
 #   ROUNDS    off/on pairs per loop (default 1)
+#   QUIET_WAIT how long a run waits for an idle machine, at most (default 90 s)
 #   PORT_BASE first port of the private range (default 23000)
 #   REDIS_DB  Redis database number for the private sagaflow (default 11)
 #   PROFILE=1 also take a 10 s CPU profile (pprof) of sagaflow in the middle
@@ -106,6 +107,22 @@ start() {
   [ "$1" = on ] && otel=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=always_on)
   privatedev_start "$REPORT_DIR/tracing-sagaflow-$1-$stamp.log" "${otel[@]}"
 }
+# quiet: waits, at most QUIET_WAIT seconds, until the machine's CPUs were
+# at least 90% idle over 2 s, so that no run starts in another process's
+# burst (PostgreSQL's autovacuum after the sync runs of make bench-tracing,
+# a build): on this 2-core machine such a burst weighed on one mode of a
+# pair and moved its ratio by 10 points. Prints how idle it found them.
+quiet() {
+  local t u0 n0 s0 i0 w0 u1 n1 s1 i1 w1 pct=0
+  for ((t = 0; t < ${QUIET_WAIT:-90}; t += 2)); do
+    read -r _ u0 n0 s0 i0 w0 _ </proc/stat
+    sleep 2
+    read -r _ u1 n1 s1 i1 w1 _ </proc/stat
+    pct=$(((i1 + w1 - i0 - w0) * 100 / (u1 + n1 + s1 + i1 + w1 - u0 - n0 - s0 - i0 - w0 + 1)))
+    [ "$pct" -ge 90 ] && break
+  done
+  log "machine ${pct}% idle before the run"
+}
 # cpu: the CPU time (user + system, in clock ticks) sagaflow has used so far.
 cpu() { awk '{ print $14 + $15 }' "/proc/$privatedev_pid/stat"; }
 
@@ -123,6 +140,7 @@ req_per_s='' requests='' p50_ms='' p99_ms='' held='' cpu_per_req='' figures=''
 run() {
   local mode=$1 loop=$2 n=$3 k=0 ticks got before cpu0 args
   figures=$REPORT_DIR/tracing-$loop-$mode-$n-$stamp.json
+  quiet
   start "$mode"
   before=$(spans) cpu0=$(cpu)
   if [ "${PROFILE:-}" = 1 ]; then

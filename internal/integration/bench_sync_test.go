@@ -348,6 +348,7 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool, only
 			tp, name = on, "on"
 		}
 		testenv.UseTracerProvider(b, tp)
+		waitQuiet(b)
 		spans, cpu0 := sink.Spans(), cpuTime(b)
 		suffix := fmt.Sprintf("t%d", i)
 		if i < 0 {
@@ -415,6 +416,44 @@ func benchSyncTracing(b *testing.B, rate, seconds, rounds int, traced bool, only
 	}
 	fmt.Printf("sync tracing, %s: on (exported, always_on) / off, median of %d ABBA pairs (offered %d/s for %ds, after a warm-up run): events/s end to end %.3f (pairs %s), process CPU per event %.3f (pairs %s); %d spans exported, %.2f per event; sink rejected %d requests\n",
 		publisher, rounds, rate, seconds, rateRatio, ratios(rateRatios), cpuRatio, ratios(cpuRatios), exported, float64(exported)/float64(onEvents), sink.Rejected())
+}
+
+// waitQuiet waits, at most 90 s, until the machine's CPUs were at least
+// 85% idle over 2 s, so that no run of a comparison starts in the tail of
+// the one before (the embedded server finishing its tasks, PostgreSQL's
+// autovacuum), which would weigh on one mode of a pair only.
+func waitQuiet(b *testing.B) {
+	idle := 0.0
+	for deadline := time.Now().Add(90 * time.Second); time.Now().Before(deadline); {
+		i0, t0 := cpuStat(b)
+		time.Sleep(2 * time.Second)
+		i1, t1 := cpuStat(b)
+		if idle = float64(i1-i0) / float64(max(t1-t0, 1)); idle >= 0.85 {
+			break
+		}
+	}
+	fmt.Printf("machine %.0f%% idle before the run\n", 100*idle)
+}
+
+// cpuStat is the machine's idle (idle + iowait) and total CPU time so far,
+// in clock ticks (/proc/stat).
+func cpuStat(b *testing.B) (idle, total uint64) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		b.Fatal(err)
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
+	for i, f := range strings.Fields(line)[1:] {
+		v, err := strconv.ParseUint(f, 10, 64)
+		if err != nil {
+			b.Fatalf("/proc/stat: %q: %v", line, err)
+		}
+		total += v
+		if i == 3 || i == 4 {
+			idle += v
+		}
+	}
+	return idle, total
 }
 
 // median is the median of xs (not empty); it sorts xs.
