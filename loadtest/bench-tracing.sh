@@ -5,21 +5,24 @@
 #   ROUNDS=4 LOOPS=closed loadtest/bench-tracing.sh
 #
 # Runs loadtest/coupon.js against a private `sagaflow dev` started anew for
-# each run, in each of two modes:
+# each run, in each of the modes of MODES (default "off on"):
 #   off  no OTEL_* variable: the provider samples nothing, nothing is exported
 #   on   OTEL_EXPORTER_OTLP_ENDPOINT at bin/otlpsink (loadtest/otlpsink: an
 #        OTLP/HTTP receiver that counts spans and drops them, so no trace
 #        backend competes for the cores) and OTEL_TRACES_SAMPLER=always_on
+#   sampled  the same exporter, with OTEL_TRACES_SAMPLER=parentbased_traceidratio
+#        and OTEL_TRACES_SAMPLER_ARG=SAMPLE_RATIO (default 0.1): head sampling,
+#        as a hot path would be traced in production
 # and in each of two loops (LOOPS):
 #   closed  VUS users send requests back to back (coupon.js VUS): req/s is
 #           the most the machine answers, so on/off of it is the throughput
 #           tracing costs at the ceiling
 #   open    RATE requests/s (coupon.js's default): whether the rate is held
 #           and at which latency, and the CPU per request at a given load
-# Each loop runs ROUNDS rounds of one off and one on run, in ABBA order (off
-# first in odd rounds, on first in even ones), then prints the median over
-# the rounds of on/off of req/s and of sagaflow's CPU time per answered
-# request. coupon.js's handleSummary() writes each run's figures to
+# Each loop runs ROUNDS rounds of one run per mode, in ABBA order (MODES in
+# order in odd rounds, in reverse in even ones), then prints, per mode, the
+# median over the rounds of mode/off of req/s and of sagaflow's CPU time per
+# answered request. coupon.js's handleSummary() writes each run's figures to
 # .data/reports/tracing-<loop>-<mode>-<n>-<stamp>.json (and .env); the
 # summary, one line per run and the medians, is tracing-<stamp>.txt. The
 # spans the sink received during each run are printed next to it, to show
@@ -35,6 +38,7 @@
 #
 # Environment:
 #   LOOPS     "closed open" (default), or one of them
+#   MODES     "off on" (default), "off on sampled", "off sampled"
 #   VUS       users of the closed loop (default 20)
 #   RATE      requests/s of the open loop after coupon.js's 10 s ramp (default 1000)
 #   DURATION  how long each run is measured after its 10 s ramp (default 20s)
@@ -56,6 +60,8 @@ RATE=${RATE:-1000}
 DURATION=${DURATION:-20s}
 ROUNDS=${ROUNDS:-1}
 VUS=${VUS:-20}
+MODES=${MODES:-off on}
+SAMPLE_RATIO=${SAMPLE_RATIO:-0.1}
 LOOPS=${LOOPS:-closed open}
 PORT_BASE=${PORT_BASE:-23000}
 REDIS_DB=${REDIS_DB:-11}
@@ -73,6 +79,8 @@ die() {
 [[ $ROUNDS =~ ^[1-9][0-9]*$ ]] || die "ROUNDS=$ROUNDS: want a positive integer"
 [[ $VUS =~ ^[1-9][0-9]*$ ]] || die "VUS=$VUS: want a positive integer"
 for l in $LOOPS; do [[ $l == open || $l == closed ]] || die "LOOPS=$LOOPS: want open and/or closed"; done
+[[ " $MODES " == *" off "* ]] || die "MODES=$MODES: want off and one or more of on, sampled"
+for m in $MODES; do [[ $m == off || $m == on || $m == sampled ]] || die "MODES=$MODES: want off, on, sampled"; done
 # shellcheck source=loadtest/privatedev.sh
 . loadtest/privatedev.sh
 
@@ -103,8 +111,12 @@ spans >/dev/null || die "bin/otlpsink does not answer on $sink"
 
 # start MODE: sagaflow dev in MODE (off/on) in the background.
 start() {
-  local otel=()
-  [ "$1" = on ] && otel=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf OTEL_TRACES_SAMPLER=always_on)
+  local otel=(OTEL_EXPORTER_OTLP_ENDPOINT="http://$sink" OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf)
+  case $1 in
+    off) otel=() ;;
+    on) otel+=(OTEL_TRACES_SAMPLER=always_on) ;;
+    sampled) otel+=(OTEL_TRACES_SAMPLER=parentbased_traceidratio "OTEL_TRACES_SAMPLER_ARG=$SAMPLE_RATIO") ;;
+  esac
   privatedev_start "$REPORT_DIR/tracing-sagaflow-$1-$stamp.log" "${otel[@]}"
 }
 # quiet: waits, at most QUIET_WAIT seconds, until the machine's CPUs were
@@ -166,27 +178,34 @@ run() {
 
 for loop in $LOOPS; do
   for n in $(seq 1 "$ROUNDS"); do
-    # ABBA: off first in odd rounds, on first in even ones, so that a drift
-    # of the machine during the rounds weighs on both modes alike.
-    order="off on"
-    [ $((n % 2)) = 0 ] && order="on off"
+    # ABBA: the modes in order in odd rounds, in reverse in even ones, so
+    # that a drift of the machine during the rounds weighs on all alike.
+    order=$MODES
+    # shellcheck disable=SC2086 # one word per mode
+    [ $((n % 2)) = 0 ] && order=$(printf '%s\n' $MODES | tac | xargs)
     declare -A rps=() cpr=()
     for mode in $order; do
       run "$mode" "$loop" "$n"
       rps[$mode]=$req_per_s cpr[$mode]=$cpu_per_req
     done
-    awk -v loop="$loop" -v n="$n" -v r1="${rps[on]}" -v r0="${rps[off]}" -v c1="${cpr[on]}" -v c0="${cpr[off]}" \
-      'BEGIN { printf "%s %d %.3f %.3f\n", loop, n, r1 / r0, c1 / c0 }' >>"$ratios"
+    for mode in $MODES; do
+      [ "$mode" = off ] && continue
+      awk -v loop="$loop" -v mode="$mode" -v n="$n" -v r1="${rps[$mode]}" -v r0="${rps[off]}" -v c1="${cpr[$mode]}" -v c0="${cpr[off]}" \
+        'BEGIN { printf "%s %s %d %.3f %.3f\n", loop, mode, n, r1 / r0, c1 / c0 }' >>"$ratios"
+    done
   done
 done
-# The median over the rounds of each on/off ratio, per loop.
+# The median over the rounds of each mode/off ratio, per loop.
 for loop in $LOOPS; do
-  awk -v loop="$loop" '$1 == loop { r[++k] = $3; c[k] = $4 }
-    function median(a, k,   i, j, t) {
-      for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
-      return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
-    }
-    END { if (k) printf "coupon tracing on/off, %s loop, median of %d rounds: req/s %.3f, sagaflow CPU per request %.3f\n", loop, k, median(r, k), median(c, k) }' "$ratios" | tee -a "$summary"
+  for mode in $MODES; do
+    [ "$mode" = off ] && continue
+    awk -v loop="$loop" -v mode="$mode" '$1 == loop && $2 == mode { r[++k] = $4; c[k] = $5 }
+      function median(a, k,   i, j, t) {
+        for (i = 1; i <= k; i++) for (j = i + 1; j <= k; j++) if (a[j] < a[i]) { t = a[i]; a[i] = a[j]; a[j] = t }
+        return k % 2 ? a[(k + 1) / 2] : (a[k / 2] + a[k / 2 + 1]) / 2
+      }
+      END { if (k) printf "coupon tracing %s/off, %s loop, median of %d rounds: req/s %.3f, sagaflow CPU per request %.3f\n", mode, loop, k, median(r, k), median(c, k) }' "$ratios" | tee -a "$summary"
+  done
 done
 log "load average: $(cut -d' ' -f1-3 /proc/loadavg); runs: $summary; figures: $REPORT_DIR/tracing-*-$stamp.json"
 exit "$rc"
