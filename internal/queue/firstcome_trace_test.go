@@ -49,8 +49,15 @@ func TestAsk_keeps_the_requests_trace_until_issued(t *testing.T) {
 		t.Fatalf("%d trace contexts left after the requests were issued or set aside, want 0", n)
 	}
 	// Every key of the campaign shares its hash tag (one cluster slot).
-	keys, err := rdb.Client.Keys(ctx, rdb.Prefix()+"campaign:*"+c.ID+"*").Result()
-	if err != nil || len(keys) == 0 {
+	// SCAN, not KEYS: the test Redis is the stack's, which may hold
+	// millions of keys (the benchmarks' dedupe marks), and one KEYS over
+	// them outlasts the client's read timeout.
+	var keys []string
+	it := rdb.Client.Scan(ctx, 0, rdb.Prefix()+"campaign:*"+c.ID+"*", 10000).Iterator()
+	for it.Next(ctx) {
+		keys = append(keys, it.Val())
+	}
+	if err := it.Err(); err != nil || len(keys) == 0 {
 		t.Fatalf("keys = %v, %v", keys, err)
 	}
 	for _, k := range keys {
