@@ -20,7 +20,10 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 
 	"github.com/sagaflow/sagaflow/internal/catalog"
+	"github.com/sagaflow/sagaflow/internal/ingest"
+	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
 	"github.com/sagaflow/sagaflow/internal/otlpsink"
+	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/telemetry"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
@@ -290,7 +293,44 @@ func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, ta
 			b.Fatalf("%s: %s applied %d stale writes", t.name, m, s.StaleWrites)
 		}
 	}
+	forgetDedupe(b, t.redis, tenants)
 	return r
+}
+
+// forgetDedupe deletes the ingest's dedupe marks of the run's tenants (one
+// per event, kept for a day): a day of benchmark runs left millions of them
+// in the stack's Redis, whose AOF rewrites then fell on later runs, and a
+// KEYS over them outlasted a test's read timeout.
+func forgetDedupe(b *testing.B, rdb *queue.Redis, tenants []string) {
+	if rdb == nil {
+		return
+	}
+	ctx := context.Background()
+	d := redisdedupe.New(rdb)
+	deleted := 0
+	for _, tn := range tenants {
+		it := rdb.Client.Scan(ctx, 0, d.Key(ingest.DedupeKey{Tenant: tn})+"*", 10000).Iterator()
+		var batch []string
+		flush := func() {
+			if len(batch) > 0 {
+				if err := rdb.Client.Unlink(ctx, batch...).Err(); err != nil {
+					b.Fatal(err)
+				}
+				deleted += len(batch)
+				batch = batch[:0]
+			}
+		}
+		for it.Next(ctx) {
+			if batch = append(batch, it.Val()); len(batch) == 1000 {
+				flush()
+			}
+		}
+		if err := it.Err(); err != nil {
+			b.Fatal(err)
+		}
+		flush()
+	}
+	fmt.Printf("  deleted the %d dedupe marks of the run's %d tenants\n", deleted, len(tenants))
 }
 
 // newBenchSyncTenant creates a tenant on t with one channel per market,

@@ -20,6 +20,7 @@ import (
 	"go.temporal.io/sdk/client"
 	"go.temporal.io/sdk/log"
 
+	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/store"
 	"github.com/sagaflow/sagaflow/internal/tenant"
@@ -44,6 +45,9 @@ type benchTarget struct {
 	temporal client.Client
 	store    *store.Store // where a benchmark creates its tenants
 	amqpURL  string
+	// redis is the Redis the target's ingest keeps its dedupe marks in,
+	// with the target's key prefix (nil: unknown, nothing is cleaned).
+	redis *queue.Redis
 	// listings and stats read the market simulators.
 	listings func(b *testing.B, account, market string) map[string]sim.MarketListing
 	stats    func(b *testing.B, market string) sim.MarketStats
@@ -88,7 +92,7 @@ func (t *benchTarget) createTenant(b testing.TB, name string) (tenant.Tenant, st
 func embedded() *benchTarget {
 	return &benchTarget{
 		name: "embedded", apis: []string{stack.api.URL}, next: new(atomic.Uint64), demoKey: demoKey(), temporal: stack.app.Temporal,
-		store: stack.app.Store, amqpURL: stack.app.Config.AMQPURL,
+		store: stack.app.Store, amqpURL: stack.app.Config.AMQPURL, redis: stack.app.Redis,
 		listings: func(_ *testing.B, account, market string) map[string]sim.MarketListing {
 			return stack.sims.Markets[market].Listings(account)
 		},
@@ -168,8 +172,18 @@ func connectCluster(b *testing.B) *benchTarget {
 	if _, err := os.Stat(script); err != nil {
 		b.Fatalf("the cluster script: %v (SAGAFLOW_CLUSTER_SCRIPT)", err)
 	}
+	// The cluster's processes keep their keys under the configuration's
+	// default prefix unless the environment says otherwise.
+	var rdb *queue.Redis
+	if url := os.Getenv("REDIS_URL"); url != "" {
+		if rdb, err = queue.Open(ctx, url, testenv.EnvOr("SAGAFLOW_REDIS_PREFIX", "sagaflow:")); err != nil {
+			b.Fatalf("open the cluster's Redis: %v", err)
+		}
+		b.Cleanup(func() { _ = rdb.Client.Close() })
+	}
 	return &benchTarget{
 		apis: apis, next: new(atomic.Uint64), demoKey: testenv.EnvOr("SAGAFLOW_CLUSTER_API_KEY", "demo-key"), temporal: tc, store: st, amqpURL: amqpURL,
+		redis: rdb,
 		listings: func(b *testing.B, account, market string) map[string]sim.MarketListing {
 			var out struct {
 				Listings map[string]sim.MarketListing `json:"listings"`
