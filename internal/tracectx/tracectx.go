@@ -59,7 +59,7 @@ func Capture(ctx context.Context) Carrier {
 		return Carrier{}
 	}
 	c := Carrier{TraceParent: render(sc), TraceState: sc.TraceState().String()}
-	if len(c.TraceState) > MaxTraceState || !printable(c.TraceState) {
+	if !stateOK(c.TraceState) {
 		c.TraceState = ""
 	}
 	return c
@@ -90,7 +90,7 @@ func Parse(traceparent, tracestate string) Carrier {
 		return Carrier{}
 	}
 	m := propagation.MapCarrier{"traceparent": traceparent}
-	if tracestate != "" && len(tracestate) <= MaxTraceState && printable(tracestate) {
+	if tracestate != "" && stateOK(tracestate) {
 		m["tracestate"] = tracestate
 	}
 	sc := trace.SpanContextFromContext(w3c.Extract(context.Background(), m))
@@ -120,7 +120,7 @@ func (c Carrier) Clean() Carrier {
 	if !validParent(c.TraceParent) {
 		return Carrier{}
 	}
-	if len(c.TraceState) > MaxTraceState || !printable(c.TraceState) {
+	if !stateOK(c.TraceState) {
 		c.TraceState = ""
 	}
 	return c
@@ -136,7 +136,7 @@ func (c Carrier) SpanContext() trace.SpanContext {
 	if !ok {
 		return trace.SpanContext{}
 	}
-	if c.TraceState != "" && len(c.TraceState) <= MaxTraceState && printable(c.TraceState) {
+	if c.TraceState != "" && stateOK(c.TraceState) {
 		// As the propagator does: a tracestate that does not parse is
 		// dropped, the traceparent kept.
 		cfg.TraceState, _ = trace.ParseTraceState(c.TraceState)
@@ -208,6 +208,10 @@ func nibble(c byte) (byte, bool) {
 	}
 	return 0, false
 }
+
+// stateOK reports whether s may be kept as a tracestate: at most
+// MaxTraceState bytes of printable ASCII (what the W3C rules then parse).
+func stateOK(s string) bool { return len(s) <= MaxTraceState && printable(s) }
 
 // printable reports whether s holds only printable ASCII (0x20-0x7e), which
 // covers every valid tracestate.
