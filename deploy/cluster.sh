@@ -362,10 +362,14 @@ dynamicConfigClient:
   pollInterval: 10s
 EOF
   cat >"$DIR/dynamicconfig.yaml" <<'EOF'
-# Written by deploy/cluster.sh. The search attributes sagaflow registers at
-# migrate are read at once instead of after the cache's refresh.
+# Written by deploy/cluster.sh. Temporal's defaults, as in production; the
+# one set here says so for the setting that must never be on there: it
+# reads the search attributes from PostgreSQL, under one lock, on every
+# use (each start, each visibility write). When sagaflow migrate adds a
+# search attribute, deploy/cluster.sh restarts the server instead, so that
+# every service reads it at once.
 system.forceSearchAttributesCacheRefreshOnRead:
-  - value: true
+  - value: false
 EOF
 }
 
@@ -414,7 +418,18 @@ up() {
   start temporal
   wait_up temporal 60 || die "the Temporal server does not listen on 7233 after 60 s: $(tail -n 20 "$DIR/temporal.log")"
   log "migrating PostgreSQL, registering the namespace, seeding tenants demo and acme"
-  "$BIN/sagaflow" migrate --demo-tenants >>"$DIR/migrate.log" 2>&1 || die "sagaflow migrate failed: $(tail -n 10 "$DIR/migrate.log")"
+  local migrated
+  migrated=$("$BIN/sagaflow" migrate --demo-tenants 2>&1) || { echo "$migrated" >>"$DIR/migrate.log"; die "sagaflow migrate failed: $(tail -n 10 "$DIR/migrate.log")"; }
+  echo "$migrated" >>"$DIR/migrate.log"
+  if grep -q 'search attributes added' <<<"$migrated"; then
+    # Each Temporal service caches the search attributes for a minute:
+    # a restart makes them read the new ones now, not a minute of refused
+    # starts later.
+    log "search attributes added: restarting the Temporal server so that every service knows them"
+    stop temporal
+    start temporal
+    wait_up temporal 60 || die "the Temporal server does not listen on 7233 after 60 s: $(tail -n 20 "$DIR/temporal.log")"
+  fi
   for name in ui sim worker1 worker2 api1 api2; do
     start "$name"
   done

@@ -179,8 +179,13 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 	}
 	a.closers = append(a.closers, a.Temporal.Close)
 	if o.Migrate {
-		if err = PrepareNamespace(ctx, a.Temporal, cfg.TemporalNamespace, a.Dev == nil); err != nil {
+		added, err := PrepareNamespace(ctx, a.Temporal, cfg.TemporalNamespace, a.Dev == nil)
+		if err != nil {
 			return nil, err
+		}
+		if len(added) > 0 {
+			log.Warn("temporal: search attributes added; the server may refuse workflows that set them until its cache refreshes (up to a minute) or it restarts",
+				"names", added)
 		}
 	}
 	return a, nil

@@ -20,11 +20,12 @@ import (
 
 // PrepareNamespace registers the namespace (when register is set: the
 // embedded server creates its own) and the search attributes the workflows
-// need. Idempotent.
-func PrepareNamespace(ctx context.Context, c client.Client, namespace string, register bool) error {
+// need, and returns the names of the search attributes it added (see
+// temporalclient.EnsureSearchAttributes). Idempotent.
+func PrepareNamespace(ctx context.Context, c client.Client, namespace string, register bool) ([]string, error) {
 	if register {
 		if err := temporalclient.EnsureNamespace(ctx, c, namespace, 7*24*time.Hour); err != nil {
-			return err
+			return nil, err
 		}
 	}
 	return temporalclient.EnsureSearchAttributes(ctx, c, namespace, workflows.SearchAttributes())

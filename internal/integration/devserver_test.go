@@ -4,7 +4,9 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"maps"
 	"path/filepath"
+	"slices"
 	"testing"
 	"time"
 
@@ -13,7 +15,9 @@ import (
 	"go.temporal.io/sdk/worker"
 	"go.temporal.io/sdk/workflow"
 
+	"github.com/sagaflow/sagaflow/internal/app"
 	"github.com/sagaflow/sagaflow/internal/devserver"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
 	"github.com/sagaflow/sagaflow/workflows"
 )
 
@@ -109,5 +113,37 @@ func TestDevServer_refuses_a_taken_port(t *testing.T) {
 	})
 	if err == nil {
 		t.Fatal("a second server started on a taken port")
+	}
+}
+
+// EnsureSearchAttributes adds what the namespace lacks and says which it
+// added: deploy/cluster.sh restarts the Temporal server on that answer
+// instead of running it with its search-attribute cache turned off.
+func TestEnsureSearchAttributes_adds_only_what_is_missing(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	srv, c := startFileServer(t, filepath.Join(t.TempDir(), "temporal.db"), freePort())
+	defer srv.Stop()
+	defer c.Close()
+
+	// The server registered sagaflow's own at boot: nothing to add.
+	added, err := app.PrepareNamespace(ctx, c, "restart", false)
+	if err != nil || len(added) != 0 {
+		t.Fatalf("PrepareNamespace on a prepared namespace = %v, %v; want nothing added", added, err)
+	}
+	want := maps.Clone(workflows.SearchAttributes())
+	want["SagaflowTestB"] = enumspb.INDEXED_VALUE_TYPE_KEYWORD
+	want["SagaflowTestA"] = enumspb.INDEXED_VALUE_TYPE_INT
+	added, err = temporalclient.EnsureSearchAttributes(ctx, c, "restart", want)
+	if err != nil || !slices.Equal(added, []string{"SagaflowTestA", "SagaflowTestB"}) {
+		t.Fatalf("EnsureSearchAttributes with two new = %v, %v; want [SagaflowTestA SagaflowTestB]", added, err)
+	}
+	added, err = temporalclient.EnsureSearchAttributes(ctx, c, "restart", want)
+	if err != nil || len(added) != 0 {
+		t.Fatalf("EnsureSearchAttributes again = %v, %v; want nothing added", added, err)
+	}
+	want["SagaflowTestB"] = enumspb.INDEXED_VALUE_TYPE_INT
+	if added, err = temporalclient.EnsureSearchAttributes(ctx, c, "restart", want); err == nil {
+		t.Fatalf("EnsureSearchAttributes with a changed type = %v, nil; want an error", added)
 	}
 }

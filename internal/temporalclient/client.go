@@ -135,12 +135,19 @@ func EnsureNamespace(ctx context.Context, c client.Client, namespace string, ret
 }
 
 // EnsureSearchAttributes adds the custom search attributes in want that the
-// namespace lacks. An attribute that exists with another type is an error.
-func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string, want map[string]enumspb.IndexedValueType) error {
+// namespace lacks, and returns their names (sorted; none when all were
+// there). An attribute that exists with another type is an error.
+//
+// A Temporal server keeps the search attributes in a cache that each of
+// its services refreshes once a minute, so one just added may be unknown
+// to them (a start that sets it refused) for up to that minute. A caller
+// that registers them right before use restarts the server when any was
+// added (deploy/cluster.sh does), rather than turn the cache off.
+func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace string, want map[string]enumspb.IndexedValueType) ([]string, error) {
 	op := c.OperatorService()
 	have, err := op.ListSearchAttributes(ctx, &operatorservice.ListSearchAttributesRequest{Namespace: namespace})
 	if err != nil {
-		return fmt.Errorf("temporal: list search attributes: %w", err)
+		return nil, fmt.Errorf("temporal: list search attributes: %w", err)
 	}
 	missing := map[string]enumspb.IndexedValueType{}
 	for _, name := range slices.Sorted(maps.Keys(want)) {
@@ -149,11 +156,11 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 		case !ok:
 			missing[name] = want[name]
 		case typ != want[name]:
-			return fmt.Errorf("temporal: search attribute %s is %s, want %s", name, typ, want[name])
+			return nil, fmt.Errorf("temporal: search attribute %s is %s, want %s", name, typ, want[name])
 		}
 	}
 	if len(missing) == 0 {
-		return nil
+		return nil, nil
 	}
 	_, err = op.AddSearchAttributes(ctx, &operatorservice.AddSearchAttributesRequest{
 		Namespace:        namespace,
@@ -161,7 +168,7 @@ func EnsureSearchAttributes(ctx context.Context, c client.Client, namespace stri
 	})
 	var exists *serviceerror.AlreadyExists
 	if err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("temporal: add search attributes: %w", err)
+		return nil, fmt.Errorf("temporal: add search attributes: %w", err)
 	}
-	return nil
+	return slices.Sorted(maps.Keys(missing)), nil
 }
