@@ -234,10 +234,10 @@ bench-sync: up ## sync events/s end to end next to raw RabbitMQ (BENCH_SYNC_MODE
 # in BENCH_TRACING_ROUNDS ABBA pairs, against a private `sagaflow dev`
 # started without and with OTEL_EXPORTER_OTLP_ENDPOINT at loadtest/otlpsink
 # (loadtest/bench-tracing.sh). Each prints the median of the pairs' on/off
-# ratios. docs/benchmarks.md, "Tracing overhead".
+# ratios (about 23 minutes with 4 pairs). docs/benchmarks.md, "Tracing overhead".
 BENCH_TRACING_SYNC_RATE ?= 10000
 BENCH_TRACING_SYNC_SECONDS ?= 10
-BENCH_TRACING_ROUNDS ?= 2
+BENCH_TRACING_ROUNDS ?= 4
 bench-tracing: up ## sync and coupon throughput with and without traces exported
 	@$(STACK_ENV); for tp in 1 0; do BENCH_SYNC_TRACEPARENT=$$tp BENCH_SYNC_TRACING=both BENCH_SYNC_RATE=$(BENCH_TRACING_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_TRACING_SYNC_SECONDS) BENCH_SYNC_ROUNDS=$(BENCH_TRACING_ROUNDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION) || exit 1; done
 	ROUNDS=$(BENCH_TRACING_ROUNDS) loadtest/bench-tracing.sh
