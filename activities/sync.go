@@ -274,6 +274,7 @@ type PushResult struct {
 // nor is a deleted channel (ErrTypeChannelGone). What the market applied
 // before a failure is recorded all the same.
 func (a *SyncActivities) PushProducts(ctx context.Context, in PushInput) (out PushResult, _ error) {
+	defer keepAlive(ctx)()
 	linkItems(ctx, in.Items)
 	res := PushResult{Synced: map[string]int64{}}
 	store := a.Catalog(in.Schema)

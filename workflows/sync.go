@@ -233,7 +233,11 @@ func (s *syncRun) run(ctx workflow.Context) error {
 	}
 	pushCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: 2 * time.Minute,
-		RetryPolicy:         pushRetry(s.opts.MaxAttempts),
+		// The push heartbeats while it runs: an attempt that will never
+		// report (its worker died, or the server lost its completion) is
+		// retried after this, not after the 2 minutes.
+		HeartbeatTimeout: PushHeartbeatTimeout,
+		RetryPolicy:      pushRetry(s.opts.MaxAttempts),
 	})
 	pageCtx := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{
 		StartToCloseTimeout: time.Minute,
@@ -640,6 +644,9 @@ func (s *syncRun) localCtx(ctx workflow.Context) workflow.Context {
 // syncRetry is the retry policy of every activity and local activity of the
 // sync workflow: 1 s doubling to 30 s, with no attempt limit. Each call
 // returns a new value, so a caller may add to it.
+// PushHeartbeatTimeout is the heartbeat timeout of a push attempt.
+const PushHeartbeatTimeout = 20 * time.Second
+
 func syncRetry() *temporal.RetryPolicy {
 	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
 }

@@ -12,6 +12,7 @@ import (
 
 	"github.com/stretchr/testify/mock"
 	"github.com/stretchr/testify/require"
+	"go.temporal.io/sdk/activity"
 	"go.temporal.io/sdk/converter"
 	"go.temporal.io/sdk/temporal"
 	"go.temporal.io/sdk/testsuite"
@@ -95,8 +96,12 @@ func syncAll(_ context.Context, in activities.PushInput) (activities.PushResult,
 func TestCatalogSync_pushes_each_change_to_every_channel(t *testing.T) {
 	st := newSyncTest(t)
 	var pushed []activities.PushInput
+	var heartbeats []time.Duration
 	st.env.OnActivity(syncActs.PushProducts, mock.Anything, mock.Anything).Return(func(ctx context.Context, in activities.PushInput) (activities.PushResult, error) {
-		locked(func() { pushed = append(pushed, in) })
+		locked(func() {
+			pushed = append(pushed, in)
+			heartbeats = append(heartbeats, activity.GetInfo(ctx).HeartbeatTimeout)
+		})
 		return syncAll(ctx, in)
 	})
 	st.signal(time.Second, activities.SKUVersion{SKU: "A", Version: 1}, activities.SKUVersion{SKU: "B", Version: 4})
@@ -104,6 +109,9 @@ func TestCatalogSync_pushes_each_change_to_every_channel(t *testing.T) {
 	st.run(2 * time.Minute)
 
 	require.Len(t, pushed, 2)
+	// Each push heartbeats (activities.keepAlive): a lost attempt is retried
+	// after the heartbeat timeout, not after the push's start-to-close.
+	require.Equal(t, []time.Duration{PushHeartbeatTimeout, PushHeartbeatTimeout}, heartbeats)
 	byChannel := map[string][]activities.SKUVersion{}
 	for _, p := range pushed {
 		byChannel[p.ChannelID] = p.Items
