@@ -11,10 +11,11 @@ import (
 // keepAlive heartbeats for the activity of ctx until the returned stop is
 // called. Without heartbeats, the server notices an attempt that will never
 // report only when its start-to-close timeout ends: a worker killed
-// mid-push, or a completion the server lost (during a PostgreSQL restart
-// of the cluster, a RespondActivityTaskCompleted refused with "context
-// canceled" is not retried by the SDK, and the shard's pushes waited out
-// the push's 2 minutes). With them it notices after the heartbeat timeout.
+// mid-push, or a completion report that failed (during a PostgreSQL
+// restart of the cluster, the SDK's reports of three sync activities timed
+// out, "Task processing failed with error: context deadline exceeded", and
+// are not sent again: the shard's pushes waited out the push's 2 minutes).
+// With them it notices after the heartbeat timeout.
 //
 // It ticks at a quarter of the attempt's heartbeat timeout (the SDK sends
 // at most one heartbeat per 80% of it), and does nothing for an attempt
