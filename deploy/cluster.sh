@@ -382,6 +382,12 @@ schema() {
   "${sqltool[@]}" update-schema -d "$2" >>"$DIR/schema.log" 2>&1 || die "update-schema of $1 failed: $(tail -n 5 "$DIR/schema.log")"
 }
 
+# start_temporal: the Temporal server, then a wait until it listens.
+start_temporal() {
+  start temporal
+  wait_up temporal 60 || die "the Temporal server does not listen on 7233 after 60 s: $(tail -n 20 "$DIR/temporal.log")"
+}
+
 up() {
   mkdir -p "$DIR"
   if [ -f "$DIR/shards" ] && [ "$(cat "$DIR/shards")" != "$SHARDS" ]; then
@@ -415,8 +421,7 @@ up() {
   else
     rm -f "$DIR/rabbitmq_nodes"
   fi
-  start temporal
-  wait_up temporal 60 || die "the Temporal server does not listen on 7233 after 60 s: $(tail -n 20 "$DIR/temporal.log")"
+  start_temporal
   log "migrating PostgreSQL, registering the namespace, seeding tenants demo and acme"
   local migrated
   migrated=$("$BIN/sagaflow" migrate --demo-tenants 2>&1) || { echo "$migrated" >>"$DIR/migrate.log"; die "sagaflow migrate failed: $(tail -n 10 "$DIR/migrate.log")"; }
@@ -427,8 +432,7 @@ up() {
     # starts later.
     log "search attributes added: restarting the Temporal server so that every service knows them"
     stop temporal
-    start temporal
-    wait_up temporal 60 || die "the Temporal server does not listen on 7233 after 60 s: $(tail -n 20 "$DIR/temporal.log")"
+    start_temporal
   fi
   for name in ui sim worker1 worker2 api1 api2; do
     start "$name"

@@ -641,12 +641,12 @@ func (s *syncRun) localCtx(ctx workflow.Context) workflow.Context {
 	})
 }
 
-// syncRetry is the retry policy of every activity and local activity of the
-// sync workflow: 1 s doubling to 30 s, with no attempt limit. Each call
-// returns a new value, so a caller may add to it.
 // PushHeartbeatTimeout is the heartbeat timeout of a push attempt.
 const PushHeartbeatTimeout = 20 * time.Second
 
+// syncRetry is the retry policy of every activity and local activity of the
+// sync workflow: 1 s doubling to 30 s, with no attempt limit. Each call
+// returns a new value, so a caller may add to it.
 func syncRetry() *temporal.RetryPolicy {
 	return &temporal.RetryPolicy{InitialInterval: time.Second, BackoffCoefficient: 2, MaximumInterval: 30 * time.Second}
 }
