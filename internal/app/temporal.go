@@ -34,9 +34,10 @@ func PrepareNamespace(ctx context.Context, c client.Client, namespace string, re
 // temporalStarter starts a recorded workflow, once per workflow ID.
 type temporalStarter struct{ c client.Client }
 
-// StartWorkflow starts s, or does nothing if its workflow ID ran already.
-func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) error {
-	_, err := t.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+// StartWorkflow starts s and returns its run ID; if s's workflow ID ran
+// already, it starts nothing and returns the run ID of that run.
+func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) (string, error) {
+	run, err := t.c.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
 		ID:                       s.WorkflowID,
 		TaskQueue:                s.TaskQueue,
 		WorkflowIDReusePolicy:    enumspb.WORKFLOW_ID_REUSE_POLICY_REJECT_DUPLICATE,
@@ -48,7 +49,10 @@ func (t temporalStarter) StartWorkflow(ctx context.Context, s starter.Start) err
 	}, s.WorkflowType, s.Input)
 	var started *serviceerror.WorkflowExecutionAlreadyStarted
 	if errors.As(err, &started) {
-		return nil // it ran already: a start is sent at most once in effect
+		return started.RunId, nil // it ran already: a start is sent at most once in effect
 	}
-	return err
+	if err != nil {
+		return "", err
+	}
+	return run.GetRunID(), nil
 }

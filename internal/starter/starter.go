@@ -70,11 +70,12 @@ func Enqueue(ctx context.Context, tx pgx.Tx, s Start) error {
 	return nil
 }
 
-// Temporal starts one workflow; it must treat "already started" as success.
-// ctx carries the start's trace context (see Start.Trace) as the remote
-// parent of what it traces.
+// Temporal starts one workflow and returns its run ID; it must treat
+// "already started" as success, with the run ID of the run that holds the
+// workflow ID. ctx carries the start's trace context (see Start.Trace) as
+// the remote parent of what it traces.
 type Temporal interface {
-	StartWorkflow(ctx context.Context, s Start) error
+	StartWorkflow(ctx context.Context, s Start) (runID string, err error)
 }
 
 // Options tune a Starter. The zero value of each field has a default.
@@ -201,11 +202,13 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 			return err
 		}
 		claimed = len(starts)
-		errs := s.send(ctx, starts)
+		runs, errs := s.send(ctx, starts)
 		var done []int64
+		var doneRuns []string
 		for i, st := range starts {
 			if errs[i] == nil {
 				done = append(done, st.ID)
+				doneRuns = append(doneRuns, runs[i])
 				continue
 			}
 			wait := backoff.Exp(st.Attempts+1, 250*time.Millisecond, s.opts.MaxBackoff)
@@ -218,8 +221,9 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 		if len(done) > 0 {
 			// The input is not needed again (a started row is never sent
 			// again) and may hold a secret: clear it.
-			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts SET started_at = now(), attempts = attempts + 1,
-				input = '{}'::jsonb WHERE id = ANY($1)`, done); err != nil {
+			if _, err := tx.Exec(ctx, `UPDATE sagaflow.workflow_starts ws SET started_at = now(), attempts = ws.attempts + 1,
+				input = '{}'::jsonb, run_id = d.run_id
+				FROM unnest($1::bigint[], $2::text[]) AS d (id, run_id) WHERE ws.id = d.id`, done, doneRuns); err != nil {
 				return err
 			}
 		}
@@ -250,8 +254,8 @@ func (s *Starter) Prune(ctx context.Context) (int64, error) {
 }
 
 // send starts the workflows, Parallel at a time, and returns each error.
-func (s *Starter) send(ctx context.Context, starts []Start) []error {
-	errs := make([]error, len(starts))
+func (s *Starter) send(ctx context.Context, starts []Start) ([]string, []error) {
+	runs, errs := make([]string, len(starts)), make([]error, len(starts))
 	sem := make(chan struct{}, s.opts.Parallel)
 	var wg sync.WaitGroup
 	for i, st := range starts {
@@ -263,12 +267,12 @@ func (s *Starter) send(ctx context.Context, starts []Start) []error {
 			// valid) starts a new root.
 			sctx, cancel := context.WithTimeout(st.Trace.Context(ctx), 10*time.Second)
 			defer cancel()
-			errs[i] = s.temporal.StartWorkflow(sctx, st)
+			runs[i], errs[i] = s.temporal.StartWorkflow(sctx, st)
 			if errs[i] == nil && ctx.Err() != nil {
 				errs[i] = errors.New("stopping")
 			}
 		})
 	}
 	wg.Wait()
-	return errs
+	return runs, errs
 }

@@ -56,7 +56,7 @@ type fakeTemporal struct {
 	parents map[string]trace.SpanContext
 }
 
-func (f *fakeTemporal) StartWorkflow(ctx context.Context, s starter.Start) error {
+func (f *fakeTemporal) StartWorkflow(ctx context.Context, s starter.Start) (string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	if f.parents == nil {
@@ -65,14 +65,38 @@ func (f *fakeTemporal) StartWorkflow(ctx context.Context, s starter.Start) error
 	f.parents[s.WorkflowID] = trace.SpanContextFromContext(ctx)
 	if f.fail != nil {
 		if err := f.fail(s); err != nil {
-			return err
+			return "", err
 		}
 	}
 	if f.got == nil {
 		f.got = map[string]int{}
 	}
 	f.got[s.WorkflowID]++
-	return nil
+	return runOf(s.WorkflowID), nil
+}
+
+// runOf is the run ID fakeTemporal gives a workflow ID's start.
+func runOf(workflowID string) string { return "run-of-" + workflowID }
+
+// runIDs reads the run ID each of ids' rows keeps ("" for one not started).
+func runIDs(t *testing.T, ids []string) map[string]string {
+	t.Helper()
+	rows, err := db.Pool().Query(context.Background(), `SELECT workflow_id, run_id FROM sagaflow.workflow_starts WHERE workflow_id = ANY($1)`, ids)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]string{}
+	for rows.Next() {
+		var id, run string
+		if err := rows.Scan(&id, &run); err != nil {
+			t.Fatal(err)
+		}
+		got[id] = run
+	}
+	if err := rows.Err(); err != nil {
+		t.Fatal(err)
+	}
+	return got
 }
 
 func (f *fakeTemporal) count(id string) int {
@@ -152,6 +176,14 @@ func TestStarter_sends_each_recorded_start_once(t *testing.T) {
 	if p := pending(t, ids); p != 0 {
 		t.Fatalf("%d starts still pending", p)
 	}
+	// Each row keeps the run its start produced, not its neighbour's: the
+	// mark of a batch pairs every row with its own run.
+	runs := runIDs(t, ids)
+	for _, id := range ids {
+		if runs[id] != runOf(id) {
+			t.Errorf("%s keeps run %q, want %q", id, runs[id], runOf(id))
+		}
+	}
 	drain(t, s)
 	for _, id := range ids {
 		if f.count(id) != 1 {
@@ -173,6 +205,9 @@ func TestStarter_retries_a_failed_start_later(t *testing.T) {
 	drain(t, s)
 	if f.count(ids[0]) != 1 || f.count(ids[1]) != 0 || pending(t, ids) != 1 {
 		t.Fatalf("after a failure: got %v, pending %d", f.got, pending(t, ids))
+	}
+	if runs := runIDs(t, ids); runs[ids[0]] != runOf(ids[0]) || runs[ids[1]] != "" {
+		t.Fatalf("run IDs after one start failed: %v", runs)
 	}
 	var attempts int
 	var lastErr string
