@@ -222,8 +222,15 @@ bench: bench-join bench-coupon-drain bench-sync ## every Go benchmark
 BENCH_SYNC_RATE ?= 2500
 BENCH_SYNC_SECONDS ?= 60
 BENCH_SYNC_MODE ?= hot
+BENCH_INGEST_RATE ?= 20000
 bench-sync: up ## sync events/s end to end next to raw RabbitMQ (BENCH_SYNC_MODE=hot|spread|both, CLUSTER=1)
 	@$(BENCH_ENV); BENCH_SYNC_MODE=$(BENCH_SYNC_MODE) BENCH_SYNC_RATE=$(BENCH_SYNC_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkSync_end_to_end' -benchtime 1x $(INTEGRATION)
+
+# The ingest by itself (RabbitMQ, dedupe in Redis, PostgreSQL; a Sink that
+# only counts: no Temporal, no markets) on the sync workload, next to raw
+# RabbitMQ in the same run: the ceiling the ingest leaves the sync.
+bench-ingest: up ## the ingest alone, events/s next to raw RabbitMQ (BENCH_SYNC_MODE, BENCH_SYNC_RATE as bench-sync)
+	@$(STACK_ENV); BENCH_SYNC_MODE=$(BENCH_SYNC_MODE) BENCH_SYNC_RATE=$(BENCH_INGEST_RATE) BENCH_SYNC_SECONDS=$(BENCH_SYNC_SECONDS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkIngest_alone' -benchtime 1x $(INTEGRATION)
 
 # What exporting traces costs the hot paths, each in one run: the sync
 # workload on one embedded server (exporting to an in-process OTLP sink),

@@ -191,6 +191,9 @@ func (w syncWorkload) seed(b *testing.B, t *benchTarget, tn tenant.Tenant, chann
 // syncRun is what one run of the sync workload measured.
 type syncRun struct {
 	published, size, offered, seconds int
+	// writes is how many SKU writes the markets applied (of markets): one
+	// per event and market when nothing was coalesced.
+	writes, markets int
 	pubDone, applied                  time.Duration
 	cpu                               string // processCPU from the first publish to applied
 }
@@ -199,9 +202,10 @@ type syncRun struct {
 func (r syncRun) rate() float64 { return float64(r.published) / r.applied.Seconds() }
 
 func (r syncRun) String() string {
-	return fmt.Sprintf("%d events of %d bytes offered at %d/s for %ds: published in %s (%.0f/s); all applied at every market after %s: %.0f events/s end to end, catch-up after the last publish %s",
+	return fmt.Sprintf("%d events of %d bytes offered at %d/s for %ds: published in %s (%.0f/s); all applied at every market after %s: %.0f events/s end to end, catch-up after the last publish %s; %d market writes (%.2f per event and market)",
 		r.published, r.size, r.offered, r.seconds, r.pubDone.Round(time.Millisecond), float64(r.published)/r.pubDone.Seconds(),
-		r.applied.Round(time.Millisecond), r.rate(), (r.applied - r.pubDone).Round(time.Millisecond))
+		r.applied.Round(time.Millisecond), r.rate(), (r.applied - r.pubDone).Round(time.Millisecond),
+		r.writes, float64(r.writes)/float64(max(r.published*r.markets, 1)))
 }
 
 // runSync runs workload w once on target t, on two new tenants whose names
@@ -288,6 +292,7 @@ func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, ta
 	}
 	r.applied = time.Since(start)
 	r.cpu = processCPU().since(cpu0)
+	r.writes, r.markets = applied()-before, len(markets)
 	for _, m := range markets {
 		if s := t.stats(b, m); s.StaleWrites != 0 {
 			b.Fatalf("%s: %s applied %d stale writes", t.name, m, s.StaleWrites)
