@@ -193,9 +193,9 @@ type syncRun struct {
 	published, size, offered, seconds int
 	// writes is how many SKU writes the markets applied (of markets): one
 	// per event and market when nothing was coalesced.
-	writes, markets int
-	pubDone, applied                  time.Duration
-	cpu                               string // processCPU from the first publish to applied
+	writes, markets  int
+	pubDone, applied time.Duration
+	cpu              string // processCPU from the first publish to applied
 }
 
 // rate is events a second end to end.
