@@ -166,7 +166,7 @@ func joinStart(t tenant.Tenant, m meeting.Meeting, req meeting.JoinRequest, join
 	input, err := json.Marshal(workflows.JoinInput{
 		Tenant: t.Name, Schema: t.Schema, JoinID: joinID,
 		MeetingID: m.ID, MeetingTitle: m.Title, UserID: req.UserID, PaymentToken: token,
-		Channels: req.Channels, Fee: m.Fee, CancelDeadline: m.CancelDeadline,
+		Channels: req.Channels, Fee: m.Fee, CancelDeadline: m.CancelDeadline, Version: workflows.JoinVersion,
 	})
 	if err != nil {
 		return starter.Start{}, err

@@ -25,7 +25,18 @@ type JoinInput struct {
 	Channels       []string      `json:"channels"`
 	Fee            meeting.Money `json:"fee"`
 	CancelDeadline *time.Time    `json:"cancel_deadline,omitempty"`
+	// Version is the saga's version, as the API that recorded the join
+	// knew it (JoinVersion). It replaces workflow.GetVersion on the saga's
+	// first step: GetVersion adds two events to every join's history (a
+	// marker, and an upsert of the TemporalChangeVersion search attribute).
+	// Zero (inputs recorded before it was carried) asks GetVersion, so that
+	// every recorded history replays its own path.
+	Version int `json:"version,omitempty"`
 }
+
+// JoinVersion is the saga's current version, which the API writes into
+// every JoinInput (joinVersionUntilDone's version 1).
+const JoinVersion = 1
 
 // Reasons a join ends without a seat.
 const (
@@ -77,6 +88,22 @@ func Join(ctx workflow.Context, in JoinInput) (meeting.Join, error) {
 // Histories recorded before it (DefaultVersion) replay the old path.
 const joinVersionUntilDone = "join-until-done"
 
+// sagaVersion is the version of the saga the run takes: its input's, else
+// (an input recorded before the version was carried) GetVersion's, which
+// returns the version a recorded history holds, or 1 for a new run.
+func (s *joinSaga) sagaVersion(ctx workflow.Context) workflow.Version {
+	switch v := s.in.Version; {
+	case v <= 0:
+		return workflow.GetVersion(ctx, joinVersionUntilDone, workflow.DefaultVersion, JoinVersion)
+	case v > JoinVersion:
+		// As GetVersion does for a version it does not know: the workflow
+		// task fails, and is retried until a worker that knows it runs it.
+		panic(fmt.Sprintf("join %s asks for saga version %d; this worker knows versions up to %d", s.in.JoinID, v, JoinVersion))
+	default:
+		return workflow.Version(v)
+	}
+}
+
 type joinSaga struct {
 	in JoinInput
 	// version is joinVersionUntilDone's version: workflow.DefaultVersion
@@ -93,7 +120,7 @@ type joinSaga struct {
 var joinActs *activities.JoinActivities
 
 func (s *joinSaga) run(ctx workflow.Context) (meeting.Join, error) {
-	s.version = workflow.GetVersion(ctx, joinVersionUntilDone, workflow.DefaultVersion, 1)
+	s.version = s.sagaVersion(ctx)
 	seat := activities.SeatInput{Schema: s.in.Schema, MeetingID: s.in.MeetingID, JoinID: s.in.JoinID, UserID: s.in.UserID}
 	release := func(ctx workflow.Context) error {
 		// The reason only labels the release's span: the same command,

@@ -562,3 +562,51 @@ func TestJoin_compensations_carry_the_joins_reason(t *testing.T) {
 	require.Equal(t, ReasonMeetingClosed, releaseReason, "release's reason")
 	require.Equal(t, ReasonMeetingClosed, refundReason, "refund's reason")
 }
+
+// A join whose input carries the saga's version asks no GetVersion, which
+// adds a marker and an upsert of TemporalChangeVersion to every join's
+// history. It takes version 1's path all the same: through a
+// reserve outage longer than version 0's budget, to a confirmed join, where
+// GetVersion (had it been asked) would have said version 0. An input
+// recorded before the version was carried asks GetVersion, once.
+func TestJoin_takes_its_version_from_the_input(t *testing.T) {
+	for _, tt := range []struct {
+		name     string
+		version  int
+		recorded workflow.Version // what GetVersion answers when asked
+		asked    int
+	}{
+		{"carried", JoinVersion, workflow.DefaultVersion, 0},
+		{"recorded_before_it_was_carried", 0, JoinVersion, 1},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			jt := newJoinTest(t)
+			jt.SetStartTime(outageStart)
+			asked := 0
+			jt.OnGetVersion(joinVersionUntilDone, workflow.DefaultVersion, JoinVersion).Run(func(mock.Arguments) { asked++ }).Return(tt.recorded).Maybe()
+			attempts := jt.outage("ReserveSeat", 25*time.Minute)
+			jt.ok("Charge", "ConfirmSeat", "SaveJoin", "Notify")
+			in := joinInput()
+			in.Version = tt.version
+			got := jt.run(in)
+			require.Equal(t, meeting.JoinConfirmed, got.Status)
+			require.Greater(t, *attempts, 10, "the reserve was retried through the outage")
+			require.Equal(t, tt.asked, asked, "GetVersion calls")
+		})
+	}
+}
+
+// A version this worker does not know fails the workflow task (as
+// GetVersion does), so that a worker that knows it runs the join; nothing
+// runs meanwhile.
+func TestJoin_a_version_from_the_future_runs_nothing(t *testing.T) {
+	jt := newJoinTest(t)
+	jt.ok("ReserveSeat", "Charge", "ConfirmSeat", "SaveJoin", "Notify")
+	in := joinInput()
+	in.Version = JoinVersion + 1
+	jt.ExecuteWorkflow(Join, in)
+	err := jt.GetWorkflowError()
+	require.Error(t, err)
+	require.Contains(t, err.Error(), "asks for saga version 2")
+	require.Empty(t, jt.calls)
+}

@@ -14,7 +14,10 @@ import (
 // would break running workflows fails here. Files that `make
 // record-histories` does not write are frozen on purpose: they keep a
 // history of an older version of a workflow (sync_parked_before_backfill.json:
-// CatalogSync before channels were backfilled).
+// CatalogSync before channels were backfilled; join_confirmed.json and
+// join_cancelled.json: the join saga before version 1;
+// join_confirmed_until_done.json: version 1 as GetVersion recorded it,
+// before the API put the version into the saga's input).
 func TestReplay_recorded_histories(t *testing.T) {
 	files, err := filepath.Glob("testdata/*.json")
 	if err != nil {

@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	enumspb "go.temporal.io/api/enums/v1"
 	"google.golang.org/protobuf/encoding/prototext"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
@@ -104,6 +105,9 @@ func TestJoin_through_the_api_charges_once_and_confirms(t *testing.T) {
 	}
 	// The payment token reached the gateway, but no event of the saga's
 	// history holds it in the clear: the API sealed it for the charge.
+	//
+	// The API put the saga's version into its input: the history has no
+	// version marker and no search-attribute upsert (GetVersion's).
 	events := 0
 	for _, ev := range history(t, workflows.JoinWorkflowID("demo", joinID), "") {
 		events++
@@ -111,11 +115,15 @@ func TestJoin_through_the_api_charges_once_and_confirms(t *testing.T) {
 		if b, _ := prototext.Marshal(ev); bytes.Contains(b, []byte("tok_ok")) {
 			t.Fatalf("history event %d (%s) holds the payment token in the clear", ev.GetEventId(), ev.GetEventType())
 		}
+		if ev.GetEventType() == enumspb.EVENT_TYPE_UPSERT_WORKFLOW_SEARCH_ATTRIBUTES ||
+			ev.GetMarkerRecordedEventAttributes().GetMarkerName() == "Version" {
+			t.Fatalf("history event %d (%s) is GetVersion's", ev.GetEventId(), ev.GetEventType())
+		}
 	}
 	if events == 0 {
 		t.Fatal("no history read")
 	}
-	recordHistory(t, started{WorkflowID: workflows.JoinWorkflowID("demo", joinID)}, "join_confirmed.json")
+	recordHistory(t, started{WorkflowID: workflows.JoinWorkflowID("demo", joinID)}, "join_confirmed_v1.json")
 }
 
 func TestJoin_cancel_before_deadline_refunds_and_releases(t *testing.T) {
@@ -148,7 +156,7 @@ func TestJoin_cancel_before_deadline_refunds_and_releases(t *testing.T) {
 	if code := call(t, demoKey(), http.MethodPost, "/v1/joins/"+joinID+"/cancel", nil, nil); code != http.StatusConflict {
 		t.Fatalf("second cancel = %d, want 409", code)
 	}
-	recordHistory(t, started{WorkflowID: workflows.JoinWorkflowID("demo", joinID)}, "join_cancelled.json")
+	recordHistory(t, started{WorkflowID: workflows.JoinWorkflowID("demo", joinID)}, "join_cancelled_v1.json")
 }
 
 func TestJoin_full_meeting_fails_without_a_charge(t *testing.T) {
