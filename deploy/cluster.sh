@@ -143,9 +143,10 @@ cluster_env() {
 }
 
 # amqp_of N: the AMQP URL of rabbit node N, or the stack's when the cluster
-# has no nodes of its own.
+# has no nodes of its own (empty where the stack's environment is not read:
+# `down` only checks the names it stops).
 amqp_of() {
-  if [ "$RABBIT_NODES" = 0 ]; then echo "$AMQP_URL"; else echo "amqp://guest:guest@127.0.0.1:$((56800 + $1))/"; fi
+  if [ "$RABBIT_NODES" = 0 ]; then echo "${AMQP_URL:-}"; else echo "amqp://guest:guest@127.0.0.1:$((56800 + $1))/"; fi
 }
 
 # rabbit_env N: the environment of rabbit node N (and of rabbitmqctl

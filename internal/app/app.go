@@ -341,7 +341,8 @@ func Serve(ctx context.Context, l net.Listener, h http.Handler, cfg config.Confi
 }
 
 // Starter is the relay of the workflow starts requests record in
-// PostgreSQL; run it in every process that serves the API.
+// PostgreSQL; run it in every worker process, next to the workers its
+// eager starts hand the first workflow task to.
 func (a *App) Starter() *starter.Starter {
 	return starter.New(a.Store.Pool(), temporalStarter{a.Temporal}, a.Log, starter.Options{Retention: a.Config.WorkflowStartsRetention})
 }
