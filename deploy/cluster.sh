@@ -139,6 +139,9 @@ cluster_env() {
   eval "$(deploy/stack.sh env)"
   [ "$RABBIT_NODES" = 3 ] && AMQP_URL=$(amqp_of 1)
   export TEMPORAL_ADDRESS=127.0.0.1:7233 SAGAFLOW_ENV=dev SAGAFLOW_UI_ADDR=127.0.0.1:8233
+  # The server is on this machine: compressing each request and answer
+  # would only spend the cores they share (the SDK gzips by default).
+  export TEMPORAL_GRPC_COMPRESSION=none
   export SAGAFLOW_TEMPORAL_UI_URL=${SAGAFLOW_TEMPORAL_UI_URL:-http://127.0.0.1:8233}
 }
 
@@ -542,6 +545,7 @@ case ${1:-} in
   env)
     deploy/stack.sh env
     echo "export TEMPORAL_ADDRESS='127.0.0.1:7233'"
+    echo "export TEMPORAL_GRPC_COMPRESSION='none'"
     echo "export SAGAFLOW_CLUSTER_RABBITMQ_NODES='$RABBIT_NODES'"
     echo "export SAGAFLOW_CLUSTER_API_URLS='http://127.0.0.1:8080 http://127.0.0.1:8081'"
     ;;

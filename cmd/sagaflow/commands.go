@@ -278,6 +278,7 @@ func (c *cli) migrateCmd() *cobra.Command {
 			}
 			tc, err := temporalclient.Dial(ctx, temporalclient.Options{
 				HostPort: c.cfg.TemporalHostPort(), Namespace: c.cfg.TemporalNamespace, Logger: log,
+				Compression: c.cfg.TemporalCompression,
 			})
 			if err != nil {
 				return err

@@ -174,6 +174,7 @@ func Open(ctx context.Context, cfg config.Config, log *slog.Logger, o Options) (
 		Metrics:   a.Metrics.Temporal(),
 		// Encrypts every payload (the join's payment token included).
 		PayloadKeys: cfg.PayloadKeys,
+		Compression: cfg.TemporalCompression,
 	}); err != nil {
 		return nil, err
 	}

@@ -38,9 +38,10 @@ type Config struct {
 
 	WorkerHTTPAddr string `env:"SAGAFLOW_WORKER_HTTP_ADDR" envDefault:":9091" help:"address 'sagaflow worker' serves /healthz, /readyz and /metrics on (empty: none)"`
 
-	TemporalAddress   string `env:"TEMPORAL_ADDRESS" help:"host:port of an external Temporal frontend; empty: 'dev' embeds its own server, the other commands use 127.0.0.1:7233"`
-	TemporalNamespace string `env:"TEMPORAL_NAMESPACE" envDefault:"sagaflow" help:"Temporal namespace of every workflow"`
-	PayloadKeys       string `env:"SAGAFLOW_PAYLOAD_KEYS" help:"AES-256 keys that encrypt every Temporal payload, as id:base64key pairs separated by commas (the first encrypts, all decrypt; empty: payloads in the clear)"`
+	TemporalAddress     string `env:"TEMPORAL_ADDRESS" help:"host:port of an external Temporal frontend; empty: 'dev' embeds its own server, the other commands use 127.0.0.1:7233"`
+	TemporalNamespace   string `env:"TEMPORAL_NAMESPACE" envDefault:"sagaflow" help:"Temporal namespace of every workflow"`
+	PayloadKeys         string `env:"SAGAFLOW_PAYLOAD_KEYS" help:"AES-256 keys that encrypt every Temporal payload, as id:base64key pairs separated by commas (the first encrypts, all decrypt; empty: payloads in the clear)"`
+	TemporalCompression string `env:"TEMPORAL_GRPC_COMPRESSION" envDefault:"gzip" help:"compression of the requests to Temporal: gzip (the SDK's default: less traffic to a distant server, such as Temporal Cloud) or none (no compressing on either end, for a server close by: the same cluster, the same machine)"`
 
 	TemporalUIURL string `env:"SAGAFLOW_TEMPORAL_UI_URL" envDefault:"http://127.0.0.1:8233" help:"base URL of the Temporal Web UI that parked items, dead letters and failed joins link to (ui_url)"`
 
@@ -218,6 +219,9 @@ func (c Config) Validate() error {
 	}
 	if c.TemporalNamespace == "" {
 		bad("TEMPORAL_NAMESPACE", "must not be empty")
+	}
+	if c.TemporalCompression != "gzip" && c.TemporalCompression != "none" {
+		bad("TEMPORAL_GRPC_COMPRESSION", "want gzip or none, got %q", c.TemporalCompression)
 	}
 	checkBaseURL := func(key, raw string) {
 		u, err := url.Parse(raw)

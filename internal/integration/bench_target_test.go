@@ -23,6 +23,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/queue"
 	"github.com/sagaflow/sagaflow/internal/sim"
 	"github.com/sagaflow/sagaflow/internal/store"
+	"github.com/sagaflow/sagaflow/internal/temporalclient"
 	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
@@ -142,8 +143,15 @@ func connectCluster(b *testing.B) *benchTarget {
 		}
 	}
 	ctx := context.Background()
+	// The bare workflow's workers and client compress (or not) as the
+	// cluster's processes do (TEMPORAL_GRPC_COMPRESSION from cluster.sh env).
+	compression, err := temporalclient.Compression(os.Getenv("TEMPORAL_GRPC_COMPRESSION"))
+	if err != nil {
+		b.Fatal(err)
+	}
 	tc, err := client.DialContext(ctx, client.Options{HostPort: addr, Namespace: stack.app.Config.TemporalNamespace,
-		Logger: log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
+		ConnectionOptions: client.ConnectionOptions{GrpcCompression: compression},
+		Logger:            log.NewStructuredLogger(slog.New(slog.NewTextHandler(io.Discard, nil)))})
 	if err != nil {
 		b.Fatalf("dial the cluster's Temporal at %s: %v", addr, err)
 	}
