@@ -253,7 +253,8 @@ func (s *Starter) Prune(ctx context.Context) (int64, error) {
 	}
 }
 
-// send starts the workflows, Parallel at a time, and returns each error.
+// send starts the workflows, Parallel at a time, and returns the run ID and
+// the error of each.
 func (s *Starter) send(ctx context.Context, starts []Start) ([]string, []error) {
 	runs, errs := make([]string, len(starts)), make([]error, len(starts))
 	sem := make(chan struct{}, s.opts.Parallel)
