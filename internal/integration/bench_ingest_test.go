@@ -16,6 +16,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/ingest"
 	"github.com/sagaflow/sagaflow/internal/ingest/redisdedupe"
 	"github.com/sagaflow/sagaflow/internal/rabbit"
+	"github.com/sagaflow/sagaflow/internal/tenant"
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
@@ -46,18 +47,10 @@ func BenchmarkIngest_alone(b *testing.B) {
 	var table []string
 	for range b.N {
 		for _, w := range syncWorkloads(b, os.Getenv("BENCH_SYNC_MODE")) {
-			var tenants []string
-			for _, n := range []string{"a", "b"} {
+			tenants := w.newTenants(b, t, func(n string) (tenant.Tenant, []string) {
 				tn, _ := t.createTenant(b, syncTenantName("i"+w.tag+n))
-				if w.seeded {
-					w.seed(b, t, tn, nil)
-				}
-				tenants = append(tenants, tn.Name)
-			}
-			first := int64(1)
-			if w.seeded {
-				first = 2
-			}
+				return tn, nil // no channels: the Sink pushes nothing
+			})
 			conn, err := rabbit.Dial(ctx, amqpURL)
 			if err != nil {
 				b.Fatal(err)
@@ -71,11 +64,7 @@ func BenchmarkIngest_alone(b *testing.B) {
 			go func() { done <- c.Run(runCtx) }()
 
 			total := rate * seconds
-			event := func(i int) busEvent {
-				tn := tenants[i%len(tenants)]
-				n := i / len(tenants)
-				return changeEvent(b, tn, w.product(tn, n%w.skus, first+int64(n/w.skus)))
-			}
+			event := func(i int) busEvent { return w.event(b, tenants, i) }
 			size := len(event(0).body)
 			cpu0 := processCPU()
 			start := time.Now()

@@ -188,6 +188,39 @@ func (w syncWorkload) seed(b *testing.B, t *benchTarget, tn tenant.Tenant, chann
 	}
 }
 
+// newTenants creates the run's two tenants ("a" and "b") with create, which
+// returns a tenant and its channels, seeds each when w is seeded, and
+// returns their names.
+func (w syncWorkload) newTenants(b *testing.B, t *benchTarget, create func(n string) (tenant.Tenant, []string)) []string {
+	var names []string
+	for _, n := range []string{"a", "b"} {
+		tn, channels := create(n)
+		if w.seeded {
+			w.seed(b, t, tn, channels)
+		}
+		names = append(names, tn.Name)
+	}
+	return names
+}
+
+// firstVersion is the version of each SKU's first event: 2 where the
+// catalogue was seeded at version 1.
+func (w syncWorkload) firstVersion() int64 {
+	if w.seeded {
+		return 2
+	}
+	return 1
+}
+
+// event is event i of a run over tenants, which take turns: event n of a
+// tenant is SKU n%skus at version firstVersion()+n/skus. It carries no
+// trace context.
+func (w syncWorkload) event(b *testing.B, tenants []string, i int) busEvent {
+	tn := tenants[i%len(tenants)]
+	n := i / len(tenants)
+	return changeEvent(b, tn, w.product(tn, n%w.skus, w.firstVersion()+int64(n/w.skus)))
+}
+
 // syncRun is what one run of the sync workload measured.
 type syncRun struct {
 	published, size, offered, seconds int
@@ -212,25 +245,15 @@ func (r syncRun) String() string {
 // carry tag.
 func runSync(b *testing.B, t *benchTarget, w syncWorkload, rate, seconds int, tag string) syncRun {
 	markets := []string{"bazaar", "shopwave", "souk"}
-	var tenants []string
-	for _, n := range []string{"a", "b"} {
-		tn, channels := newBenchSyncTenant(b, t, syncTenantName(tag+n), markets)
-		if w.seeded {
-			w.seed(b, t, tn, channels)
-		}
-		tenants = append(tenants, tn.Name)
-	}
-	first := int64(1)
-	if w.seeded {
-		first = 2
-	}
+	tenants := w.newTenants(b, t, func(n string) (tenant.Tenant, []string) {
+		return newBenchSyncTenant(b, t, syncTenantName(tag+n), markets)
+	})
+	first := w.firstVersion()
 	total := rate * seconds
 	perTenant := total / len(tenants)
 	seed := time.Now().UnixNano()
 	event := func(i int) busEvent {
-		tn := tenants[i%len(tenants)]
-		n := i / len(tenants)
-		e := changeEvent(b, tn, w.product(tn, n%w.skus, first+int64(n/w.skus)))
+		e := w.event(b, tenants, i)
 		if w.traced {
 			e.traceparent = fmt.Sprintf("00-%016x%016x-%016x-01", seed, i+1, i+1)
 		}
