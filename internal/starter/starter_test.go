@@ -85,6 +85,7 @@ func runIDs(t *testing.T, ids []string) map[string]string {
 	if err != nil {
 		t.Fatal(err)
 	}
+	defer rows.Close()
 	got := map[string]string{}
 	for rows.Next() {
 		var id, run string
