@@ -50,6 +50,7 @@ func TestLoad_rejects_bad_values_naming_each_variable(t *testing.T) {
 		{"bad_temporal_address", []string{"TEMPORAL_ADDRESS=nohostport"}, []string{"TEMPORAL_ADDRESS"}},
 		{"unknown_temporal_compression", []string{"TEMPORAL_GRPC_COMPRESSION=zstd"}, []string{"TEMPORAL_GRPC_COMPRESSION"}},
 		{"temporal_compression_is_case_sensitive", []string{"TEMPORAL_GRPC_COMPRESSION=GZIP"}, []string{"TEMPORAL_GRPC_COMPRESSION"}},
+		{"temporal_compression_with_a_nul", []string{"TEMPORAL_GRPC_COMPRESSION=none\x00"}, []string{"TEMPORAL_GRPC_COMPRESSION"}},
 		{"hash_tag_in_redis_prefix", []string{"SAGAFLOW_REDIS_PREFIX=app{}:"}, []string{"SAGAFLOW_REDIS_PREFIX"}},
 		{"ui_url_not_http", []string{"SAGAFLOW_TEMPORAL_UI_URL=ftp://ui:8233"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},
 		{"ui_url_with_query", []string{"SAGAFLOW_TEMPORAL_UI_URL=http://ui:8233/?x=1"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},

@@ -29,6 +29,7 @@ import (
 	"github.com/sagaflow/sagaflow/internal/backoff"
 	"github.com/sagaflow/sagaflow/internal/pglisten"
 	"github.com/sagaflow/sagaflow/internal/tracectx"
+	"github.com/sagaflow/sagaflow/internal/valid"
 )
 
 // Channel is the PostgreSQL NOTIFY channel that wakes the starters.
@@ -208,7 +209,7 @@ func (s *Starter) RunOnce(ctx context.Context) (int, error) {
 		for i, st := range starts {
 			if errs[i] == nil {
 				done = append(done, st.ID)
-				doneRuns = append(doneRuns, runs[i])
+				doneRuns = append(doneRuns, s.keptRun(st, runs[i]))
 				continue
 			}
 			wait := backoff.Exp(st.Attempts+1, 250*time.Millisecond, s.opts.MaxBackoff)
@@ -251,6 +252,25 @@ func (s *Starter) Prune(ctx context.Context) (int64, error) {
 			return total, nil
 		}
 	}
+}
+
+// maxRunID is the longest run ID a row keeps (the column's CHECK).
+const maxRunID = 255
+
+// keptRun is the run ID st's row keeps: run, or "" for one the column
+// could not take (too long, a NUL, not printable ASCII). Such a value would
+// fail the mark of the whole batch, which would then be sent again and
+// again; the workflow is started all the same, and the row only loses the
+// run's name.
+func (s *Starter) keptRun(st Start, run string) string {
+	if run == "" {
+		return ""
+	}
+	if problem := valid.TokenProblem(run, maxRunID); problem != "" {
+		s.log.Warn("starter: the run ID Temporal returned is not kept", "workflow_id", st.WorkflowID, "problem", problem)
+		return ""
+	}
+	return run
 }
 
 // send starts the workflows, Parallel at a time, and returns the run ID and

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"os"
 	"strings"
 	"sync"
@@ -52,6 +53,8 @@ type fakeTemporal struct {
 	mu   sync.Mutex
 	got  map[string]int
 	fail func(starter.Start) error
+	// run, when set, is the run ID each start returns (else runOf's).
+	run func(starter.Start) string
 	// parents holds the span context each start was sent in.
 	parents map[string]trace.SpanContext
 }
@@ -72,6 +75,9 @@ func (f *fakeTemporal) StartWorkflow(ctx context.Context, s starter.Start) (stri
 		f.got = map[string]int{}
 	}
 	f.got[s.WorkflowID]++
+	if f.run != nil {
+		return f.run(s), nil
+	}
 	return runOf(s.WorkflowID), nil
 }
 
@@ -190,6 +196,36 @@ func TestStarter_sends_each_recorded_start_once(t *testing.T) {
 		if f.count(id) != 1 {
 			t.Errorf("%s started again after it was marked", id)
 		}
+	}
+}
+
+// A run ID the column cannot take (a NUL, invalid UTF-8, control
+// characters, longer than 255 bytes) is not kept, and does not fail the mark
+// of its batch: every start of the batch is marked once and sent once.
+func TestStarter_a_run_id_the_row_cannot_take_does_not_stall_the_batch(t *testing.T) {
+	ids := enqueue(t, 5)
+	runs := map[string]string{
+		ids[0]: "good-run",
+		ids[1]: "bad\x00run",
+		ids[2]: "\xff\xfe",
+		ids[3]: "tab\there",
+		ids[4]: strings.Repeat("r", 256),
+	}
+	f := &fakeTemporal{run: func(s starter.Start) string { return runs[s.WorkflowID] }}
+	s := starter.New(db.Pool(), f, quiet, starter.Options{})
+	drain(t, s)
+	if p := pending(t, ids); p != 0 {
+		t.Fatalf("%d starts still pending", p)
+	}
+	drain(t, s)
+	for _, id := range ids {
+		if f.count(id) != 1 {
+			t.Errorf("%s started %d times", id, f.count(id))
+		}
+	}
+	want := map[string]string{ids[0]: "good-run", ids[1]: "", ids[2]: "", ids[3]: "", ids[4]: ""}
+	if got := runIDs(t, ids); !maps.Equal(got, want) {
+		t.Fatalf("run IDs kept: %q, want %q", got, want)
 	}
 }
 
