@@ -69,12 +69,20 @@ func (m *Meetings) Close(ctx context.Context, id string) (meeting.Meeting, error
 		RETURNING id, title, capacity, fee_amount, fee_currency, cancel_deadline, status, reserved, confirmed, created_at`, id))
 }
 
-// seatTx runs fn with the meeting's row locked (SELECT ... FOR UPDATE) and
-// the join's seat state ("" if it has none), in one transaction.
+// seatLock is how a seat transaction locks its meeting's row: against
+// every other seat transaction and every change of the meeting, but not
+// against the foreign-key checks of the rows that refer to it (FOR KEY
+// SHARE), since the meeting's key does not change. With FOR UPDATE, every
+// join the API recorded, and every seat inserted, waited for whichever seat
+// transaction of the same meeting held the row, commit included.
+const seatLock = "FOR NO KEY UPDATE"
+
+// seatTx runs fn with the meeting's row locked (seatLock) and the join's
+// seat state ("" if it has none), in one transaction.
 func (m *Meetings) seatTx(ctx context.Context, meetingID, joinID string, fn func(tx pgx.Tx, mt meeting.Meeting, seat string) error) error {
 	return pgx.BeginFunc(ctx, m.s.pool, func(tx pgx.Tx) error {
 		mt, err := scanMeeting(tx.QueryRow(ctx, `SELECT id, title, capacity, fee_amount, fee_currency, cancel_deadline,
-			status, reserved, confirmed, created_at FROM `+m.table("meetings")+` WHERE id = $1 FOR UPDATE`, meetingID))
+			status, reserved, confirmed, created_at FROM `+m.table("meetings")+` WHERE id = $1 `+seatLock, meetingID))
 		if err != nil {
 			return err
 		}

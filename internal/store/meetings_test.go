@@ -7,6 +7,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/sagaflow/sagaflow/internal/meeting"
 	"github.com/sagaflow/sagaflow/internal/starter"
@@ -128,6 +129,38 @@ func TestConfirm_fails_when_closed_or_user_already_in(t *testing.T) {
 	}
 	if _, err := ms.Get(ctx, "not-a-uuid"); !errors.Is(err, meeting.ErrNotFound) {
 		t.Fatalf("bad id: %v", err)
+	}
+}
+
+// A join is recorded, and a seat taken for another join, while a seat
+// transaction holds the meeting's row: the foreign-key checks of both do
+// not wait for it.
+func TestJoins_are_recorded_while_a_seat_transaction_holds_the_meeting(t *testing.T) {
+	ms, m, s, tn := newMeetingsIn(t, 5)
+	ctx := context.Background()
+	tx, err := s.Pool().Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer tx.Rollback(ctx)
+	if _, err := tx.Exec(ctx, `SELECT 1 FROM "`+tn.Schema+`".meetings WHERE id = $1 `+store.SeatLock, m.ID); err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 3*time.Second)
+	defer cancel()
+	r := meeting.JoinRequest{MeetingID: m.ID, UserID: "alice", PaymentToken: "tok"}
+	start := starter.Start{Tenant: tn.Name, WorkflowID: tn.Name + ":join:j1", WorkflowType: "Join", TaskQueue: "q", Input: []byte(`{"join_id":"j1"}`)}
+	if _, _, created, err := ms.NewJoin(wctx, "j1", "key1", "h1", r, start); err != nil || !created {
+		t.Fatalf("NewJoin while the meeting is held = %v, %v: recording a join waits for the seat transactions", created, err)
+	}
+	if _, err := s.Pool().Exec(wctx, `INSERT INTO "`+tn.Schema+`".seats (join_id, meeting_id, user_id, state) VALUES ('j2', $1, 'bob', 'reserved')`, m.ID); err != nil {
+		t.Fatalf("a seat row while the meeting is held: %v", err)
+	}
+	// And a second seat transaction does wait for it.
+	rctx, cancel := context.WithTimeout(ctx, 300*time.Millisecond)
+	defer cancel()
+	if err := ms.Reserve(rctx, m.ID, "j3", "carol"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("Reserve while another seat transaction holds the meeting = %v, want it to wait", err)
 	}
 }
 
