@@ -83,6 +83,16 @@ type SyncActivities struct {
 	SyncMetrics SyncMetrics
 	// Log receives the alerts the activities raise; nil means slog.Default.
 	Log *slog.Logger
+	// Linger: a push that carried fewer than Batch SKUs and went through
+	// returns no sooner than Linger after it started (or its context ends).
+	// The workflow runs one push per channel at a time, so a channel
+	// takes at most one such push per Linger, and the changes that arrive
+	// meanwhile go to the market together, once per SKU, in the next one.
+	// A full push (a backlog) returns at once. Zero: no linger.
+	Linger time.Duration
+	// Batch is the most SKUs one push carries (SyncOptions.Batch): a push
+	// of that many does not linger.
+	Batch int
 }
 
 // SKUVersion is one SKU at the version a change brought.
@@ -274,6 +284,7 @@ type PushResult struct {
 // nor is a deleted channel (ErrTypeChannelGone). What the market applied
 // before a failure is recorded all the same.
 func (a *SyncActivities) PushProducts(ctx context.Context, in PushInput) (out PushResult, _ error) {
+	started := time.Now()
 	defer keepAlive(ctx)()
 	linkItems(ctx, in.Items)
 	res := PushResult{Synced: map[string]int64{}}
@@ -348,7 +359,26 @@ func (a *SyncActivities) PushProducts(ctx context.Context, in PushInput) (out Pu
 	if pushErr != nil {
 		return res, classifyPushError(ctx, ch, pushErr)
 	}
+	a.linger(ctx, started, len(in.Items))
 	return res, nil
+}
+
+// linger holds a push that carried n SKUs and went through until Linger
+// after it started, unless it was full (SyncActivities.Linger).
+func (a *SyncActivities) linger(ctx context.Context, started time.Time, n int) {
+	if a.Linger <= 0 || (a.Batch > 0 && n >= a.Batch) {
+		return
+	}
+	wait := time.Until(started.Add(a.Linger))
+	if wait <= 0 {
+		return
+	}
+	t := time.NewTimer(wait)
+	defer t.Stop()
+	select {
+	case <-ctx.Done(): // what went through is reported all the same
+	case <-t.C:
+	}
 }
 
 // maxPushLinks bounds the links of one push's span (the SDK's default limit).

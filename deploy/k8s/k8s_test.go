@@ -60,6 +60,7 @@ var defaultIsFine = map[string]string{
 	// Saga and worker tuning: per pod; scale with replicas instead.
 	"SAGAFLOW_SYNC_MAX_ATTEMPTS":         "about 5 minutes of retries before parking",
 	"SAGAFLOW_SYNC_BATCH":                "500 SKUs per push",
+	"SAGAFLOW_SYNC_PUSH_LINGER":          "a partial push holds its channel 1s",
 	"SAGAFLOW_INGEST_CONSUMERS":          "2 consumers per worker pod",
 	"SAGAFLOW_INGEST_PREFETCH":           "2000 unacked per consumer (the rabbitmq trigger's value assumes it)",
 	"SAGAFLOW_INGEST_FLUSH":              "200ms of coalescing",

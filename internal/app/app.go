@@ -249,6 +249,8 @@ func (a *App) newActivities() *activities.Activities {
 			Markets:     a.Markets,
 			SyncMetrics: a.Sync,
 			Log:         a.Log,
+			Linger:      a.Config.SyncPushLinger,
+			Batch:       a.Config.SyncBatch,
 		},
 	}
 }

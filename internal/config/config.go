@@ -96,6 +96,7 @@ type Config struct {
 	SyncShards      int           `env:"SAGAFLOW_SYNC_SHARDS" envDefault:"8" help:"sync workflows per tenant; a SKU always maps to the same one"`
 	SyncMaxAttempts int           `env:"SAGAFLOW_SYNC_MAX_ATTEMPTS" envDefault:"12" help:"attempts of a push to a channel before its items are parked (backoff 1s doubling to 30s, with jitter)"`
 	SyncBatch       int           `env:"SAGAFLOW_SYNC_BATCH" envDefault:"500" help:"most SKUs one push to a channel carries"`
+	SyncPushLinger  time.Duration `env:"SAGAFLOW_SYNC_PUSH_LINGER" envDefault:"1s" help:"a push of less than a full batch holds its channel this long after it started, so the changes that arrive meanwhile go in the next push, once per SKU (0: none; at most 30s)"`
 	IngestConsumers int           `env:"SAGAFLOW_INGEST_CONSUMERS" envDefault:"2" help:"competing consumers of the ingest queue per worker process"`
 	IngestPrefetch  int           `env:"SAGAFLOW_INGEST_PREFETCH" envDefault:"2000" help:"unacknowledged messages each ingest consumer may hold"`
 	IngestFlush     time.Duration `env:"SAGAFLOW_INGEST_FLUSH" envDefault:"200ms" help:"how long the ingest gathers changes before handing them to Temporal"`
@@ -120,6 +121,10 @@ type Config struct {
 // DefaultTemporalAddress is where the non-dev commands look for Temporal when
 // TEMPORAL_ADDRESS is empty: the embedded server of a running 'sagaflow dev'.
 const DefaultTemporalAddress = "127.0.0.1:7233"
+
+// maxPushLinger bounds SAGAFLOW_SYNC_PUSH_LINGER well inside a push's
+// 2-minute start-to-close timeout.
+const maxPushLinger = 30 * time.Second
 
 // Var describes one configuration variable, for help output and flags.
 type Var struct {
@@ -302,6 +307,9 @@ func (c Config) Validate() error {
 	}
 	if c.IngestFlush <= 0 {
 		bad("SAGAFLOW_INGEST_FLUSH", "must be positive")
+	}
+	if c.SyncPushLinger < 0 || c.SyncPushLinger > maxPushLinger {
+		bad("SAGAFLOW_SYNC_PUSH_LINGER", "must be between 0 and %s, got %s", maxPushLinger, c.SyncPushLinger)
 	}
 	for key, addr := range map[string]string{"SAGAFLOW_SIM_PAYMENT_ADDR": c.SimPaymentAddr, "SAGAFLOW_SIM_NOTIFY_ADDR": c.SimNotifyAddr,
 		"SAGAFLOW_SIM_SHOPWAVE_ADDR": c.SimShopwaveAddr, "SAGAFLOW_SIM_SOUK_ADDR": c.SimSoukAddr, "SAGAFLOW_SIM_BAZAAR_ADDR": c.SimBazaarAddr} {

@@ -56,6 +56,8 @@ func TestLoad_rejects_bad_values_naming_each_variable(t *testing.T) {
 		{"ui_url_with_query", []string{"SAGAFLOW_TEMPORAL_UI_URL=http://ui:8233/?x=1"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},
 		{"ui_url_with_password", []string{"SAGAFLOW_TEMPORAL_UI_URL=http://u:secret@ui:8233"}, []string{"SAGAFLOW_TEMPORAL_UI_URL"}},
 		{"stuck_after_zero", []string{"SAGAFLOW_OPS_STUCK_AFTER=0s"}, []string{"SAGAFLOW_OPS_STUCK_AFTER"}},
+		{"negative_push_linger", []string{"SAGAFLOW_SYNC_PUSH_LINGER=-1s"}, []string{"SAGAFLOW_SYNC_PUSH_LINGER"}},
+		{"push_linger_past_its_bound", []string{"SAGAFLOW_SYNC_PUSH_LINGER=31s"}, []string{"SAGAFLOW_SYNC_PUSH_LINGER"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -88,5 +90,16 @@ func TestVars_documents_every_field(t *testing.T) {
 	}
 	if FlagName("SAGAFLOW_HTTP_ADDR") != "http-addr" || FlagName("DATABASE_URL") != "database-url" {
 		t.Fatal("flag names are not derived as documented")
+	}
+}
+
+func TestLoad_push_linger_defaults_to_a_second_and_zero_turns_it_off(t *testing.T) {
+	c, err := Load(nil, nil)
+	if err != nil || c.SyncPushLinger != time.Second {
+		t.Fatalf("default SAGAFLOW_SYNC_PUSH_LINGER = %s, %v; want 1s", c.SyncPushLinger, err)
+	}
+	c, err = Load([]string{"SAGAFLOW_SYNC_PUSH_LINGER=0"}, nil)
+	if err != nil || c.SyncPushLinger != 0 {
+		t.Fatalf("SAGAFLOW_SYNC_PUSH_LINGER=0: %s, %v", c.SyncPushLinger, err)
 	}
 }
