@@ -62,7 +62,7 @@ var defaultIsFine = map[string]string{
 	"SAGAFLOW_SYNC_BATCH":                "500 SKUs per push",
 	"SAGAFLOW_SYNC_PUSH_LINGER":          "a partial push holds its channel 1s",
 	"SAGAFLOW_INGEST_CONSUMERS":          "2 consumers per worker pod",
-	"SAGAFLOW_INGEST_PREFETCH":           "2000 unacked per consumer (the rabbitmq trigger's value assumes it)",
+	"SAGAFLOW_INGEST_PREFETCH":           "5000 unacked per consumer, and batches up to that (the rabbitmq trigger's comment assumes it)",
 	"SAGAFLOW_INGEST_FLUSH":              "200ms of coalescing",
 	"SAGAFLOW_WORKER_WORKFLOW_POLLERS":   "8 pollers per task queue per pod",
 	"SAGAFLOW_WORKER_ACTIVITY_POLLERS":   "8 pollers per task queue per pod",

@@ -98,7 +98,7 @@ type Config struct {
 	SyncBatch       int           `env:"SAGAFLOW_SYNC_BATCH" envDefault:"500" help:"most SKUs one push to a channel carries"`
 	SyncPushLinger  time.Duration `env:"SAGAFLOW_SYNC_PUSH_LINGER" envDefault:"1s" help:"a push of less than a full batch holds its channel this long after it started, so the changes that arrive meanwhile go in the next push, once per SKU (0: none; at most 30s)"`
 	IngestConsumers int           `env:"SAGAFLOW_INGEST_CONSUMERS" envDefault:"2" help:"competing consumers of the ingest queue per worker process"`
-	IngestPrefetch  int           `env:"SAGAFLOW_INGEST_PREFETCH" envDefault:"2000" help:"unacknowledged messages each ingest consumer may hold"`
+	IngestPrefetch  int           `env:"SAGAFLOW_INGEST_PREFETCH" envDefault:"5000" help:"unacknowledged messages each ingest consumer may hold, and the most it hands over to Temporal at once"`
 	IngestFlush     time.Duration `env:"SAGAFLOW_INGEST_FLUSH" envDefault:"200ms" help:"how long the ingest gathers changes before handing them to Temporal"`
 
 	WorkflowPollers       int `env:"SAGAFLOW_WORKER_WORKFLOW_POLLERS" envDefault:"8" help:"workflow task pollers per task queue"`

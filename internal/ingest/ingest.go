@@ -90,13 +90,16 @@ type Options struct {
 	// channel (default 2).
 	Consumers int
 	// Prefetch is how many unacked deliveries the broker gives one consumer
-	// (default 2000).
+	// (default 5000).
 	Prefetch int
 	// FlushEvery is how long a consumer buffers before it flushes (default
 	// 200ms), counted from the first delivery of the batch.
 	FlushEvery time.Duration
 	// MaxBatch flushes early when this many deliveries are buffered
-	// (default 2000; at most Prefetch, as no more can be unacked).
+	// (default and at most Prefetch, as no more can be unacked). Below the
+	// rate FlushEvery bounds a batch; above it, when the queue has a
+	// backlog, a batch is MaxBatch deliveries, and each costs a hand-over
+	// per shard: the larger, the fewer signals per change.
 	MaxBatch int
 	// DedupeTTL is how long a delivered message ID is remembered (default 24h).
 	DedupeTTL time.Duration
@@ -156,13 +159,13 @@ func (o *Options) setDefaults() {
 		o.Consumers = 2
 	}
 	if o.Prefetch <= 0 {
-		o.Prefetch = 2000
+		o.Prefetch = 5000
 	}
 	if o.FlushEvery <= 0 {
 		o.FlushEvery = 200 * time.Millisecond
 	}
 	if o.MaxBatch <= 0 {
-		o.MaxBatch = 2000
+		o.MaxBatch = o.Prefetch
 	}
 	o.MaxBatch = min(o.MaxBatch, o.Prefetch)
 	if o.DedupeTTL <= 0 {

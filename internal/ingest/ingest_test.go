@@ -110,6 +110,30 @@ func TestConsumer_delivers_a_message_id_once(t *testing.T) {
 	})
 }
 
+// Without a MaxBatch, a consumer hands over as many deliveries as it may
+// hold unacked: a backlog of 2,500 changes (more than the 2,000 it stopped
+// at before) goes over in one batch, not in one of 2,000 and another after
+// FlushEvery.
+func TestConsumer_hands_over_a_backlog_up_to_its_prefetch_at_once(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	tn := f.tenant(t)
+	const n = 2500
+	msgs := make([]msg, n)
+	for i := range msgs {
+		msgs[i] = change(tn.Name, fmt.Sprintf("SKU-%d", i), 1, uuid.NewString())
+	}
+	f.publish(t, msgs...)
+	c := f.consumer(ingest.Options{Consumers: 1, Prefetch: n, FlushEvery: time.Minute})
+	run(t, c)
+	eventually(t, 30*time.Second, "every change delivered", func() bool {
+		return len(f.sink.acceptedIDs()) == n && c.Stats().Batches > 0
+	})
+	if b := c.Stats().Batches; b != 1 {
+		t.Fatalf("%d changes in the queue went over in %d batches, want 1", n, b)
+	}
+}
+
 func TestConsumer_coalesces_changes_to_the_highest_version_per_sku(t *testing.T) {
 	t.Parallel()
 	f := setup(t)
