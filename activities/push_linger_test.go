@@ -159,3 +159,42 @@ func TestPushProducts_does_not_linger_when_full_failed_or_cancelled(t *testing.T
 		})
 	}
 }
+
+// The pushes that linger at once are bounded per process: a push that
+// finds the budget full returns at once, so lingering pushes never hold more
+// than their share of a worker's activity slots, whatever one tenant's
+// channel count. The place is given back when the linger ends.
+func TestPushProducts_lingers_within_the_process_budget(t *testing.T) {
+	const linger = 1500 * time.Millisecond
+	budget := NewLingerBudget(1)
+	push := func(cat CatalogStore, in PushInput) time.Duration {
+		a := lingering(applyAll{}, linger, 10)
+		a.Catalog = func(string) CatalogStore { return cat }
+		a.Lingering = budget
+		t0 := time.Now()
+		if res, err := a.PushProducts(context.Background(), in); err != nil || len(res.Synced) != len(in.Items) {
+			t.Errorf("push = %+v, %v", res, err)
+		}
+		return time.Since(t0)
+	}
+	cat1, in1 := lingerFixture(t, 2)
+	cat2, in2 := lingerFixture(t, 2)
+	first := make(chan time.Duration, 1)
+	go func() { first <- push(cat1, in1) }()
+	time.Sleep(linger / 3) // the first push holds the budget's one place
+	if d := push(cat2, in2); d >= linger {
+		t.Fatalf("a push with the budget full returned after %s, lingering (%s)", d, linger)
+	}
+	if d := <-first; d < linger {
+		t.Fatalf("the push holding the budget returned after %s, before its linger of %s", d, linger)
+	}
+	// (A push of what the channel holds already writes nothing and does
+	// not linger: each push below has SKUs of its own.)
+	if cat3, in3 := lingerFixture(t, 2); push(cat3, in3) < linger {
+		t.Fatal("once the budget was free again, a push returned without lingering")
+	}
+	budget = NewLingerBudget(0)
+	if cat4, in4 := lingerFixture(t, 2); push(cat4, in4) >= linger {
+		t.Fatal("with a budget of 0 a push lingered")
+	}
+}

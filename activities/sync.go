@@ -93,6 +93,41 @@ type SyncActivities struct {
 	// Batch is the most SKUs one push carries (SyncOptions.Batch): a push
 	// of that many does not linger.
 	Batch int
+	// Lingering bounds how many pushes of this process linger at once; a
+	// push that finds it full returns at once. A lingering push holds a
+	// worker's activity slot doing nothing: without the bound, a tenant
+	// with many channels (50 channels × 8 shards is 400 pipelines) could
+	// hold every slot of a worker with its lingering pushes and leave none
+	// to the other tenants' pushes. Nil: no bound.
+	Lingering *LingerBudget
+}
+
+// LingerBudget is how many pushes may linger at once in one process
+// (SyncActivities.Lingering).
+type LingerBudget struct{ slots chan struct{} }
+
+// NewLingerBudget lets n pushes linger at once (n < 1: none).
+func NewLingerBudget(n int) *LingerBudget {
+	return &LingerBudget{slots: make(chan struct{}, max(n, 0))}
+}
+
+// take reserves a place, or reports that there is none.
+func (b *LingerBudget) take() bool {
+	if b == nil {
+		return true
+	}
+	select {
+	case b.slots <- struct{}{}:
+		return true
+	default:
+		return false
+	}
+}
+
+func (b *LingerBudget) give() {
+	if b != nil {
+		<-b.slots
+	}
 }
 
 // SKUVersion is one SKU at the version a change brought.
@@ -364,15 +399,17 @@ func (a *SyncActivities) PushProducts(ctx context.Context, in PushInput) (out Pu
 }
 
 // linger holds a push that carried n SKUs and went through until Linger
-// after it started, unless it was full (SyncActivities.Linger).
+// after it started, unless it was full or the process's pushes that linger
+// already fill their budget (SyncActivities.Linger, Lingering).
 func (a *SyncActivities) linger(ctx context.Context, started time.Time, n int) {
 	if a.Linger <= 0 || (a.Batch > 0 && n >= a.Batch) {
 		return
 	}
 	wait := time.Until(started.Add(a.Linger))
-	if wait <= 0 {
+	if wait <= 0 || !a.Lingering.take() {
 		return
 	}
+	defer a.Lingering.give()
 	t := time.NewTimer(wait)
 	defer t.Stop()
 	select {

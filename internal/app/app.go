@@ -251,6 +251,9 @@ func (a *App) newActivities() *activities.Activities {
 			Log:         a.Log,
 			Linger:      a.Config.SyncPushLinger,
 			Batch:       a.Config.SyncBatch,
+			// A quarter of a worker's activity slots at most: the rest
+			// stays free for pushes that work.
+			Lingering: activities.NewLingerBudget(a.Config.MaxConcurrentActivity / 4),
 		},
 	}
 }
