@@ -44,9 +44,17 @@ const Channel = "sagaflow_outbox"
 type Options struct {
 	// Batch is how many rows one transaction claims and publishes (default 500).
 	Batch int
-	// Poll is how often every tenant's outbox is read without a
-	// notification (default 1s).
+	// Poll is how often every tenant's outbox is read while the relay's
+	// LISTEN connection is down, when no notification can arrive (default
+	// 1s).
 	Poll time.Duration
+	// Sweep is how often every tenant's outbox is read while the LISTEN is
+	// in place (default 10s). Notifications bring every committed row
+	// then; the sweep takes what no notification will bring again: rows a
+	// relay that died had claimed (the others skipped them as locked).
+	// Each sweep is one transaction per tenant, so with many tenants it
+	// must be rare.
+	Sweep time.Duration
 	// Retain is how long sent rows are kept before they are deleted
 	// (default 24h), for inspection and replay.
 	Retain time.Duration
@@ -64,6 +72,9 @@ func (o *Options) setDefaults() {
 	}
 	if o.Poll <= 0 {
 		o.Poll = time.Second
+	}
+	if o.Sweep <= 0 {
+		o.Sweep = 10 * time.Second
 	}
 	if o.Retain <= 0 {
 		o.Retain = 24 * time.Hour
@@ -106,10 +117,15 @@ type Relay struct {
 	mu      sync.Mutex
 	pending map[string]struct{} // schemas to relay in the next round, beyond the poll
 
+	// listening: the LISTEN is in place; sweepNow: read every tenant's
+	// outbox in the next round (the LISTEN came back, or a round failed).
+	listening, sweepNow atomic.Bool
+
 	// Owned by Run's goroutine.
 	ch        *amqp.Channel // confirm-mode channel, reused while it works
 	known     map[string]bool
 	lastClean time.Time
+	lastSweep time.Time
 }
 
 // New returns a Relay that reads tenants' outboxes through pool and
@@ -122,9 +138,10 @@ func New(pool *pgxpool.Pool, conn *rabbit.Conn, log *slog.Logger, o Options) *Re
 // Published is how many rows this relay has published and marked sent.
 func (r *Relay) Published() int64 { return r.published.Load() }
 
-// Run relays until ctx ends: a notified schema at once, every tenant's
-// schema every Poll. A failed round is logged and retried after a backoff
-// that doubles up to MaxBackoff. It returns nil when ctx ends.
+// Run relays until ctx ends: a notified schema at once, and every tenant's
+// schema every Sweep, or every Poll while the LISTEN is down, and once
+// each time it is back. A failed round is logged and retried after a
+// backoff that doubles up to MaxBackoff. It returns nil when ctx ends.
 func (r *Relay) Run(ctx context.Context) error {
 	var wg sync.WaitGroup
 	wg.Go(func() { r.listen(ctx) })
@@ -134,14 +151,14 @@ func (r *Relay) Run(ctx context.Context) error {
 	defer timer.Stop()
 	failures := 0
 	for {
-		all := false
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-r.wake:
 		case <-timer.C:
-			all = true
+			timer.Reset(r.opts.Poll)
 		}
+		all := r.sweepDue()
 		err := r.round(ctx, all)
 		if ctx.Err() != nil {
 			return nil
@@ -149,7 +166,7 @@ func (r *Relay) Run(ctx context.Context) error {
 		if err == nil {
 			failures = 0
 			if all {
-				timer.Reset(r.opts.Poll)
+				r.lastSweep = time.Now()
 			}
 			continue
 		}
@@ -159,14 +176,45 @@ func (r *Relay) Run(ctx context.Context) error {
 		if !backoff.Sleep(ctx, wait) {
 			return nil
 		}
-		timer.Reset(0) // retry everything, not only what was notified
+		r.sweepNow.Store(true) // retry everything, not only what was notified
+		timer.Reset(0)
 	}
 }
 
+// sweepDue says the next round reads every tenant's outbox: it was asked
+// for, or the last sweep is older than Sweep (Poll while the LISTEN is
+// down).
+func (r *Relay) sweepDue() bool {
+	if r.sweepNow.Swap(false) || r.lastSweep.IsZero() {
+		return true
+	}
+	every := r.opts.Sweep
+	if !r.listening.Load() {
+		every = r.opts.Poll
+	}
+	return time.Since(r.lastSweep) >= every
+}
+
 // listen turns NOTIFYs into pending schemas, reconnecting when the
-// connection drops.
+// connection drops (after Poll, at most a second). Each time the LISTEN is
+// back, the next round sweeps: what was committed while it was away was
+// notified to no one.
 func (r *Relay) listen(ctx context.Context) {
-	pglisten.Listen(ctx, r.pool, Channel, r.opts.Poll, r.log, "outbox", r.schedule)
+	pglisten.Listen(ctx, r.pool, Channel, min(r.opts.Poll, time.Second), r.log, "outbox", func(up bool) {
+		r.listening.Store(up)
+		if up {
+			r.sweepNow.Store(true)
+			r.kick()
+		}
+	}, r.schedule)
+}
+
+// kick wakes Run for a round.
+func (r *Relay) kick() {
+	select {
+	case r.wake <- struct{}{}:
+	default:
+	}
 }
 
 // schedule makes the next round relay schema.
@@ -174,10 +222,7 @@ func (r *Relay) schedule(schema string) {
 	r.mu.Lock()
 	r.pending[schema] = struct{}{}
 	r.mu.Unlock()
-	select {
-	case r.wake <- struct{}{}:
-	default:
-	}
+	r.kick()
 }
 
 // round relays the notified schemas, or every tenant's schema if all.

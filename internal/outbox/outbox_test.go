@@ -19,6 +19,12 @@ import (
 // IDs in id order.
 func (f *fixture) insert(t *testing.T, tn tenant.Tenant, n int) []string {
 	t.Helper()
+	return f.insertRows(t, tn, n, true)
+}
+
+// insertRows is insert, with the NOTIFY only if notify.
+func (f *fixture) insertRows(t *testing.T, tn tenant.Tenant, n int, notify bool) []string {
+	t.Helper()
 	ctx := context.Background()
 	var ids []string
 	err := pgx.BeginFunc(ctx, f.store.Pool(), func(tx pgx.Tx) error {
@@ -49,6 +55,9 @@ func (f *fixture) insert(t *testing.T, tn tenant.Tenant, n int) []string {
 		slices.SortFunc(got, func(a, b row) int { return int(a.id - b.id) })
 		for _, x := range got {
 			ids = append(ids, x.mid)
+		}
+		if !notify {
+			return nil
 		}
 		_, err = tx.Exec(ctx, `SELECT pg_notify($1, $2)`, outbox.Channel, tn.Schema)
 		return err
@@ -114,7 +123,7 @@ func TestRelay_publishes_each_schema_in_id_order_and_marks_rows_sent(t *testing.
 
 	// Batch 4 makes the relay drain a schema over several full batches; the
 	// long Poll leaves the late rows to the notification.
-	relay := outbox.New(f.store.Pool(), f.conn, f.log, outbox.Options{Batch: 4, Poll: time.Hour})
+	relay := outbox.New(f.store.Pool(), f.conn, f.log, outbox.Options{Batch: 4, Poll: time.Hour, Sweep: time.Hour})
 	stop := run(t, relay)
 	eventually(t, 20*time.Second, "first rows published", func() bool { return relay.Published() == 17 })
 
@@ -212,4 +221,31 @@ func TestRelay_loses_nothing_when_the_broker_drops_it_or_it_restarts(t *testing.
 		return len(missing) == 0
 	})
 	t.Logf("%d rows, %d messages (%d duplicates), %d warnings logged", len(want), len(got), len(got)-len(want), f.warns.Load())
+}
+
+// The relay's LISTEN connection is lost: what is committed meanwhile is
+// notified to no one, and the relay reads every outbox when it listens
+// again (a second later), long before its next sweep or poll.
+func TestRelay_relays_what_was_committed_while_its_listen_was_lost(t *testing.T) {
+	t.Parallel()
+	f := setup(t)
+	ctx := context.Background()
+	tn := f.tenant(t)
+	relay := outbox.New(f.store.Pool(), f.conn, f.log, outbox.Options{Poll: time.Hour, Sweep: time.Hour})
+	run(t, relay)
+	f.insert(t, tn, 3)
+	eventually(t, 20*time.Second, "the notified rows published", func() bool { return relay.Published() == 3 })
+
+	// End every backend listening on the channel in this database: the
+	// relay's (other tests' relays use databases of their own).
+	var killed bool
+	must(t, f.store.Pool().QueryRow(ctx, `SELECT coalesce(bool_or(pg_terminate_backend(pid)), false) FROM pg_stat_activity
+		WHERE datname = current_database() AND query = 'LISTEN ' || $1 AND pid <> pg_backend_pid()`, outbox.Channel).Scan(&killed))
+	if !killed {
+		t.Fatal("no backend listened on the outbox channel")
+	}
+	f.insertRows(t, tn, 4, false) // no NOTIFY: only a sweep finds them
+	eventually(t, 20*time.Second, "the rows committed without a notification published", func() bool {
+		return relay.Published() == 7 && f.unsent(t, tn) == 0
+	})
 }

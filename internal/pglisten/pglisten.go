@@ -16,7 +16,15 @@ import (
 // Listen's goroutine and must not block. When the connection fails, Listen
 // logs a warning starting with what and listens again after retry; the
 // caller's poll covers the gap, as a NOTIFY sent meanwhile is lost.
-func Listen(ctx context.Context, pool *pgxpool.Pool, channel string, retry time.Duration, log *slog.Logger, what string, notified func(payload string)) {
+//
+// listening, when not nil, is told true each time the LISTEN is in place
+// (what was committed before it was not notified: the caller reads it
+// then) and false each time it is lost; it too must not block.
+func Listen(ctx context.Context, pool *pgxpool.Pool, channel string, retry time.Duration, log *slog.Logger, what string,
+	listening func(up bool), notified func(payload string)) {
+	if listening == nil {
+		listening = func(bool) {}
+	}
 	for ctx.Err() == nil {
 		err := func() error {
 			conn, err := pool.Acquire(ctx)
@@ -28,6 +36,8 @@ func Listen(ctx context.Context, pool *pgxpool.Pool, channel string, retry time.
 				return err
 			}
 			defer func() { _, _ = conn.Exec(context.Background(), "UNLISTEN "+channel) }()
+			listening(true)
+			defer listening(false)
 			for {
 				n, err := conn.Conn().WaitForNotification(ctx)
 				if err != nil {

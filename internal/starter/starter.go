@@ -175,7 +175,7 @@ func (s *Starter) Run(ctx context.Context) error {
 
 // listen turns NOTIFYs into wake-ups, reconnecting when the connection drops.
 func (s *Starter) listen(ctx context.Context, wake chan<- struct{}) {
-	pglisten.Listen(ctx, s.pool, Channel, s.opts.Poll, s.log, "workflow starts", func(string) {
+	pglisten.Listen(ctx, s.pool, Channel, s.opts.Poll, s.log, "workflow starts", nil, func(string) {
 		select {
 		case wake <- struct{}{}:
 		default:
