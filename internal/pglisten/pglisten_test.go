@@ -13,17 +13,25 @@ import (
 	"github.com/sagaflow/sagaflow/internal/testenv"
 )
 
-// Every NOTIFY on the channel reaches notified with its payload, and Listen
-// returns when its context ends.
-func TestListen_calls_notified_with_each_payload(t *testing.T) {
+// testPool is a pool on the test's database, and a context that ends
+// with the test (or after a minute).
+func testPool(t *testing.T) (context.Context, *pgxpool.Pool) {
+	t.Helper()
 	env := testenv.ForTest(t)
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
+	t.Cleanup(cancel)
 	pool, err := pgxpool.New(ctx, env.Config.DatabaseURL)
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer pool.Close()
+	t.Cleanup(pool.Close)
+	return ctx, pool
+}
+
+// Every NOTIFY on the channel reaches notified with its payload, and Listen
+// returns when its context ends.
+func TestListen_calls_notified_with_each_payload(t *testing.T) {
+	ctx, pool := testPool(t)
 	channel := "pglisten_test_" + testenv.RunID()
 	got := make(chan string, 10)
 	lctx, stop := context.WithCancel(ctx)
@@ -77,14 +85,7 @@ func TestListen_calls_notified_with_each_payload(t *testing.T) {
 // connection is lost; Listen then listens again and says true again, and
 // the notifications sent after that arrive.
 func TestListen_reports_when_it_listens_and_when_it_lost_the_connection(t *testing.T) {
-	env := testenv.ForTest(t)
-	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-	defer cancel()
-	pool, err := pgxpool.New(ctx, env.Config.DatabaseURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	ctx, pool := testPool(t)
 	channel := "pglisten_up_" + testenv.RunID()
 	ups := make(chan bool, 10)
 	got := make(chan string, 100)
