@@ -122,6 +122,10 @@ type Config struct {
 // TEMPORAL_ADDRESS is empty: the embedded server of a running 'sagaflow dev'.
 const DefaultTemporalAddress = "127.0.0.1:7233"
 
+// maxIngestPrefetch is ingest.MaxPrefetch (config does not import the
+// ingest): AMQP's prefetch is a 16-bit count.
+const maxIngestPrefetch = 65535
+
 // maxPushLinger bounds SAGAFLOW_SYNC_PUSH_LINGER well inside a push's
 // 2-minute start-to-close timeout.
 const maxPushLinger = 30 * time.Second
@@ -307,6 +311,9 @@ func (c Config) Validate() error {
 	}
 	if c.IngestFlush <= 0 {
 		bad("SAGAFLOW_INGEST_FLUSH", "must be positive")
+	}
+	if c.IngestPrefetch > maxIngestPrefetch {
+		bad("SAGAFLOW_INGEST_PREFETCH", "must be at most %d (AMQP's prefetch is a 16-bit count), got %d", maxIngestPrefetch, c.IngestPrefetch)
 	}
 	if c.SyncPushLinger < 0 || c.SyncPushLinger > maxPushLinger {
 		bad("SAGAFLOW_SYNC_PUSH_LINGER", "must be between 0 and %s, got %s", maxPushLinger, c.SyncPushLinger)

@@ -58,6 +58,9 @@ func TestLoad_rejects_bad_values_naming_each_variable(t *testing.T) {
 		{"stuck_after_zero", []string{"SAGAFLOW_OPS_STUCK_AFTER=0s"}, []string{"SAGAFLOW_OPS_STUCK_AFTER"}},
 		{"negative_push_linger", []string{"SAGAFLOW_SYNC_PUSH_LINGER=-1s"}, []string{"SAGAFLOW_SYNC_PUSH_LINGER"}},
 		{"push_linger_past_its_bound", []string{"SAGAFLOW_SYNC_PUSH_LINGER=31s"}, []string{"SAGAFLOW_SYNC_PUSH_LINGER"}},
+		{"push_linger_with_a_nul", []string{"SAGAFLOW_SYNC_PUSH_LINGER=1s\x00"}, []string{"SAGAFLOW_SYNC_PUSH_LINGER"}},
+		{"prefetch_past_amqps_16_bits", []string{"SAGAFLOW_INGEST_PREFETCH=65536"}, []string{"SAGAFLOW_INGEST_PREFETCH"}},
+		{"prefetch_huge", []string{"SAGAFLOW_INGEST_PREFETCH=99999999999999999999"}, []string{"SAGAFLOW_INGEST_PREFETCH"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

@@ -84,13 +84,18 @@ type Products interface {
 	ApplyChanges(ctx context.Context, schema string, ps []catalog.Product) (int, error)
 }
 
+// MaxPrefetch is the largest prefetch AMQP can carry (basic.qos holds a
+// 16-bit count). The client library truncates a larger one without a
+// word: 65,536 would become 0, which the broker takes for no limit.
+const MaxPrefetch = 65535
+
 // Options tune a Consumer. The zero value of each field has a default.
 type Options struct {
 	// Consumers is how many competing consumers run, each on its own
 	// channel (default 2).
 	Consumers int
 	// Prefetch is how many unacked deliveries the broker gives one consumer
-	// (default 5000).
+	// (default 5000; at most MaxPrefetch).
 	Prefetch int
 	// FlushEvery is how long a consumer buffers before it flushes (default
 	// 200ms), counted from the first delivery of the batch.
@@ -161,6 +166,7 @@ func (o *Options) setDefaults() {
 	if o.Prefetch <= 0 {
 		o.Prefetch = 5000
 	}
+	o.Prefetch = min(o.Prefetch, MaxPrefetch)
 	if o.FlushEvery <= 0 {
 		o.FlushEvery = 200 * time.Millisecond
 	}
