@@ -51,9 +51,9 @@ func lingerFixture(t *testing.T, n int) (CatalogStore, PushInput) {
 	return cat, in
 }
 
-func lingering(m Markets, linger time.Duration, batch int) *SyncActivities {
+func lingering(cat CatalogStore, m Markets, linger time.Duration, batch int) *SyncActivities {
 	return &SyncActivities{
-		Catalog: func(string) CatalogStore { return nil }, // set by the test
+		Catalog: func(string) CatalogStore { return cat },
 		Markets: m, Linger: linger, Batch: batch,
 	}
 }
@@ -64,8 +64,7 @@ func lingering(m Markets, linger time.Duration, batch int) *SyncActivities {
 func TestPushProducts_a_partial_batch_lingers_after_recording_what_it_applied(t *testing.T) {
 	cat, in := lingerFixture(t, 3)
 	const linger = 400 * time.Millisecond
-	a := lingering(applyAll{}, linger, 10)
-	a.Catalog = func(string) CatalogStore { return cat }
+	a := lingering(cat, applyAll{}, linger, 10)
 	env := new(testsuite.WorkflowTestSuite).NewTestActivityEnvironment()
 	env.RegisterActivity(a)
 
@@ -129,8 +128,7 @@ func TestPushProducts_does_not_linger_when_full_failed_or_cancelled(t *testing.T
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			cat, in := lingerFixture(t, 3)
-			a := lingering(tc.market, linger, tc.batch)
-			a.Catalog = func(string) CatalogStore { return cat }
+			a := lingering(cat, tc.market, linger, tc.batch)
 			ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 			defer cancel()
 			if tc.cancel {
@@ -168,8 +166,7 @@ func TestPushProducts_lingers_within_the_process_budget(t *testing.T) {
 	const linger = 1500 * time.Millisecond
 	budget := NewLingerBudget(1)
 	push := func(cat CatalogStore, in PushInput) time.Duration {
-		a := lingering(applyAll{}, linger, 10)
-		a.Catalog = func(string) CatalogStore { return cat }
+		a := lingering(cat, applyAll{}, linger, 10)
 		a.Lingering = budget
 		t0 := time.Now()
 		if res, err := a.PushProducts(context.Background(), in); err != nil || len(res.Synced) != len(in.Items) {
