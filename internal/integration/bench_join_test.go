@@ -4,6 +4,9 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"os"
+	"path/filepath"
+	"runtime/pprof"
 	"slices"
 	"sync"
 	"testing"
@@ -22,16 +25,19 @@ import (
 // benchNoop is the no-op activity of the bare workflow.
 func benchNoop(context.Context) error { return nil }
 
-// bareJoinShape has the activities of a successful join, of the same kinds,
-// doing nothing: local (reserve), regular (charge), local (confirm), three
-// regular in parallel (notify), local (save).
+// bareJoinShape has the activities of a successful join, of the same kinds
+// and with the same timeouts, doing nothing: local (reserve), regular
+// (charge, 30 s to complete), local (confirm), three regular in parallel
+// (notify, 10 s each), local (save). The timeouts matter: the server keeps
+// a timer for each activity's, and fires it after the activity has ended.
 func bareJoinShape(ctx workflow.Context) error {
-	ctx = workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
-	ctx = workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	local := workflow.WithLocalActivityOptions(ctx, workflow.LocalActivityOptions{StartToCloseTimeout: 10 * time.Second})
+	charge := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 30 * time.Second})
+	notify := workflow.WithActivityOptions(ctx, workflow.ActivityOptions{StartToCloseTimeout: 10 * time.Second})
 	steps := []func() workflow.Future{ // one after the other, as in the saga
-		func() workflow.Future { return workflow.ExecuteLocalActivity(ctx, benchNoop) },
-		func() workflow.Future { return workflow.ExecuteActivity(ctx, "benchNoop") },
-		func() workflow.Future { return workflow.ExecuteLocalActivity(ctx, benchNoop) },
+		func() workflow.Future { return workflow.ExecuteLocalActivity(local, benchNoop) },
+		func() workflow.Future { return workflow.ExecuteActivity(charge, "benchNoop") },
+		func() workflow.Future { return workflow.ExecuteLocalActivity(local, benchNoop) },
 	}
 	for _, step := range steps {
 		if err := step().Get(ctx, nil); err != nil {
@@ -40,14 +46,40 @@ func bareJoinShape(ctx workflow.Context) error {
 	}
 	fs := make([]workflow.Future, 3)
 	for i := range fs {
-		fs[i] = workflow.ExecuteActivity(ctx, "benchNoop")
+		fs[i] = workflow.ExecuteActivity(notify, "benchNoop")
 	}
 	for _, f := range fs {
 		if err := f.Get(ctx, nil); err != nil {
 			return err
 		}
 	}
-	return workflow.ExecuteLocalActivity(ctx, benchNoop).Get(ctx, nil)
+	return workflow.ExecuteLocalActivity(local, benchNoop).Get(ctx, nil)
+}
+
+// joinSettle is how long a phase of BenchmarkJoin_vs_bare leaves work at
+// the server after its last workflow ended: every activity's start-to-close
+// timer fires when it is due (30 s for the charge), whether the activity
+// ended or not, and the visibility queue may lag. Without the wait, the
+// first phase's timers fired during the next one and were billed to it:
+// with 400 workflows, the bare phase lasted 5-7 s, so nearly all of its
+// timers fired while the joins ran, and none of the joins' did.
+const joinSettle = 31 * time.Second
+
+// joinWarmUp is how many bare workflows, then joins, each target runs
+// before its measurements, unmeasured.
+const joinWarmUp = 100
+
+// phase runs one measurement of BenchmarkJoin_vs_bare, then waits
+// joinSettle and for a quiet machine (waitQuiet), so that the next phase
+// starts clean. It returns the measurement and its CPU: during the phase,
+// and with what the phase left for the server to do after it.
+func phase(b *testing.B, name string, n, concurrency int, op func(i int) (time.Duration, error)) (benchResult, string) {
+	cpu0 := processCPU()
+	r := measureProfiled(b, name, n, concurrency, op)
+	cpu1 := processCPU()
+	time.Sleep(joinSettle)
+	waitQuiet(b)
+	return r, fmt.Sprintf("%s\n        with what it left for the next %s: %s", cpu1.since(cpu0), joinSettle, processCPU().since(cpu0))
 }
 
 type benchResult struct {
@@ -59,9 +91,28 @@ func (r benchResult) String() string {
 	return fmt.Sprintf("%.1f/s, p50 %s, p99 %s", r.perSecond, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
 }
 
-// measure runs n operations with the given concurrency; each returns its
-// start-to-terminal latency.
-func measure(b *testing.B, n, concurrency int, op func(i int) (time.Duration, error)) benchResult {
+// measureProfiled runs n operations with the given concurrency, each
+// returning its start-to-terminal latency, and writes a CPU profile of
+// this process during the measurement to $BENCH_PROFILE_DIR/name.pprof when both are set (an
+// embedded run holds the server, the workers and the simulators, so each
+// phase's profile says where its CPU went; go test's -cpuprofile mixes
+// the phases).
+func measureProfiled(b *testing.B, name string, n, concurrency int, op func(i int) (time.Duration, error)) benchResult {
+	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" && name != "" {
+		f, err := os.Create(filepath.Join(dir, name+".pprof"))
+		if err != nil {
+			b.Fatal(err)
+		}
+		if err := pprof.StartCPUProfile(f); err != nil {
+			b.Fatal(err)
+		}
+		defer func() {
+			pprof.StopCPUProfile()
+			if err := f.Close(); err != nil {
+				b.Error(err)
+			}
+		}()
+	}
 	lat := make([]time.Duration, n)
 	var next int
 	var mu sync.Mutex
@@ -125,36 +176,46 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				}
 				bareWorkers = append(bareWorkers, w)
 			}
-			cpu0 := processCPU()
-			bare := measure(b, n, concurrency, func(i int) (time.Duration, error) {
-				t0 := time.Now()
-				r, err := t.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
-					ID: fmt.Sprintf("bench-bare-%s-%d-%d", run, ti, i), TaskQueue: queue, EnableEagerStart: true, // as the API starts joins
-				}, "bareJoinShape")
-				if err != nil {
-					return 0, err
+			bareOp := func(tag string) func(i int) (time.Duration, error) {
+				return func(i int) (time.Duration, error) {
+					t0 := time.Now()
+					r, err := t.temporal.ExecuteWorkflow(ctx, client.StartWorkflowOptions{
+						ID: fmt.Sprintf("bench-bare-%s-%d-%s%d", run, ti, tag, i), TaskQueue: queue, EnableEagerStart: true, // as the API starts joins
+					}, "bareJoinShape")
+					if err != nil {
+						return 0, err
+					}
+					err = r.Get(ctx, nil)
+					return time.Since(t0), err
 				}
-				err = r.Get(ctx, nil)
-				return time.Since(t0), err
-			})
+			}
+			mtg := benchMeeting(b, t, n+joinWarmUp)
+			starts := watchStarts(t)
+			joinOp := func(tag string) func(i int) (time.Duration, error) {
+				return func(i int) (time.Duration, error) {
+					t0 := time.Now()
+					joinID, err := benchPostJoin(t, mtg, fmt.Sprintf("bench-%s-%d-%s%d", run, ti, tag, i), fmt.Sprintf("bench-user-%s-%d-%s%d", run, ti, tag, i))
+					if err != nil {
+						return 0, err
+					}
+					err = awaitWorkflow(ctx, t, starts, workflows.JoinWorkflowID("demo", joinID))
+					return time.Since(t0), err
+				}
+			}
+			// Warm up both sides, unmeasured: a worker process the target
+			// has just started (the cluster's worker2) opens its
+			// connections, and each PostgreSQL backend fills its caches, on
+			// its first workflows, which were the joins'.
+			measureProfiled(b, "", joinWarmUp, concurrency, bareOp("warm-"))
+			measureProfiled(b, "", joinWarmUp, concurrency, joinOp("warm-"))
+			time.Sleep(joinSettle)
+			waitQuiet(b)
+			bare, cpuBare := phase(b, fmt.Sprintf("bare-%d", ti), n, concurrency, bareOp(""))
+			join, cpuJoin := phase(b, fmt.Sprintf("join-%d", ti), n, concurrency, joinOp(""))
+			starts.Close()
 			for _, w := range bareWorkers {
 				w.Stop()
 			}
-			cpuBare := processCPU()
-
-			mtg := benchMeeting(b, t, n)
-			starts := watchStarts(t)
-			join := measure(b, n, concurrency, func(i int) (time.Duration, error) {
-				t0 := time.Now()
-				joinID, err := benchPostJoin(t, mtg, fmt.Sprintf("bench-%s-%d-%d", run, ti, i), fmt.Sprintf("bench-user-%s-%d-%d", run, ti, i))
-				if err != nil {
-					return 0, err
-				}
-				err = awaitWorkflow(ctx, t, starts, workflows.JoinWorkflowID("demo", joinID))
-				return time.Since(t0), err
-			})
-			starts.Close()
-			cpuJoin := processCPU()
 			ratio := join.perSecond / bare.perSecond
 			if len(targets) == 1 {
 				b.ReportMetric(join.perSecond, "joins/s")
@@ -164,7 +225,7 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				b.ReportMetric(ratio, "join/bare")
 			}
 			fmt.Printf("%s: join (%d through the API, %d at once): %s\n%s: bare (7 no-op activities):              %s\nratio: %.2f (target >= 0.80)\n  bare: %s\n  join: %s\n",
-				t.name, n, concurrency, join, t.name, bare, ratio, cpuBare.since(cpu0), cpuJoin.since(cpuBare))
+				t.name, n, concurrency, join, t.name, bare, ratio, cpuBare, cpuJoin)
 			table = append(table, fmt.Sprintf("%-18s %8.1f %9s %8.1f %9s %6.2f", t.name, join.perSecond, join.p99.Round(time.Millisecond),
 				bare.perSecond, bare.p99.Round(time.Millisecond), ratio))
 		}

@@ -511,17 +511,7 @@ func cpuStat(b *testing.B) (idle, total uint64) {
 		b.Fatal(err)
 	}
 	line, _, _ := strings.Cut(string(raw), "\n")
-	for i, f := range strings.Fields(line)[1:] {
-		v, err := strconv.ParseUint(f, 10, 64)
-		if err != nil {
-			b.Fatalf("/proc/stat: %q: %v", line, err)
-		}
-		total += v
-		if i == 3 || i == 4 {
-			idle += v
-		}
-	}
-	return idle, total
+	return statTicks(line)
 }
 
 // median is the median of xs (not empty); it sorts xs.

@@ -12,6 +12,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync/atomic"
 	"testing"
@@ -227,12 +228,21 @@ func connectCluster(b *testing.B) *benchTarget {
 // used so far, summed by command name (postgres, temporal-server,
 // sagaflow, beam.smp, redis-server, this test binary, ...): the difference
 // of two of them says which process a benchmark's load went to, which is
-// where its ceiling is on a machine of two cores.
-type cpuUse map[string]time.Duration
+// where its ceiling is on a machine of two cores. It also keeps the
+// machine's idle and total clock ticks (/proc/stat), which say whether a
+// measurement was bound by the CPU or waited on something else.
+type cpuUse struct {
+	procs       map[string]time.Duration
+	idle, total uint64
+}
 
 // processCPU reads /proc; processes that end while it reads are skipped.
 func processCPU() cpuUse {
-	use := cpuUse{}
+	use := cpuUse{procs: map[string]time.Duration{}}
+	if raw, err := os.ReadFile("/proc/stat"); err == nil {
+		line, _, _ := strings.Cut(string(raw), "\n")
+		use.idle, use.total = statTicks(line)
+	}
 	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range dirs {
 		raw, err := os.ReadFile(f)
@@ -257,7 +267,7 @@ func processCPU() cpuUse {
 		if _, err := fmt.Sscan(fields[12], &stime); err != nil {
 			continue
 		}
-		use[s[open+1:end]] += time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
+		use.procs[s[open+1:end]] += time.Duration(utime+stime) * 10 * time.Millisecond // USER_HZ is 100 on Linux
 	}
 	return use
 }
@@ -271,8 +281,8 @@ func (u cpuUse) since(before cpuUse) string {
 	}
 	var all []share
 	var total time.Duration
-	for name, d := range u {
-		if d -= before[name]; d > 0 {
+	for name, d := range u.procs {
+		if d -= before.procs[name]; d > 0 {
 			all = append(all, share{name, d})
 			total += d
 		}
@@ -284,5 +294,26 @@ func (u cpuUse) since(before cpuUse) string {
 			parts = append(parts, fmt.Sprintf("%s %.1fs (%.0f%%)", s.name, s.d.Seconds(), 100*float64(s.d)/float64(total)))
 		}
 	}
-	return fmt.Sprintf("CPU %.1fs: %s", total.Seconds(), strings.Join(parts, ", "))
+	busy := ""
+	if ticks := u.total - before.total; ticks > 0 && u.total > before.total {
+		busy = fmt.Sprintf(" (machine %.0f%% busy)", 100-100*float64(u.idle-before.idle)/float64(ticks))
+	}
+	return fmt.Sprintf("CPU %.1fs%s: %s", total.Seconds(), busy, strings.Join(parts, ", "))
+}
+
+// statTicks is the idle (idle + iowait) and total clock ticks of the cpu
+// line of /proc/stat; fields it cannot read count as zero.
+func statTicks(line string) (idle, total uint64) {
+	fields := strings.Fields(line)
+	if len(fields) == 0 {
+		return 0, 0
+	}
+	for i, f := range fields[1:] {
+		v, _ := strconv.ParseUint(f, 10, 64)
+		total += v
+		if i == 3 || i == 4 {
+			idle += v
+		}
+	}
+	return idle, total
 }
