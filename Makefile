@@ -250,10 +250,13 @@ bench-tracing: up ## sync and coupon throughput with and without traces exported
 	ROUNDS=$(BENCH_TRACING_ROUNDS) loadtest/bench-tracing.sh
 
 # Completed joins/s and p99 start-to-terminal on the embedded server, next to
-# a bare workflow with the same seven no-op activities, in the same run.
+# a bare workflow with the same seven no-op activities, in the same run:
+# BENCH_JOIN_ROUNDS rounds of bare then join per target, each phase followed
+# by 31 s for the timers it left (about 5 minutes a target with 3 rounds).
 BENCH_JOINS ?= 400
+BENCH_JOIN_ROUNDS ?= 3
 bench-join: up ## joins/s next to a bare workflow (CLUSTER=1: on the cluster too)
-	@$(BENCH_ENV); BENCH_JOINS=$(BENCH_JOINS) $(GO) test -count=1 -timeout 30m -run '^$$' -bench 'BenchmarkJoin_vs_bare' -benchtime 1x $(INTEGRATION)
+	@$(BENCH_ENV); BENCH_JOINS=$(BENCH_JOINS) BENCH_JOIN_ROUNDS=$(BENCH_JOIN_ROUNDS) $(GO) test -count=1 -timeout 60m -run '^$$' -bench 'BenchmarkJoin_vs_bare' -benchtime 1x $(INTEGRATION)
 
 clean: ## remove bin/
 	rm -rf bin
