@@ -97,7 +97,7 @@ const joinWarmUp = 100
 // and with what the phase left for the server to do after it.
 func phase(b *testing.B, name string, n, concurrency int, op func(i int) (time.Duration, error)) (benchResult, string) {
 	cpu0, t0 := processCPU(), time.Now()
-	r := measureProfiled(b, name, n, concurrency, op)
+	r := measure(b, name, n, concurrency, op)
 	cpu1, t1 := processCPU(), time.Now()
 	time.Sleep(joinSettle)
 	waitQuiet(b)
@@ -114,13 +114,13 @@ func (r benchResult) String() string {
 	return fmt.Sprintf("%.1f/s, p50 %s, p99 %s", r.perSecond, r.p50.Round(time.Millisecond), r.p99.Round(time.Millisecond))
 }
 
-// measureProfiled runs n operations with the given concurrency, each
-// returning its start-to-terminal latency, and writes a CPU profile of
-// this process during the measurement to $BENCH_PROFILE_DIR/name.pprof when both are set (an
-// embedded run holds the server, the workers and the simulators, so each
-// phase's profile says where its CPU went; go test's -cpuprofile mixes
-// the phases).
-func measureProfiled(b *testing.B, name string, n, concurrency int, op func(i int) (time.Duration, error)) benchResult {
+// measure runs n operations with the given concurrency, each returning its
+// start-to-terminal latency. With BENCH_PROFILE_DIR set and a name, it
+// writes a CPU profile of this process during the measurement to
+// name.pprof there: an embedded run holds the server, the workers and the
+// simulators, so each phase's profile says where its CPU went (go test's
+// -cpuprofile mixes the phases).
+func measure(b *testing.B, name string, n, concurrency int, op func(i int) (time.Duration, error)) benchResult {
 	if dir := os.Getenv("BENCH_PROFILE_DIR"); dir != "" && name != "" {
 		f, err := os.Create(filepath.Join(dir, name+".pprof"))
 		if err != nil {
@@ -174,6 +174,8 @@ func measureProfiled(b *testing.B, name string, n, concurrency int, op func(i in
 // cluster` too, with one worker process and with two (benchTargets): the
 // joins go through both APIs in turn, and the bare workflow runs on as
 // many workers of its own in this process, on the cluster's Temporal.
+// BENCH_JOIN_ROUNDS (default 3) sets the rounds of bare then join per
+// target; BENCH_PROFILE_DIR writes each phase's profile (see measure).
 func BenchmarkJoin_vs_bare(b *testing.B) {
 	n := envInt("BENCH_JOINS", 400)
 	rounds := max(envInt("BENCH_JOIN_ROUNDS", 3), 1)
@@ -230,8 +232,8 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 			// has just started (the cluster's worker2) opens its
 			// connections, and each PostgreSQL backend fills its caches, on
 			// its first workflows, which were the joins'.
-			measureProfiled(b, "", joinWarmUp, concurrency, bareOp("warm-"))
-			measureProfiled(b, "", joinWarmUp, concurrency, joinOp("warm-"))
+			measure(b, "", joinWarmUp, concurrency, bareOp("warm-"))
+			measure(b, "", joinWarmUp, concurrency, joinOp("warm-"))
 			time.Sleep(joinSettle)
 			waitQuiet(b)
 			var ratios []float64
