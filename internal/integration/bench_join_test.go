@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"runtime/pprof"
 	"slices"
-	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -78,29 +77,24 @@ func medianIndex(xs []float64) int {
 	return idx[(len(xs)-1)/2]
 }
 
-// roundList is xs as "0.71 0.84 0.77".
-func roundList(xs []float64) string {
-	parts := make([]string, len(xs))
-	for i, x := range xs {
-		parts[i] = fmt.Sprintf("%.2f", x)
-	}
-	return strings.Join(parts, " ")
-}
-
 // joinWarmUp is how many bare workflows, then joins, each target runs
 // before its measurements, unmeasured.
 const joinWarmUp = 100
 
-// phase runs one measurement of BenchmarkJoin_vs_bare, then waits
-// joinSettle and for a quiet machine (waitQuiet), so that the next phase
-// starts clean. It returns the measurement and its CPU: during the phase,
+// settle waits joinSettle, then for a quiet machine (waitQuiet), so that
+// the next phase of BenchmarkJoin_vs_bare starts clean.
+func settle(b *testing.B) {
+	time.Sleep(joinSettle)
+	waitQuiet(b)
+}
+
+// phase runs one measurement of BenchmarkJoin_vs_bare, then settles. It returns the measurement and its CPU: during the phase,
 // and with what the phase left for the server to do after it.
 func phase(b *testing.B, name string, n, concurrency int, op func(i int) (time.Duration, error)) (benchResult, string) {
 	cpu0, t0 := processCPU(), time.Now()
 	r := measure(b, name, n, concurrency, op)
 	cpu1, t1 := processCPU(), time.Now()
-	time.Sleep(joinSettle)
-	waitQuiet(b)
+	settle(b)
 	return r, fmt.Sprintf("%s\n        with what it left for the next %s: %s\n        (from %s to %s, then until %s)", cpu1.since(cpu0), joinSettle, processCPU().since(cpu0),
 		t0.UTC().Format("15:04:05.0"), t1.UTC().Format("15:04:05.0"), time.Now().UTC().Format("15:04:05.0"))
 }
@@ -234,16 +228,15 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 			// its first workflows, which were the joins'.
 			measure(b, "", joinWarmUp, concurrency, bareOp("warm-"))
 			measure(b, "", joinWarmUp, concurrency, joinOp("warm-"))
-			time.Sleep(joinSettle)
-			waitQuiet(b)
-			var ratios []float64
+			settle(b)
+			var roundRatios []float64
 			var bares, joins []benchResult
 			for round := range rounds {
 				tag := fmt.Sprintf("r%d-", round)
 				bare, cpuBare := phase(b, fmt.Sprintf("bare-%d-%d", ti, round), n, concurrency, bareOp(tag))
 				join, cpuJoin := phase(b, fmt.Sprintf("join-%d-%d", ti, round), n, concurrency, joinOp(tag))
 				ratio := join.perSecond / bare.perSecond
-				ratios, bares, joins = append(ratios, ratio), append(bares, bare), append(joins, join)
+				roundRatios, bares, joins = append(roundRatios, ratio), append(bares, bare), append(joins, join)
 				fmt.Printf("%s, round %d of %d: join (%d through the API, %d at once): %s\n%s, round %d: bare (7 no-op activities):              %s\nratio: %.2f (target >= 0.80)\n  bare: %s\n  join: %s\n",
 					t.name, round+1, rounds, n, concurrency, join, t.name, round+1, bare, ratio, cpuBare, cpuJoin)
 			}
@@ -252,8 +245,8 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				w.Stop()
 			}
 			// The round of the median ratio stands for the target.
-			mid := medianIndex(ratios)
-			bare, join, ratio := bares[mid], joins[mid], ratios[mid]
+			mid := medianIndex(roundRatios)
+			bare, join, ratio := bares[mid], joins[mid], roundRatios[mid]
 			if len(targets) == 1 {
 				b.ReportMetric(join.perSecond, "joins/s")
 				b.ReportMetric(float64(join.p99.Milliseconds()), "join-p99-ms")
@@ -262,7 +255,7 @@ func BenchmarkJoin_vs_bare(b *testing.B) {
 				b.ReportMetric(ratio, "join/bare")
 			}
 			table = append(table, fmt.Sprintf("%-18s %8.1f %9s %8.1f %9s %6.2f  %s", t.name, join.perSecond, join.p99.Round(time.Millisecond),
-				bare.perSecond, bare.p99.Round(time.Millisecond), ratio, roundList(ratios)))
+				bare.perSecond, bare.p99.Round(time.Millisecond), ratio, ratios(roundRatios)))
 		}
 		fmt.Printf("\njoins, %d at once, %d in all, %d rounds of bare then join per target; the round of the median ratio (target: join/bare >= 0.80)\n%-18s %8s %9s %8s %9s %6s  %s\n", concurrency, n, rounds,
 			"target", "joins/s", "join p99", "bare/s", "bare p99", "ratio", "every round's ratio")

@@ -503,15 +503,14 @@ func waitQuiet(b *testing.B) {
 	fmt.Printf("machine %.0f%% idle before the run\n", 100*idle)
 }
 
-// cpuStat is the machine's idle (idle + iowait) and total CPU time so far,
-// in clock ticks (/proc/stat).
+// cpuStat is machineTicks, failing the benchmark when /proc/stat cannot
+// be read.
 func cpuStat(b *testing.B) (idle, total uint64) {
-	raw, err := os.ReadFile("/proc/stat")
+	idle, total, err := machineTicks()
 	if err != nil {
 		b.Fatal(err)
 	}
-	line, _, _ := strings.Cut(string(raw), "\n")
-	return statTicks(line)
+	return idle, total
 }
 
 // median is the median of xs (not empty); it sorts xs.

@@ -239,10 +239,7 @@ type cpuUse struct {
 // processCPU reads /proc; processes that end while it reads are skipped.
 func processCPU() cpuUse {
 	use := cpuUse{procs: map[string]time.Duration{}}
-	if raw, err := os.ReadFile("/proc/stat"); err == nil {
-		line, _, _ := strings.Cut(string(raw), "\n")
-		use.idle, use.total = statTicks(line)
-	}
+	use.idle, use.total, _ = machineTicks() // zero when unreadable: since then leaves the machine out
 	dirs, _ := filepath.Glob("/proc/[0-9]*/stat")
 	for _, f := range dirs {
 		raw, err := os.ReadFile(f)
@@ -295,18 +292,25 @@ func (u cpuUse) since(before cpuUse) string {
 		}
 	}
 	busy := ""
-	if ticks := u.total - before.total; ticks > 0 && u.total > before.total {
+	if u.total > before.total {
+		ticks := u.total - before.total
 		busy = fmt.Sprintf(" (machine %.0f%% busy)", 100-100*float64(u.idle-before.idle)/float64(ticks))
 	}
 	return fmt.Sprintf("CPU %.1fs%s: %s", total.Seconds(), busy, strings.Join(parts, ", "))
 }
 
-// statTicks is the idle (idle + iowait) and total clock ticks of the cpu
-// line of /proc/stat; fields it cannot read count as zero.
-func statTicks(line string) (idle, total uint64) {
+// machineTicks is the machine's idle (idle + iowait) and total CPU time so
+// far, in clock ticks: the cpu line of /proc/stat; a field it cannot read
+// counts as zero.
+func machineTicks() (idle, total uint64, err error) {
+	raw, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		return 0, 0, err
+	}
+	line, _, _ := strings.Cut(string(raw), "\n")
 	fields := strings.Fields(line)
 	if len(fields) == 0 {
-		return 0, 0
+		return 0, 0, fmt.Errorf("/proc/stat: no cpu line")
 	}
 	for i, f := range fields[1:] {
 		v, _ := strconv.ParseUint(f, 10, 64)
@@ -315,5 +319,5 @@ func statTicks(line string) (idle, total uint64) {
 			idle += v
 		}
 	}
-	return idle, total
+	return idle, total, nil
 }
